@@ -1,0 +1,1 @@
+//! bitzel-config: see ARCHITECTURE.md for this crate's role and invariants.

@@ -1,0 +1,1 @@
+//! bitzel-sandbox: see ARCHITECTURE.md for this crate's role and invariants.

@@ -1,0 +1,59 @@
+//! The `bitzel` command-line tool: a thin layer that parses arguments, sets up
+//! logging and progress drawing, calls the library crates and turns their
+//! errors into messages and exit codes.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A content-addressed, hermetic executor for BitBake-style build tasks.
+#[derive(Debug, Parser)]
+#[command(name = "bitzel", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options accepted by every verb.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalOpts {
+    /// More output (repeat for more detail: -v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output: only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to use colours. `NO_COLOR` in the environment means `never` for `auto`.
+    #[arg(long, global = true, value_enum, default_value_t = output::ColorChoice::Auto)]
+    pub color: output::ColorChoice,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the targets named by a kas-style machine.yml.
+    Build(cmd::build::BuildArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output::new(&cli.global);
+    out.init_tracing();
+    let result = match cli.command {
+        Command::Build(args) => cmd::build::run(&out, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            out.error(&err);
+            ExitCode::from(1)
+        }
+    }
+}
