@@ -1,1 +1,3 @@
-//! bitzel-meta: see ARCHITECTURE.md for this crate's role and invariants.
+//! bitzel-meta: the BitBake language and datastore. See ARCHITECTURE.md.
+
+pub mod pyexpr;
