@@ -1,1 +1,209 @@
-//! bitzel-sandbox: see ARCHITECTURE.md for this crate's role and invariants.
+//! bitzel-sandbox: runs one task in a sandbox described by a [`SandboxSpec`] and returns an
+//! [`Outcome`]. Knows nothing of BitBake.
+//!
+//! Backends: [`NativeBackend`] (Linux namespaces through `nix`, run from a single-threaded
+//! helper process), [`BwrapBackend`] (the same spec mapped to `bwrap` arguments),
+//! [`SandboxExecBackend`] (macOS, a generated SBPL profile) and [`NoneBackend`] (no isolation,
+//! only when named). [`select`] probes them by running a trivial sandbox and reports why each
+//! was rejected.
+//!
+//! The helper: the caller is multi-threaded, so the native backend forks from a separate
+//! single-threaded process — either the `bitzel-sandbox-helper` binary of this crate or the
+//! calling binary itself re-executed with [`HELPER_ARG`] as its first argument, in which case
+//! that binary must call [`helper_main`] at the very start of `main` (see [`is_helper_invocation`]).
+
+#![deny(missing_docs)]
+
+mod bwrap;
+mod error;
+mod init;
+mod native;
+mod none;
+pub mod overlay;
+mod probe;
+pub mod sbpl;
+pub mod seccomp;
+mod spec;
+mod sys;
+
+use std::path::PathBuf;
+
+pub use bwrap::{bwrap_args, BwrapBackend};
+pub use error::{SandboxError, SetupFailure};
+pub use native::{NativeBackend, DEV_NODES, HELPER_ARG};
+pub use none::NoneBackend;
+pub use probe::{select, BackendChoice, ProbeReport, Probed};
+pub use sbpl::SandboxExecBackend;
+pub use spec::{ExitStatus, Limits, Mount, Outcome, RootSpec, SandboxSpec, Stdio};
+
+/// A sandbox backend.
+pub trait Backend: Send + Sync {
+    /// `native`, `bwrap`, `sandbox-exec` or `none`.
+    fn name(&self) -> &'static str;
+    /// Whether runs are isolated (false only for `none`); goes into action keys.
+    fn hermetic(&self) -> bool;
+    /// Run the task; `Err` only when the sandbox could not be set up (never for a failing task).
+    fn run(&self, spec: &SandboxSpec) -> Result<Outcome, SandboxError>;
+    /// Run attached to the caller's terminal (stdio inherited, same session), for `devshell`.
+    fn run_interactive(&self, spec: &SandboxSpec) -> Result<Outcome, SandboxError>;
+}
+
+/// Where the helper executable is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperExe {
+    /// The running executable, re-executed with [`HELPER_ARG`] (it must call [`helper_main`]).
+    CurrentExe,
+    /// An explicit path (e.g. `env!("CARGO_BIN_EXE_bitzel-sandbox-helper")` in tests).
+    Path(PathBuf),
+}
+
+/// Configuration shared by the backends.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The helper executable (native backend; also PID 1 inside bubblewrap).
+    pub helper: HelperExe,
+    /// A directory owned by the invoking user, used as the mount point of each sandbox's
+    /// private scratch tmpfs (only inside the sandbox's own mount namespace; it stays empty on
+    /// the host). Default: `$TMPDIR/.bitzel-sandbox-<uid>`. Must not contain any source path.
+    pub scratch_dir: Option<PathBuf>,
+    /// The `bwrap` executable (default: `bwrap` from `PATH`).
+    pub bwrap: Option<PathBuf>,
+    /// Use `mount(2)` option strings instead of `fsconfig` for overlays (tests, old kernels).
+    pub force_legacy_overlay: bool,
+}
+
+impl SandboxConfig {
+    /// A configuration using `helper` and defaults for everything else.
+    pub fn new(helper: HelperExe) -> Self {
+        SandboxConfig {
+            helper,
+            scratch_dir: None,
+            bwrap: None,
+            force_legacy_overlay: false,
+        }
+    }
+
+    pub(crate) fn helper_path(&self) -> Result<PathBuf, SandboxError> {
+        match &self.helper {
+            HelperExe::Path(p) => Ok(p.clone()),
+            HelperExe::CurrentExe => std::env::current_exe().map_err(|e| {
+                SandboxError::io(
+                    "locating the current executable for the sandbox helper",
+                    None,
+                    e,
+                )
+            }),
+        }
+    }
+
+    pub(crate) fn base_dir(&self) -> PathBuf {
+        self.scratch_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                ".bitzel-sandbox-{}",
+                nix::unistd::geteuid().as_raw()
+            ))
+        })
+    }
+}
+
+/// `true` when this process was started as the sandbox helper (first argument [`HELPER_ARG`]).
+pub fn is_helper_invocation() -> bool {
+    std::env::args_os().nth(1).is_some_and(|a| a == HELPER_ARG)
+}
+
+/// The helper's entry point: call it first thing in `main` when [`is_helper_invocation`].
+/// Single-threaded by construction; never returns.
+pub fn helper_main() -> ! {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let code = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["run", spec_fd, res_fd] => match (spec_fd.parse(), res_fd.parse()) {
+            (Ok(s), Ok(r)) => native::helper_run(s, r),
+            _ => 2,
+        },
+        ["init", report_fd, json] => match report_fd.parse() {
+            Ok(fd) => bwrap::init_main(fd, json),
+            Err(_) => 2,
+        },
+        _ => 2,
+    };
+    sys::exit_now(code)
+}
+
+/// Reject specs no backend can honour: empty argv, relative or `..`-containing sandbox paths.
+pub fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
+    if spec.argv.is_empty() {
+        return Err(SandboxError::InvalidSpec {
+            reason: "argv is empty; give the command to run".into(),
+        });
+    }
+    let check = |p: &std::path::Path, what: &str| -> Result<(), SandboxError> {
+        if !p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(SandboxError::InvalidSpec {
+                reason: format!("{what} `{}` must be absolute and free of `..`", p.display()),
+            });
+        }
+        Ok(())
+    };
+    check(&spec.cwd, "cwd")?;
+    for m in &spec.mounts {
+        check(m.dst(), "mount destination")?;
+        if m.dst() == std::path::Path::new("/") {
+            return Err(SandboxError::InvalidSpec {
+                reason: "a mount cannot replace `/`; use RootSpec".into(),
+            });
+        }
+    }
+    if let RootSpec::Host { ro_paths } = &spec.root {
+        for p in ro_paths {
+            check(p, "host path")?;
+        }
+    }
+    Ok(())
+}
+
+/// Open a spec stream for a child process.
+pub(crate) fn open_stdio(s: &Stdio, input: bool) -> Result<std::process::Stdio, SandboxError> {
+    Ok(match s {
+        Stdio::Null => std::process::Stdio::null(),
+        Stdio::Inherit => std::process::Stdio::inherit(),
+        Stdio::File(p) => {
+            let f = if input {
+                std::fs::File::open(p)
+            } else {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+            };
+            std::process::Stdio::from(
+                f.map_err(|e| SandboxError::io("opening a task stream", Some(p.clone()), e))?,
+            )
+        }
+    })
+}
+
+/// What the host offers for memory/pids limits (cgroup v2 delegation), as one line.
+pub fn cgroup_note() -> String {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "cgroup v2 is mounted at /sys/fs/cgroup; memory.max/pids.max limits need a delegated subtree (not implemented yet: limits.memory_bytes and limits.pids are ignored with a warning)".into()
+    } else {
+        "cgroup v1 host: memory and pids limits are unavailable (limits.memory_bytes and limits.pids are ignored with a warning)".into()
+    }
+}
+
+static CGROUP_WARNING: std::sync::Once = std::sync::Once::new();
+
+/// Warn once per process when a spec asks for limits this host cannot enforce.
+pub(crate) fn warn_unenforced_limits(spec: &SandboxSpec) {
+    if spec.limits.memory_bytes.is_some() || spec.limits.pids.is_some() {
+        CGROUP_WARNING.call_once(|| tracing::warn!("{}", cgroup_note()));
+    }
+}
