@@ -14,8 +14,8 @@ pub type TaskId = usize;
 pub struct TaskNode {
     /// Its index in [`TaskGraph::tasks`].
     pub id: TaskId,
-    /// Index of its recipe in [`TaskGraph::recipes`] (and in the input recipe list
-    /// the graph was built from).
+    /// Index of its recipe in the input recipe list the graph was built from
+    /// (the `Workspace::recipes` order); [`TaskGraph::recipe`] finds its [`RecipeNode`].
     pub recipe: usize,
     /// The recipe's `PN` (for a `BBCLASSEXTEND` variant, the extended name such as
     /// `quilt-native`).
@@ -104,7 +104,7 @@ pub enum CycleError {
 pub struct TaskGraph {
     /// The nodes; `tasks[i].id == i`.
     pub tasks: Vec<TaskNode>,
-    /// The recipes the tasks belong to (`TaskNode::recipe` indexes this).
+    /// The recipes the tasks belong to, sorted by input index.
     pub recipes: Vec<RecipeNode>,
     deps: Vec<Vec<TaskId>>,
     rdeps: Vec<Vec<TaskId>>,
@@ -118,9 +118,11 @@ impl TaskGraph {
     /// whole cycle. `tasks[i].id` is rewritten to `i`.
     pub fn new(
         mut tasks: Vec<TaskNode>,
-        recipes: Vec<RecipeNode>,
+        mut recipes: Vec<RecipeNode>,
         mut deps: Vec<Vec<TaskId>>,
     ) -> Result<Self, CycleError> {
+        recipes.sort_by_key(|r| r.input);
+        recipes.dedup_by_key(|r| r.input);
         deps.resize(tasks.len(), Vec::new());
         let len = tasks.len();
         for (i, t) in tasks.iter_mut().enumerate() {
@@ -160,6 +162,14 @@ impl TaskGraph {
         };
         g.set_costs(|_| 1);
         Ok(g)
+    }
+
+    /// The recipe of input index `input` (see [`TaskNode::recipe`]).
+    pub fn recipe(&self, input: usize) -> Option<&RecipeNode> {
+        self.recipes
+            .binary_search_by_key(&input, |r| r.input)
+            .ok()
+            .and_then(|i| self.recipes.get(i))
     }
 
     /// Number of tasks.
