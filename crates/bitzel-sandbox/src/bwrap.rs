@@ -7,7 +7,9 @@
 //! has no overlay support and could not take hundreds of layers anyway, so overlays are
 //! mounted by the init with the shared overlay code from layers bwrap binds into a staging
 //! tmpfs; the init then detaches the staging area, remounts `/` read-only and drops every
-//! capability before starting the task.
+//! capability before starting the task. Because PID 1 is the (dynamically linked) helper, a
+//! single-layer `rootfs` root must provide the helper's libraries (libc, libgcc_s) — any real
+//! Debian rootfs does; multi-layer rootfs roots need the native backend.
 
 use std::ffi::OsString;
 use std::io::{Read, Seek};
@@ -134,7 +136,22 @@ fn plan_args(
             }
         }
         RootSpec::Layers(layers) => match layers.as_slice() {
-            [one] => push(&[&"--ro-bind", one, &"/"]),
+            [one] => {
+                // Keep bwrap's tmpfs root (mount points can be created in it) and bind
+                // every top-level entry of the layer.
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(one)
+                    .map_err(|e| SandboxError::io("reading the rootfs layer", Some(one.clone()), e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                entries.sort();
+                for e in entries {
+                    let dst = Path::new("/").join(e.file_name().unwrap_or_default());
+                    match std::fs::read_link(&e) {
+                        Ok(to) => push(&[&"--symlink", &to, &dst]),
+                        Err(_) => push(&[&"--ro-bind", &e, &dst]),
+                    }
+                }
+            }
             _ => {
                 return Err(SandboxError::InvalidSpec {
                     reason: format!(
@@ -188,7 +205,14 @@ fn plan_args(
     if !has_tmp {
         push(&[&"--tmpfs", &"/tmp"]);
     }
-    push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+    push(&[
+        &"--proc",
+        &"/proc",
+        &"--dev",
+        &"/dev",
+        &"--remount-ro",
+        &"/dev",
+    ]);
     if has_overlays {
         push(&[&"--cap-add", &"CAP_SYS_ADMIN"]);
     } else {
@@ -442,8 +466,7 @@ mod tests {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        expect_test::expect![[r#"
-            --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --uid 0 --gid 0 --hostname bitzel --die-with-parent --as-pid-1 --new-session --ro-bind /nonexistent-usr /nonexistent-usr --tmpfs /.bitzel-stage --ro-bind /h/dl /bitzel/downloads --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /tmp --proc /proc --dev /dev --cap-add CAP_SYS_ADMIN"#]]
+        expect_test::expect!["--unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --uid 0 --gid 0 --hostname bitzel --die-with-parent --as-pid-1 --new-session --ro-bind /nonexistent-usr /nonexistent-usr --tmpfs /.bitzel-stage --ro-bind /h/dl /bitzel/downloads --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /tmp --proc /proc --dev /dev --remount-ro /dev --cap-add CAP_SYS_ADMIN"]
         .assert_eq(&s.join(" "));
     }
 
