@@ -1,1 +1,29 @@
-//! bitzel-cache: see ARCHITECTURE.md for this crate's role and invariants.
+//! bitzel-cache: digests, the canonical action encoding, the content-addressed
+//! store, trees (capture and materialisation, overlayfs whiteouts included),
+//! the action cache with its storage stack, the rebuildable sled index,
+//! `explain` diffs, host-tool digests, verification and garbage collection.
+//!
+//! Start at [`Cache`]. See ARCHITECTURE.md for the invariants.
+
+pub mod action;
+pub mod cache;
+pub mod canon;
+pub mod cas;
+pub mod digest;
+pub mod error;
+pub mod explain;
+pub(crate) mod fsutil;
+pub mod index;
+pub mod layer;
+pub mod store;
+pub mod tree;
+
+pub use action::{now_unix_ms, Action, ActionResult, FORMAT_VERSION};
+pub use cache::{default_cache_dir, Cache, CacheOptions, Captured, Lookup, MissReason};
+pub use cas::Cas;
+pub use digest::{ActionKey, Digest};
+pub use error::{Error, Result};
+pub use explain::{diff, Difference, LineChange};
+pub use fsutil::MATERIALIZED_MTIME;
+pub use store::{Durability, LocalStore, ReadOnly, Stacked, Storage};
+pub use tree::{CaptureStats, EntryKind, Tree, TreeEntry};
