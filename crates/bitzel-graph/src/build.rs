@@ -630,6 +630,14 @@ impl RunQueue {
             let r = e.recipe;
             let recipe = &recipes[r];
             let t = &recipe.tasks[e.task];
+            if let Some(entry) = t.malformed.first() {
+                return Err(GraphError::BadDependsEntry {
+                    pn: recipe.pn.clone(),
+                    task: t.name.clone(),
+                    origin: t.origin.to_string(),
+                    entry: entry.clone(),
+                });
+            }
             let d = &mut deps[id];
             for p in &t.deps {
                 if let Some(x) = find(r, p) {

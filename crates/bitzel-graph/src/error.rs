@@ -107,7 +107,7 @@ pub enum GraphError {
     NoSuchDepTask(Box<DepTaskError>),
     /// A `[depends]` entry is not of the form `name:task`.
     #[error(
-        "{pn}:{task}[depends] at {origin}: dependency '{entry}' must contain exactly one ':' (write it as name:do_task)"
+        "{pn}:{task} at {origin}: the [{entry}] entry must contain exactly one ':' (write it as name:do_task)"
     )]
     BadDependsEntry {
         /// Recipe.
@@ -116,7 +116,7 @@ pub enum GraphError {
         task: String,
         /// Where.
         origin: String,
-        /// The malformed entry.
+        /// The malformed entry (`flag: value`).
         entry: String,
     },
     /// Two versions of one PN would be built.

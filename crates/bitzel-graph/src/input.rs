@@ -89,6 +89,9 @@ pub struct TaskInfo {
     pub cleandirs: Vec<String>,
     /// Where the `[depends]`/`[rdepends]` flags were set.
     pub origin: Origin,
+    /// `[depends]`/`[rdepends]` entries that are not `name:task`
+    /// (`flag: entry`); an error once the recipe is part of a build.
+    pub malformed: Vec<String>,
 }
 
 impl TaskInfo {
