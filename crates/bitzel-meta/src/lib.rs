@@ -1,3 +1,182 @@
 //! bitzel-meta: the BitBake language and datastore. See ARCHITECTURE.md.
+//!
+//! Entry point: [`load_workspace`] parses the base configuration
+//! (`bblayers.conf` → each layer's `layer.conf` → `conf/bitbake.conf` →
+//! `INHERIT` classes with `base` first, as BitBake's cooker does) once, then
+//! every recipe in `BBFILES` in parallel, each over a copy-on-write layer of
+//! the shared configuration. All file content comes through a [`Loader`];
+//! this crate does no other I/O (except the optional parse cache directory).
+//!
+//! The semantics follow the BitBake User Manual ("Syntax and Operators";
+//! "Sharing Functionality"; "Tasks"), including the OVERRIDES mechanism,
+//! `:append`/`:prepend`/`:remove`, weak defaults, lazy expansion, key
+//! expansion, `inherit_defer`, `BBCLASSEXTEND` variants and `.bbappend`
+//! files with the `%` wildcard.
 
+#![deny(missing_docs)]
+
+mod cache;
+mod data;
+mod diag;
+mod emit;
+mod eval;
+mod parse;
+mod pattern;
 pub mod pyexpr;
+mod workspace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use data::{DataStore, ExpandError, HistoryEntry};
+pub use diag::{Diagnostic, MetaError, Severity};
+pub use emit::{emit_env, emit_history, EmitOptions};
+pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
+pub use workspace::load_workspace;
+
+/// The only source of file content.
+pub trait Loader: Sync {
+    /// The file's text; `Ok(None)` if it does not exist.
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>>;
+    /// The entries of a directory (full paths), sorted; empty if missing.
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
+    /// True when `path` is a directory.
+    fn is_dir(&self, path: &Path) -> bool;
+}
+
+/// A [`Loader`] reading the real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsLoader;
+
+impl Loader for FsLoader {
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if path.is_dir() => Err(std::io::Error::other(format!("is a directory: {e}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            out.push(entry?.path());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+}
+
+/// What the metadata engine needs from the project configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ConfInput {
+    /// The build directory (`TOPDIR`); `conf/bblayers.conf` and
+    /// `conf/local.conf` are served from the texts below at
+    /// `<topdir>/conf/`.
+    pub topdir: PathBuf,
+    /// Text of `conf/bblayers.conf`.
+    pub bblayers_conf: String,
+    /// Text of `conf/local.conf` (found through `BBPATH` like any file;
+    /// BBPATH normally contains `${TOPDIR}`).
+    pub local_conf: String,
+    /// Environment variables passed into the datastore (BitBake's
+    /// `BB_ENV_PASSTHROUGH` set), already filtered by the caller.
+    pub env: BTreeMap<String, String>,
+}
+
+/// How to parse.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// Directory for the on-disk parse cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Parser threads; `None` means one per core.
+    pub jobs: Option<usize>,
+}
+
+/// One layer of `BBLAYERS` and the collection its `layer.conf` declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The layer directory.
+    pub path: PathBuf,
+    /// Its `BBFILE_COLLECTIONS` name (empty when it declares none).
+    pub collection: String,
+    /// `BBFILE_PRIORITY_<collection>`.
+    pub priority: i32,
+    /// `BBFILE_PATTERN_<collection>` (a regular expression).
+    pub pattern: String,
+    /// `LAYERDEPENDS_<collection>`.
+    pub depends: Vec<String>,
+    /// `LAYERSERIES_COMPAT_<collection>`.
+    pub series_compat: Vec<String>,
+}
+
+/// A parsed recipe (or one of its `BBCLASSEXTEND` variants).
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The `.bb` file.
+    pub file: PathBuf,
+    /// `None` for the recipe itself, `Some("native")` etc. for a variant.
+    pub variant: Option<String>,
+    /// The collection of the layer the file belongs to.
+    pub layer: String,
+    /// `PN`.
+    pub pn: String,
+    /// `PV`.
+    pub pv: String,
+    /// `PR`.
+    pub pr: String,
+    /// The finalised datastore.
+    pub data: DataStore,
+    /// Every file that fed it, in order (base configuration files first).
+    pub inputs: Vec<PathBuf>,
+    /// The `.bbappend` files applied, in order.
+    pub appends: Vec<PathBuf>,
+}
+
+impl Recipe {
+    /// BitBake's name for the recipe: the file, or
+    /// `virtual:<variant>:<file>` for a variant.
+    pub fn virtual_name(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("virtual:{v}:{}", self.file.display()),
+            None => self.file.display().to_string(),
+        }
+    }
+}
+
+/// Everything parsed from a configuration.
+#[derive(Debug)]
+pub struct Workspace {
+    /// The finalised global configuration (what `bitbake -e` shows
+    /// without a recipe).
+    pub config: DataStore,
+    /// Every recipe and variant, sorted by file then variant.
+    pub recipes: Vec<Recipe>,
+    /// Problems found, de-duplicated, sorted by file and line.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The layers, in `BBLAYERS` order.
+    pub layers: Vec<Layer>,
+}
+
+impl Workspace {
+    /// True when any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Recipes (and variants) whose `PN` is `pn`.
+    pub fn recipes_named<'a>(&'a self, pn: &'a str) -> impl Iterator<Item = &'a Recipe> + 'a {
+        self.recipes.iter().filter(move |r| r.pn == pn)
+    }
+}

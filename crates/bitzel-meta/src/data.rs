@@ -1,0 +1,1265 @@
+//! The datastore: variables, flags, the OVERRIDES mechanism and lazy `${...}`
+//! expansion, following BitBake's data_smart semantics (manual: "Syntax and
+//! Operators", in particular "Conditional Syntax (Overrides)", "Removal
+//! (Override Style Syntax)" and "Inline Python Variable Expansion").
+//!
+//! Storage is copy-on-write: a datastore may sit on a frozen parent
+//! (`Arc<DataStore>`); reading falls through to the parent, writing copies
+//! the one variable into the local layer first. The base configuration is
+//! parsed once and every recipe layers over it.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::pyexpr::{self, PyContext};
+
+/// One recorded operation on a variable (what `bitbake -e` prints in its
+/// `# $VAR [N operations]` comment blocks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The file the operation came from.
+    pub file: Arc<Path>,
+    /// Its 1-based line (0 for operations bitzel makes itself).
+    pub line: u32,
+    /// BitBake's operation name: `set`, `set?`, `append`, `prepend`,
+    /// `postdot`, `predot`, `immediate`, `:append`, `:remove[foo]`,
+    /// `override[foo]:set`, `del`, `exported`, `rename from X`, ...
+    pub op: Cow<'static, str>,
+    /// The flag, for flag operations.
+    pub flag: Option<Arc<str>>,
+    /// The value as written.
+    pub detail: Arc<str>,
+}
+
+/// An `:append`/`:prepend`/`:remove` entry: value and the override that
+/// conditions it (`VAR:append:foo`).
+pub(crate) type CondValue = (Arc<str>, Option<Arc<str>>);
+
+/// Everything stored for one variable name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VarEntry {
+    pub(crate) content: Option<Arc<str>>,
+    /// Weak default (`??=`), BitBake's `_defaultval`.
+    pub(crate) default: Option<Arc<str>>,
+    /// Flags, including BitBake's internal `_defaultval_flag_<f>`.
+    pub(crate) flags: BTreeMap<Arc<str>, Arc<str>>,
+    pub(crate) appends: Vec<CondValue>,
+    pub(crate) prepends: Vec<CondValue>,
+    pub(crate) removes: Vec<CondValue>,
+    /// BitBake's `overridedata[var]`: (full variable name, override).
+    pub(crate) overrides: Vec<(Arc<str>, Arc<str>)>,
+    pub(crate) history: Vec<HistoryEntry>,
+}
+
+impl VarEntry {
+    /// BitBake's "the variable's dict is non-empty".
+    pub(crate) fn is_live(&self) -> bool {
+        self.content.is_some()
+            || self.default.is_some()
+            || !self.flags.is_empty()
+            || !self.appends.is_empty()
+            || !self.prepends.is_empty()
+            || !self.removes.is_empty()
+    }
+
+    fn clear_data(&mut self) {
+        self.content = None;
+        self.default = None;
+        self.flags.clear();
+        self.appends.clear();
+        self.prepends.clear();
+        self.removes.clear();
+        self.overrides.clear();
+    }
+}
+
+/// Why a value could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// `${A}` needs `${B}` which needs `${A}`.
+    #[error("recursive variable expansion: {}; break the cycle", chain.join(" -> "))]
+    Recursive {
+        /// The variables in the cycle, first one repeated at the end.
+        chain: Vec<String>,
+    },
+    /// Inline Python (`${@...}`) failed or is outside the supported subset.
+    #[error("{}inline python `${{@{expr}}}`: {message}", var.as_ref().map(|v| format!("expanding {v}: ")).unwrap_or_default())]
+    Python {
+        /// The variable being expanded.
+        var: Option<String>,
+        /// The expression text.
+        expr: String,
+        /// What went wrong.
+        message: String,
+        /// Where the expression was written, when known.
+        file: Option<Arc<Path>>,
+        /// Its line.
+        line: u32,
+    },
+    /// OVERRIDES does not reach a stable value.
+    #[error("OVERRIDES could not be expanded into a stable state after 5 iterations: {0}")]
+    UnstableOverrides(String),
+}
+
+/// The active override list (`OVERRIDES` split on `:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Overrides {
+    pub(crate) list: Vec<Arc<str>>,
+    set: HashSet<Arc<str>>,
+}
+
+impl Overrides {
+    fn from_value(v: Option<&str>) -> Overrides {
+        let list: Vec<Arc<str>> = v.unwrap_or("").split(':').map(Arc::from).collect();
+        let set = list.iter().cloned().collect();
+        Overrides { list, set }
+    }
+
+    fn contains(&self, o: &str) -> bool {
+        self.set.contains(o)
+    }
+
+    /// All `:`-separated parts of `o` are active (BitBake's `issubset` test).
+    fn all_active(&self, o: &str) -> bool {
+        o.split(':').all(|p| self.set.contains(p))
+    }
+}
+
+type ExpandResult = Result<Option<Arc<str>>, ExpandError>;
+
+/// A BitBake datastore.
+pub struct DataStore {
+    parent: Option<Arc<DataStore>>,
+    vars: HashMap<Arc<str>, VarEntry>,
+    overrides: Mutex<Option<Arc<Overrides>>>,
+    cache: Mutex<HashMap<Box<str>, ExpandResult>>,
+}
+
+impl Default for DataStore {
+    fn default() -> Self {
+        DataStore::new()
+    }
+}
+
+impl Clone for DataStore {
+    fn clone(&self) -> Self {
+        DataStore {
+            parent: self.parent.clone(),
+            vars: self.vars.clone(),
+            overrides: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl fmt::Debug for DataStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataStore")
+            .field("local_vars", &self.vars.len())
+            .field("has_parent", &self.parent.is_some())
+            .finish()
+    }
+}
+
+fn is_override_start(o: &str) -> bool {
+    o.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// BitBake's `__setvar_regexp__`: `base:append[:override]` etc. Returns
+/// (base, keyword index 0=append 1=prepend 2=remove, override).
+pub(crate) fn split_keyword(var: &str) -> Option<(&str, usize, Option<&str>)> {
+    const KWS: [&str; 3] = [":append", ":prepend", ":remove"];
+    let mut search = 0;
+    while search < var.len() {
+        let hay = &var[search..];
+        let found = KWS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| hay.find(k).map(|p| (p, i, k.len())))
+            .min_by_key(|(p, _, _)| *p)?;
+        let (p, kw, klen) = found;
+        let pos = search + p;
+        let rest = &var[pos + klen..];
+        if rest.is_empty() {
+            return Some((&var[..pos], kw, None));
+        }
+        if let Some(add) = rest.strip_prefix(':') {
+            if !add.chars().any(|c| c.is_ascii_uppercase()) {
+                return Some((&var[..pos], kw, Some(add)));
+            }
+        }
+        search = pos + 1;
+    }
+    None
+}
+
+impl DataStore {
+    /// An empty datastore.
+    pub fn new() -> DataStore {
+        DataStore {
+            parent: None,
+            vars: HashMap::new(),
+            overrides: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A new, empty layer over a frozen `parent`.
+    pub fn layered(parent: Arc<DataStore>) -> DataStore {
+        DataStore {
+            parent: Some(parent),
+            ..DataStore::new()
+        }
+    }
+
+    fn find(&self, var: &str) -> Option<&VarEntry> {
+        let mut ds = self;
+        loop {
+            if let Some(e) = ds.vars.get(var) {
+                return Some(e);
+            }
+            ds = ds.parent.as_deref()?;
+        }
+    }
+
+    /// The entry if it holds data (not deleted).
+    fn find_live(&self, var: &str) -> Option<&VarEntry> {
+        self.find(var).filter(|e| e.is_live())
+    }
+
+    fn invalidate(&mut self) {
+        if let Ok(o) = self.overrides.get_mut() {
+            *o = None;
+        }
+        if let Ok(c) = self.cache.get_mut() {
+            if !c.is_empty() {
+                c.clear();
+            }
+        }
+    }
+
+    /// Copy-on-write access to `var` in the local layer.
+    pub(crate) fn entry_mut(&mut self, var: &str) -> &mut VarEntry {
+        self.invalidate();
+        if !self.vars.contains_key(var) {
+            let copy = self
+                .parent
+                .as_deref()
+                .and_then(|p| p.find(var))
+                .cloned()
+                .unwrap_or_default();
+            self.vars.insert(Arc::from(var), copy);
+        }
+        // The key was inserted just above.
+        self.vars.entry(Arc::from(var)).or_default()
+    }
+
+    /// BitBake's `_setvar_update_overrides`: register `var` (`BASE:o1:o2`)
+    /// as an override form of its shorter names.
+    fn update_overrides(&mut self, var: &str) {
+        let Some(idx) = var.rfind(':') else { return };
+        let mut override_ = Some(&var[idx + 1..]);
+        let mut short = &var[..idx];
+        while let Some(o) = override_.filter(|o| !o.is_empty() && is_override_start(o)) {
+            let e = self.entry_mut(short);
+            if !e.overrides.iter().any(|(v, ov)| &**v == var && &**ov == o) {
+                e.overrides.push((Arc::from(var), Arc::from(o)));
+            }
+            override_ = None;
+            if let Some(i) = short.rfind(':') {
+                override_ = Some(&var[i + 1..]);
+                short = &var[..i];
+                if short.is_empty() {
+                    override_ = None;
+                }
+            }
+        }
+    }
+
+    /// `setVar(var, value, parsing=True)`.
+    pub fn set_var(&mut self, var: &str, value: Arc<str>, hist: Option<HistoryEntry>) {
+        if let Some((base, kw, add)) = split_keyword(var) {
+            let add_arc = add.map(Arc::from);
+            let e = self.entry_mut(base);
+            let list = match kw {
+                0 => &mut e.appends,
+                1 => &mut e.prepends,
+                _ => &mut e.removes,
+            };
+            list.push((value.clone(), add_arc));
+            if let Some(mut h) = hist {
+                let kwname = [":append", ":prepend", ":remove"][kw];
+                h.op = match add {
+                    Some(a) => Cow::Owned(format!("{kwname}[{a}]")),
+                    None => Cow::Borrowed(kwname),
+                };
+                h.detail = value;
+                e.history.push(h);
+            }
+            if base.contains(':') {
+                self.update_overrides(base);
+            }
+            return;
+        }
+        let e = self.entry_mut(var);
+        e.content = Some(value);
+        if let Some(h) = hist {
+            e.history.push(h);
+        }
+        if var.contains(':') {
+            self.update_overrides(var);
+        }
+    }
+
+    /// `setVarFlag(var, flag, value)`.
+    pub fn set_var_flag(
+        &mut self,
+        var: &str,
+        flag: &str,
+        value: Arc<str>,
+        hist: Option<HistoryEntry>,
+    ) {
+        let e = self.entry_mut(var);
+        if flag == "_defaultval" {
+            e.default = Some(value);
+        } else {
+            e.flags.insert(Arc::from(flag), value);
+        }
+        if let Some(mut h) = hist {
+            h.flag = Some(Arc::from(flag));
+            e.history.push(h);
+        }
+        if flag == "_defaultval" && var.contains(':') {
+            self.update_overrides(var);
+        }
+    }
+
+    /// `delVar(var)`.
+    pub fn del_var(&mut self, var: &str, hist: Option<HistoryEntry>) {
+        let e = self.entry_mut(var);
+        e.clear_data();
+        if let Some(h) = hist {
+            e.history.push(h);
+        }
+        if let Some(idx) = var.rfind(':') {
+            let mut override_ = Some(&var[idx + 1..]);
+            let mut short = &var[..idx];
+            while let Some(o) = override_.filter(|o| !o.is_empty() && is_override_start(o)) {
+                if self.find(short).is_some_and(|e| !e.overrides.is_empty()) {
+                    let e = self.entry_mut(short);
+                    e.overrides.retain(|(v, ov)| !(&**v == var && &**ov == o));
+                }
+                override_ = None;
+                if let Some(i) = short.rfind(':') {
+                    override_ = Some(&var[i + 1..]);
+                    short = &var[..i];
+                    if short.is_empty() {
+                        override_ = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `delVarFlag(var, flag)`.
+    pub fn del_var_flag(&mut self, var: &str, flag: &str, hist: Option<HistoryEntry>) {
+        let Some(existing) = self.find(var) else {
+            return;
+        };
+        let has = if flag == "_defaultval" {
+            existing.default.is_some()
+        } else {
+            existing.flags.contains_key(flag)
+        };
+        let e = self.entry_mut(var);
+        if has {
+            if flag == "_defaultval" {
+                e.default = None;
+            } else {
+                e.flags.remove(flag);
+            }
+            let dv = format!("_defaultval_flag_{flag}");
+            e.flags.remove(dv.as_str());
+            if let Some(mut h) = hist {
+                h.flag = Some(Arc::from(flag));
+                e.history.push(h);
+            }
+        }
+    }
+
+    /// `getVar(var, expand=False, noweakdefault=True, parsing=True)`: the raw
+    /// `_content`, as the `?=`/`+=` operators see it.
+    pub(crate) fn content_parsing(&self, var: &str) -> Option<Arc<str>> {
+        self.find(var).and_then(|e| e.content.clone())
+    }
+
+    /// `getVarFlag(var, flag, expand=False, noweakdefault=True)`.
+    pub(crate) fn flag_raw(&self, var: &str, flag: &str, weak: bool) -> Option<Arc<str>> {
+        let e = self.find(var)?;
+        if flag == "_defaultval" {
+            return e.default.clone();
+        }
+        if let Some(v) = e.flags.get(flag) {
+            return Some(v.clone());
+        }
+        if weak {
+            return e
+                .flags
+                .get(format!("_defaultval_flag_{flag}").as_str())
+                .cloned();
+        }
+        None
+    }
+
+    /// BitBake's `renameVar(key, newkey)` (used by key expansion).
+    pub(crate) fn rename_var(&mut self, key: &str, newkey: &str, hist: Option<HistoryEntry>) {
+        if key == newkey {
+            return;
+        }
+        let val = self
+            .content_parsing(key)
+            .or_else(|| self.find(key).and_then(|e| e.default.clone()));
+        let old = self.find(key).cloned().unwrap_or_default();
+        if let Some(v) = &val {
+            let moved: Vec<HistoryEntry> = old.history.clone();
+            let e = self.entry_mut(newkey);
+            e.history.extend(moved);
+            if let Some(mut h) = hist.clone() {
+                h.op = Cow::Owned(format!("rename from {key}"));
+                h.detail = v.clone();
+                e.history.push(h);
+            }
+            self.set_var(newkey, v.clone(), None);
+        }
+        if !old.appends.is_empty() || !old.prepends.is_empty() || !old.removes.is_empty() {
+            let e = self.entry_mut(newkey);
+            e.appends.extend(old.appends.iter().cloned());
+            e.prepends.extend(old.prepends.iter().cloned());
+            e.removes.extend(old.removes.iter().cloned());
+        }
+        if !old.overrides.is_empty() {
+            let mut newlist = Vec::new();
+            let mut renames = Vec::new();
+            for (v, o) in &old.overrides {
+                let nv = v.replace(key, newkey);
+                newlist.push((Arc::from(nv.as_str()), o.clone()));
+                renames.push((v.to_string(), nv));
+            }
+            self.entry_mut(newkey).overrides = newlist;
+            for (v, nv) in renames {
+                self.rename_var(&v, &nv, hist.clone());
+            }
+        }
+        if newkey.contains(':') && val.is_none() {
+            self.update_overrides(newkey);
+        }
+        let mut h = hist;
+        if let Some(h) = h.as_mut() {
+            h.op = Cow::Borrowed("rename (to)");
+            h.detail = Arc::from(newkey);
+        }
+        self.del_var(key, h);
+    }
+
+    /// Names of all variables BitBake would list (`d.keys()`), sorted:
+    /// every variable holding data plus every variable with an active
+    /// override form.
+    pub fn keys(&self) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        let mut with_overrides: Vec<&str> = Vec::new();
+        let mut ds = Some(self);
+        while let Some(d) = ds {
+            for (k, e) in &d.vars {
+                if seen.insert(k) {
+                    if e.is_live() {
+                        out.insert(k.to_string());
+                    }
+                    if !e.overrides.is_empty() {
+                        with_overrides.push(k);
+                    }
+                }
+            }
+            ds = d.parent.as_deref();
+        }
+        if let Ok(ov) = self.active_overrides() {
+            for k in with_overrides {
+                if let Some(e) = self.find(k) {
+                    if e.overrides
+                        .iter()
+                        .any(|(_, o)| ov.contains(o) || (o.contains(':') && ov.all_active(o)))
+                    {
+                        out.insert(k.to_string());
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Names of variables set in this layer only (not the parent).
+    pub(crate) fn local_keys(&self) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self.vars.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The active overrides, computed as BitBake does: expand OVERRIDES with
+    /// no overrides active, then again with the result, until stable (at
+    /// most 5 rounds).
+    pub(crate) fn active_overrides(&self) -> Result<Arc<Overrides>, ExpandError> {
+        if let Ok(g) = self.overrides.lock() {
+            if let Some(o) = g.as_ref() {
+                return Ok(o.clone());
+            }
+        }
+        let mut cur = Overrides::default();
+        let mut seen = Vec::new();
+        let mut stable = false;
+        for _ in 0..6 {
+            let ex = Expander::new(self, &cur, false);
+            let v = ex.get_var("OVERRIDES")?;
+            let next = Overrides::from_value(v.as_deref());
+            seen.push(v.map(|v| v.to_string()).unwrap_or_default());
+            if next == cur {
+                stable = true;
+                break;
+            }
+            cur = next;
+        }
+        if !stable {
+            return Err(ExpandError::UnstableOverrides(seen.join(" | ")));
+        }
+        let arc = Arc::new(cur);
+        if let Ok(mut g) = self.overrides.lock() {
+            *g = Some(arc.clone());
+        }
+        Ok(arc)
+    }
+
+    fn with_expander<T>(
+        &self,
+        f: impl FnOnce(&Expander<'_>) -> Result<T, ExpandError>,
+    ) -> Result<T, ExpandError> {
+        let ov = self.active_overrides()?;
+        let ex = Expander::new(self, &ov, true);
+        f(&ex)
+    }
+
+    /// The expanded final value of `var`, or the expansion error.
+    pub fn try_get_var(&self, var: &str) -> Result<Option<String>, ExpandError> {
+        self.with_expander(|ex| ex.get_var(var))
+            .map(|v| v.map(|s| s.to_string()))
+    }
+
+    /// The expanded final value of `var` (`d.getVar(var)`): overrides,
+    /// `:append`/`:prepend` and `:remove` applied, `${...}` expanded. `None`
+    /// when the variable is unset **or** its expansion fails (the failure is
+    /// logged; use [`DataStore::try_get_var`] to see it).
+    pub fn get_var(&self, var: &str) -> Option<String> {
+        match self.try_get_var(var) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(var, error = %e, "expansion failed");
+                None
+            }
+        }
+    }
+
+    /// The value of `var` with overrides and `:append`/`:prepend` applied
+    /// but not expanded (`d.getVar(var, False)`; `:remove` is applied only
+    /// on expansion, as in BitBake).
+    pub fn get_var_unexpanded(&self, var: &str) -> Option<String> {
+        self.with_expander(|ex| ex.raw(var, false).map(|(v, _)| v))
+            .ok()
+            .flatten()
+    }
+
+    /// The expanded value of flag `flag` of `var`, or the expansion error.
+    pub fn try_get_flag(&self, var: &str, flag: &str) -> Result<Option<String>, ExpandError> {
+        self.with_expander(|ex| ex.get_flag(var, flag))
+            .map(|v| v.map(|s| s.to_string()))
+    }
+
+    /// The expanded value of flag `flag` of `var` (`None` when unset or when
+    /// expansion fails; see [`DataStore::try_get_flag`]).
+    pub fn get_flag(&self, var: &str, flag: &str) -> Option<String> {
+        match self.try_get_flag(var, flag) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(var, flag, error = %e, "flag expansion failed");
+                None
+            }
+        }
+    }
+
+    /// The unexpanded flag value.
+    pub fn get_flag_unexpanded(&self, var: &str, flag: &str) -> Option<String> {
+        self.flag_raw(var, flag, true).map(|s| s.to_string())
+    }
+
+    /// All user-visible flags of `var`, unexpanded (BitBake's
+    /// `getVarFlags`: internal `_...` flags hidden, weak flag defaults shown
+    /// when no real value is set).
+    pub fn flags(&self, var: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(e) = self.find(var) {
+            for (k, v) in &e.flags {
+                if let Some(f) = k.strip_prefix("_defaultval_flag_") {
+                    if !e.flags.contains_key(f) {
+                        out.insert(f.to_string(), v.to_string());
+                    }
+                } else if !k.starts_with('_') && !k.starts_with(':') {
+                    out.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Expand `${...}` references (and `${@...}` inline Python) in `s`.
+    pub fn expand(&self, s: &str) -> Result<String, ExpandError> {
+        self.with_expander(|ex| ex.expand(s, None))
+    }
+
+    /// `expand` with the name of the variable being expanded (for
+    /// self-reference detection and error messages).
+    pub(crate) fn expand_named(&self, s: &str, var: Option<&str>) -> Result<String, ExpandError> {
+        self.with_expander(|ex| ex.expand(s, var))
+    }
+
+    /// True when the variable is set (content, weak default or flags).
+    pub fn contains(&self, var: &str) -> bool {
+        self.find_live(var).is_some()
+    }
+
+    /// True when `var` is a function (`func` flag set).
+    pub fn is_func(&self, name: &str) -> bool {
+        self.flag_raw(name, "func", true)
+            .is_some_and(|v| truthy(&v))
+    }
+
+    /// True when `var` is a Python function (`python` flag set).
+    pub fn is_python(&self, name: &str) -> bool {
+        self.flag_raw(name, "python", true)
+            .is_some_and(|v| truthy(&v))
+    }
+
+    /// True when `var` is exported to task environments (`export` flag).
+    pub fn is_exported(&self, name: &str) -> bool {
+        self.flag_raw(name, "export", true)
+            .is_some_and(|v| truthy(&v))
+    }
+
+    /// Task names in `addtask` order, after `deltask` (`__BBTASKS`).
+    pub fn tasks(&self) -> Vec<String> {
+        self.content_parsing("__BBTASKS")
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Same-recipe predecessors of `task` (its `deps` flag: `after`, plus
+    /// every task that named it in `before`).
+    pub fn task_deps(&self, task: &str) -> Vec<String> {
+        self.flag_raw(task, "deps", false)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every recorded operation on `var`, in order, followed by the
+    /// operations on its override forms (`override[o]:op`), as `bitbake -e`
+    /// lists them.
+    pub fn history(&self, var: &str) -> Vec<HistoryEntry> {
+        let Some(e) = self.find(var) else {
+            return Vec::new();
+        };
+        let mut out = e.history.clone();
+        for (full, o) in &e.overrides {
+            if let Some(oe) = self.find(full) {
+                for h in &oe.history {
+                    if h.flag
+                        .as_deref()
+                        .is_some_and(|f| !f.starts_with('_') && !f.starts_with(':'))
+                    {
+                        continue;
+                    }
+                    let mut h = h.clone();
+                    h.op = Cow::Owned(format!("override[{o}]:{}", h.op));
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+
+    /// Freeze into a shareable parent for [`DataStore::layered`].
+    pub fn freeze(self) -> Arc<DataStore> {
+        Arc::new(self)
+    }
+
+    /// Local variables (for the parse cache).
+    pub(crate) fn local_vars(&self) -> &HashMap<Arc<str>, VarEntry> {
+        &self.vars
+    }
+}
+
+/// BitBake's `bb.utils.to_boolean`-ish truthiness of a flag value.
+fn truthy(v: &str) -> bool {
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "" | "0" | "false" | "no" | "n" | "f" | "off"
+    )
+}
+
+/// The expansion engine for one datastore and one override state.
+pub(crate) struct Expander<'a> {
+    ds: &'a DataStore,
+    ov: &'a Overrides,
+    use_cache: bool,
+    stack: RefCell<Vec<Box<str>>>,
+    /// An error raised inside a `PyContext` callback (which cannot return it).
+    pending: RefCell<Option<ExpandError>>,
+}
+
+impl<'a> Expander<'a> {
+    pub(crate) fn new(ds: &'a DataStore, ov: &'a Overrides, use_cache: bool) -> Expander<'a> {
+        Expander {
+            ds,
+            ov,
+            use_cache,
+            stack: RefCell::new(Vec::new()),
+            pending: RefCell::new(None),
+        }
+    }
+
+    fn cached(&self, key: &str) -> Option<ExpandResult> {
+        if !self.use_cache {
+            return None;
+        }
+        self.ds.cache.lock().ok().and_then(|c| c.get(key).cloned())
+    }
+
+    fn store(&self, key: &str, v: &ExpandResult) {
+        if self.use_cache {
+            if let Ok(mut c) = self.ds.cache.lock() {
+                c.insert(Box::from(key), v.clone());
+            }
+        }
+    }
+
+    /// getVarFlag(var, "_content", expand=False) plus the `:remove`
+    /// values that must be applied after expansion.
+    /// Returns (value, removes).
+    pub(crate) fn raw(
+        &self,
+        var: &str,
+        want_removes: bool,
+    ) -> Result<(Option<String>, Vec<Arc<str>>), ExpandError> {
+        let ds = self.ds;
+        let entry = ds.find(var);
+        let mut value: Option<String> = None;
+        let mut removes: Vec<Arc<str>> = Vec::new();
+        if let Some(e) = entry.filter(|e| !e.overrides.is_empty()) {
+            // Python dict semantics: ordered, re-insertion moves to the end.
+            let mut active: Vec<(String, Arc<str>)> = Vec::new();
+            let put = |active: &mut Vec<(String, Arc<str>)>, k: String, v: Arc<str>| {
+                if let Some(slot) = active.iter_mut().find(|(a, _)| *a == k) {
+                    slot.1 = v;
+                } else {
+                    active.push((k, v));
+                }
+            };
+            for (r, o) in &e.overrides {
+                if self.ov.contains(o) || (o.contains(':') && self.ov.all_active(o)) {
+                    put(&mut active, o.to_string(), r.clone());
+                }
+            }
+            let mut matched: Option<Arc<str>> = None;
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for o in &self.ov.list {
+                    let suffix = format!(":{o}");
+                    let keys: Vec<String> = active.iter().map(|(k, _)| k.clone()).collect();
+                    for a in keys {
+                        let Some(pos) = active.iter().position(|(k, _)| *k == a) else {
+                            continue;
+                        };
+                        if a.ends_with(&suffix) {
+                            let (_, t) = active.remove(pos);
+                            put(&mut active, a.replace(&suffix, ""), t);
+                            changed = true;
+                        } else if a == **o {
+                            let (_, t) = active.remove(pos);
+                            matched = Some(t);
+                        }
+                    }
+                }
+            }
+            if let Some(m) = matched {
+                let (v, sub_removes) = self.raw(&m, true)?;
+                if !sub_removes.is_empty() {
+                    // BitBake carries only the removes that matched the
+                    // overriding variable's own expanded value.
+                    let expanded = match &v {
+                        Some(s) => self.expand(s, Some(&m))?,
+                        None => String::new(),
+                    };
+                    for r in sub_removes {
+                        let words = self.expand(&r, None)?;
+                        let hit = expanded
+                            .split(|c: char| c.is_whitespace())
+                            .any(|piece| words.split_whitespace().any(|w| w == piece));
+                        if hit {
+                            removes.push(r);
+                        }
+                    }
+                }
+                value = v;
+            }
+        }
+        if value.is_none() {
+            if let Some(e) = entry {
+                value = e
+                    .content
+                    .as_deref()
+                    .or(e.default.as_deref())
+                    .map(str::to_string);
+            }
+        }
+        if let Some(e) = entry {
+            for (r, o) in &e.appends {
+                if self.cond_active(o.as_deref()) {
+                    value.get_or_insert_with(String::new).push_str(r);
+                }
+            }
+            for (r, o) in &e.prepends {
+                if self.cond_active(o.as_deref()) {
+                    let v = value.get_or_insert_with(String::new);
+                    v.insert_str(0, r);
+                }
+            }
+            if want_removes {
+                for (r, o) in &e.removes {
+                    if self.cond_active(o.as_deref()) {
+                        removes.push(r.clone());
+                    }
+                }
+            }
+        }
+        Ok((value, removes))
+    }
+
+    fn cond_active(&self, o: Option<&str>) -> bool {
+        match o {
+            None | Some("") => true,
+            Some(o) => o.split(':').all(|p| self.ov.list.iter().any(|x| &**x == p)),
+        }
+    }
+
+    /// The expanded value of `var` with removes applied (getVar(var)).
+    pub(crate) fn get_var(&self, var: &str) -> ExpandResult {
+        if let Some(v) = self.cached(var) {
+            return v;
+        }
+        {
+            let stack = self.stack.borrow();
+            if let Some(pos) = stack.iter().position(|s| &**s == var) {
+                let mut chain: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+                chain.push(var.to_string());
+                return Err(ExpandError::Recursive { chain });
+            }
+        }
+        self.stack.borrow_mut().push(Box::from(var));
+        let r = self.get_var_uncached(var);
+        self.stack.borrow_mut().pop();
+        self.store(var, &r);
+        r
+    }
+
+    fn get_var_uncached(&self, var: &str) -> ExpandResult {
+        let (value, removes) = self.raw(var, true)?;
+        let Some(value) = value else { return Ok(None) };
+        let expanded = self
+            .expand(&value, Some(var))
+            .map_err(|e| self.locate(e, var))?;
+        if expanded.is_empty() || removes.is_empty() {
+            return Ok(Some(Arc::from(expanded)));
+        }
+        let mut remove_words: HashSet<String> = HashSet::new();
+        for r in &removes {
+            for w in self.expand(r, None)?.split_whitespace() {
+                remove_words.insert(w.to_string());
+            }
+        }
+        Ok(Some(Arc::from(apply_removes(&expanded, &remove_words))))
+    }
+
+    /// Attach the file:line of the assignment that wrote a failing inline
+    /// Python expression.
+    fn locate(&self, e: ExpandError, var: &str) -> ExpandError {
+        match e {
+            ExpandError::Python {
+                var: v,
+                expr,
+                message,
+                file: None,
+                ..
+            } => {
+                let mut file = None;
+                let mut line = 0;
+                for h in self.ds.history(var).iter().rev() {
+                    if h.detail.contains(expr.as_str()) {
+                        file = Some(h.file.clone());
+                        line = h.line;
+                        break;
+                    }
+                }
+                ExpandError::Python {
+                    var: v.or_else(|| Some(var.to_string())),
+                    expr,
+                    message,
+                    file,
+                    line,
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn get_flag(&self, var: &str, flag: &str) -> ExpandResult {
+        let key = format!("{var}[{flag}]");
+        if let Some(v) = self.cached(&key) {
+            return v;
+        }
+        let r = match self.ds.flag_raw(var, flag, true) {
+            None => Ok(None),
+            Some(v) => self.expand(&v, Some(&key)).map(|s| Some(Arc::from(s))),
+        };
+        self.store(&key, &r);
+        r
+    }
+
+    /// BitBake's `expandWithRefs`: substitute `${VAR}` (innermost names
+    /// first), then `${@...}`, until nothing changes.
+    pub(crate) fn expand(&self, s: &str, varname: Option<&str>) -> Result<String, ExpandError> {
+        let mut cur: Cow<'_, str> = Cow::Borrowed(s);
+        while cur.contains("${") {
+            let after_vars = self.sub_vars(&cur, varname)?;
+            let after_py = match &after_vars {
+                Some(v) => self.sub_python(v, varname)?,
+                None => self.sub_python(&cur, varname)?,
+            };
+            let next = match (after_py, after_vars) {
+                (Some(p), _) => p,
+                (None, Some(v)) => v,
+                (None, None) => break,
+            };
+            if next == *cur {
+                break;
+            }
+            cur = Cow::Owned(next);
+        }
+        Ok(cur.into_owned())
+    }
+
+    /// One pass of `${NAME}` substitution; `None` when nothing matched.
+    fn sub_vars(&self, s: &str, varname: Option<&str>) -> Result<Option<String>, ExpandError> {
+        let bytes = s.as_bytes();
+        let mut out = String::new();
+        let mut last = 0;
+        let mut i = 0;
+        let mut any = false;
+        while let Some(p) = s[i..].find("${") {
+            let start = i + p;
+            let name_start = start + 2;
+            let mut j = name_start;
+            while j < bytes.len() && is_ref_char(bytes[j]) {
+                j += 1;
+            }
+            if j > name_start && j < bytes.len() && bytes[j] == b'}' {
+                let key = &s[name_start..j];
+                if varname == Some(key) {
+                    return Err(ExpandError::Recursive {
+                        chain: vec![key.to_string(), key.to_string()],
+                    });
+                }
+                if let Some(v) = self.get_var(key)? {
+                    out.push_str(&s[last..start]);
+                    out.push_str(&v);
+                    last = j + 1;
+                    any = true;
+                }
+                i = j + 1;
+            } else {
+                i = start + 2;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        out.push_str(&s[last..]);
+        Ok(Some(out))
+    }
+
+    /// One pass of `${@...}` evaluation (`\$\{@.+?\}`); `None` when nothing
+    /// was evaluated.
+    fn sub_python(&self, s: &str, varname: Option<&str>) -> Result<Option<String>, ExpandError> {
+        let mut out = String::new();
+        let mut last = 0;
+        let mut i = 0;
+        let mut any = false;
+        while let Some(p) = s[i..].find("${@") {
+            let start = i + p;
+            let code_start = start + 3;
+            // `.+?}`: at least one character, no newline, up to the first `}`.
+            let rest = &s[code_start..];
+            let close = rest
+                .char_indices()
+                .skip(1)
+                .find(|(_, c)| *c == '}' || *c == '\n');
+            match close {
+                Some((off, '}')) if !rest[..off].contains('\n') => {
+                    let code = &rest[..off];
+                    let end = code_start + off + 1;
+                    if contains_var_ref(code) {
+                        // BitBake leaves code with unexpanded references alone.
+                        i = end;
+                        continue;
+                    }
+                    let value = self.eval_python(code, varname)?;
+                    out.push_str(&s[last..start]);
+                    out.push_str(&value);
+                    last = end;
+                    any = true;
+                    i = end;
+                }
+                _ => {
+                    i = start + 3;
+                }
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        out.push_str(&s[last..]);
+        Ok(Some(out))
+    }
+
+    fn eval_python(&self, code: &str, varname: Option<&str>) -> Result<String, ExpandError> {
+        let ctx = PyCtx { ex: self };
+        let r = pyexpr::eval_inline(code, &ctx);
+        if let Some(e) = self.pending.borrow_mut().take() {
+            return Err(e);
+        }
+        r.map_err(|e| ExpandError::Python {
+            var: varname.map(str::to_string),
+            expr: code.to_string(),
+            message: e.message,
+            file: None,
+            line: 0,
+        })
+    }
+}
+
+fn is_ref_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'.' | b'/' | b'~' | b':')
+}
+
+fn contains_var_ref(code: &str) -> bool {
+    let b = code.as_bytes();
+    let mut i = 0;
+    while let Some(p) = code[i..].find("${") {
+        let mut j = i + p + 2;
+        let st = j;
+        while j < b.len() && is_ref_char(b[j]) {
+            j += 1;
+        }
+        if j > st && j < b.len() && b[j] == b'}' {
+            return true;
+        }
+        i = i + p + 2;
+    }
+    false
+}
+
+/// Remove whole words (BitBake splits on single whitespace characters and
+/// keeps the separators, so removing `b` from `a b c` leaves `a  c`).
+pub(crate) fn apply_removes(value: &str, words: &HashSet<String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut word_start = 0;
+    for (i, c) in value.char_indices() {
+        if c.is_whitespace() {
+            let w = &value[word_start..i];
+            if !words.contains(w) {
+                out.push_str(w);
+            }
+            out.push(c);
+            word_start = i + c.len_utf8();
+        }
+    }
+    let w = &value[word_start..];
+    if !words.contains(w) {
+        out.push_str(w);
+    }
+    out
+}
+
+struct PyCtx<'e, 'a> {
+    ex: &'e Expander<'a>,
+}
+
+impl PyCtx<'_, '_> {
+    fn fail(&self, e: ExpandError) {
+        let mut p = self.ex.pending.borrow_mut();
+        if p.is_none() {
+            *p = Some(e);
+        }
+    }
+}
+
+impl PyContext for PyCtx<'_, '_> {
+    fn get_var(&self, name: &str, expand: bool) -> Option<String> {
+        if expand {
+            match self.ex.get_var(name) {
+                Ok(v) => v.map(|s| s.to_string()),
+                Err(e) => {
+                    self.fail(e);
+                    None
+                }
+            }
+        } else {
+            match self.ex.raw(name, false) {
+                Ok((v, _)) => v,
+                Err(e) => {
+                    self.fail(e);
+                    None
+                }
+            }
+        }
+    }
+
+    fn get_var_flag(&self, name: &str, flag: &str, expand: bool) -> Option<String> {
+        if expand {
+            match self.ex.get_flag(name, flag) {
+                Ok(v) => v.map(|s| s.to_string()),
+                Err(e) => {
+                    self.fail(e);
+                    None
+                }
+            }
+        } else {
+            self.ex.ds.flag_raw(name, flag, true).map(|s| s.to_string())
+        }
+    }
+
+    fn expand(&self, s: &str) -> String {
+        match self.ex.expand(s, None) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(e);
+                s.to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h() -> Option<HistoryEntry> {
+        None
+    }
+
+    fn ds(pairs: &[(&str, &str)]) -> DataStore {
+        let mut d = DataStore::new();
+        for (k, v) in pairs {
+            d.set_var(k, Arc::from(*v), h());
+        }
+        d
+    }
+
+    #[test]
+    fn keyword_split() {
+        assert_eq!(split_keyword("A:append"), Some(("A", 0, None)));
+        assert_eq!(split_keyword("A:append:foo"), Some(("A", 0, Some("foo"))));
+        assert_eq!(split_keyword("A:foo:remove"), Some(("A:foo", 2, None)));
+        assert_eq!(split_keyword("A:prepend:B"), None);
+        assert_eq!(split_keyword("A:appendix"), None);
+        assert_eq!(split_keyword("A"), None);
+    }
+
+    #[test]
+    fn expansion_basics() {
+        let d = ds(&[
+            ("A", "a${B}"),
+            ("B", "b"),
+            ("C", "${UNSET} x"),
+            ("R", "${R2}"),
+            ("R2", "${R}"),
+        ]);
+        assert_eq!(d.get_var("A").as_deref(), Some("ab"));
+        assert_eq!(d.get_var("C").as_deref(), Some("${UNSET} x"));
+        assert!(matches!(
+            d.try_get_var("R"),
+            Err(ExpandError::Recursive { .. })
+        ));
+        let d = ds(&[("S", "${S}")]);
+        assert!(matches!(
+            d.try_get_var("S"),
+            Err(ExpandError::Recursive { .. })
+        ));
+        let d = ds(&[("N", "${${X}}"), ("X", "Y"), ("Y", "nested")]);
+        assert_eq!(d.get_var("N").as_deref(), Some("nested"));
+    }
+
+    #[test]
+    fn overrides_and_appends() {
+        let d = ds(&[
+            ("OVERRIDES", "a:b"),
+            ("V", "base"),
+            ("V:a", "va"),
+            ("V:b", "vb"),
+            ("V:append", " app"),
+            ("V:append:c", " no"),
+            ("V:prepend:a", "pre "),
+            ("W", "x y z y"),
+            ("W:remove", "y"),
+            ("X:b:append", "onlyappend"),
+        ]);
+        assert_eq!(d.get_var("V").as_deref(), Some("pre vb app"));
+        assert_eq!(d.get_var("W").as_deref(), Some("x  z "));
+        assert_eq!(d.get_var("X").as_deref(), Some("onlyappend"));
+        assert_eq!(d.get_var_unexpanded("W").as_deref(), Some("x y z y"));
+    }
+
+    #[test]
+    fn removes_keep_separators() {
+        let words: HashSet<String> = ["b".to_string()].into_iter().collect();
+        assert_eq!(apply_removes("a b c", &words), "a  c");
+        assert_eq!(apply_removes("b", &words), "");
+    }
+
+    #[test]
+    fn cow_layering() {
+        let mut base = ds(&[("A", "1"), ("B", "2")]);
+        base.set_var_flag("A", "doc", Arc::from("d"), h());
+        let base = base.freeze();
+        let mut r = DataStore::layered(base.clone());
+        r.set_var("A", Arc::from("x"), h());
+        r.del_var("B", h());
+        assert_eq!(r.get_var("A").as_deref(), Some("x"));
+        assert_eq!(r.get_flag("A", "doc").as_deref(), Some("d"));
+        assert_eq!(r.get_var("B"), None);
+        assert_eq!(base.get_var("A").as_deref(), Some("1"));
+        assert_eq!(base.get_var("B").as_deref(), Some("2"));
+        assert_eq!(r.keys(), vec!["A".to_string()]);
+    }
+}

@@ -1,0 +1,165 @@
+//! `bitbake -e` style output of a datastore: `VAR="value"`,
+//! `export VAR="value"`, shell functions as `name() {` … `}`, Python
+//! functions as `python name () {` … `}`, and optionally the
+//! `# $VAR [N operations]` history comment blocks.
+
+use std::fmt::Write as _;
+
+use crate::data::DataStore;
+
+/// What to print.
+#[derive(Debug, Clone, Default)]
+pub struct EmitOptions {
+    /// Print the history comment block before each variable (what
+    /// `bitbake -e` always does).
+    pub history: bool,
+    /// Only these variables (in this order); `None` means all, sorted, as
+    /// `bitbake -e` orders them.
+    pub vars: Option<Vec<String>>,
+}
+
+fn to_boolean(v: Option<String>) -> bool {
+    match v {
+        None => false,
+        Some(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "1" | "y" | "yes" | "true" | "t" | "on"
+        ),
+    }
+}
+
+/// Print the history comment block of `var` (BitBake's
+/// `VariableHistory.emit`).
+pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
+    let history = ds.history(var);
+    let oval = ds
+        .get_var_unexpanded(var)
+        .unwrap_or_else(|| "None".to_string());
+    let comment_val = oval.replace('\n', "\n#");
+    if history.is_empty() {
+        let _ = writeln!(out, "#\n# ${var}\n#   [no history recorded]\n#");
+        let _ = writeln!(out, "#   \"{comment_val}\"");
+        return;
+    }
+    if history.len() == 1 {
+        let _ = writeln!(out, "#\n# ${var}");
+    } else {
+        let _ = writeln!(out, "#\n# ${var} [{} operations]", history.len());
+    }
+    for h in &history {
+        let flag = h
+            .flag
+            .as_ref()
+            .map(|f| format!("[{f}] "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "#   {} {}:{}\n#     {}\"{}\"",
+            h.op,
+            h.file.display(),
+            h.line,
+            flag,
+            h.detail.replace('\n', "\n#     ")
+        );
+    }
+    if history.len() > 1 {
+        let _ = writeln!(out, "# pre-expansion value:\n#   \"{comment_val}\"");
+    }
+}
+
+/// BitBake's `emit_var`; returns true when a function body was printed.
+fn emit_var(ds: &DataStore, var: &str, all: bool, history: bool, out: &mut String) -> bool {
+    let func = ds.is_func(var);
+    if func && ds.is_python(var) {
+        return false;
+    }
+    let export = to_boolean(ds.get_flag(var, "export"));
+    let unexport = to_boolean(ds.get_flag(var, "unexport"));
+    if !all && !export && !unexport && !func {
+        return false;
+    }
+    let val = match ds.try_get_var(var) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(out, "# expansion of {var} threw ExpansionError: {e}");
+            return false;
+        }
+    };
+    if all && history {
+        emit_history(ds, var, out);
+    }
+    if !all && var.contains(['-', '.', '{', '}', '+']) {
+        return false;
+    }
+    let name = ds.expand(var).unwrap_or_else(|_| var.to_string());
+    if unexport {
+        let _ = writeln!(out, "unset {name}");
+        return false;
+    }
+    let Some(val) = val else { return false };
+    if func {
+        let _ = writeln!(
+            out,
+            "# line: {}, file: {}",
+            ds.get_flag_unexpanded(var, "lineno")
+                .unwrap_or_else(|| "None".into()),
+            ds.get_flag_unexpanded(var, "filename")
+                .unwrap_or_else(|| "None".into())
+        );
+        let _ = writeln!(out, "{name}() {{\n{}\n}}", val.trim_end_matches('\n'));
+        return true;
+    }
+    if export {
+        out.push_str("export ");
+    }
+    let alter = val
+        .replace('"', "\\\"")
+        .replace('\n', " \\\n")
+        .replace('$', "\\$");
+    let _ = writeln!(out, "{name}=\"{alter}\"");
+    false
+}
+
+/// The whole environment in `bitbake -e` format.
+pub fn emit_env(ds: &DataStore, opts: &EmitOptions) -> String {
+    let mut out = String::new();
+    let keys: Vec<String> = match &opts.vars {
+        Some(v) => v.clone(),
+        None => ds
+            .keys()
+            .into_iter()
+            .filter(|k| !k.starts_with("__"))
+            .collect(),
+    };
+    let (mut plain, mut funcs): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| !ds.is_func(k));
+    if opts.vars.is_none() {
+        plain.sort();
+        funcs.sort();
+    }
+    for k in plain {
+        if !ds.contains(k) && ds.get_var_unexpanded(k).is_none() {
+            if opts.vars.is_some() {
+                let _ = writeln!(out, "# {k} is not set");
+            }
+            continue;
+        }
+        if emit_var(ds, k, true, opts.history, &mut out) {
+            out.push('\n');
+        }
+    }
+    for k in &funcs {
+        if emit_var(ds, k, false, opts.history, &mut out) {
+            out.push('\n');
+        }
+    }
+    let mut pyfuncs: Vec<&String> = funcs.iter().copied().filter(|k| ds.is_python(k)).collect();
+    if opts.vars.is_none() {
+        pyfuncs.sort();
+    }
+    for k in pyfuncs {
+        let body = ds.get_var_unexpanded(k).unwrap_or_default();
+        let _ = writeln!(out, "\npython {k} () {{\n{body}}}\n");
+    }
+    out
+}
