@@ -6,7 +6,8 @@
 //! exit with the main process, timeout, setup errors over the report pipe. bwrap (before 0.9)
 //! has no overlay support and could not take hundreds of layers anyway, so overlays are
 //! mounted by the init with the shared overlay code from layers bwrap binds into a staging
-//! tmpfs; the init then detaches the staging area, remounts `/` read-only and drops every
+//! tmpfs (bwrap keeps all capabilities for it: `--cap-add ALL`, as overlay setup needs more
+//! than CAP_SYS_ADMIN); the init then detaches the staging area, remounts `/` read-only and drops every
 //! capability before starting the task. Because PID 1 is the (dynamically linked) helper, a
 //! single-layer `rootfs` root must provide the helper's libraries (libc, libgcc_s) — any real
 //! Debian rootfs does; multi-layer rootfs roots need the native backend.
@@ -214,7 +215,7 @@ fn plan_args(
         &"/dev",
     ]);
     if has_overlays {
-        push(&[&"--cap-add", &"CAP_SYS_ADMIN"]);
+        push(&[&"--cap-add", &"ALL"]);
     } else {
         push(&[&"--remount-ro", &"/"]);
     }
