@@ -380,10 +380,7 @@ fn glob_files(loader: &dyn Loader, pattern: &str) -> Vec<PathBuf> {
             for dir in &current {
                 let cand = dir.join(comp.as_os_str());
                 if last {
-                    let exists = loader
-                        .list_dir(dir)
-                        .ok()
-                        .is_some_and(|l| l.contains(&cand));
+                    let exists = loader.list_dir(dir).ok().is_some_and(|l| l.contains(&cand));
                     if exists {
                         next.push(cand);
                     }
