@@ -467,7 +467,7 @@ mod tests {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        expect_test::expect!["--unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --uid 0 --gid 0 --hostname bitzel --die-with-parent --as-pid-1 --new-session --ro-bind /nonexistent-usr /nonexistent-usr --tmpfs /.bitzel-stage --ro-bind /h/dl /bitzel/downloads --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /tmp --proc /proc --dev /dev --remount-ro /dev --cap-add CAP_SYS_ADMIN"]
+        expect_test::expect!["--unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --uid 0 --gid 0 --hostname bitzel --die-with-parent --as-pid-1 --new-session --ro-bind /nonexistent-usr /nonexistent-usr --tmpfs /.bitzel-stage --ro-bind /h/dl /bitzel/downloads --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /tmp --proc /proc --dev /dev --remount-ro /dev --cap-add ALL"]
         .assert_eq(&s.join(" "));
     }
 
