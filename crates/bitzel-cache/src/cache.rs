@@ -129,6 +129,7 @@ impl Cache {
         }
         let local = LocalStore::open(&root, opts.durability)?;
         fs::create_dir_all(root.join("layers")).ctx("create directory", root.join("layers"))?;
+        crate::hosttools::use_memo_file(&root.join("hosttools.memo"));
         let store: Arc<dyn Storage> = Arc::new(local.clone());
         Ok(Cache {
             journal: Mutex::new(Journal::new(&root.join("index").join("journal"))),
@@ -404,6 +405,9 @@ impl Cache {
                 misses,
                 pid: std::process::id(),
             }));
+        }
+        if let Err(e) = crate::hosttools::save_memo() {
+            tracing::debug!("cannot save the host-tool memo table: {e}");
         }
         match self.journal.lock() {
             Ok(mut j) => j.close(),

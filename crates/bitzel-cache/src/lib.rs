@@ -13,8 +13,10 @@ pub mod digest;
 pub mod error;
 pub mod explain;
 pub(crate) mod fsutil;
+pub mod hosttools;
 pub mod index;
 pub mod layer;
+pub mod maintenance;
 pub mod store;
 pub mod tree;
 
@@ -25,5 +27,7 @@ pub use digest::{ActionKey, Digest};
 pub use error::{Error, Result};
 pub use explain::{diff, Difference, LineChange};
 pub use fsutil::MATERIALIZED_MTIME;
+pub use hosttools::{hosttools_file_digest, HostTools};
+pub use maintenance::{parse_size, CacheStats, GcOptions, GcReport, VerifyReport};
 pub use store::{Durability, LocalStore, ReadOnly, Stacked, Storage};
 pub use tree::{CaptureStats, EntryKind, Tree, TreeEntry};

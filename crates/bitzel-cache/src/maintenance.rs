@@ -1,0 +1,432 @@
+//! `bitzel cache stats | verify | gc`: sizes and hit rates, full
+//! verification with repair, and size-bounded LRU eviction that never
+//! breaks a kept entry.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use crate::cache::{rebuild_history, Cache};
+use crate::digest::{ActionKey, Digest};
+use crate::error::{Error, Result};
+use crate::fsutil::remove_any;
+use crate::index::BuildRecord;
+use crate::tree::{capture, EntryKind, Tree};
+
+/// Parse a size such as `500M`, `10G`, `1.5T`, `4096` (bytes; K/M/G/T are
+/// powers of 1024, an optional trailing `B`/`iB` is accepted).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || Error::BadSize {
+        input: s.to_string(),
+    };
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some(c @ ('k' | 'K' | 'm' | 'M' | 'g' | 'G' | 't' | 'T')) => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => 1 << 40,
+            };
+            (&t[..t.len() - 1], m)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Sizes and statistics of a cache.
+#[derive(Debug, Clone, Default)]
+pub struct CacheStats {
+    /// Blobs in the CAS.
+    pub blobs: u64,
+    /// Their total size.
+    pub blob_bytes: u64,
+    /// Action-cache entries.
+    pub entries: u64,
+    /// Their total size.
+    pub entry_bytes: u64,
+    /// Materialised layers.
+    pub layers: u64,
+    /// Their total size.
+    pub layer_bytes: u64,
+    /// Recent builds (newest first), empty if the index could not be read.
+    pub builds: Vec<BuildRecord>,
+    /// Why `builds` is empty, when it is because of the index.
+    pub index_note: Option<String>,
+}
+
+impl CacheStats {
+    /// Everything on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.blob_bytes + self.entry_bytes + self.layer_bytes
+    }
+}
+
+/// What [`Cache::verify`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blobs rehashed.
+    pub blobs_checked: u64,
+    /// Blobs whose content did not match their name (removed).
+    pub corrupt_blobs: Vec<Digest>,
+    /// Entries checked.
+    pub entries_checked: u64,
+    /// Entries that did not decode (removed).
+    pub unreadable_entries: Vec<ActionKey>,
+    /// Entries referencing a missing blob (removed): key, label, blob.
+    pub broken_entries: Vec<(ActionKey, String, Digest)>,
+    /// Layers checked against their manifest.
+    pub layers_checked: u64,
+    /// Layers that differed from their manifest or had none (removed).
+    pub broken_layers: Vec<String>,
+    /// Stale temp files and directories removed.
+    pub temp_removed: u64,
+    /// Entries the rebuilt index knows.
+    pub index_entries: u64,
+}
+
+impl VerifyReport {
+    /// True when nothing was wrong.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt_blobs.is_empty()
+            && self.unreadable_entries.is_empty()
+            && self.broken_entries.is_empty()
+            && self.broken_layers.is_empty()
+    }
+}
+
+/// Options of [`Cache::gc`].
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Target size of the whole cache directory.
+    pub max_bytes: u64,
+    /// Unreferenced blobs and temp files younger than this are kept: a
+    /// running build may have stored them and not yet written its entry.
+    pub grace: Duration,
+}
+
+impl GcOptions {
+    /// `max_bytes` with the default 10-minute grace period.
+    pub fn max_size(max_bytes: u64) -> GcOptions {
+        GcOptions {
+            max_bytes,
+            grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What [`Cache::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Size before.
+    pub bytes_before: u64,
+    /// Size after.
+    pub bytes_after: u64,
+    /// Entries kept.
+    pub entries_kept: u64,
+    /// Entries evicted (least recently used first).
+    pub entries_evicted: u64,
+    /// Blobs deleted.
+    pub blobs_removed: u64,
+    /// Layers deleted.
+    pub layers_removed: u64,
+}
+
+fn older_than(p: &Path, cutoff: i64) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.mtime() < cutoff)
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(crate::action::now_unix_ms() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Normalise a tree for comparing a layer with its manifest: directories
+/// are materialised with the owner's rwx added.
+fn normalised(t: &Tree) -> Vec<(String, EntryKind)> {
+    t.entries()
+        .iter()
+        .map(|e| {
+            let k = match &e.kind {
+                EntryKind::Dir { mode, opaque } => EntryKind::Dir {
+                    mode: mode | 0o700,
+                    opaque: *opaque,
+                },
+                k => k.clone(),
+            };
+            (e.path.clone(), k)
+        })
+        .collect()
+}
+
+impl Cache {
+    /// Sizes, counts and recent builds' hit rates.
+    pub fn stats(&self) -> Result<CacheStats> {
+        let blobs = self.cas().list()?;
+        let entries = self.local().list_actions()?;
+        let mut s = CacheStats {
+            blobs: blobs.len() as u64,
+            blob_bytes: blobs.iter().map(|b| b.size).sum(),
+            entries: entries.len() as u64,
+            entry_bytes: entries.iter().map(|e| e.2).sum(),
+            ..CacheStats::default()
+        };
+        for l in self.layer_dirs()? {
+            s.layers += 1;
+            s.layer_bytes += dir_bytes(&self.layer_path(&l));
+        }
+        match self.with_index(|idx| idx.builds()) {
+            Ok(b) => s.builds = b,
+            Err(e) => s.index_note = Some(e.to_string()),
+        }
+        Ok(s)
+    }
+
+    fn layer_dirs(&self) -> Result<Vec<Digest>> {
+        let dir = self.root().join("layers");
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(_) => return Ok(out),
+        };
+        for e in rd.flatten() {
+            if let Some(d) = e.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn clean_temp(&self, cutoff: i64) -> u64 {
+        let mut n = 0;
+        let tmp = self.cas().tmp_dir().to_path_buf();
+        let layers = self.root().join("layers");
+        for (dir, only_dot) in [(tmp, false), (layers, true)] {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let is_tmp = !only_dot || name.to_str().is_some_and(|n| n.starts_with(".tmp"));
+                if is_tmp && older_than(&e.path(), cutoff) && remove_any(&e.path()).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Full verification: rehash every blob (removing corrupt ones), check
+    /// every entry's references (removing broken entries), check every
+    /// layer against its manifest (removing bad ones), remove stale temp
+    /// files, rebuild the index. Afterwards every entry is usable.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut r = VerifyReport {
+            temp_removed: self.clean_temp(now_secs() - 600),
+            ..VerifyReport::default()
+        };
+        let blobs = self.cas().list()?;
+        r.blobs_checked = blobs.len() as u64;
+        let corrupt: Vec<Digest> = blobs
+            .par_iter()
+            .filter_map(|b| match self.cas().verify(&b.digest) {
+                Err(Error::CorruptBlob { .. }) => Some(b.digest),
+                _ => None,
+            })
+            .collect();
+        r.corrupt_blobs = corrupt;
+        for (key, _, _) in self.local().list_actions()? {
+            r.entries_checked += 1;
+            match self.local().read_action(&key) {
+                Ok(Some(res)) => {
+                    if let Some(missing) = self.first_missing_blob(&res)? {
+                        self.local().remove_action(&key)?;
+                        r.broken_entries.push((key, res.label.clone(), missing));
+                    }
+                }
+                Ok(None) => {}
+                Err(Error::Corrupt { .. }) => {
+                    self.local().remove_action(&key)?;
+                    r.unreadable_entries.push(key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for d in self.layer_dirs()? {
+            r.layers_checked += 1;
+            let path = self.layer_path(&d);
+            let good = match (self.read_tree(&d), capture(&path, None)) {
+                (Ok(want), Ok((have, _))) => normalised(&want) == normalised(&have),
+                _ => false,
+            };
+            if !good {
+                remove_any(&path)?;
+                r.broken_layers.push(d.to_hex());
+            }
+        }
+        let local = self.local().clone();
+        r.index_entries = self.with_index(|idx| rebuild_history(idx, &local))? as u64;
+        Ok(r)
+    }
+
+    /// Evict least-recently-used entries until the cache fits in
+    /// `opts.max_bytes`, then delete every blob and layer no kept entry
+    /// references (except blobs younger than the grace period). A kept
+    /// entry never loses a blob.
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        let before = self.stats_sizes()?;
+        let cutoff = now_secs() - i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
+        self.clean_temp(cutoff);
+        let mut entries = self.local().list_actions()?;
+        // Most recently used first; ties broken by key for determinism.
+        entries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let sizes: std::collections::BTreeMap<Digest, u64> = self
+            .cas()
+            .list()?
+            .into_iter()
+            .map(|b| (b.digest, b.size))
+            .collect();
+        let existing_layers: BTreeSet<Digest> = self.layer_dirs()?.into_iter().collect();
+        let mut kept_blobs: BTreeSet<Digest> = BTreeSet::new();
+        let mut kept_layers: BTreeSet<Digest> = BTreeSet::new();
+        let mut used = 0u64;
+        let mut report = GcReport {
+            bytes_before: before,
+            ..GcReport::default()
+        };
+        let mut full = false;
+        let mut evicted_labels = Vec::new();
+        for (key, _, entry_size) in entries {
+            let res = match self.local().read_action(&key) {
+                Ok(Some(res)) => res,
+                _ => {
+                    self.local().remove_action(&key)?;
+                    continue;
+                }
+            };
+            // What keeping this entry adds.
+            let mut new_blobs = BTreeSet::new();
+            let mut new_layers = BTreeSet::new();
+            let mut complete = true;
+            for t in res.trees() {
+                let Ok(tree) = self.read_tree(&t) else {
+                    complete = false;
+                    break;
+                };
+                new_blobs.insert(t);
+                new_blobs.extend(tree.blobs());
+                if existing_layers.contains(&t) {
+                    new_layers.insert(t);
+                }
+            }
+            new_blobs.extend(res.log_blobs());
+            let mut add = entry_size;
+            for b in &new_blobs {
+                if !kept_blobs.contains(b) {
+                    match sizes.get(b) {
+                        Some(s) => add += s,
+                        None => complete = false,
+                    }
+                }
+            }
+            for l in &new_layers {
+                if !kept_layers.contains(l) {
+                    add += dir_bytes(&self.layer_path(l));
+                }
+            }
+            if !complete {
+                self.local().remove_action(&key)?;
+                evicted_labels.push((res.label.clone(), key));
+                continue;
+            }
+            if !full && used + add <= opts.max_bytes {
+                used += add;
+                kept_blobs.extend(new_blobs);
+                kept_layers.extend(new_layers);
+                report.entries_kept += 1;
+            } else {
+                full = true;
+                self.local().remove_action(&key)?;
+                report.entries_evicted += 1;
+                evicted_labels.push((res.label.clone(), key));
+            }
+        }
+        for b in self.cas().list()? {
+            if !kept_blobs.contains(&b.digest) && b.mtime < cutoff {
+                self.cas().remove(&b.digest)?;
+                report.blobs_removed += 1;
+            }
+        }
+        for l in existing_layers {
+            if !kept_layers.contains(&l) {
+                remove_any(&self.layer_path(&l))?;
+                report.layers_removed += 1;
+            }
+        }
+        if !evicted_labels.is_empty() {
+            let res = self.with_index(|idx| {
+                for (label, key) in &evicted_labels {
+                    idx.forget(label, key)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = res {
+                tracing::warn!(
+                    "evicted entries stay in the explain history until `bitzel cache verify`: {e}"
+                );
+            }
+        }
+        report.bytes_after = self.stats_sizes()?;
+        Ok(report)
+    }
+
+    fn stats_sizes(&self) -> Result<u64> {
+        let blobs: u64 = self.cas().list()?.iter().map(|b| b.size).sum();
+        let entries: u64 = self.local().list_actions()?.iter().map(|e| e.2).sum();
+        let layers: u64 = self
+            .layer_dirs()?
+            .iter()
+            .map(|l| dir_bytes(&self.layer_path(l)))
+            .sum();
+        Ok(blobs + entries + layers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        for bad in ["", "G", "-1G", "ten", "1X"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}
