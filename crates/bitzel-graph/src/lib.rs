@@ -1,7 +1,8 @@
 //! bitzel-graph: recipes → providers → task graph → runqueue.
 //!
 //! - [`input`]: the plain input model ([`RecipeInfo`], [`TaskInfo`],
-//!   [`ProviderPrefs`]) — built by hand in tests or from `bitzel-meta`;
+//!   [`ProviderPrefs`]) — built by hand in tests or from `bitzel-meta`'s
+//!   workspace by [`from_meta`];
 //! - [`providers`]: BitBake's provider selection;
 //! - [`build`]: taskdata + runqueue preparation → [`BuildPlan`];
 //! - [`graph`]: the [`TaskGraph`] (nodes, edges, cycle reports, critical-path
@@ -14,6 +15,7 @@
 
 pub mod build;
 pub mod error;
+pub mod from_meta;
 pub mod graph;
 pub mod input;
 pub mod pattern;
@@ -23,6 +25,7 @@ pub mod runqueue;
 
 pub use build::{build_graph, explain_provider, with_do, BuildPlan, Target};
 pub use error::{DepTaskError, GraphError, Missing, Requester};
+pub use from_meta::{prefs_from_workspace, recipes_from_workspace};
 pub use graph::{CycleError, RecipeNode, TaskGraph, TaskId, TaskNode};
 pub use input::{explode_deps, vercmp, Origin, ProviderPrefs, RecipeInfo, TaskInfo, Want};
 pub use providers::{Namespace, ProviderChoice, ProviderIndex};

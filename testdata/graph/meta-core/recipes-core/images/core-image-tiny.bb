@@ -1,0 +1,2 @@
+inherit image
+IMAGE_INSTALL = "busybox"

@@ -1,0 +1,3 @@
+DEPENDS = "virtual/libc"
+DEPENDS:class-native = ""
+BBCLASSEXTEND = "native"

@@ -1,0 +1,2 @@
+inherit deploy
+PROVIDES = "virtual/kernel"

@@ -1,0 +1,3 @@
+inherit deploy
+PROVIDES = "virtual/kernel"
+PACKAGES_DYNAMIC = "^kernel-module-.*"

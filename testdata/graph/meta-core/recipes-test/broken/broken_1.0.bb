@@ -1,0 +1,2 @@
+SUMMARY = "asks for something nobody provides"
+DEPENDS = "zlib does-not-exist"

@@ -1,0 +1,1 @@
+do_compile[depends] = "cycle-b:do_install"

@@ -1,0 +1,1 @@
+do_compile[depends] = "cycle-a:do_install"
