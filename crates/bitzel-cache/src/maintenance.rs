@@ -374,7 +374,7 @@ impl Cache {
             }
         }
         for b in self.cas().list()? {
-            if !kept_blobs.contains(&b.digest) && b.mtime < cutoff {
+            if !kept_blobs.contains(&b.digest) && (opts.grace.is_zero() || b.mtime < cutoff) {
                 self.cas().remove(&b.digest)?;
                 report.blobs_removed += 1;
             }

@@ -1,0 +1,213 @@
+//! verify repairs, gc evicts least-recently-used entries without breaking
+//! kept ones, stats counts builds, explain finds the closest earlier entry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use bitzel_cache::{
+    diff, now_unix_ms, Action, ActionKey, ActionResult, Cache, CacheOptions, Difference,
+    Durability, GcOptions, Lookup,
+};
+
+fn opts() -> CacheOptions {
+    CacheOptions {
+        durability: Durability::Process,
+        ..CacheOptions::default()
+    }
+}
+
+/// Store an entry whose output is one file of `size` bytes derived from `seed`.
+fn entry(
+    cache: &Cache,
+    scratch: &Path,
+    label: &str,
+    seed: u32,
+    size: usize,
+) -> (ActionKey, ActionResult) {
+    let dir = scratch.join(format!("out-{label}-{seed}"));
+    fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i as u32 ^ seed.wrapping_mul(2654435761)) as u8)
+        .collect();
+    fs::write(dir.join("data"), &data).unwrap();
+    fs::write(dir.join("shared"), b"same in every entry").unwrap();
+    let cap = cache.capture(&dir).unwrap();
+    let a = Action {
+        label: label.into(),
+        script: format!("build {seed}\n"),
+        vars: BTreeMap::from([("SEED".into(), seed.to_string())]),
+        ..Action::default()
+    };
+    let r = ActionResult {
+        label: label.into(),
+        output: cap.digest,
+        extra_outputs: BTreeMap::new(),
+        exit_code: 0,
+        stdout: Some(cache.put_blob(format!("log {seed}").as_bytes()).unwrap()),
+        stderr: None,
+        duration_ms: 1,
+        created_unix_ms: now_unix_ms(),
+        action: a.clone(),
+    };
+    let key = a.key();
+    cache.put(&key, &r).unwrap();
+    (key, r)
+}
+
+fn set_entry_mtime(cache: &Cache, key: &ActionKey, secs_ago: i64) {
+    let p = cache.local().entry_path(key);
+    let t = now_unix_ms() as i64 / 1000 - secs_ago;
+    let st = std::process::Command::new("touch")
+        .arg("-h")
+        .arg("-d")
+        .arg(format!("@{t}"))
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn verify_finds_and_repairs_corruption_and_rebuilds_the_index() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let (k1, r1) = entry(&cache, t.path(), "a:do_compile", 1, 1000);
+    let (k2, _) = entry(&cache, t.path(), "b:do_compile", 2, 1000);
+    let layer = cache.ensure_layer(&r1.output).unwrap();
+    assert!(cache.verify().unwrap().is_clean());
+
+    // Corrupt the data blob of entry 1 and tamper with its layer.
+    let tree = cache.read_tree(&r1.output).unwrap();
+    let data = match &tree.get("data").unwrap().kind {
+        bitzel_cache::EntryKind::File { digest, .. } => *digest,
+        _ => unreachable!(),
+    };
+    let p = cache.cas().blob_path(&data);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&p, b"bit rot").unwrap();
+    fs::write(layer.join("extra"), b"x").unwrap();
+    // Wipe the index entirely.
+    fs::remove_dir_all(cache.root().join("index")).unwrap();
+
+    let rep = cache.verify().unwrap();
+    assert_eq!(rep.corrupt_blobs, vec![data]);
+    assert_eq!(rep.broken_entries.len(), 1);
+    assert_eq!(rep.broken_entries[0].0, k1);
+    assert_eq!(rep.broken_layers, vec![r1.output.to_hex()]);
+    assert_eq!(rep.index_entries, 1);
+    assert!(matches!(cache.lookup(&k1).unwrap(), Lookup::Miss(_)));
+    assert!(matches!(cache.lookup(&k2).unwrap(), Lookup::Hit(_)));
+    assert_eq!(cache.history("b:do_compile").unwrap()[0].key, k2);
+    assert!(cache.verify().unwrap().is_clean());
+}
+
+#[test]
+fn gc_evicts_lru_and_never_breaks_kept_entries() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let mut keys = Vec::new();
+    for i in 0..6u32 {
+        let (k, r) = entry(&cache, t.path(), &format!("r{i}:do_compile"), i, 100_000);
+        cache.ensure_layer(&r.output).unwrap();
+        // Entry i was last used (10 - i) minutes ago: higher i = more recent.
+        set_entry_mtime(&cache, &k, i64::from(10 - i) * 60);
+        keys.push(k);
+    }
+    let before = cache.stats().unwrap();
+    assert_eq!(before.entries, 6);
+    assert_eq!(before.layers, 6);
+    // Room for about three entries (blob + layer copy ≈ 200 kB each).
+    let rep = cache
+        .gc(&GcOptions {
+            max_bytes: 650_000,
+            grace: Duration::ZERO,
+        })
+        .unwrap();
+    assert_eq!(rep.entries_kept, 3, "{rep:?}");
+    assert_eq!(rep.entries_evicted, 3);
+    assert!(rep.bytes_after <= 650_000, "{rep:?}");
+    assert!(
+        rep.blobs_removed >= 6,
+        "data + log blobs of evicted entries: {rep:?}"
+    );
+    assert_eq!(rep.layers_removed, 3);
+    for (i, k) in keys.iter().enumerate() {
+        let hit = matches!(cache.lookup(k).unwrap(), Lookup::Hit(_));
+        assert_eq!(hit, i >= 3, "entry {i}");
+    }
+    // Every kept entry is whole: verify finds nothing to repair.
+    assert!(cache.verify().unwrap().is_clean());
+    // The shared blob survived (kept entries reference it).
+    assert_eq!(cache.stats().unwrap().entries, 3);
+
+    // A size of zero evicts everything, leaving an empty but valid cache.
+    let rep = cache
+        .gc(&GcOptions {
+            max_bytes: 0,
+            grace: Duration::ZERO,
+        })
+        .unwrap();
+    assert_eq!(rep.entries_kept, 0);
+    let s = cache.stats().unwrap();
+    assert_eq!((s.entries, s.blobs, s.layers), (0, 0, 0));
+}
+
+#[test]
+fn gc_grace_keeps_fresh_unreferenced_blobs() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    // A blob stored by a build that has not written its entry yet.
+    let d = cache.put_blob(b"in flight").unwrap();
+    cache.gc(&GcOptions::max_size(0)).unwrap();
+    assert!(cache.cas().contains(&d));
+}
+
+#[test]
+fn stats_count_builds_and_explain_finds_the_closest_entry() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("c");
+    let scratch = t.path();
+    {
+        let cache = Cache::open_with(&dir, opts()).unwrap();
+        let (k, _) = entry(&cache, scratch, "busybox:do_compile", 1, 10);
+        entry(&cache, scratch, "busybox:do_compile", 2, 10);
+        assert!(matches!(cache.lookup(&k).unwrap(), Lookup::Hit(_)));
+        assert!(matches!(
+            cache
+                .lookup(&ActionKey(bitzel_cache::Digest::of_bytes(b"nope")))
+                .unwrap(),
+            Lookup::Miss(_)
+        ));
+        cache.close();
+    }
+    let cache = Cache::open_with(&dir, opts()).unwrap();
+    let s = cache.stats().unwrap();
+    assert_eq!(s.builds.len(), 1, "{s:?}");
+    assert_eq!((s.builds[0].hits, s.builds[0].misses), (1, 1));
+    assert_eq!(cache.history("busybox:do_compile").unwrap().len(), 2);
+
+    // A new action differing from seed 2 only in one variable.
+    let mut a = cache
+        .local()
+        .read_action(&cache.history("busybox:do_compile").unwrap()[0].key)
+        .unwrap()
+        .unwrap()
+        .action;
+    a.vars.insert("SEED".into(), "2".into());
+    a.env.insert("CFLAGS".into(), "-O3".into());
+    let (_, closest) = cache.closest_earlier(&a).unwrap().unwrap();
+    let d = diff(&closest.action, &a);
+    assert_eq!(
+        d,
+        vec![Difference::Env {
+            name: "CFLAGS".into(),
+            old: None,
+            new: Some("-O3".into())
+        }]
+    );
+    let _ = Duration::ZERO;
+}
