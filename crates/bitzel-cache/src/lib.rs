@@ -17,6 +17,7 @@ pub mod hosttools;
 pub mod index;
 pub mod layer;
 pub mod maintenance;
+pub mod remote;
 pub mod store;
 pub mod tree;
 

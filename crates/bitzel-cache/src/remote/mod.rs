@@ -1,0 +1,543 @@
+//! The remote cache: a second cache level speaking the Bazel HTTP
+//! remote-cache protocol (`GET`/`PUT`/`HEAD` of `<base>[/<instance>]/ac/<hex>`
+//! and `<base>[/<instance>]/cas/<hex>`), as served by nginx WebDAV,
+//! bazel-remote, BuildBuddy, NativeLink or Buildbarn.
+//!
+//! - [`RemoteConfig`]: URL, instance, read-only, auth header (from an
+//!   environment variable; never printed), digest function.
+//! - [`RemoteCache`]: lookups and uploads in bitzel's terms ([`RemoteEntry`],
+//!   [`BlobRef`]); `ac/` entries are REAPI `ActionResult` protobufs
+//!   ([`entry`] documents the mapping).
+//! - [`stack`]: the local cache with this one behind it.
+//!
+//! Failure policy: the build never fails because of the remote. Every
+//! download is verified (a corrupt blob is counted and not used); an entry
+//! whose blobs are missing on the server is a miss; 5xx, 429 and timeouts are
+//! retried with exponential backoff; when a request still fails, or the server
+//! refuses access, the remote is given up for the rest of the process with a
+//! single warning and every later call returns [`RemoteError::Unavailable`]
+//! at once, which the stack treats as a miss / a skipped upload.
+
+pub mod config;
+pub mod entry;
+pub mod http;
+mod pool;
+pub mod proto;
+pub mod shamap;
+pub mod stats;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use config::{AuthHeader, DigestFunction, RemoteConfig};
+pub use entry::{BlobRef, RemoteEntry};
+pub use stats::{RemoteStats, RemoteStatsSnapshot};
+pub use store::HttpStore;
+
+use crate::digest::{ActionKey, Digest};
+use http::{Namespace, Transport};
+use shamap::{hex32, sha256, Sha256Map};
+
+/// Largest `ac/` entry accepted (an entry lists one line per referenced blob).
+pub const MAX_AC_ENTRY_BYTES: u64 = 64 << 20;
+/// Download limit for a blob whose size is not known.
+pub const MAX_UNSIZED_BLOB_BYTES: u64 = 16 << 30;
+/// Blobs at least this large are checked with `HEAD` before being uploaded.
+pub const HEAD_BEFORE_PUT_BYTES: u64 = 64 << 10;
+
+/// Errors of the remote cache.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The configured URL is unusable.
+    #[error("remote cache URL `{url}` is invalid: {reason} (expected http://host[:port][/path] or https://…)")]
+    BadUrl {
+        /// The URL (credentials hidden).
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The instance name is unusable.
+    #[error("remote cache instance `{0}` is invalid: use path segments of letters, digits, `.`, `_` and `-` separated by `/`")]
+    BadInstance(String),
+    /// The digest function is not one bitzel knows.
+    #[error("unknown remote cache digest function `{0}`: use `blake3` (default) or `sha256`")]
+    UnknownDigestFunction(String),
+    /// `auth_header_env` names a variable that is not set.
+    #[error("environment variable `{var}` (named by remote_cache.auth_header_env) is not set: export it with the header, e.g. `Authorization: Bearer <token>`")]
+    AuthEnvMissing {
+        /// The variable's name.
+        var: String,
+    },
+    /// The auth header variable holds something that is not a header.
+    #[error("environment variable `{var}` does not hold a usable HTTP header (empty, or contains a line break): set it to `Name: value` or to the Authorization value")]
+    BadAuthHeader {
+        /// The variable's name.
+        var: String,
+    },
+    /// The remote was given up (a warning said why); the build goes on locally.
+    #[error("remote cache {url} is unavailable; continuing with the local cache only")]
+    Unavailable {
+        /// The base URL (credentials hidden).
+        url: String,
+    },
+    /// A blob's SHA-256 is not known and its content is not at hand.
+    #[error(
+        "blob {digest} has no known SHA-256 name (upload it first, or use digest_function: blake3)"
+    )]
+    UnmappedBlob {
+        /// The blob.
+        digest: Digest,
+    },
+    /// The sha256 map directory cannot be created.
+    #[error("cannot create the remote cache's sha256 map directory {}: {source}", path.display())]
+    Map {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local side of a transfer (reading or storing a blob) failed.
+    #[error("local cache error while transferring blob {digest}: {source}")]
+    Local {
+        /// The blob.
+        digest: Digest,
+        /// The local error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Reads a local blob for upload: `Ok(None)` if the local cache lacks it.
+pub type BlobReader<'a> = dyn Fn(&Digest) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>>
+    + Sync
+    + 'a;
+/// Stores a downloaded, verified blob locally.
+pub type BlobWriter<'a> =
+    dyn Fn(&BlobRef, Vec<u8>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Sync + 'a;
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// An entry whose every blob is now local (fetched or already there).
+    Hit(RemoteEntry),
+    /// No usable entry: absent, written by another client, corrupt, or
+    /// referencing blobs the server no longer has.
+    Miss,
+}
+
+/// A remote cache. Cheap to share (`&self` everywhere; internally parallel).
+#[derive(Debug)]
+pub struct RemoteCache {
+    config: RemoteConfig,
+    transport: Transport,
+    stats: Arc<RemoteStats>,
+    map: Sha256Map,
+    /// Blobs known to be on the server (uploaded or checked) in this process.
+    present: Mutex<HashSet<Digest>>,
+    /// Sizes of blobs learned from entries (for download limits).
+    sizes: Mutex<HashMap<Digest, u64>>,
+}
+
+impl RemoteCache {
+    /// A remote cache for `config`. `map_dir` keeps the BLAKE3→SHA-256 map
+    /// across runs (used with [`DigestFunction::Sha256`]; typically a
+    /// directory inside the local cache); `None` keeps it in memory.
+    /// No network traffic happens here.
+    pub fn new(config: RemoteConfig, map_dir: Option<&Path>) -> Result<RemoteCache, RemoteError> {
+        let stats = Arc::new(RemoteStats::default());
+        let map = match config.digest_function {
+            DigestFunction::Sha256 => Sha256Map::open(map_dir)?,
+            DigestFunction::Blake3 => Sha256Map::open(None)?,
+        };
+        Ok(RemoteCache {
+            transport: Transport::new(&config, stats.clone()),
+            config,
+            stats,
+            map,
+            present: Mutex::new(HashSet::new()),
+            sizes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RemoteConfig {
+        &self.config
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> RemoteStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// False once the remote has been given up for this process.
+    pub fn is_available(&self) -> bool {
+        !self.transport.is_down()
+    }
+
+    /// The server-side name of an action key.
+    pub fn ac_name(&self, key: &ActionKey) -> String {
+        match self.config.digest_function {
+            DigestFunction::Blake3 => key.to_hex(),
+            DigestFunction::Sha256 => {
+                let mut buf = Vec::with_capacity(13 + 32);
+                buf.extend_from_slice(b"bitzel/ac/v1\0");
+                buf.extend_from_slice(&key.digest().0);
+                hex32(&sha256(&buf))
+            }
+        }
+    }
+
+    /// The server-side name of a blob, if known without its content.
+    pub fn blob_name(&self, d: &Digest) -> Option<String> {
+        match self.config.digest_function {
+            DigestFunction::Blake3 => Some(d.to_hex()),
+            DigestFunction::Sha256 => self.map.get(d).map(|s| hex32(&s)),
+        }
+    }
+
+    /// The server-side name of `bytes` whose BLAKE3 is `d` (learning the
+    /// SHA-256 map entry on the way).
+    fn blob_name_of(&self, d: &Digest, bytes: &[u8]) -> String {
+        match self.config.digest_function {
+            DigestFunction::Blake3 => d.to_hex(),
+            DigestFunction::Sha256 => {
+                let s = self.map.get(d).unwrap_or_else(|| {
+                    let s = sha256(bytes);
+                    self.map.insert(d, s);
+                    s
+                });
+                hex32(&s)
+            }
+        }
+    }
+
+    fn mark_present(&self, d: &Digest) {
+        if let Ok(mut p) = self.present.lock() {
+            p.insert(*d);
+        }
+    }
+
+    fn known_present(&self, d: &Digest) -> bool {
+        self.present.lock().map(|p| p.contains(d)).unwrap_or(false)
+    }
+
+    /// Check `bytes` against a blob's names (and size, when known). `remote`
+    /// is its server-side hex.
+    fn verify(&self, d: &Digest, size: Option<u64>, remote: &str, bytes: &[u8]) -> bool {
+        if size.is_some_and(|s| s != bytes.len() as u64) || Digest::of_bytes(bytes) != *d {
+            return false;
+        }
+        match self.config.digest_function {
+            DigestFunction::Blake3 => remote == d.to_hex(),
+            DigestFunction::Sha256 => remote == hex32(&sha256(bytes)),
+        }
+    }
+
+    /// `GET cas/<name>` and verify it. `Ok(None)`: absent, or corrupt (counted, warned, not used).
+    fn fetch_verified(
+        &self,
+        d: &Digest,
+        size: Option<u64>,
+        remote: &str,
+    ) -> Result<Option<Vec<u8>>, RemoteError> {
+        let limit = size.unwrap_or(MAX_UNSIZED_BLOB_BYTES);
+        let Some(bytes) = self.transport.get(Namespace::Cas, remote, limit)? else {
+            return Ok(None);
+        };
+        if !self.verify(d, size, remote, &bytes) {
+            self.stats.note_corrupt();
+            tracing::warn!(
+                remote = %self.transport.display_url(),
+                blob = %d,
+                "blob downloaded from the remote cache does not match its digest; not used"
+            );
+            return Ok(None);
+        }
+        self.mark_present(d);
+        Ok(Some(bytes))
+    }
+
+    /// Download one blob by its BLAKE3 name, verified. `Ok(None)` if the
+    /// server lacks it, it is corrupt, or (sha256) its server name is unknown.
+    pub fn get_blob(&self, b: &BlobRef) -> Result<Option<Vec<u8>>, RemoteError> {
+        let Some(remote) = self.blob_name(&b.digest) else {
+            return Ok(None);
+        };
+        self.fetch_verified(&b.digest, Some(b.size), &remote)
+    }
+
+    /// Like [`RemoteCache::get_blob`] when the size is not known (the size
+    /// learned from an entry is used if there is one).
+    pub fn get_blob_by_digest(&self, d: &Digest) -> Result<Option<Vec<u8>>, RemoteError> {
+        let Some(remote) = self.blob_name(d) else {
+            return Ok(None);
+        };
+        self.fetch_verified(d, self.known_size(d), &remote)
+    }
+
+    /// Whether the server has the blob (`HEAD`). False if its server name is unknown.
+    pub fn has_blob(&self, d: &Digest) -> Result<bool, RemoteError> {
+        let Some(remote) = self.blob_name(d) else {
+            return Ok(false);
+        };
+        let found = self.transport.head(Namespace::Cas, &remote)?;
+        if found {
+            self.mark_present(d);
+        }
+        Ok(found)
+    }
+
+    /// Upload one blob (not in read-only mode; then `Ok(false)`). The content
+    /// is checked against `d` first, so a corrupt local blob is never spread.
+    pub fn put_blob(&self, d: &Digest, bytes: &[u8]) -> Result<bool, RemoteError> {
+        if self.config.read_only {
+            return Ok(false);
+        }
+        if Digest::of_bytes(bytes) != *d {
+            return Err(RemoteError::Local {
+                digest: *d,
+                source: "local blob content does not match its digest; not uploaded".into(),
+            });
+        }
+        let name = self.blob_name_of(d, bytes);
+        if bytes.len() as u64 >= HEAD_BEFORE_PUT_BYTES
+            && self.transport.head(Namespace::Cas, &name)?
+        {
+            self.mark_present(d);
+            return Ok(true);
+        }
+        self.transport.put(Namespace::Cas, &name, bytes)?;
+        self.mark_present(d);
+        Ok(true)
+    }
+
+    /// Fetch and decode the `ac/` entry for `key` and its result blob
+    /// (verified); learn the server names of the blobs it lists. The blobs
+    /// themselves are not checked: see [`RemoteCache::fetch_all`] and
+    /// [`RemoteCache::check_all`]. `Ok(None)`: absent or unusable.
+    pub fn get_entry(&self, key: &ActionKey) -> Result<Option<RemoteEntry>, RemoteError> {
+        let name = self.ac_name(key);
+        let Some(bytes) = self
+            .transport
+            .get(Namespace::Ac, &name, MAX_AC_ENTRY_BYTES)?
+        else {
+            return Ok(None);
+        };
+        let decoded = match entry::decode(&bytes) {
+            Ok(d) => d,
+            Err(reason) => {
+                tracing::warn!(remote = %self.transport.display_url(), key = %key, %reason, "remote action-cache entry unusable; treated as a miss");
+                return Ok(None);
+            }
+        };
+        for (b, remote) in decoded.entry.blobs.iter().zip(&decoded.remote_names) {
+            match self.config.digest_function {
+                DigestFunction::Sha256 => {
+                    if let Ok(s) = remote.parse::<Digest>() {
+                        self.map.insert(&b.digest, s.0);
+                    }
+                }
+                DigestFunction::Blake3 => {
+                    if *remote != b.digest.to_hex() {
+                        tracing::warn!(key = %key, blob = %b.digest, "remote entry names a blob inconsistently; treated as a miss");
+                        return Ok(None);
+                    }
+                }
+            }
+            if let Ok(mut sizes) = self.sizes.lock() {
+                sizes.insert(b.digest, b.size);
+            }
+        }
+        // The result blob's BLAKE3 is unknown until it arrives: check the
+        // server name, then take the BLAKE3 of what arrived.
+        let Some(result) =
+            self.transport
+                .get(Namespace::Cas, &decoded.result_remote, decoded.result_size)?
+        else {
+            self.stats.note_incomplete();
+            return Ok(None);
+        };
+        let result_d = Digest::of_bytes(&result);
+        if !self.verify(
+            &result_d,
+            Some(decoded.result_size),
+            &decoded.result_remote,
+            &result,
+        ) {
+            self.stats.note_corrupt();
+            tracing::warn!(remote = %self.transport.display_url(), key = %key, "result blob from the remote cache does not match its digest; treated as a miss");
+            return Ok(None);
+        }
+        let mut e = decoded.entry;
+        e.result = result;
+        Ok(Some(e))
+    }
+
+    /// Download (in parallel, verified) every blob of `blobs` for which
+    /// `have` is false, handing each to `store`. `Ok(false)` as soon as one
+    /// is missing or corrupt on the server.
+    pub fn fetch_all(
+        &self,
+        blobs: &[BlobRef],
+        have: &(dyn Fn(&Digest) -> bool + Sync),
+        store: &BlobWriter<'_>,
+    ) -> Result<bool, RemoteError> {
+        let wanted: Vec<BlobRef> = blobs.iter().filter(|b| !have(&b.digest)).copied().collect();
+        let outcomes = pool::map_bounded(self.config.parallelism, &wanted, |b| {
+            match self.get_blob(b)? {
+                Some(bytes) => {
+                    store(b, bytes)
+                        .map(|()| true)
+                        .map_err(|source| RemoteError::Local {
+                            digest: b.digest,
+                            source,
+                        })
+                }
+                None => Ok(false),
+            }
+        });
+        for o in outcomes {
+            if !o? {
+                self.stats.note_incomplete();
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether the server has every blob of `blobs` (parallel `HEAD`s).
+    pub fn check_all(&self, blobs: &[BlobRef]) -> Result<bool, RemoteError> {
+        let outcomes = pool::map_bounded(self.config.parallelism, blobs, |b| {
+            if self.known_present(&b.digest) {
+                return Ok(true);
+            }
+            self.has_blob(&b.digest)
+        });
+        for o in outcomes {
+            if !o? {
+                self.stats.note_incomplete();
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Look `key` up: [`RemoteCache::get_entry`], then
+    /// [`RemoteCache::fetch_all`] of its blobs. Any blob the server lacks or
+    /// serves corrupt makes the whole lookup a [`Lookup::Miss`]. Counts hits
+    /// and misses.
+    pub fn lookup(
+        &self,
+        key: &ActionKey,
+        have: &(dyn Fn(&Digest) -> bool + Sync),
+        store: &BlobWriter<'_>,
+    ) -> Result<Lookup, RemoteError> {
+        let res = (|| {
+            let Some(e) = self.get_entry(key)? else {
+                return Ok(Lookup::Miss);
+            };
+            if !self.fetch_all(&e.blobs, have, store)? {
+                return Ok(Lookup::Miss);
+            }
+            Ok(Lookup::Hit(e))
+        })();
+        match &res {
+            Ok(Lookup::Hit(_)) => self.stats.note_hit(),
+            Ok(Lookup::Miss) | Err(_) => self.stats.note_miss(),
+        }
+        res
+    }
+
+    /// Upload the result blob and the `ac/` entry for `key`. Every blob of
+    /// `e` must already be on the server ([`RemoteCache::put_blob`]); with
+    /// the `sha256` function their names must be known (they are after
+    /// `put_blob`), else [`RemoteError::UnmappedBlob`] and nothing is written.
+    pub fn put_entry(&self, key: &ActionKey, e: &RemoteEntry) -> Result<bool, RemoteError> {
+        if self.config.read_only {
+            return Ok(false);
+        }
+        let result_d = Digest::of_bytes(&e.result);
+        let result_name = self.blob_name_of(&result_d, &e.result);
+        let ac = entry::encode(e, &result_name, &|b| self.blob_name(&b.digest))?;
+        self.put_blob(&result_d, &e.result)?;
+        self.transport.put(Namespace::Ac, &self.ac_name(key), &ac)?;
+        Ok(true)
+    }
+
+    /// Upload an action result: first every referenced blob the server is not
+    /// known to have (in parallel, read through `read`), then
+    /// [`RemoteCache::put_entry`] — so the entry never points at a missing
+    /// blob. `Ok(false)` when nothing was uploaded (read-only mode, or a
+    /// referenced blob is missing locally). Counts uploads.
+    pub fn put_action(
+        &self,
+        key: &ActionKey,
+        e: &RemoteEntry,
+        read: &BlobReader<'_>,
+    ) -> Result<bool, RemoteError> {
+        if self.config.read_only {
+            self.stats.note_skipped_upload();
+            return Ok(false);
+        }
+        let res = (|| {
+            let todo: Vec<BlobRef> = e
+                .normalized_blobs()
+                .into_iter()
+                .filter(|b| !self.known_present(&b.digest))
+                .collect();
+            let outcomes = pool::map_bounded(self.config.parallelism, &todo, |b| {
+                let bytes = read(&b.digest).map_err(|source| RemoteError::Local {
+                    digest: b.digest,
+                    source,
+                })?;
+                match bytes {
+                    Some(bytes) => self.put_blob(&b.digest, &bytes),
+                    None => Ok(false),
+                }
+            });
+            for (b, o) in todo.iter().zip(outcomes) {
+                if !o? {
+                    tracing::debug!(key = %key, blob = %b.digest, "referenced blob missing locally; action result not uploaded");
+                    return Ok(false);
+                }
+            }
+            self.put_entry(key, e)
+        })();
+        match &res {
+            Ok(true) => self.stats.note_action_upload(),
+            _ => self.stats.note_skipped_upload(),
+        }
+        res
+    }
+
+    /// Note that an action result was uploaded outside [`RemoteCache::put_action`].
+    pub(crate) fn count_upload(&self, done: bool) {
+        if done {
+            self.stats.note_action_upload();
+        } else {
+            self.stats.note_skipped_upload();
+        }
+    }
+
+    /// Note a lookup's outcome decided outside [`RemoteCache::lookup`].
+    pub(crate) fn count_lookup(&self, hit: bool) {
+        if hit {
+            self.stats.note_hit();
+        } else {
+            self.stats.note_miss();
+        }
+    }
+
+    /// The size learned for blob `d` from an entry, if any.
+    pub fn known_size(&self, d: &Digest) -> Option<u64> {
+        self.sizes.lock().ok().and_then(|s| s.get(d).copied())
+    }
+
+    /// Give the remote up now (e.g. the user interrupted), with the one warning.
+    pub fn disable(&self, reason: &str) {
+        self.transport.give_up(reason);
+    }
+}

@@ -1,0 +1,291 @@
+//! [`HttpStore`]: the remote cache as one more [`Storage`] level, placed
+//! after the local store in a [`crate::store::Stacked`] (see
+//! [`crate::Cache::with_levels`]).
+//!
+//! With a handle on the local CAS, a remote hit downloads every blob the
+//! entry lists in parallel (bounded pool, each verified) straight into the
+//! local CAS before the hit is reported, so `Stacked`'s write-back finds them
+//! there; a blob the server lacks or serves corrupt makes the hit a miss.
+//!
+//! Remote failures never become errors of this level: once the remote is
+//! given up (one warning), lookups miss and writes are dropped silently.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use super::{BlobRef, RemoteCache, RemoteConfig, RemoteEntry, RemoteError, RemoteStatsSnapshot};
+use crate::action::ActionResult;
+use crate::cas::Cas;
+use crate::digest::{ActionKey, Digest};
+use crate::error::{Error, IoContext, Result};
+use crate::store::{decode_result, encode_result, Storage};
+use crate::tree::{EntryKind, Tree};
+
+/// The remote cache as a [`Storage`] level.
+#[derive(Debug)]
+pub struct HttpStore {
+    remote: RemoteCache,
+    local: Option<Cas>,
+}
+
+impl HttpStore {
+    /// A level for `config`. `local` is the local CAS that hits are
+    /// prefetched into (and that tree manifests are read from when
+    /// uploading); `map_dir` keeps the BLAKE3→SHA-256 map (sha256 digest
+    /// function), e.g. `<cache root>/remote-sha256`.
+    pub fn new(
+        config: RemoteConfig,
+        local: Option<Cas>,
+        map_dir: Option<&Path>,
+    ) -> std::result::Result<HttpStore, RemoteError> {
+        Ok(HttpStore {
+            remote: RemoteCache::new(config, map_dir)?,
+            local,
+        })
+    }
+
+    /// The level for `cache`: prefetches into its CAS and keeps the
+    /// SHA-256 map in `<cache root>/remote-sha256`. Put it behind the local
+    /// store with [`crate::Cache::with_levels`]; keep the `Arc` to read
+    /// [`HttpStore::stats`] for the build summary.
+    pub fn for_cache(
+        config: RemoteConfig,
+        cache: &crate::Cache,
+    ) -> std::result::Result<HttpStore, RemoteError> {
+        let map_dir = cache.root().join("remote-sha256");
+        HttpStore::new(config, Some(cache.cas().clone()), Some(&map_dir))
+    }
+
+    /// The protocol-level client.
+    pub fn remote(&self) -> &RemoteCache {
+        &self.remote
+    }
+
+    /// Remote hits, uploads, bytes moved so far.
+    pub fn stats(&self) -> RemoteStatsSnapshot {
+        self.remote.stats()
+    }
+
+    /// Log a remote failure that is not the transport giving up (which has
+    /// already warned once).
+    fn note(&self, what: &str, e: &RemoteError) {
+        match e {
+            RemoteError::Unavailable { .. } => {}
+            other => {
+                tracing::warn!(remote = %self.remote.config().display_url(), "{what}: {other}")
+            }
+        }
+    }
+
+    /// A blob's bytes for reading a tree manifest or sizing a log: the local
+    /// CAS first, then the remote.
+    fn read_blob(&self, d: &Digest) -> Result<Option<Vec<u8>>> {
+        if let Some(cas) = &self.local {
+            if cas.contains(d) {
+                return cas.read(d).map(Some);
+            }
+        }
+        Ok(self.remote.get_blob_by_digest(d).unwrap_or_default())
+    }
+
+    fn blob_size(&self, d: &Digest) -> Result<Option<u64>> {
+        if let Some(cas) = &self.local {
+            let p = cas.blob_path(d);
+            if let Ok(md) = fs::metadata(&p) {
+                return Ok(Some(md.len()));
+            }
+        }
+        if let Some(s) = self.remote.known_size(d) {
+            return Ok(Some(s));
+        }
+        Ok(self.read_blob(d)?.map(|b| b.len() as u64))
+    }
+
+    /// Every blob `r` references — tree manifests, their files, logs — with
+    /// sizes. `None` if a tree manifest cannot be read.
+    fn referenced(&self, r: &ActionResult) -> Result<Option<Vec<BlobRef>>> {
+        let mut out = Vec::new();
+        for t in r.trees() {
+            let Some(bytes) = self.read_blob(&t)? else {
+                return Ok(None);
+            };
+            let tree = Tree::decode(&bytes).map_err(|reason| Error::Corrupt {
+                what: "tree manifest",
+                path: t.to_hex().into(),
+                reason,
+            })?;
+            out.push(BlobRef {
+                digest: t,
+                size: bytes.len() as u64,
+            });
+            for e in tree.entries() {
+                if let EntryKind::File { digest, size, .. } = e.kind {
+                    out.push(BlobRef { digest, size });
+                }
+            }
+        }
+        for d in r.log_blobs() {
+            let Some(size) = self.blob_size(&d)? else {
+                return Ok(None);
+            };
+            out.push(BlobRef { digest: d, size });
+        }
+        out.sort();
+        out.dedup();
+        Ok(Some(out))
+    }
+
+    fn log_ref(&self, d: Option<Digest>, blobs: &[BlobRef]) -> Option<BlobRef> {
+        let d = d?;
+        blobs.iter().find(|b| b.digest == d).copied()
+    }
+
+    fn get_action_inner(&self, key: &ActionKey) -> Option<ActionResult> {
+        let e = match self.remote.get_entry(key) {
+            Ok(Some(e)) => e,
+            Ok(None) => return None,
+            Err(err) => {
+                self.note("remote lookup failed", &err);
+                return None;
+            }
+        };
+        let r = match decode_result(&e.result) {
+            Ok(r) => r,
+            Err(reason) => {
+                tracing::warn!(key = %key.short(), %reason, "remote action result does not decode (another bitzel version?); treated as a miss");
+                return None;
+            }
+        };
+        let listed = |d: &Digest| e.blobs.iter().any(|b| b.digest == *d);
+        if let Some(d) = r
+            .trees()
+            .iter()
+            .chain(r.log_blobs().iter())
+            .find(|d| !listed(d))
+        {
+            tracing::warn!(key = %key.short(), blob = %d.short(), "remote entry does not list a blob its result references; treated as a miss");
+            return None;
+        }
+        let complete = match &self.local {
+            Some(cas) => self
+                .remote
+                .fetch_all(&e.blobs, &|d| cas.contains(d), &|_, bytes| {
+                    cas.put_bytes(&bytes)
+                        .map(|_| ())
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                }),
+            None => self.remote.check_all(&e.blobs),
+        };
+        match complete {
+            Ok(true) => Some(r),
+            Ok(false) => {
+                tracing::info!(key = %key.short(), label = %r.label, "remote entry's blobs are missing or corrupt on the server; treated as a miss");
+                None
+            }
+            Err(err) => {
+                self.note("remote download failed", &err);
+                None
+            }
+        }
+    }
+}
+
+impl Storage for HttpStore {
+    fn describe(&self) -> String {
+        let ro = if self.remote.config().read_only {
+            " (read-only)"
+        } else {
+            ""
+        };
+        format!("remote {}{ro}", self.remote.config().display_url())
+    }
+
+    fn get_action(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
+        if !self.remote.is_available() {
+            return Ok(None);
+        }
+        let r = self.get_action_inner(key);
+        self.remote.count_lookup(r.is_some());
+        Ok(r)
+    }
+
+    fn put_action(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
+        if self.remote.config().read_only || !self.remote.is_available() {
+            self.remote.count_upload(false);
+            return Ok(());
+        }
+        let Some(blobs) = self.referenced(result)? else {
+            tracing::debug!(key = %key.short(), "a referenced tree is unreadable; action result not uploaded");
+            self.remote.count_upload(false);
+            return Ok(());
+        };
+        let completed = result.created_unix_ms;
+        let e = RemoteEntry {
+            result: encode_result(result),
+            exit_code: result.exit_code,
+            stdout: self.log_ref(result.stdout, &blobs),
+            stderr: self.log_ref(result.stderr, &blobs),
+            blobs,
+            started_unix_ms: Some(completed.saturating_sub(result.duration_ms)),
+            completed_unix_ms: Some(completed),
+        };
+        match self.remote.put_entry(key, &e) {
+            Ok(done) => self.remote.count_upload(done),
+            Err(err) => {
+                self.note("remote upload failed", &err);
+                self.remote.count_upload(false);
+            }
+        }
+        Ok(())
+    }
+
+    fn has_blob(&self, d: &Digest) -> Result<bool> {
+        Ok(self.remote.has_blob(d).unwrap_or(false))
+    }
+
+    /// The local CAS is tried first: content addressing makes its copy the
+    /// same bytes, and `Stacked` reads tree manifests back through the level
+    /// it has just uploaded them to.
+    fn fetch_blob(&self, d: &Digest, dest: &Path) -> Result<bool> {
+        if let Some(cas) = &self.local {
+            if cas.contains(d) && cas.copy_out(d, dest).is_ok() {
+                return Ok(true);
+            }
+        }
+        let bytes = match self.remote.get_blob_by_digest(d) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(false),
+            Err(err) => {
+                self.note("remote download failed", &err);
+                return Ok(false);
+            }
+        };
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .ctx("create", dest)?;
+        f.write_all(&bytes).ctx("write", dest)?;
+        Ok(true)
+    }
+
+    fn put_blob(&self, d: &Digest, src: &Path) -> Result<()> {
+        if self.remote.config().read_only || !self.remote.is_available() {
+            return Ok(());
+        }
+        let bytes = fs::read(src).ctx("read", src)?;
+        let actual = Digest::of_bytes(&bytes);
+        if actual != *d {
+            return Err(Error::CorruptBlob {
+                path: src.to_path_buf(),
+                expected: *d,
+                actual,
+            });
+        }
+        if let Err(err) = self.remote.put_blob(d, &bytes) {
+            self.note("remote upload failed", &err);
+        }
+        Ok(())
+    }
+}

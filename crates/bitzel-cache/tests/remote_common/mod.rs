@@ -1,0 +1,191 @@
+//! Shared by the `remote_*` integration tests: a real nginx WebDAV server
+//! started through `scripts/nginx-dav`, caches stacked in front of it, and
+//! helpers to make action results.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bitzel_cache::remote::{HttpStore, RemoteConfig};
+use bitzel_cache::{Action, ActionKey, ActionResult, Cache, CacheOptions, Durability, Storage};
+
+/// An nginx WebDAV server in a temp dir; stopped on drop.
+pub struct Nginx {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    running: bool,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nginx-dav")
+}
+
+impl Nginx {
+    pub fn start() -> Nginx {
+        Nginx::start_args(&[])
+    }
+
+    /// Requests without `Authorization: <value>` get 401.
+    pub fn start_with_auth(value: &str) -> Nginx {
+        Nginx::start_args(&["--auth", value])
+    }
+
+    fn start_args(extra: &[&str]) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .expect("run scripts/nginx-dav");
+        assert!(
+            out.status.success(),
+            "cannot start nginx for the remote-cache tests (install it with `scripts/install-deps --test`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Nginx {
+            dir,
+            url,
+            running: true,
+        }
+    }
+
+    /// The document root: `<url>/x` is `<root>/x`.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn stop(&mut self) {
+        if self.running {
+            let st = Command::new("bash")
+                .arg(script())
+                .arg("stop")
+                .arg(self.dir.path())
+                .status()
+                .expect("run scripts/nginx-dav stop");
+            assert!(st.success());
+            self.running = false;
+        }
+    }
+
+    /// Files under `<root>/<sub>` (sorted).
+    pub fn files(&self, sub: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = match std::fs::read_dir(self.root().join(sub)) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort();
+        v
+    }
+
+    /// The request lines of the access log (e.g. `PUT /cas/ab… HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = Command::new("bash")
+                .arg(script())
+                .arg("stop")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+/// A fast config for tests: short timeouts and backoff.
+pub fn test_config(url: &str) -> RemoteConfig {
+    let mut c = RemoteConfig::new(url).unwrap();
+    c.backoff = std::time::Duration::from_millis(20);
+    c.connect_timeout = std::time::Duration::from_secs(2);
+    c.request_timeout = std::time::Duration::from_secs(10);
+    c
+}
+
+/// A local cache in `dir` with the remote behind it.
+pub fn stacked(dir: &Path, config: RemoteConfig) -> (Cache, Arc<HttpStore>) {
+    let cache = Cache::open_with(
+        dir,
+        CacheOptions {
+            durability: Durability::Process,
+            ..CacheOptions::default()
+        },
+    )
+    .unwrap();
+    let remote = Arc::new(HttpStore::for_cache(config, &cache).unwrap());
+    let level: Arc<dyn Storage> = remote.clone();
+    (cache.with_levels(vec![level]), remote)
+}
+
+/// Capture `files` as a task output, store a stdout log, and return the
+/// key and result of a made-up action labelled `label`.
+pub fn make_result(
+    cache: &Cache,
+    label: &str,
+    files: &[(&str, &[u8])],
+) -> (ActionKey, ActionResult) {
+    let work = tempfile::tempdir().unwrap();
+    for (p, content) in files {
+        let path = work.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+    }
+    let captured = cache.capture(work.path()).unwrap();
+    let stdout = cache
+        .put_blob(format!("log of {label}\n").as_bytes())
+        .unwrap();
+    let action = Action {
+        label: label.to_string(),
+        script: format!("echo {label}"),
+        ..Action::default()
+    };
+    let result = ActionResult {
+        label: label.to_string(),
+        output: captured.digest,
+        extra_outputs: Default::default(),
+        exit_code: 0,
+        stdout: Some(stdout),
+        stderr: None,
+        duration_ms: 1234,
+        created_unix_ms: 1_700_000_000_000,
+        action: action.clone(),
+    };
+    (action.key(), result)
+}
+
+/// A few files, one larger than the HEAD-before-PUT threshold.
+pub fn sample_files(tag: &str) -> Vec<(String, Vec<u8>)> {
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i % 251) as u8)
+        .chain(tag.bytes())
+        .collect();
+    vec![
+        (
+            "usr/bin/hello".into(),
+            format!("#!/bin/sh\necho {tag}\n").into_bytes(),
+        ),
+        (
+            "usr/share/doc/README".into(),
+            format!("readme {tag}\n").into_bytes(),
+        ),
+        ("usr/lib/libbig.so".into(), big),
+        ("etc/empty".into(), Vec::new()),
+    ]
+}
+
+pub fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect()
+}
