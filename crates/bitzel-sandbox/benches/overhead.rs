@@ -1,0 +1,127 @@
+//! Per-task sandbox overhead: the native backend, bubblewrap with the same spec, and
+//! `unshare -Urmpn --fork true`, measured in the same run. Every sandbox run `true` over the
+//! host build root with a 50-layer overlay at /bitzel/work (fresh upperdir).
+//!
+//! `cargo bench -p bitzel-sandbox --bench overhead [-- ITERATIONS]`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bitzel_sandbox::*;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Stats {
+    name: String,
+    min: Duration,
+    p10: Duration,
+    p50: Duration,
+}
+
+fn measure(name: &str, iters: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..iters / 10 + 2 {
+        f();
+    }
+    let mut v: Vec<Duration> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    Stats {
+        name: name.to_owned(),
+        min: v[0],
+        p10: percentile(&v, 0.10),
+        p50: percentile(&v, 0.50),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let iters: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::Builder::new()
+        .prefix("bitzel-bench-")
+        .tempdir()
+        .unwrap();
+    let mut lowers = Vec::new();
+    for i in 0..50 {
+        let d = dir.path().join(format!("layer{i:02}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), "x").unwrap();
+        lowers.push(d);
+    }
+    let (up, wk) = (dir.path().join("up"), dir.path().join("wk"));
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::create_dir_all(&wk).unwrap();
+    let mut spec = SandboxSpec::new(vec!["true".into()], SandboxSpec::default_host_paths());
+    spec.env.insert("PATH".into(), "/usr/bin:/bin".into());
+    spec.mounts.push(Mount::Overlay {
+        lowers,
+        upper: Some((up, wk)),
+        dst: "/bitzel/work".into(),
+    });
+    let helper = PathBuf::from(env!("CARGO_BIN_EXE_bitzel-sandbox-helper"));
+    let cfg = SandboxConfig::new(HelperExe::Path(helper));
+    let native = NativeBackend::new(cfg.clone());
+    let bwrap = BwrapBackend::new(cfg);
+    let check = |b: &dyn Backend| {
+        let o = b.run(&spec).unwrap_or_else(|e| panic!("{}: {e}", b.name()));
+        assert_eq!(o.status, ExitStatus::Code(0), "{}", b.name());
+    };
+    check(&native);
+    check(&bwrap);
+
+    println!("sandbox overhead, {iters} runs each (`true`, host root, 50-layer overlay):");
+    let mut rows = vec![
+        measure("native (this crate)", iters, || check(&native)),
+        measure("bwrap, same spec", iters, || check(&bwrap)),
+        measure("unshare -Urmpn --fork true", iters, || {
+            let s = std::process::Command::new("unshare")
+                .args(["-Urmpn", "--fork", "true"])
+                .status()
+                .unwrap();
+            assert!(s.success());
+        }),
+        measure("/bin/true (fork+exec)", iters, || {
+            assert!(std::process::Command::new("/bin/true")
+                .status()
+                .unwrap()
+                .success());
+        }),
+    ];
+    // Second native pass: the first one competes with a cold page cache.
+    rows[0] = measure("native (this crate)", iters, || check(&native));
+    println!("{:<30} {:>9} {:>9} {:>9}", "", "min ms", "p10 ms", "p50 ms");
+    for r in &rows {
+        println!(
+            "{:<30} {:>9.2} {:>9.2} {:>9.2}",
+            r.name,
+            ms(r.min),
+            ms(r.p10),
+            ms(r.p50)
+        );
+    }
+    let ratio = rows[0].p50.as_secs_f64() / rows[1].p50.as_secs_f64();
+    println!("native p50 / bwrap p50 = {ratio:.2} (target <= 0.60)");
+    println!(
+        "native p50 / unshare p50 = {:.2}",
+        rows[0].p50.as_secs_f64() / rows[2].p50.as_secs_f64()
+    );
+}
