@@ -1,0 +1,160 @@
+//! Remote-cache throughput against a loopback nginx WebDAV server
+//! (`scripts/nginx-dav`): upload and download of large and small blobs with
+//! the bounded transfer pool versus one transfer at a time, and the
+//! stacked-cache round trip (machine A uploads one action, machine B with an
+//! empty local cache restores it).
+//!
+//! Run: `cargo bench -p bitzel-cache --bench remote_throughput`
+//! (`BITZEL_BENCH_QUICK=1` for a smoke run with small sizes).
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/remote_common/mod.rs"]
+mod remote_common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bitzel_cache::remote::{BlobRef, Lookup, RemoteCache, RemoteConfig, RemoteEntry};
+use bitzel_cache::{Action, Digest};
+use remote_common::{as_refs, make_result, stacked, Nginx};
+
+fn blobs(n: usize, size: usize, seed: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64 + 1);
+            (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn config(url: &str, parallelism: usize) -> RemoteConfig {
+    let mut c = RemoteConfig::new(url).unwrap();
+    c.parallelism = parallelism;
+    c
+}
+
+struct Figures {
+    up: Duration,
+    down: Duration,
+}
+
+/// Upload `data` as one action's blobs, then download them all into memory.
+fn transfer(url: &str, parallelism: usize, data: &[Vec<u8>], tag: u64) -> Figures {
+    let remote = RemoteCache::new(config(url, parallelism), None).unwrap();
+    let refs: Vec<BlobRef> = data.iter().map(|b| BlobRef::of_bytes(b)).collect();
+    let by_digest: HashMap<Digest, &Vec<u8>> =
+        refs.iter().map(|r| r.digest).zip(data.iter()).collect();
+    let entry = RemoteEntry {
+        result: format!("bench result {tag}").into_bytes(),
+        blobs: refs.clone(),
+        ..RemoteEntry::default()
+    };
+    let key = Action {
+        label: format!("bench:{tag}"),
+        ..Action::default()
+    }
+    .key();
+    let read = |d: &Digest| Ok(by_digest.get(d).map(|b| (*b).clone()));
+    let t0 = Instant::now();
+    assert!(remote.put_action(&key, &entry, &read).unwrap());
+    let up = t0.elapsed();
+
+    // A fresh client (nothing known present), as on another machine.
+    let reader = RemoteCache::new(config(url, parallelism), None).unwrap();
+    let got = AtomicU64::new(0);
+    let t1 = Instant::now();
+    let res = reader
+        .lookup(&key, &|_| false, &|_, bytes| {
+            got.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let down = t1.elapsed();
+    assert!(matches!(res, Lookup::Hit(_)));
+    assert_eq!(
+        got.into_inner(),
+        data.iter().map(|b| b.len() as u64).sum::<u64>()
+    );
+    Figures { up, down }
+}
+
+fn rate(bytes: u64, n: usize, d: Duration) -> String {
+    let s = d.as_secs_f64().max(1e-9);
+    format!(
+        "{:8.1} MiB/s {:7.0} blobs/s ({:.3} s)",
+        bytes as f64 / s / (1024.0 * 1024.0),
+        n as f64 / s,
+        s
+    )
+}
+
+fn main() {
+    let quick = std::env::var_os("BITZEL_BENCH_QUICK").is_some();
+    let nginx = Nginx::start();
+    println!("remote cache throughput, loopback nginx WebDAV at {}", nginx.url);
+    let sets: Vec<(&str, usize, usize)> = if quick {
+        vec![("large", 8, 1 << 20), ("small", 200, 4 << 10)]
+    } else {
+        vec![("large", 64, 1 << 20), ("small", 2000, 4 << 10)]
+    };
+    let mut tag = 0;
+    for (name, n, size) in sets {
+        let bytes = (n * size) as u64;
+        let mut results = Vec::new();
+        for parallelism in [1usize, 8] {
+            tag += 1;
+            let data = blobs(n, size, tag);
+            let f = transfer(&nginx.url, parallelism, &data, tag);
+            println!(
+                "{name:5} {n:5} x {:>5} KiB, pool {parallelism}:  upload {}  download {}",
+                size >> 10,
+                rate(bytes, n, f.up),
+                rate(bytes, n, f.down)
+            );
+            results.push(f);
+        }
+        println!(
+            "{name:5} pool 8 vs pool 1: upload x{:.2}, download x{:.2}",
+            results[0].up.as_secs_f64() / results[1].up.as_secs_f64().max(1e-9),
+            results[0].down.as_secs_f64() / results[1].down.as_secs_f64().max(1e-9)
+        );
+    }
+
+    // Through the stacked cache: one action with many files.
+    let files = blobs(if quick { 100 } else { 1000 }, 8 << 10, 999);
+    let named: Vec<(String, Vec<u8>)> = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("usr/lib/f{i:05}"), b))
+        .collect();
+    let bytes: u64 = named.iter().map(|(_, b)| b.len() as u64).sum();
+    let dir_a = tempfile::tempdir().unwrap();
+    let (cache_a, remote_a) = stacked(dir_a.path(), RemoteConfig::new(&nginx.url).unwrap());
+    let (key, result) = make_result(&cache_a, "bench:do_install", &as_refs(&named));
+    let t0 = Instant::now();
+    cache_a.put(&key, &result).unwrap();
+    let up = t0.elapsed();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (cache_b, remote_b) = stacked(dir_b.path(), RemoteConfig::new(&nginx.url).unwrap());
+    let t1 = Instant::now();
+    assert!(matches!(
+        cache_b.lookup(&key).unwrap(),
+        bitzel_cache::Lookup::Hit(_)
+    ));
+    let down = t1.elapsed();
+    println!(
+        "stacked cache, 1 action of {} files x 8 KiB: upload (cache A put) {}  restore (empty cache B lookup) {}",
+        named.len(),
+        rate(bytes, named.len(), up),
+        rate(bytes, named.len(), down)
+    );
+    println!("  A: {:?}\n  B: {:?}", remote_a.stats(), remote_b.stats());
+}
