@@ -1,0 +1,571 @@
+//! The fetch built-in: runs on the host, fills the host `DL_DIR`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::digest::{file_digests, tree_digest};
+use super::error::ChecksumMismatch;
+use super::mirrors::{rewrite_for_mirror, MirrorRule};
+use super::srcuri::{SrcEntry, SrcKind};
+use super::BuiltinError;
+
+/// What [`fetch()`] needs to know, all already expanded by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct FetchSettings {
+    /// The host download directory (bitzel's configured `DL_DIR`; inside the
+    /// sandbox it is `/bitzel/downloads`).
+    pub dl_dir: PathBuf,
+    /// The `FILESPATH` directories, searched in order for relative
+    /// `file://` entries (see [`filespath_dirs`]). `DL_DIR` is tried last.
+    pub filespath: Vec<PathBuf>,
+    /// `PREMIRRORS`, tried before the upstream URL.
+    pub premirrors: Vec<MirrorRule>,
+    /// `MIRRORS`, tried after the upstream URL.
+    pub mirrors: Vec<MirrorRule>,
+    /// `BB_NO_NETWORK`: only local sources (`DL_DIR`, `file://` mirrors,
+    /// `protocol=file` git remotes) may be used.
+    pub no_network: bool,
+}
+
+/// One fetched `SRC_URI` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Position of the entry in `SRC_URI`.
+    pub entry_index: usize,
+    /// The name under `/bitzel/downloads` at which the sandbox must see
+    /// `local_path` (relative, `/`-separated). For git entries it names the
+    /// exported tree of `SRCREV`: `git2/exports/<mirror>/<srcrev>`.
+    pub local_name: String,
+    /// Where the file (or tree) is on the host.
+    pub local_path: PathBuf,
+    /// BLAKE3 hex of the file, or [`tree_digest`] of a directory.
+    pub digest: String,
+    /// SHA-256 hex of a file (`None` for a directory).
+    pub sha256: Option<String>,
+    /// Whether `local_path` is a directory (git exports, `file://` dirs).
+    pub is_dir: bool,
+}
+
+/// `FILESPATH` (colon-separated) expanded with `FILESOVERRIDES` as
+/// OpenEmbedded's `base_set_filespath` does: for every override, most
+/// specific (last) first, every directory with the override appended; then
+/// every plain directory.
+pub fn filespath_dirs(filespath: &str, filesoverrides: &str) -> Vec<PathBuf> {
+    let dirs: Vec<&str> = filespath.split(':').filter(|d| !d.is_empty()).collect();
+    let mut overrides: Vec<&str> = filesoverrides
+        .split(':')
+        .filter(|o| !o.is_empty())
+        .collect();
+    overrides.reverse();
+    overrides.push("");
+    let mut out = Vec::new();
+    for o in overrides {
+        for d in &dirs {
+            let p = if o.is_empty() {
+                PathBuf::from(d)
+            } else {
+                Path::new(d).join(o)
+            };
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Make every entry available locally and digest it. Entries are fetched
+/// in `SRC_URI` order; the first failure is returned.
+pub fn fetch(entries: &[SrcEntry], settings: &FetchSettings) -> Result<Vec<Fetched>, BuiltinError> {
+    entries
+        .iter()
+        .map(|e| match &e.kind {
+            SrcKind::File => fetch_file(e, settings),
+            SrcKind::Http => fetch_http(e, settings),
+            SrcKind::Git => fetch_git(e, settings),
+            SrcKind::Other(s) => Err(BuiltinError::Unsupported {
+                uri: e.uri.clone(),
+                what: format!("the `{s}://` scheme"),
+            }),
+        })
+        .collect()
+}
+
+fn fetched_at(e: &SrcEntry, local_name: String, path: PathBuf) -> Result<Fetched, BuiltinError> {
+    let meta =
+        std::fs::metadata(&path).map_err(|err| BuiltinError::io("inspecting", &path, err))?;
+    if meta.is_dir() {
+        Ok(Fetched {
+            entry_index: e.index,
+            local_name,
+            digest: tree_digest(&path)?,
+            local_path: path,
+            sha256: None,
+            is_dir: true,
+        })
+    } else {
+        let d = file_digests(&path)?;
+        Ok(Fetched {
+            entry_index: e.index,
+            local_name,
+            local_path: path,
+            digest: d.blake3,
+            sha256: Some(d.sha256),
+            is_dir: false,
+        })
+    }
+}
+
+fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
+    let mut searched = Vec::new();
+    if e.path.starts_with('/') {
+        let p = PathBuf::from(&e.path);
+        if p.exists() {
+            return verify_local(e, fetched_at(e, e.local_name.clone(), p)?);
+        }
+        searched.push(p);
+    } else {
+        for dir in s.filespath.iter().chain(std::iter::once(&s.dl_dir)) {
+            let p = dir.join(&e.path);
+            if p.exists() {
+                tracing::debug!(uri = %e.uri, path = %p.display(), "file:// entry found");
+                return verify_local(e, fetched_at(e, e.local_name.clone(), p)?);
+            }
+            searched.push(dir.clone());
+        }
+    }
+    Err(BuiltinError::LocalFileNotFound {
+        uri: e.uri.clone(),
+        name: e.path.clone(),
+        searched,
+    })
+}
+
+/// A `file://` entry with a checksum in the recipe is checked too.
+fn verify_local(e: &SrcEntry, f: Fetched) -> Result<Fetched, BuiltinError> {
+    if let (Some(expected), Some(actual)) = (&e.sha256, &f.sha256) {
+        if expected != actual {
+            return Err(BuiltinError::ChecksumMismatch(Box::new(ChecksumMismatch {
+                uri: e.uri.clone(),
+                from: f.local_path.display().to_string(),
+                path: f.local_path.clone(),
+                flag: e.checksum_flag("sha256"),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            })));
+        }
+    }
+    Ok(f)
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_beside(dest: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.bitzel-tmp-{}-{n}", std::process::id()))
+}
+
+/// The candidate URLs of an entry: premirrors, upstream, mirrors.
+fn candidates(e: &SrcEntry, s: &FetchSettings) -> Vec<String> {
+    let mut out: Vec<String> = s
+        .premirrors
+        .iter()
+        .filter_map(|r| rewrite_for_mirror(e, r))
+        .collect();
+    out.push(e.uri.clone());
+    out.extend(s.mirrors.iter().filter_map(|r| rewrite_for_mirror(e, r)));
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|u| seen.insert(u.clone()));
+    out
+}
+
+/// The location part of a URL (no `;params`).
+fn strip_params(url: &str) -> &str {
+    url.split(';').next().unwrap_or(url)
+}
+
+fn fetch_http(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
+    let dest = s.dl_dir.join(&e.local_name);
+    let flag = e.checksum_flag("sha256");
+    if dest.is_file() {
+        let d = file_digests(&dest)?;
+        match &e.sha256 {
+            Some(expected) if *expected == d.sha256 => {
+                tracing::debug!(uri = %e.uri, path = %dest.display(), "reusing download");
+                return fetched_at(e, e.local_name.clone(), dest);
+            }
+            Some(expected) => {
+                if s.no_network {
+                    return Err(BuiltinError::ChecksumMismatch(Box::new(ChecksumMismatch {
+                        uri: e.uri.clone(),
+                        from: format!("{} (already in DL_DIR)", dest.display()),
+                        path: dest.clone(),
+                        flag,
+                        expected: expected.clone(),
+                        actual: d.sha256,
+                    })));
+                }
+                tracing::warn!(path = %dest.display(), expected = %expected, actual = %d.sha256,
+                    "download in DL_DIR has the wrong checksum; fetching it again");
+            }
+            None => {
+                return Err(BuiltinError::MissingChecksum {
+                    uri: e.uri.clone(),
+                    flag,
+                    actual: d.sha256,
+                });
+            }
+        }
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|err| BuiltinError::io("creating", parent, err))?;
+    }
+    let mut attempts: Vec<(String, String)> = Vec::new();
+    let mut mismatch: Option<BuiltinError> = None;
+    let mut network_skipped = false;
+    for url in candidates(e, s) {
+        let tmp = temp_beside(&dest);
+        let got = if let Some(path) = url.strip_prefix("file://") {
+            let path = strip_params(path);
+            std::fs::copy(path, &tmp)
+                .map(|_| ())
+                .map_err(|err| format!("{path}: {err}"))
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            if s.no_network {
+                network_skipped = true;
+                attempts.push((url.clone(), "not tried: BB_NO_NETWORK is set".into()));
+                continue;
+            }
+            http_get(strip_params(&url), &tmp)
+        } else {
+            Err("bitzel fetches files only over http(s) and file://".into())
+        };
+        if let Err(why) = got {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!(url = %url, error = %why, "fetch attempt failed");
+            attempts.push((url, why));
+            continue;
+        }
+        let d = match file_digests(&tmp) {
+            Ok(d) => d,
+            Err(err) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(err);
+            }
+        };
+        let Some(expected) = &e.sha256 else {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(BuiltinError::MissingChecksum {
+                uri: e.uri.clone(),
+                flag,
+                actual: d.sha256,
+            });
+        };
+        if *expected != d.sha256 {
+            let _ = std::fs::remove_file(&tmp);
+            attempts.push((
+                url.clone(),
+                format!("sha256 {} instead of {expected}", d.sha256),
+            ));
+            if mismatch.is_none() {
+                mismatch = Some(BuiltinError::ChecksumMismatch(Box::new(ChecksumMismatch {
+                    uri: e.uri.clone(),
+                    from: url,
+                    path: dest.clone(),
+                    flag: flag.clone(),
+                    expected: expected.clone(),
+                    actual: d.sha256,
+                })));
+            }
+            continue;
+        }
+        std::fs::rename(&tmp, &dest)
+            .map_err(|err| BuiltinError::io("renaming a download to", &dest, err))?;
+        tracing::info!(uri = %e.uri, from = %url, path = %dest.display(), "downloaded");
+        return fetched_at(e, e.local_name.clone(), dest);
+    }
+    if let Some(m) = mismatch {
+        return Err(m);
+    }
+    if network_skipped && s.no_network {
+        return Err(BuiltinError::NoNetwork {
+            uri: e.uri.clone(),
+            path: dest,
+        });
+    }
+    Err(BuiltinError::Download {
+        uri: e.uri.clone(),
+        attempts,
+    })
+}
+
+fn http_get(url: &str, to: &Path) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut reader = resp.into_body().into_reader();
+    let mut f = File::create(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+    std::io::copy(&mut reader, &mut f).map_err(|e| format!("receiving: {e}"))?;
+    f.sync_all()
+        .map_err(|e| format!("writing {}: {e}", to.display()))?;
+    Ok(())
+}
+
+// --- git -----------------------------------------------------------------------
+
+fn git(e: &SrcEntry, dir: Option<&Path>, args: &[&str]) -> Result<Vec<u8>, BuiltinError> {
+    let mut cmd = Command::new("git");
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
+    let shown = format!(
+        "git {}{}",
+        dir.map(|d| format!("-C {} ", d.display()))
+            .unwrap_or_default(),
+        args.join(" ")
+    );
+    let out = cmd.output().map_err(|err| BuiltinError::Git {
+        uri: e.uri.clone(),
+        command: shown.clone(),
+        detail: format!("cannot run git: {err} (install git)"),
+    })?;
+    if !out.status.success() {
+        return Err(BuiltinError::Git {
+            uri: e.uri.clone(),
+            command: shown,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+fn has_commit(e: &SrcEntry, mirror: &Path, rev: &str) -> bool {
+    mirror.is_dir()
+        && git(
+            e,
+            Some(mirror),
+            &["cat-file", "-e", &format!("{rev}^{{commit}}")],
+        )
+        .is_ok()
+}
+
+/// The remote a git URL (upstream or mirror) points at.
+fn git_remote(e: &SrcEntry, url: &str) -> Option<(String, bool)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let loc = strip_params(rest);
+    let params: Vec<(&str, &str)> = rest
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    let protocol = params
+        .iter()
+        .find(|(k, _)| *k == "protocol")
+        .map(|(_, v)| (*v).to_string())
+        .unwrap_or_else(|| match scheme {
+            "git" => e.git_protocol().to_string(),
+            s => s.strip_prefix("git+").unwrap_or(s).to_string(),
+        });
+    match protocol.as_str() {
+        "file" => {
+            let path = if loc.starts_with('/') {
+                loc.to_string()
+            } else {
+                format!("/{loc}")
+            };
+            // A host part is meaningless for file remotes: take the path.
+            let path = if scheme == "file" {
+                path
+            } else {
+                format!("/{}", loc.split_once('/').map(|x| x.1).unwrap_or(loc))
+            };
+            Some((format!("file://{path}"), true))
+        }
+        "http" | "https" | "git" | "ssh" => Some((format!("{protocol}://{loc}"), false)),
+        _ => None,
+    }
+}
+
+fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
+    let rev = match e.srcrev.as_deref() {
+        None => {
+            let var = e
+                .name()
+                .map(|n| format!("SRCREV_{n}"))
+                .unwrap_or_else(|| "SRCREV".into());
+            return Err(e.invalid(format!(
+                "no revision: set {var} to the full commit id to build"
+            )));
+        }
+        Some(r) if r.contains("AUTOINC") || r == "${AUTOREV}" || r == "AUTOREV" => {
+            return Err(BuiltinError::Unsupported {
+                uri: e.uri.clone(),
+                what: "a floating revision (AUTOREV); pin SRCREV to a commit id".into(),
+            })
+        }
+        Some(r) => r.to_ascii_lowercase(),
+    };
+    if !(rev.len() == 40 || rev.len() == 64) || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(e.invalid(format!(
+            "SRCREV `{rev}` is not a full commit id (40 hex digits)"
+        )));
+    }
+    let mirror = s.dl_dir.join(&e.local_name);
+    let mirror_name = e.local_name.trim_start_matches("git2/").to_string();
+    let export_name = format!("git2/exports/{mirror_name}/{rev}");
+    let export = s.dl_dir.join(&export_name);
+    if export.is_dir() {
+        return fetched_at(e, export_name, export);
+    }
+    if !has_commit(e, &mirror, &rev) {
+        let mut attempts = Vec::new();
+        let mut network_skipped = false;
+        for url in candidates(e, s) {
+            let Some((remote, local)) = git_remote(e, &url) else {
+                attempts.push((url, "not a git remote".into()));
+                continue;
+            };
+            if s.no_network && !local {
+                network_skipped = true;
+                attempts.push((remote, "not tried: BB_NO_NETWORK is set".into()));
+                continue;
+            }
+            let r = if mirror.is_dir() {
+                git(
+                    e,
+                    Some(&mirror),
+                    &[
+                        "fetch",
+                        "--prune",
+                        "--tags",
+                        &remote,
+                        "+refs/heads/*:refs/heads/*",
+                    ],
+                )
+                .map(|_| ())
+            } else {
+                let tmp = temp_beside(&mirror);
+                if let Some(parent) = tmp.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|err| BuiltinError::io("creating", parent, err))?;
+                }
+                let tmp_s = tmp.to_string_lossy().into_owned();
+                match git(e, None, &["clone", "--quiet", "--mirror", &remote, &tmp_s]) {
+                    Ok(_) => std::fs::rename(&tmp, &mirror)
+                        .map_err(|err| BuiltinError::io("renaming a git mirror to", &mirror, err)),
+                    Err(err) => {
+                        let _ = std::fs::remove_dir_all(&tmp);
+                        Err(err)
+                    }
+                }
+            };
+            match r {
+                Ok(()) if has_commit(e, &mirror, &rev) => break,
+                Ok(()) => attempts.push((remote, format!("has no commit {rev}"))),
+                Err(err) => attempts.push((remote, err.to_string())),
+            }
+        }
+        if !has_commit(e, &mirror, &rev) {
+            if network_skipped && attempts.iter().all(|(_, w)| w.starts_with("not tried")) {
+                return Err(BuiltinError::NoNetwork {
+                    uri: e.uri.clone(),
+                    path: mirror,
+                });
+            }
+            return Err(BuiltinError::Download {
+                uri: e.uri.clone(),
+                attempts,
+            });
+        }
+    }
+    if !e.nobranch() {
+        let branch = format!("refs/heads/{}", e.branch());
+        if git(
+            e,
+            Some(&mirror),
+            &["merge-base", "--is-ancestor", &rev, &branch],
+        )
+        .is_err()
+        {
+            return Err(e.invalid(format!(
+                "SRCREV {rev} is not on branch `{}`; set `;branch=` to the branch that has it (or `;nobranch=1`)",
+                e.branch()
+            )));
+        }
+    }
+    // Export the tree of SRCREV, atomically.
+    let parent = export.parent().unwrap_or(&s.dl_dir).to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(|err| BuiltinError::io("creating", &parent, err))?;
+    let tmp = temp_beside(&export);
+    std::fs::create_dir_all(&tmp).map_err(|err| BuiltinError::io("creating", &tmp, err))?;
+    let result = export_tree(e, &mirror, &rev, &tmp);
+    if let Err(err) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    if let Err(err) = std::fs::rename(&tmp, &export) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !export.is_dir() {
+            return Err(BuiltinError::io("renaming a git export to", &export, err));
+        }
+    }
+    fetched_at(e, export_name, export)
+}
+
+fn export_tree(e: &SrcEntry, mirror: &Path, rev: &str, to: &Path) -> Result<(), BuiltinError> {
+    let shown = format!(
+        "git -C {} archive {rev} | tar -x -C {}",
+        mirror.display(),
+        to.display()
+    );
+    let fail = |detail: String| BuiltinError::Git {
+        uri: e.uri.clone(),
+        command: shown.clone(),
+        detail,
+    };
+    let mut archive = Command::new("git")
+        .arg("-C")
+        .arg(mirror)
+        .args(["archive", "--format=tar", rev])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| fail(format!("cannot run git: {err}")))?;
+    let Some(stdout) = archive.stdout.take() else {
+        return Err(fail("no pipe from git archive".into()));
+    };
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(to)
+        .stdin(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|err| fail(format!("cannot run tar: {err}")))?;
+    let a = archive
+        .wait_with_output()
+        .map_err(|err| fail(err.to_string()))?;
+    if !a.status.success() {
+        return Err(fail(String::from_utf8_lossy(&a.stderr).trim().to_string()));
+    }
+    if !tar.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&tar.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
