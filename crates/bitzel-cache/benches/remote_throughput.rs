@@ -99,7 +99,10 @@ fn rate(bytes: u64, n: usize, d: Duration) -> String {
 fn main() {
     let quick = std::env::var_os("BITZEL_BENCH_QUICK").is_some();
     let nginx = Nginx::start();
-    println!("remote cache throughput, loopback nginx WebDAV at {}", nginx.url);
+    println!(
+        "remote cache throughput, loopback nginx WebDAV at {}",
+        nginx.url
+    );
     let sets: Vec<(&str, usize, usize)> = if quick {
         vec![("large", 8, 1 << 20), ("small", 200, 4 << 10)]
     } else {

@@ -220,6 +220,12 @@ impl RemoteCache {
         }
     }
 
+    /// Whether this process has seen blob `d` on the server (uploaded,
+    /// downloaded or checked with `HEAD`).
+    pub fn is_known_present(&self, d: &Digest) -> bool {
+        self.known_present(d)
+    }
+
     fn known_present(&self, d: &Digest) -> bool {
         self.present.lock().map(|p| p.contains(d)).unwrap_or(false)
     }

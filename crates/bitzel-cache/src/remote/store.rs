@@ -10,9 +10,11 @@
 //! Remote failures never become errors of this level: once the remote is
 //! given up (one warning), lookups miss and writes are dropped silently.
 
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::{BlobRef, RemoteCache, RemoteConfig, RemoteEntry, RemoteError, RemoteStatsSnapshot};
 use crate::action::ActionResult;
@@ -22,11 +24,85 @@ use crate::error::{Error, IoContext, Result};
 use crate::store::{decode_result, encode_result, Storage};
 use crate::tree::{EntryKind, Tree};
 
+/// Bytes of blob content that may wait in the upload queue before
+/// `put_blob` blocks (one larger blob is always admitted when the queue is empty).
+pub const UPLOAD_QUEUE_BYTES: u64 = 256 << 20;
+
 /// The remote cache as a [`Storage`] level.
 #[derive(Debug)]
 pub struct HttpStore {
-    remote: RemoteCache,
+    shared: Arc<Shared>,
     local: Option<Cas>,
+}
+
+/// What the upload workers share with the store.
+#[derive(Debug)]
+struct Shared {
+    remote: RemoteCache,
+    uploads: Mutex<Uploads>,
+    changed: Condvar,
+}
+
+/// The upload queue: `put_blob` enqueues, up to `parallelism` worker
+/// threads upload, `put_action` waits for its blobs before writing the entry.
+#[derive(Debug, Default)]
+struct Uploads {
+    queue: VecDeque<(Digest, Vec<u8>)>,
+    /// Queued or being uploaded.
+    pending: HashSet<Digest>,
+    /// Uploads that failed (the entry referencing them is not written).
+    failed: HashSet<Digest>,
+    queued_bytes: u64,
+    workers: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Uploads> {
+        self.uploads.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, Uploads>) -> MutexGuard<'a, Uploads> {
+        self.changed.wait(g).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run the queue on the calling thread (when no worker thread can be spawned).
+    fn work_inline(self: Arc<Self>) {
+        self.lock().workers += 1;
+        self.work();
+    }
+
+    /// One upload worker: take blobs until the queue is empty, then exit.
+    fn work(self: Arc<Self>) {
+        loop {
+            let (d, bytes) = {
+                let mut g = self.lock();
+                match g.queue.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        g.workers -= 1;
+                        self.changed.notify_all();
+                        return;
+                    }
+                }
+            };
+            let ok = match self.remote.put_blob(&d, &bytes) {
+                Ok(_) => true,
+                Err(err) => {
+                    if !matches!(err, RemoteError::Unavailable { .. }) {
+                        tracing::warn!(remote = %self.remote.config().display_url(), "remote upload failed: {err}");
+                    }
+                    false
+                }
+            };
+            let mut g = self.lock();
+            g.pending.remove(&d);
+            g.queued_bytes = g.queued_bytes.saturating_sub(bytes.len() as u64);
+            if !ok {
+                g.failed.insert(d);
+            }
+            self.changed.notify_all();
+        }
+    }
 }
 
 impl HttpStore {
@@ -40,7 +116,11 @@ impl HttpStore {
         map_dir: Option<&Path>,
     ) -> std::result::Result<HttpStore, RemoteError> {
         Ok(HttpStore {
-            remote: RemoteCache::new(config, map_dir)?,
+            shared: Arc::new(Shared {
+                remote: RemoteCache::new(config, map_dir)?,
+                uploads: Mutex::new(Uploads::default()),
+                changed: Condvar::new(),
+            }),
             local,
         })
     }
@@ -59,12 +139,65 @@ impl HttpStore {
 
     /// The protocol-level client.
     pub fn remote(&self) -> &RemoteCache {
-        &self.remote
+        &self.shared.remote
+    }
+
+    /// Wait until every queued blob upload has finished (uploads run on
+    /// background threads; an action's entry is written only after its
+    /// blobs). Called on drop too.
+    pub fn flush(&self) {
+        let mut g = self.shared.lock();
+        while !g.pending.is_empty() {
+            g = self.shared.wait(g);
+        }
+    }
+
+    /// Queue `bytes` (blob `d`) for upload, blocking while the queue holds
+    /// more than [`UPLOAD_QUEUE_BYTES`].
+    fn enqueue(&self, d: Digest, bytes: Vec<u8>) {
+        let len = bytes.len() as u64;
+        let mut g = self.shared.lock();
+        if g.pending.contains(&d) {
+            return;
+        }
+        while g.queued_bytes > 0 && g.queued_bytes + len > UPLOAD_QUEUE_BYTES {
+            g = self.shared.wait(g);
+        }
+        g.failed.remove(&d);
+        g.pending.insert(d);
+        g.queue.push_back((d, bytes));
+        g.queued_bytes += len;
+        if g.workers < self.remote().config().parallelism.max(1) {
+            g.workers += 1;
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("bitzel-upload".into())
+                .spawn(move || shared.work());
+            if spawned.is_err() {
+                g.workers -= 1;
+                if g.workers == 0 {
+                    // No thread at all: upload here, synchronously.
+                    drop(g);
+                    self.shared.clone().work_inline();
+                    return;
+                }
+            }
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Wait for the uploads of `blobs`; true if none failed.
+    fn wait_uploaded(&self, blobs: &[BlobRef]) -> bool {
+        let mut g = self.shared.lock();
+        while blobs.iter().any(|b| g.pending.contains(&b.digest)) {
+            g = self.shared.wait(g);
+        }
+        !blobs.iter().any(|b| g.failed.contains(&b.digest))
     }
 
     /// Remote hits, uploads, bytes moved so far.
     pub fn stats(&self) -> RemoteStatsSnapshot {
-        self.remote.stats()
+        self.remote().stats()
     }
 
     /// Log a remote failure that is not the transport giving up (which has
@@ -73,7 +206,7 @@ impl HttpStore {
         match e {
             RemoteError::Unavailable { .. } => {}
             other => {
-                tracing::warn!(remote = %self.remote.config().display_url(), "{what}: {other}")
+                tracing::warn!(remote = %self.remote().config().display_url(), "{what}: {other}")
             }
         }
     }
@@ -86,7 +219,7 @@ impl HttpStore {
                 return cas.read(d).map(Some);
             }
         }
-        Ok(self.remote.get_blob_by_digest(d).unwrap_or_default())
+        Ok(self.remote().get_blob_by_digest(d).unwrap_or_default())
     }
 
     fn blob_size(&self, d: &Digest) -> Result<Option<u64>> {
@@ -96,7 +229,7 @@ impl HttpStore {
                 return Ok(Some(md.len()));
             }
         }
-        if let Some(s) = self.remote.known_size(d) {
+        if let Some(s) = self.remote().known_size(d) {
             return Ok(Some(s));
         }
         Ok(self.read_blob(d)?.map(|b| b.len() as u64))
@@ -142,7 +275,7 @@ impl HttpStore {
     }
 
     fn get_action_inner(&self, key: &ActionKey) -> Option<ActionResult> {
-        let e = match self.remote.get_entry(key) {
+        let e = match self.remote().get_entry(key) {
             Ok(Some(e)) => e,
             Ok(None) => return None,
             Err(err) => {
@@ -169,13 +302,13 @@ impl HttpStore {
         }
         let complete = match &self.local {
             Some(cas) => self
-                .remote
+                .remote()
                 .fetch_all(&e.blobs, &|d| cas.contains(d), &|_, bytes| {
                     cas.put_bytes(&bytes)
                         .map(|_| ())
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                 }),
-            None => self.remote.check_all(&e.blobs),
+            None => self.remote().check_all(&e.blobs),
         };
         match complete {
             Ok(true) => Some(r),
@@ -193,33 +326,38 @@ impl HttpStore {
 
 impl Storage for HttpStore {
     fn describe(&self) -> String {
-        let ro = if self.remote.config().read_only {
+        let ro = if self.remote().config().read_only {
             " (read-only)"
         } else {
             ""
         };
-        format!("remote {}{ro}", self.remote.config().display_url())
+        format!("remote {}{ro}", self.remote().config().display_url())
     }
 
     fn get_action(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
-        if !self.remote.is_available() {
+        if !self.remote().is_available() {
             return Ok(None);
         }
         let r = self.get_action_inner(key);
-        self.remote.count_lookup(r.is_some());
+        self.remote().count_lookup(r.is_some());
         Ok(r)
     }
 
     fn put_action(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
-        if self.remote.config().read_only || !self.remote.is_available() {
-            self.remote.count_upload(false);
+        if self.remote().config().read_only || !self.remote().is_available() {
+            self.remote().count_upload(false);
             return Ok(());
         }
         let Some(blobs) = self.referenced(result)? else {
             tracing::debug!(key = %key.short(), "a referenced tree is unreadable; action result not uploaded");
-            self.remote.count_upload(false);
+            self.remote().count_upload(false);
             return Ok(());
         };
+        if !self.wait_uploaded(&blobs) {
+            tracing::debug!(key = %key.short(), "a blob upload failed; action result not uploaded");
+            self.remote().count_upload(false);
+            return Ok(());
+        }
         let completed = result.created_unix_ms;
         let e = RemoteEntry {
             result: encode_result(result),
@@ -230,18 +368,22 @@ impl Storage for HttpStore {
             started_unix_ms: Some(completed.saturating_sub(result.duration_ms)),
             completed_unix_ms: Some(completed),
         };
-        match self.remote.put_entry(key, &e) {
-            Ok(done) => self.remote.count_upload(done),
+        match self.remote().put_entry(key, &e) {
+            Ok(done) => self.remote().count_upload(done),
             Err(err) => {
                 self.note("remote upload failed", &err);
-                self.remote.count_upload(false);
+                self.remote().count_upload(false);
             }
         }
         Ok(())
     }
 
+    /// Answered from what this process knows (blobs uploaded, queued,
+    /// fetched or checked), without a request: a blob not known to be on the
+    /// server is uploaded again by `Stacked` (small ones are cheaper to PUT
+    /// than to HEAD then PUT; large ones get a HEAD in the upload worker).
     fn has_blob(&self, d: &Digest) -> Result<bool> {
-        Ok(self.remote.has_blob(d).unwrap_or(false))
+        Ok(self.remote().is_known_present(d) || self.shared.lock().pending.contains(d))
     }
 
     /// The local CAS is tried first: content addressing makes its copy the
@@ -253,7 +395,7 @@ impl Storage for HttpStore {
                 return Ok(true);
             }
         }
-        let bytes = match self.remote.get_blob_by_digest(d) {
+        let bytes = match self.remote().get_blob_by_digest(d) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(false),
             Err(err) => {
@@ -271,7 +413,7 @@ impl Storage for HttpStore {
     }
 
     fn put_blob(&self, d: &Digest, src: &Path) -> Result<()> {
-        if self.remote.config().read_only || !self.remote.is_available() {
+        if self.remote().config().read_only || !self.remote().is_available() {
             return Ok(());
         }
         let bytes = fs::read(src).ctx("read", src)?;
@@ -283,9 +425,13 @@ impl Storage for HttpStore {
                 actual,
             });
         }
-        if let Err(err) = self.remote.put_blob(d, &bytes) {
-            self.note("remote upload failed", &err);
-        }
+        self.enqueue(*d, bytes);
         Ok(())
+    }
+}
+
+impl Drop for HttpStore {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

@@ -83,7 +83,21 @@ impl Nginx {
     }
 
     /// The request lines of the access log (e.g. `PUT /cas/ab… HTTP/1.1`).
+    /// nginx writes a line after the response has gone out, so this waits
+    /// until the log stops growing.
     pub fn requests(&self) -> Vec<String> {
+        let mut last = self.requests_now();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let now = self.requests_now();
+            if now.len() == last.len() {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    fn requests_now(&self) -> Vec<String> {
         let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
         log.lines()
             .filter_map(|l| l.split('"').nth(1).map(str::to_string))
