@@ -7,7 +7,7 @@ mod remote_common;
 
 use bitzel_cache::remote::proto;
 use bitzel_cache::remote::shamap::{hex32, sha256};
-use bitzel_cache::remote::DigestFunction;
+use bitzel_cache::remote::{DigestFunction, RemoteCache};
 use bitzel_cache::{Digest, Lookup};
 use prost::Message;
 use remote_common::{as_refs, make_result, sample_files, stacked, test_config, Nginx};
@@ -183,4 +183,47 @@ fn read_only_mode_uploads_nothing_but_still_reads() {
         (0, 1, 0, 1),
         "{s:?}"
     );
+}
+
+#[test]
+fn blobs_are_uploaded_before_the_entry_that_references_them() {
+    let dav = remote_common::MiniDav::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, remote) = stacked(dir.path(), test_config(&dav.url));
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let (k, r) = make_result(
+            &cache,
+            &format!("order:do_{i}"),
+            &as_refs(&sample_files(&i.to_string())),
+        );
+        cache.put(&k, &r).unwrap();
+        keys.push(k);
+    }
+    assert_eq!(remote.stats().uploads, 3);
+    let log = dav.requests();
+    for k in &keys {
+        let ac = log
+            .iter()
+            .position(|l| *l == format!("PUT /ac/{k}"))
+            .unwrap_or_else(|| panic!("no ac PUT for {k}: {log:#?}"));
+        // Every blob the entry names, and its result blob, arrived (and was
+        // answered) before it.
+        let reader = RemoteCache::new(test_config(&dav.url), None).unwrap();
+        let e = reader.get_entry(k).unwrap().unwrap();
+        let mut named = 0;
+        let result_blob = bitzel_cache::remote::BlobRef::of_bytes(&e.result);
+        for b in e.normalized_blobs().into_iter().chain([result_blob]) {
+            let put = log
+                .iter()
+                .position(|l| *l == format!("PUT /cas/{}", b.digest))
+                .unwrap_or_else(|| panic!("blob {} never uploaded", b.digest));
+            assert!(put < ac, "blob {} uploaded after its entry", b.digest);
+            named += 1;
+        }
+        assert!(named >= 5, "{named}");
+    }
+    // Large blobs are checked with HEAD first; small ones are PUT directly.
+    assert!(log.iter().any(|l| l.starts_with("HEAD /cas/")));
+    assert_eq!(log.iter().filter(|l| l.starts_with("HEAD /ac/")).count(), 0);
 }

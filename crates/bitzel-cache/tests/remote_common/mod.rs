@@ -203,3 +203,82 @@ pub fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
         .map(|(p, c)| (p.as_str(), c.as_slice()))
         .collect()
 }
+
+/// A minimal in-process HTTP object store (GET/HEAD/PUT with
+/// Content-Length) that records every request in arrival order — to check
+/// the order in which a client talks, which nginx's access log (written at
+/// completion, per worker) cannot show.
+pub struct MiniDav {
+    pub url: String,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl MiniDav {
+    pub fn start() -> MiniDav {
+        use std::collections::HashMap;
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let objects: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (log, objects) = (log2.clone(), objects.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let (method, path) = (
+                            parts.next().unwrap_or("").to_string(),
+                            parts.next().unwrap_or("").to_string(),
+                        );
+                        let mut len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h == "\r\n" {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    len = v.trim().parse().unwrap();
+                                }
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        r.read_exact(&mut body).unwrap();
+                        log.lock().unwrap().push(format!("{method} {path}"));
+                        let mut objs = objects.lock().unwrap();
+                        let _ = match (method.as_str(), objs.get(&path)) {
+                            ("PUT", _) => {
+                                objs.insert(path, body);
+                                write!(w, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                            }
+                            ("GET", Some(b)) => {
+                                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())
+                                    .and_then(|()| w.write_all(b))
+                            }
+                            ("HEAD", Some(b)) => {
+                                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())
+                            }
+                            _ => write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+                        };
+                    }
+                });
+            }
+        });
+        MiniDav { url, log }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
