@@ -477,6 +477,8 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     return Err(unsup(off, "this kind of call"));
                 };
                 let recv = self.eval(obj)?;
+                // Python looks the method up before evaluating arguments.
+                check_method(&recv, name, *aoff)?;
                 let a = self.eval_args(args)?;
                 self.call_method(recv, name, a, *aoff)
             }
@@ -524,6 +526,100 @@ impl<'a, 'c> Evaluator<'a, 'c> {
 
     fn call_func(&mut self, f: Func, args: Args<'a>, off: usize) -> Result<Value<'a>, PyError> {
         bbfuncs::call(self, f, args, off)
+    }
+}
+
+/// All methods of Python's `str`.
+const STR_METHODS: &[&str] = &[
+    "capitalize",
+    "casefold",
+    "center",
+    "count",
+    "encode",
+    "endswith",
+    "expandtabs",
+    "find",
+    "format",
+    "format_map",
+    "index",
+    "isalnum",
+    "isalpha",
+    "isascii",
+    "isdecimal",
+    "isdigit",
+    "isidentifier",
+    "islower",
+    "isnumeric",
+    "isprintable",
+    "isspace",
+    "istitle",
+    "isupper",
+    "join",
+    "ljust",
+    "lower",
+    "lstrip",
+    "maketrans",
+    "partition",
+    "removeprefix",
+    "removesuffix",
+    "replace",
+    "rfind",
+    "rindex",
+    "rjust",
+    "rpartition",
+    "rsplit",
+    "rstrip",
+    "split",
+    "splitlines",
+    "startswith",
+    "strip",
+    "swapcase",
+    "title",
+    "translate",
+    "upper",
+    "zfill",
+];
+
+/// Fail as Python's attribute lookup would, before arguments are evaluated.
+fn check_method(recv: &Value<'_>, name: &str, off: usize) -> Result<(), PyError> {
+    match recv {
+        Value::Str(_) if !STR_METHODS.contains(&name) => Err(rt(
+            off,
+            "AttributeError",
+            format!("'str' object has no attribute '{name}'"),
+        )),
+        Value::None => Err(rt(
+            off,
+            "AttributeError",
+            format!("'NoneType' object has no attribute '{name}'"),
+        )),
+        Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Range(..) => {
+            const NUMBER_METHODS: &[&str] = &[
+                "as_integer_ratio",
+                "bit_count",
+                "bit_length",
+                "conjugate",
+                "from_bytes",
+                "fromhex",
+                "hex",
+                "is_integer",
+                "to_bytes",
+                "index",
+            ];
+            if NUMBER_METHODS.contains(&name) {
+                Err(unsup(
+                    off,
+                    format!("method '.{name}()' of a {} value", recv.type_name()),
+                ))
+            } else {
+                Err(rt(
+                    off,
+                    "AttributeError",
+                    format!("'{}' object has no attribute '{name}'", recv.type_name()),
+                ))
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -834,6 +930,24 @@ fn py_mod(a: i64, b: i64, off: usize) -> Result<i64, PyError> {
     }
 }
 
+/// CPython's `float_floor_div` (b != 0).
+fn float_floor_div(a: f64, b: f64) -> f64 {
+    let m = a % b;
+    let mut div = (a - m) / b;
+    if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+        div -= 1.0;
+    }
+    if div != 0.0 {
+        let mut fl = div.floor();
+        if div - fl > 0.5 {
+            fl += 1.0;
+        }
+        fl
+    } else {
+        0.0f64.copysign(a / b)
+    }
+}
+
 fn float_mod(a: f64, b: f64, off: usize) -> Result<f64, PyError> {
     if b == 0.0 {
         return Err(rt(off, "ZeroDivisionError", "float modulo"));
@@ -947,7 +1061,7 @@ pub(crate) fn binary<'a>(
                 if b == 0.0 {
                     Err(rt(off, "ZeroDivisionError", "float floor division by zero"))
                 } else {
-                    Ok(V::Float(((a - float_mod(a, b, off)?) / b).round()))
+                    Ok(V::Float(float_floor_div(a, b)))
                 }
             }
             BinOp::Mod => float_mod(a, b, off).map(V::Float),
@@ -961,7 +1075,16 @@ pub(crate) fn binary<'a>(
                 } else if a < 0.0 && b.fract() != 0.0 {
                     Err(unsup(off, "complex results of ** on a negative base"))
                 } else {
-                    Ok(V::Float(a.powf(b)))
+                    let r = a.powf(b);
+                    if r.is_infinite() && a.is_finite() && b.is_finite() {
+                        Err(rt(
+                            off,
+                            "OverflowError",
+                            "(34, 'Numerical result out of range')",
+                        ))
+                    } else {
+                        Ok(V::Float(r))
+                    }
                 }
             }
             _ => Err(binop_type_error(op, &l, &r, off)),

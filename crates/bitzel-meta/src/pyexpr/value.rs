@@ -270,7 +270,20 @@ pub(crate) fn float_repr(f: f64) -> String {
         return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
     }
     // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde[-]x".
-    let sci = format!("{f:e}");
+    // Rust's `{:e}` gives the shortest round-trip digits; when several
+    // strings of that length round-trip, CPython picks the one closest to
+    // the exact value, which is the correctly rounded one.
+    let shortest = format!("{f:e}");
+    let n_digits = shortest
+        .split('e')
+        .next()
+        .map_or(1, |m| m.chars().filter(char::is_ascii_digit).count());
+    let exact = format!("{f:.*e}", n_digits.saturating_sub(1));
+    let sci = if exact.parse::<f64>().ok() == Some(f) {
+        exact
+    } else {
+        shortest
+    };
     let (mant, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let neg = mant.starts_with('-');
@@ -428,6 +441,7 @@ mod tests {
             (100.0, "100.0"),
             (1e22, "1e+22"),
             (f64::INFINITY, "inf"),
+            ((1e16 - 3.0) / 5.0, "1999999999999999.2"),
         ] {
             assert_eq!(float_repr(f), s, "{f}");
         }
