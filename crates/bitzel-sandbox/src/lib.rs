@@ -32,7 +32,7 @@ pub use bwrap::{bwrap_args, BwrapBackend};
 pub use error::{SandboxError, SetupFailure};
 pub use native::{NativeBackend, DEV_NODES, HELPER_ARG};
 pub use none::NoneBackend;
-pub use probe::{select, BackendChoice, ProbeReport, Probed};
+pub use probe::{host_notes, probe_all, select, BackendChoice, ProbeReport, Probed};
 pub use sbpl::SandboxExecBackend;
 pub use spec::{ExitStatus, Limits, Mount, Outcome, RootSpec, SandboxSpec, Stdio};
 

@@ -71,6 +71,25 @@ fn read_trim(p: &str) -> Option<String> {
 /// Host facts that explain probe failures.
 pub fn host_notes() -> Vec<String> {
     let mut n = Vec::new();
+    if let Ok(u) = nix::sys::utsname::uname() {
+        let rel = u.release().to_string_lossy().into_owned();
+        let mut it = rel
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|x| x.parse::<u32>().ok());
+        let (maj, min) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+        let new_api = (maj, min) >= (6, 8);
+        n.push(format!(
+            "kernel {rel}: overlays use {}",
+            if new_api {
+                "fsconfig lowerdir+ (Linux >= 6.8)"
+            } else {
+                "mount(2) option strings, split to fit one page (Linux < 6.8)"
+            }
+        ));
+        if (maj, min) < (5, 11) {
+            n.push("overlayfs in user namespaces needs Linux >= 5.11: the native and bwrap backends will fail their overlay probe".into());
+        }
+    }
     if let Some(v) = read_trim("/proc/sys/kernel/unprivileged_userns_clone") {
         n.push(format!("kernel.unprivileged_userns_clone = {v}{}", if v == "0" { " (unprivileged user namespaces disabled: `sysctl -w kernel.unprivileged_userns_clone=1`)" } else { "" }));
     }
@@ -114,6 +133,7 @@ fn probe_spec(dir: &Path) -> Result<SandboxSpec, SandboxError> {
     );
     spec.env.insert("PATH".into(), "/usr/bin:/bin".into());
     spec.timeout = Some(Duration::from_secs(20));
+    spec.stderr = crate::Stdio::File(dir.join("stderr"));
     spec.mounts.push(Mount::Overlay {
         lowers: vec![dir.join("l1"), dir.join("l2")],
         upper: Some((dir.join("u"), dir.join("w"))),
@@ -124,11 +144,13 @@ fn probe_spec(dir: &Path) -> Result<SandboxSpec, SandboxError> {
 
 fn probe(backend: &dyn Backend, cfg: &SandboxConfig) -> Probed {
     let start = Instant::now();
-    let dir: PathBuf =
-        cfg.base_dir()
-            .with_extension(format!("probe-{}-{}", backend.name(), std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("probe-{}-{}-{n}", backend.name(), std::process::id());
+    let dir: PathBuf = cfg.base_dir().with_extension(name);
     let result = probe_spec(&dir).and_then(|spec| backend.run(&spec));
     let out_ok = dir.join("u/out").exists();
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     let (ok, detail) = match result {
         Ok(o) if o.status == ExitStatus::Code(0) && out_ok => (
@@ -141,10 +163,14 @@ fn probe(backend: &dyn Backend, cfg: &SandboxConfig) -> Probed {
         Ok(o) => (
             false,
             format!(
-                "the probe task ended with {} (overlay output present: {out_ok})",
-                o.status
+                "the probe task ended with {} (overlay output present: {out_ok}); stderr: {}",
+                o.status,
+                stderr.trim()
             ),
         ),
+        Err(e) if e.to_string().contains("overlay") => {
+            (false, format!("{e} (overlayfs in a user namespace failed: Linux >= 5.11 is needed, and the layers must not sit on an overlay that is itself on an overlay)"))
+        }
         Err(e) => (false, e.to_string()),
     };
     Probed {
@@ -153,6 +179,37 @@ fn probe(backend: &dyn Backend, cfg: &SandboxConfig) -> Probed {
         detail,
         duration: start.elapsed(),
     }
+}
+
+/// Probe every backend this platform has (for `bitzel doctor`), without stopping at the first
+/// that works; `chosen` is what `auto` would pick.
+pub fn probe_all(cfg: &SandboxConfig) -> ProbeReport {
+    let mut report = ProbeReport {
+        notes: host_notes(),
+        ..ProbeReport::default()
+    };
+    let all: Vec<Box<dyn Backend>> = vec![
+        Box::new(NativeBackend::new(cfg.clone())),
+        Box::new(BwrapBackend::new(cfg.clone())),
+        Box::new(SandboxExecBackend),
+    ];
+    for b in all {
+        let p = if b.name() == "sandbox-exec" && !cfg!(target_os = "macos") {
+            Probed {
+                backend: b.name(),
+                ok: false,
+                detail: "only on macOS".into(),
+                duration: Duration::ZERO,
+            }
+        } else {
+            probe(b.as_ref(), cfg)
+        };
+        if p.ok && report.chosen.is_none() {
+            report.chosen = Some(p.backend);
+        }
+        report.probes.push(p);
+    }
+    report
 }
 
 /// Probe the backend(s) `choice` allows, in order, and return the first that really works.

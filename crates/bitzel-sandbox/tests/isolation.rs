@@ -164,6 +164,7 @@ suite!(
     overlay_deletion_is_a_whiteout_in_upper,
     cwd_stdin_and_rlimits,
     rootfs_layers_root,
+    interactive_keeps_the_callers_session,
 );
 
 fn exit_code_propagated(t: T) {
@@ -832,4 +833,25 @@ fn rootfs_layers_root(t: T) {
         t.kind
     );
     assert_eq!(std::fs::read_to_string(t.p("up/o")).unwrap(), "ok\n");
+}
+
+fn interactive_keeps_the_callers_session(t: T) {
+    let script = "read -r pid comm state ppid pgrp sid rest < /proc/self/stat; echo $pid $sid > /bitzel/work/sid";
+    assert_eq!(t.run(&t.spec(script)), ExitStatus::Code(0));
+    // A normal run is its own session (no controlling terminal of the caller's).
+    assert_eq!(
+        std::fs::read_to_string(t.p("up/sid")).unwrap(),
+        "2 2\n",
+        "{}",
+        t.kind
+    );
+    let o = t.b.run_interactive(&t.spec(script)).unwrap();
+    assert_eq!(o.status, ExitStatus::Code(0));
+    // devshell: the caller's session, whose leader is outside the PID namespace (shown as 0).
+    assert_eq!(
+        std::fs::read_to_string(t.p("up/sid")).unwrap(),
+        "2 0\n",
+        "{}",
+        t.kind
+    );
 }
