@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -131,12 +133,21 @@ impl Overrides {
 
 type ExpandResult = Result<Option<Arc<str>>, ExpandError>;
 
+/// Active overrides plus the base names of the variables they depend on.
+type OverrideCache = (Arc<Overrides>, HashSet<Box<str>>);
+
 /// A BitBake datastore.
 pub struct DataStore {
     parent: Option<Arc<DataStore>>,
     vars: HashMap<Arc<str>, VarEntry>,
-    overrides: Mutex<Option<Arc<Overrides>>>,
+    /// The active overrides and the (base) names of the variables their
+    /// computation read: changing one of those invalidates them.
+    overrides: Mutex<Option<OverrideCache>>,
     cache: Mutex<HashMap<Box<str>, ExpandResult>>,
+    /// Names in this layer that contain `${` (computed once, for frozen
+    /// parents).
+    ref_keys: std::sync::OnceLock<Vec<Arc<str>>>,
+    scratch: VarEntry,
 }
 
 impl Default for DataStore {
@@ -152,6 +163,8 @@ impl Clone for DataStore {
             vars: self.vars.clone(),
             overrides: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
+            ref_keys: std::sync::OnceLock::new(),
+            scratch: VarEntry::default(),
         }
     }
 }
@@ -207,6 +220,8 @@ impl DataStore {
             vars: HashMap::new(),
             overrides: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
+            ref_keys: std::sync::OnceLock::new(),
+            scratch: VarEntry::default(),
         }
     }
 
@@ -233,9 +248,12 @@ impl DataStore {
         self.find(var).filter(|e| e.is_live())
     }
 
-    fn invalidate(&mut self) {
+    fn invalidate(&mut self, var: &str) {
         if let Ok(o) = self.overrides.get_mut() {
-            *o = None;
+            let base = var.split(':').next().unwrap_or(var);
+            if o.as_ref().is_some_and(|(_, deps)| deps.contains(base)) {
+                *o = None;
+            }
         }
         if let Ok(c) = self.cache.get_mut() {
             if !c.is_empty() {
@@ -246,7 +264,7 @@ impl DataStore {
 
     /// Copy-on-write access to `var` in the local layer.
     pub(crate) fn entry_mut(&mut self, var: &str) -> &mut VarEntry {
-        self.invalidate();
+        self.invalidate(var);
         if !self.vars.contains_key(var) {
             let copy = self
                 .parent
@@ -256,8 +274,11 @@ impl DataStore {
                 .unwrap_or_default();
             self.vars.insert(Arc::from(var), copy);
         }
-        // The key was inserted just above.
-        self.vars.entry(Arc::from(var)).or_default()
+        match self.vars.get_mut(var) {
+            Some(e) => e,
+            // Inserted just above; a scratch entry keeps this panic-free.
+            None => &mut self.scratch,
+        }
     }
 
     /// BitBake's `_setvar_update_overrides`: register `var` (`BASE:o1:o2`)
@@ -503,6 +524,33 @@ impl DataStore {
         out.into_iter().collect()
     }
 
+    /// Live variable names containing `${` (candidates for key expansion).
+    pub(crate) fn keys_with_refs(&self) -> Vec<String> {
+        let mut names: BTreeSet<&str> = self
+            .vars
+            .keys()
+            .filter(|k| k.contains("${"))
+            .map(|k| &**k)
+            .collect();
+        let mut p = self.parent.as_deref();
+        while let Some(d) = p {
+            let cached = d.ref_keys.get_or_init(|| {
+                d.vars
+                    .keys()
+                    .filter(|k| k.contains("${"))
+                    .cloned()
+                    .collect()
+            });
+            names.extend(cached.iter().map(|k| &**k));
+            p = d.parent.as_deref();
+        }
+        names
+            .into_iter()
+            .filter(|k| self.find_live(k).is_some())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Names of variables set in this layer only (not the parent).
     pub(crate) fn local_keys(&self) -> Vec<Arc<str>> {
         let mut v: Vec<Arc<str>> = self.vars.keys().cloned().collect();
@@ -515,16 +563,21 @@ impl DataStore {
     /// most 5 rounds).
     pub(crate) fn active_overrides(&self) -> Result<Arc<Overrides>, ExpandError> {
         if let Ok(g) = self.overrides.lock() {
-            if let Some(o) = g.as_ref() {
+            if let Some((o, _)) = g.as_ref() {
                 return Ok(o.clone());
             }
         }
         let mut cur = Overrides::default();
         let mut seen = Vec::new();
         let mut stable = false;
+        let mut deps: HashSet<Box<str>> = HashSet::new();
         for _ in 0..6 {
-            let ex = Expander::new(self, &cur, false);
+            let mut ex = Expander::new(self, &cur, false);
+            ex.deps = Some(RefCell::new(HashSet::new()));
             let v = ex.get_var("OVERRIDES")?;
+            if let Some(d) = ex.deps.take() {
+                deps.extend(d.into_inner());
+            }
             let next = Overrides::from_value(v.as_deref());
             seen.push(v.map(|v| v.to_string()).unwrap_or_default());
             if next == cur {
@@ -538,7 +591,7 @@ impl DataStore {
         }
         let arc = Arc::new(cur);
         if let Ok(mut g) = self.overrides.lock() {
-            *g = Some(arc.clone());
+            *g = Some((arc.clone(), deps));
         }
         Ok(arc)
     }
@@ -725,6 +778,8 @@ pub(crate) struct Expander<'a> {
     stack: RefCell<Vec<Box<str>>>,
     /// An error raised inside a `PyContext` callback (which cannot return it).
     pending: RefCell<Option<ExpandError>>,
+    /// When set, the base name of every variable read is recorded here.
+    deps: Option<RefCell<HashSet<Box<str>>>>,
 }
 
 impl<'a> Expander<'a> {
@@ -735,6 +790,7 @@ impl<'a> Expander<'a> {
             use_cache,
             stack: RefCell::new(Vec::new()),
             pending: RefCell::new(None),
+            deps: None,
         }
     }
 
@@ -762,6 +818,7 @@ impl<'a> Expander<'a> {
         want_removes: bool,
     ) -> Result<(Option<String>, Vec<Arc<str>>), ExpandError> {
         let ds = self.ds;
+        self.note_dep(var);
         let entry = ds.find(var);
         let mut value: Option<String> = None;
         let mut removes: Vec<Arc<str>> = Vec::new();
@@ -856,6 +913,17 @@ impl<'a> Expander<'a> {
         Ok((value, removes))
     }
 
+    fn note_dep(&self, var: &str) {
+        if let Some(d) = &self.deps {
+            let base = var.split(':').next().unwrap_or(var);
+            if let Ok(mut d) = d.try_borrow_mut() {
+                if !d.contains(base) {
+                    d.insert(Box::from(base));
+                }
+            }
+        }
+    }
+
     fn cond_active(&self, o: Option<&str>) -> bool {
         match o {
             None | Some("") => true,
@@ -938,6 +1006,7 @@ impl<'a> Expander<'a> {
         if let Some(v) = self.cached(&key) {
             return v;
         }
+        self.note_dep(var);
         let r = match self.ds.flag_raw(var, flag, true) {
             None => Ok(None),
             Some(v) => self.expand(&v, Some(&key)).map(|s| Some(Arc::from(s))),
@@ -1155,7 +1224,11 @@ impl PyContext for PyCtx<'_, '_> {
                 }
             }
         } else {
-            self.ex.ds.flag_raw(name, flag, true).map(|s| s.to_string())
+            {
+                self.ex.note_dep(name);
+                self.ex.ds.flag_raw(name, flag, true)
+            }
+            .map(|s| s.to_string())
         }
     }
 

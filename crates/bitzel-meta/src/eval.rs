@@ -776,10 +776,7 @@ impl<'e> Eval<'e> {
     /// `${...}` to its expanded name.
     pub(crate) fn expand_keys(&mut self, file: &Arc<Path>) {
         let mut todo: Vec<(String, String)> = Vec::new();
-        for key in self.ds.keys() {
-            if !key.contains("${") {
-                continue;
-            }
+        for key in self.ds.keys_with_refs() {
             match self.ds.expand(&key) {
                 Ok(ek) if ek != key => todo.push((key, ek)),
                 Ok(_) => {}
