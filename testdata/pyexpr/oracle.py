@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Reference oracle for bitzel's inline-Python evaluator tests.
 
-Evaluates every line of cases.txt with real CPython against a small mock of
-BitBake's datastore and helper functions (written for this test from their
-documented behaviour), and writes cases.expected. Run it after adding cases:
+Evaluates every line of cases.txt (hand-written) and random.txt (made by
+gen_random.py) with real CPython against a small mock of BitBake's datastore
+and helper functions (written for this test from their documented
+behaviour), and writes cases.expected / random.expected. Run it after
+adding cases:
 
     python3 testdata/pyexpr/oracle.py
 
@@ -332,10 +334,10 @@ def encode(s):
     return s.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
-def main():
+def run(name):
     d = Data()
     out = []
-    with open(os.path.join(HERE, "cases.txt"), encoding="utf-8") as f:
+    with open(os.path.join(HERE, name + ".txt"), encoding="utf-8") as f:
         for line in f:
             line = line.rstrip("\n")
             if not line.strip() or line.startswith("#"):
@@ -347,9 +349,16 @@ def main():
                 out.append("%s\t=> %s" % (line, encode(str(value))))
             except Exception as e:  # noqa: BLE001 - the class name is the result
                 out.append("%s\t!! %s" % (line, type(e).__name__))
-    with open(os.path.join(HERE, "cases.expected"), "w", encoding="utf-8") as f:
+    with open(os.path.join(HERE, name + ".expected"), "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
-    print("wrote %d cases" % len(out), file=sys.stderr)
+    print("%s: wrote %d cases" % (name, len(out)), file=sys.stderr)
+
+
+def main():
+    import warnings
+    warnings.simplefilter("ignore")
+    run("cases")
+    run("random")
 
 
 if __name__ == "__main__":

@@ -1062,6 +1062,9 @@ pub(crate) fn call<'a>(
             let v = or_none(var);
             let mut s = str_arg(&v, "endswith", off)?.to_owned();
             for suf in iterate(or_none(suffixes), off)? {
+                if !suf.truthy() {
+                    continue;
+                }
                 let Value::Str(suf) = suf else {
                     return Err(rt(
                         off,

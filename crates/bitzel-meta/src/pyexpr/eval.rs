@@ -426,6 +426,13 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 off,
                 format!("using the builtin '{name}' as a value (only calls are supported)"),
             )),
+            NameKind::DataVarInComprehension => Err(rt(
+                off,
+                "NameError",
+                format!(
+                    "name '{name}' is not defined (datastore variables are not visible inside comprehensions; use d.getVar('{name}'))"
+                ),
+            )),
             NameKind::DataVar | NameKind::Unresolved => {
                 // BitBake's DataContext: unknown names are datastore variables
                 // (not functions).
@@ -593,6 +600,56 @@ fn check_method(recv: &Value<'_>, name: &str, off: usize) -> Result<(), PyError>
             "AttributeError",
             format!("'NoneType' object has no attribute '{name}'"),
         )),
+        Value::List(_) | Value::Tuple(_) | Value::Set(_) | Value::Dict(_) => {
+            let known: &[&str] = match recv {
+                Value::List(_) => &[
+                    "append", "clear", "copy", "count", "extend", "index", "insert", "pop",
+                    "remove", "reverse", "sort",
+                ],
+                Value::Tuple(_) => &["count", "index"],
+                Value::Set(_) => &[
+                    "add",
+                    "clear",
+                    "copy",
+                    "difference",
+                    "difference_update",
+                    "discard",
+                    "intersection",
+                    "intersection_update",
+                    "isdisjoint",
+                    "issubset",
+                    "issuperset",
+                    "pop",
+                    "remove",
+                    "symmetric_difference",
+                    "symmetric_difference_update",
+                    "union",
+                    "update",
+                ],
+                _ => &[
+                    "clear",
+                    "copy",
+                    "fromkeys",
+                    "get",
+                    "items",
+                    "keys",
+                    "pop",
+                    "popitem",
+                    "setdefault",
+                    "update",
+                    "values",
+                ],
+            };
+            if known.contains(&name) {
+                Ok(())
+            } else {
+                Err(rt(
+                    off,
+                    "AttributeError",
+                    format!("'{}' object has no attribute '{name}'", recv.type_name()),
+                ))
+            }
+        }
         Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Range(..) => {
             const NUMBER_METHODS: &[&str] = &[
                 "as_integer_ratio",

@@ -246,7 +246,7 @@ fn convert(
         'c' => {
             let c = match v {
                 Value::Str(s) if s.chars().count() == 1 => s.chars().next().unwrap_or(' '),
-                Value::Int(i) => u32::try_from(*i)
+                Value::Int(_) | Value::Bool(_) => u32::try_from(v.as_int().unwrap_or(0))
                     .ok()
                     .and_then(char::from_u32)
                     .ok_or_else(|| rt(off, "OverflowError", "%c arg not in range(0x110000)"))?,
@@ -540,6 +540,37 @@ fn apply_spec(v: &Value<'_>, spec: &str, off: usize) -> Result<String, PyError> 
                 "",
                 r,
             )
+        }
+        (Some(t), Value::Str(_) | Value::Float(_) | Value::Int(_) | Value::Bool(_))
+            if t.is_ascii_alphabetic() && !(numeric && prec.is_some()) =>
+        {
+            return Err(rt(
+                off,
+                "ValueError",
+                format!(
+                    "Unknown format code '{t}' for object of type '{}'",
+                    v.type_name()
+                ),
+            ))
+        }
+        (
+            _,
+            Value::None
+            | Value::List(_)
+            | Value::Tuple(_)
+            | Value::Set(_)
+            | Value::Dict(_)
+            | Value::Range(..)
+            | Value::Datastore,
+        ) => {
+            return Err(rt(
+                off,
+                "TypeError",
+                format!(
+                    "unsupported format string passed to {}.__format__",
+                    v.type_name()
+                ),
+            ))
         }
         _ => {
             return Err(unsup(

@@ -35,9 +35,12 @@
 //!
 //! Known, documented differences from CPython: integers are 64-bit (larger
 //! values are reported as unsupported); sets iterate in first-insertion order
-//! (CPython's order for strings depends on hash randomisation); bare
-//! datastore names also resolve inside comprehensions; results are limited
-//! to 2^24 items and evaluations to a fixed step budget.
+//! (CPython's order for strings depends on hash randomisation); a result
+//! CPython would compute as a complex number is reported as unsupported;
+//! results are limited to 2^24 items and evaluations to a fixed step
+//! budget. As in CPython 3.11, a bare datastore name inside a comprehension
+//! (other than in its first iterable) is a `NameError`: the comprehension's
+//! own scope cannot see BitBake's `DataContext`.
 //!
 //! Parsing happens once per distinct source text: [`PyExpr::parse`] gives a
 //! reusable compiled expression, and [`eval_inline`] keeps a small

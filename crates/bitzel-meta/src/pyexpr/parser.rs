@@ -114,6 +114,10 @@ pub(crate) enum NameKind {
     /// Anything else: looked up with `d.getVar(name)` as BitBake's
     /// `DataContext` does.
     DataVar,
+    /// A bare name inside a comprehension that is not a loop variable:
+    /// CPython (3.11) resolves it in the globals, where the datastore's
+    /// `DataContext` is not visible, so it is a `NameError`.
+    DataVarInComprehension,
 }
 
 /// How a call is dispatched, decided by the resolution pass.
@@ -1184,8 +1188,10 @@ fn resolve(e: &mut Expr, scope: &mut Vec<String>) {
                 NameKind::Module
             } else if super::eval::Func::from_path(name).is_some() {
                 NameKind::BuiltinFunc
-            } else {
+            } else if scope.is_empty() {
                 NameKind::DataVar
+            } else {
+                NameKind::DataVarInComprehension
             };
         }
         Expr::Attr { obj, .. } => resolve(obj, scope),
