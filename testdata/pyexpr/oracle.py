@@ -222,6 +222,45 @@ def explode_deps(s):
     return r
 
 
+class ParseError(Exception):
+    pass
+
+
+def vars_from_file(mypkg, d):
+    if not mypkg or not mypkg.endswith((".bb", ".bbappend")):
+        return (None, None, None)
+    myfile = os.path.splitext(os.path.basename(mypkg))
+    parts = myfile[0].split('_')
+    if len(parts) > 3:
+        raise ParseError("Unable to generate default variables from filename (too many underscores)", mypkg)
+    while len(parts) < 3:
+        parts.append(None)
+    return parts
+
+
+def parallel_make(d, makeinst=False):
+    pm = (d.getVar('PARALLEL_MAKEINST' if makeinst else 'PARALLEL_MAKE') or '').split()
+    while pm:
+        opt = pm.pop(0)
+        if opt == '-j':
+            v = pm.pop(0)
+        elif opt.startswith('-j'):
+            v = opt[2:].strip()
+        else:
+            continue
+        return int(v)
+    return ''
+
+
+def parallel_make_argument(d, fmt, limit=None, makeinst=False):
+    v = parallel_make(d, makeinst)
+    if v:
+        if limit:
+            v = min(limit, v)
+        return fmt % v
+    return ''
+
+
 def inherits_class(klass, d):
     val = (d.getVar('__inherit_cache', False) or "").split()
     needle = '/%s.bbclass' % klass
@@ -317,7 +356,8 @@ bb = module("bb",
                          filter=filter_, to_boolean=to_boolean,
                          vercmp_string=vercmp_string, vercmp_string_op=vercmp_string_op,
                          explode_deps=explode_deps),
-            data=module("bb.data", inherits_class=inherits_class))
+            data=module("bb.data", inherits_class=inherits_class),
+            parse=module("bb.parse", vars_from_file=vars_from_file))
 oe = module("oe",
             utils=module("oe.utils", ifelse=ifelse, conditional=conditional, vartrue=vartrue,
                          less_or_equal=less_or_equal,
@@ -326,7 +366,8 @@ oe = module("oe",
                          trim_version=trim_version, inherits=inherits,
                          all_distro_features=all_distro_features,
                          any_distro_features=any_distro_features,
-                         squashspaces=squashspaces),
+                         squashspaces=squashspaces, parallel_make=parallel_make,
+                         parallel_make_argument=parallel_make_argument),
             types=module("oe.types", boolean=boolean))
 
 

@@ -932,6 +932,128 @@ pub(crate) fn call<'a>(
             let k = klass.to_py_str();
             Ok(Value::Bool(ev.ctx.inherits_class(&k)))
         }
+        Func::BbVarsFromFile => {
+            let [file, d] = bind("vars_from_file", off, args, ["mypkg", "d"], 2)?;
+            let _ = d;
+            let file = or_none(file);
+            let name = match &file {
+                Value::Str(f) if f.ends_with(".bb") || f.ends_with(".bbappend") => f,
+                v if !v.truthy() => {
+                    return Ok(Value::Tuple(vec![Value::None, Value::None, Value::None]))
+                }
+                Value::Str(_) => {
+                    return Ok(Value::Tuple(vec![Value::None, Value::None, Value::None]))
+                }
+                other => {
+                    return Err(rt(
+                        off,
+                        "AttributeError",
+                        format!("'{}' object has no attribute 'endswith'", other.type_name()),
+                    ))
+                }
+            };
+            let base = name.rsplit('/').next().unwrap_or(name);
+            let root = match base.rfind('.') {
+                Some(dot) if base[..dot].bytes().any(|c| c != b'.') => &base[..dot],
+                _ => base,
+            };
+            let mut parts: Vec<Value<'a>> = root.split('_').map(Value::str_ref).collect();
+            if parts.len() > 3 {
+                return Err(rt(
+                    off,
+                    "ParseError",
+                    format!(
+                        "Unable to generate default variables from filename (too many underscores): {}",
+                        &**name
+                    ),
+                ));
+            }
+            while parts.len() < 3 {
+                parts.push(Value::None);
+            }
+            Ok(Value::List(parts))
+        }
+        Func::OeParallelMake | Func::OeParallelMakeArgument => {
+            let (fmt, limit, makeinst) = if f == Func::OeParallelMake {
+                let [d, makeinst] = bind("parallel_make", off, args, ["d", "makeinst"], 1)?;
+                need_d(d.as_ref(), off)?;
+                (None, None, makeinst.is_some_and(|m| m.truthy()))
+            } else {
+                let [d, fmt, limit, makeinst] = bind(
+                    "parallel_make_argument",
+                    off,
+                    args,
+                    ["d", "fmt", "limit", "makeinst"],
+                    2,
+                )?;
+                need_d(d.as_ref(), off)?;
+                (fmt, limit, makeinst.is_some_and(|m| m.truthy()))
+            };
+            let var = if makeinst {
+                "PARALLEL_MAKEINST"
+            } else {
+                "PARALLEL_MAKE"
+            };
+            let pm = ev.ctx.get_var(var, true).unwrap_or_default();
+            let mut words = split_ws(&pm);
+            let mut found: Option<i64> = None;
+            while let Some(opt) = words.next() {
+                let v = if opt == "-j" {
+                    match words.next() {
+                        Some(v) => v.to_owned(),
+                        None => return Err(rt(off, "IndexError", "pop from empty list")),
+                    }
+                } else if let Some(rest) = opt.strip_prefix("-j") {
+                    rest.trim_matches(py_isspace).to_owned()
+                } else {
+                    continue;
+                };
+                found = Some(parse_int(&v, 10).ok_or_else(|| {
+                    rt(
+                        off,
+                        "ValueError",
+                        format!(
+                            "invalid literal for int() with base 10: {}",
+                            Value::str_ref(&v).repr()
+                        ),
+                    )
+                })?);
+                break;
+            }
+            if f == Func::OeParallelMake {
+                return Ok(found.map_or_else(|| Value::str_ref(""), Value::Int));
+            }
+            match found {
+                Some(mut v) if v != 0 => {
+                    if let Some(l) = limit.filter(Value::truthy) {
+                        let l = l.as_int().ok_or_else(|| {
+                            rt(
+                                off,
+                                "TypeError",
+                                format!(
+                                    "'<' not supported between instances of 'int' and '{}'",
+                                    l.type_name()
+                                ),
+                            )
+                        })?;
+                        v = v.min(l);
+                    }
+                    let fmt = or_none(fmt);
+                    let Value::Str(fs) = &fmt else {
+                        return Err(rt(
+                            off,
+                            "TypeError",
+                            format!(
+                                "unsupported operand type(s) for %: '{}' and 'int'",
+                                fmt.type_name()
+                            ),
+                        ));
+                    };
+                    super::format::percent(fs, Value::Int(v), off).map(Value::str_owned)
+                }
+                _ => Ok(Value::str_ref("")),
+            }
+        }
         Func::OeInherits => {
             let pos = positional("inherits", args)?;
             let mut it = pos.into_iter();

@@ -21,10 +21,12 @@
 //! - the datastore (`d.getVar`, `d.getVarFlag`, `d.expand`, `'X' in d`),
 //!   `bb.utils.contains`/`contains_any`/`filter`/`to_boolean`/
 //!   `vercmp_string`/`vercmp_string_op`/`explode_deps`,
-//!   `bb.data.inherits_class`, `oe.utils.conditional`/`ifelse`/`vartrue`/
+//!   `bb.data.inherits_class`, `bb.parse.vars_from_file`,
+//!   `oe.utils.conditional`/`ifelse`/`vartrue`/
 //!   `less_or_equal`/`version_less_or_equal`/`all_distro_features`/
 //!   `any_distro_features`/`both_contain`/`prune_suffix`/`trim_version`/
-//!   `inherits`/`squashspaces`, `oe.types.boolean`, `os.path.basename`/
+//!   `inherits`/`squashspaces`/`parallel_make`/`parallel_make_argument`,
+//!   `oe.types.boolean`, `os.path.basename`/
 //!   `dirname`/`join`/`splitext`/`isabs`/`normpath`.
 //!
 //! Anything else is an error, never a silently wrong value: a construct or
