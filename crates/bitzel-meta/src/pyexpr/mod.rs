@@ -147,6 +147,17 @@ impl PyExpr {
         Ok(PyExpr { ast })
     }
 
+    /// The datastore variables the expression reads by literal name
+    /// (`d.getVar('X')`, `bb.utils.contains('X', ...)`, bare `X`), in every
+    /// branch whether taken or not, sorted — what BitBake's code parser
+    /// records as the expression's references. Names computed at run time
+    /// are not included.
+    pub fn references(&self) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        parser::references(&self.ast, &mut out);
+        out.into_iter().collect()
+    }
+
     /// Evaluate against a datastore and convert the result with `str()`.
     pub fn eval(&self, ctx: &dyn PyContext) -> Result<String, PyError> {
         let mut ev = eval::Evaluator::new(ctx);

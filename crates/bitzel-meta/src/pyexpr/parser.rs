@@ -1287,3 +1287,106 @@ fn resolve(e: &mut Expr, scope: &mut Vec<String>) {
         }
     }
 }
+
+/// Collect the datastore variables an expression reads by name: literal
+/// first arguments of `d.getVar`/`d.getVarFlag` and of the BitBake helpers
+/// that take a variable name, and bare datastore names. Like BitBake's
+/// code parser, this covers every branch, taken or not.
+pub(crate) fn references(e: &Expr, out: &mut std::collections::BTreeSet<String>) {
+    use super::eval::Func;
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::Const(..) => {}
+            Expr::Name { name, kind, .. } => {
+                if matches!(kind, NameKind::DataVar) {
+                    out.insert(name.clone());
+                }
+            }
+            Expr::Attr { obj, .. } => stack.push(obj),
+            Expr::Call {
+                func, args, kind, ..
+            } => {
+                let literal = |i: usize| match args.get(i).map(|a| &a.value) {
+                    Some(Expr::Const(Const::Str(s), _)) => Some(s.clone()),
+                    _ => None,
+                };
+                if let CallKind::Func(f) = kind {
+                    let names: &[usize] = match f {
+                        Func::DGetVar
+                        | Func::DGetVarFlag
+                        | Func::BbContains
+                        | Func::BbContainsAny
+                        | Func::BbFilter
+                        | Func::OeConditional
+                        | Func::OeVartrue
+                        | Func::OeLessOrEqual
+                        | Func::OeVersionLessOrEqual => &[0],
+                        Func::OeBothContain => &[0, 1],
+                        _ => &[],
+                    };
+                    for &i in names {
+                        if let Some(n) = literal(i) {
+                            out.insert(n);
+                        }
+                    }
+                    if matches!(f, Func::OeAllDistroFeatures | Func::OeAnyDistroFeatures) {
+                        out.insert("DISTRO_FEATURES".to_owned());
+                    }
+                } else if matches!(kind, CallKind::Method) {
+                    stack.push(func);
+                }
+                for a in args {
+                    stack.push(&a.value);
+                }
+            }
+            Expr::Subscript { obj, index, .. } => {
+                stack.push(obj);
+                stack.push(index);
+            }
+            Expr::Slice {
+                obj,
+                lower,
+                upper,
+                step,
+                ..
+            } => {
+                stack.push(obj);
+                for x in [lower, upper, step].into_iter().flatten() {
+                    stack.push(x);
+                }
+            }
+            Expr::Unary { operand, .. } => stack.push(operand),
+            Expr::Binary { left, right, .. } => {
+                stack.push(left);
+                stack.push(right);
+            }
+            Expr::BoolOp { values, .. }
+            | Expr::List(values)
+            | Expr::Tuple(values)
+            | Expr::Set(values) => stack.extend(values.iter()),
+            Expr::Compare { left, rest } => {
+                stack.push(left);
+                stack.extend(rest.iter().map(|(_, _, r)| r));
+            }
+            Expr::IfExp { test, body, orelse } => {
+                stack.push(test);
+                stack.push(body);
+                stack.push(orelse);
+            }
+            Expr::Dict(items) => {
+                for (k, v) in items {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            Expr::Comp { elt, gens, .. } => {
+                stack.push(elt);
+                for g in gens {
+                    stack.push(&g.iter);
+                    stack.extend(g.ifs.iter());
+                }
+            }
+        }
+    }
+}

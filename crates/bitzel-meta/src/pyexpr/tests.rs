@@ -572,3 +572,17 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn static_references_cover_all_branches() {
+    let e = PyExpr::parse(
+        "bb.utils.contains('DISTRO_FEATURES', 'x11', d.getVar('A'), PN, d) if d.getVar('B') \
+         else oe.utils.conditional('C', 'x', [x for x in d.getVarFlag('D', 'f').split()], \
+         oe.utils.all_distro_features(d, 'y'), d) + d.getVar(name) + d.expand('${E}')",
+    )
+    .unwrap();
+    assert_eq!(
+        e.references(),
+        ["A", "B", "C", "D", "DISTRO_FEATURES", "PN", "name"]
+    );
+}
