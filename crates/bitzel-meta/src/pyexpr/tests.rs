@@ -586,3 +586,10 @@ fn static_references_cover_all_branches() {
         ["A", "B", "C", "D", "DISTRO_FEATURES", "PN", "name"]
     );
 }
+
+#[test]
+fn compiled_expressions_are_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PyExpr>();
+    assert_send_sync::<PyError>();
+}
