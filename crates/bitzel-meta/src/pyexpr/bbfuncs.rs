@@ -933,8 +933,8 @@ pub(crate) fn call<'a>(
             Ok(Value::Bool(ev.ctx.inherits_class(&k)))
         }
         Func::BbVarsFromFile => {
-            let [file, d] = bind("vars_from_file", off, args, ["mypkg", "d"], 2)?;
-            let _ = d;
+            // `d` is required by the signature but not used (as in BitBake).
+            let [file, _d] = bind("vars_from_file", off, args, ["mypkg", "d"], 2)?;
             let file = or_none(file);
             let name = match &file {
                 Value::Str(f) if f.ends_with(".bb") || f.ends_with(".bbappend") => f,

@@ -222,7 +222,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             Expr::Name { name, kind, off } => self.name(name, kind, *off),
             Expr::Attr { obj, name, off } => {
                 let v = self.eval(obj)?;
-                Err(attr_error(&v, obj, name, *off))
+                Err(attr_error(&v, name, *off))
             }
             Expr::Call {
                 func,
@@ -523,7 +523,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 };
                 self.call_func(f, args, off)
             }
-            Value::List(items) | Value::Tuple(items) => seq_method(items, name, args, off, "list"),
+            Value::List(items) | Value::Tuple(items) => seq_method(items, name, args, off),
             Value::Set(items) => set_method(items, name, args, off),
             Value::Dict(items) => dict_method(items, name, args, off),
             other => Err(rt(
@@ -705,8 +705,7 @@ fn unknown_func(path: &str, off: usize) -> PyError {
     }
 }
 
-fn attr_error(v: &Value<'_>, obj: &Expr, name: &str, off: usize) -> PyError {
-    let _ = obj;
+fn attr_error(v: &Value<'_>, name: &str, off: usize) -> PyError {
     match v {
         Value::Str(_) | Value::List(_) | Value::Tuple(_) | Value::Set(_) | Value::Dict(_) => unsup(
             off,
@@ -1418,7 +1417,6 @@ fn seq_method<'a>(
     name: &str,
     args: Args<'a>,
     off: usize,
-    _tn: &str,
 ) -> Result<Value<'a>, PyError> {
     match name {
         "count" => {
