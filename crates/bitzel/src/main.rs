@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod project;
 
 use std::process::ExitCode;
 

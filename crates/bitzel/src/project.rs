@@ -1,0 +1,130 @@
+//! Loading the project configuration (`machine.yml`) for any verb: the
+//! config file argument, the flags that override its `bitzel:` settings,
+//! and [`load_project`], which loads, applies the flags, resolves repos and
+//! layers and prints the warnings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use bitzel_config::{BuildRoot, Project, SandboxChoice};
+
+use crate::output::Output;
+
+/// The config file and the flags that override its `bitzel:` section.
+/// Verbs that read a project `#[command(flatten)]` this.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// The kas-style project configuration (machine.yml).
+    pub config: PathBuf,
+    /// Build directory (default `bitzel.build_dir`, else `./build`).
+    #[arg(long, value_name = "DIR")]
+    pub build_dir: Option<PathBuf>,
+    /// Cache directory (overrides `bitzel.cache_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Number of tasks to run at once (overrides `bitzel.jobs`).
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+    /// Sandbox backend: auto, native, bwrap, sandbox-exec or none (overrides `bitzel.sandbox`).
+    #[arg(long, value_name = "BACKEND", value_parser = parse_sandbox)]
+    pub sandbox: Option<SandboxChoice>,
+    /// Build root: host or rootfs (overrides `bitzel.build_root`).
+    #[arg(long, value_name = "KIND", value_parser = parse_build_root)]
+    pub build_root: Option<BuildRoot>,
+}
+
+impl ConfigArgs {
+    /// The overrides these flags ask for.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            build_dir: self.build_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
+            jobs: self.jobs,
+            sandbox: self.sandbox,
+            build_root: self.build_root,
+        }
+    }
+}
+
+/// Command-line values that win over the config's `bitzel:` section.
+/// Relative paths are relative to the current directory.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--build-dir`.
+    pub build_dir: Option<PathBuf>,
+    /// `--cache-dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `-j/--jobs`.
+    pub jobs: Option<usize>,
+    /// `--sandbox`.
+    pub sandbox: Option<SandboxChoice>,
+    /// `--build-root`.
+    pub build_root: Option<BuildRoot>,
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of at least 1")),
+    }
+}
+
+fn parse_sandbox(s: &str) -> Result<SandboxChoice, String> {
+    s.parse()
+}
+
+fn parse_build_root(s: &str) -> Result<BuildRoot, String> {
+    s.parse()
+}
+
+/// Load the project at `path`: read it with its includes, apply `overrides`,
+/// settle the build directory (`--build-dir`, else `bitzel.build_dir`, else
+/// `./build`; stored absolute in `project.bitzel.build_dir`), clone/check out
+/// git repos there, check every layer, and print the warnings.
+pub fn load_project(out: &Output, path: &Path, overrides: &Overrides) -> anyhow::Result<Project> {
+    let mut project = bitzel_config::load(path)?;
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let abs = |p: &Path| cwd.join(p);
+
+    let s = &mut project.bitzel;
+    if let Some(d) = &overrides.cache_dir {
+        s.cache_dir = Some(abs(d));
+    }
+    if let Some(j) = overrides.jobs {
+        s.jobs = Some(j);
+    }
+    if let Some(b) = overrides.sandbox {
+        s.sandbox = Some(b);
+    }
+    if let Some(r) = overrides.build_root {
+        s.build_root = Some(r);
+    }
+    let build_dir = match (&overrides.build_dir, &s.build_dir) {
+        (Some(d), _) => abs(d),
+        (None, Some(d)) => d.clone(),
+        (None, None) => cwd.join("build"),
+    };
+    s.build_dir = Some(build_dir.clone());
+
+    let before = project.warnings.len();
+    for w in &project.warnings {
+        out.warn(&w.to_string());
+    }
+    let resolved = project.resolve(&build_dir);
+    for w in &project.warnings[before..] {
+        out.warn(&w.to_string());
+    }
+    resolved?;
+    Ok(project)
+}
+
+/// `path` relative to the current directory when it lies below it.
+pub fn shown(path: &Path) -> String {
+    match std::env::current_dir() {
+        Ok(cwd) => match path.strip_prefix(&cwd) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => path.display().to_string(),
+        },
+        Err(_) => path.display().to_string(),
+    }
+}
