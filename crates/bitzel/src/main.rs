@@ -41,6 +41,8 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Build the targets named by a kas-style machine.yml.
     Build(cmd::build::BuildArgs),
+    /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
+    Cache(cmd::cache::CacheArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     out.init_tracing();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(&out, args),
+        Command::Cache(args) => cmd::cache::run(&out, args),
     };
     match result {
         Ok(code) => code,
