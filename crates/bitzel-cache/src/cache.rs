@@ -343,6 +343,12 @@ impl Cache {
     /// another process). Serialised within this process.
     pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
         let _g = self.index_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Hand our own updates over: a closed journal is replayed on open
+        // (the next update starts a new one).
+        match self.journal.lock() {
+            Ok(mut j) => j.close(),
+            Err(p) => p.into_inner().close(),
+        }
         let (idx, fresh) = Index::open(&self.root.join("index"), self.opts.index_wait)?;
         if fresh {
             rebuild_history(&idx, &self.local)?;

@@ -211,3 +211,33 @@ fn stats_count_builds_and_explain_finds_the_closest_entry() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn a_corrupt_index_is_rebuilt_from_the_entries() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let (k, _) = entry(&cache, t.path(), "z:do_fetch", 7, 10);
+    assert_eq!(cache.history("z:do_fetch").unwrap()[0].key, k);
+    // Overwrite every file of the sled database with garbage.
+    let db = cache.root().join("index/db");
+    for f in walk_files(&db) {
+        fs::write(&f, b"\xffgarbage, not a sled page\x00\x01").unwrap();
+    }
+    let h = cache.history("z:do_fetch").unwrap();
+    assert_eq!(h.len(), 1, "history rebuilt from ac/ entries");
+    assert_eq!(h[0].key, k);
+    assert!(matches!(cache.lookup(&k).unwrap(), Lookup::Hit(_)));
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
