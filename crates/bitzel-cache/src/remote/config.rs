@@ -127,7 +127,8 @@ pub struct RemoteConfig {
     pub backoff: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// Timeout for the whole of one request (sending and receiving).
+    /// How long the server may stay silent: waiting for a response, or
+    /// between two reads or writes of a transfer.
     pub request_timeout: Duration,
 }
 
@@ -144,7 +145,7 @@ impl RemoteConfig {
             attempts: 3,
             backoff: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
         })
     }
 

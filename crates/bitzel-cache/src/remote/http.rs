@@ -66,7 +66,11 @@ impl Transport {
         let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.request_timeout))
+            // Silence limits, not total limits: a large blob on a slow but
+            // moving link is fine; a server that stops answering is not.
+            .timeout_recv_response(Some(config.request_timeout))
+            .timeout_per_read(Some(config.request_timeout))
+            .timeout_per_write(Some(config.request_timeout))
             .max_idle_connections_per_host(config.parallelism.max(1) * 2)
             .max_idle_connections(config.parallelism.max(1) * 4)
             .user_agent(concat!("bitzel/", env!("CARGO_PKG_VERSION")))

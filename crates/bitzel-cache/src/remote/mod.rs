@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 pub use config::{AuthHeader, DigestFunction, RemoteConfig};
 pub use entry::{BlobRef, RemoteEntry};
-pub use stats::{RemoteStats, RemoteStatsSnapshot};
+pub use stats::{CacheSummary, RemoteStats, RemoteStatsSnapshot};
 pub use store::HttpStore;
 
 use crate::digest::{ActionKey, Digest};

@@ -98,3 +98,106 @@ impl RemoteStats {
         }
     }
 }
+
+/// The build summary's cache figures: local hits, remote hits, misses,
+/// uploads and bytes moved. Built from [`crate::Cache::counts`] (every hit,
+/// wherever it came from) and the remote level's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSummary {
+    /// Hits answered by the local cache.
+    pub local_hits: u64,
+    /// Hits answered by the remote cache (and written back locally).
+    pub remote_hits: u64,
+    /// Lookups no level answered (the task ran).
+    pub misses: u64,
+    /// Action results uploaded to the remote.
+    pub uploads: u64,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Bytes downloaded.
+    pub bytes_downloaded: u64,
+    /// Whether a remote was configured.
+    pub remote: bool,
+    /// Whether the remote was given up during the build.
+    pub remote_unavailable: bool,
+}
+
+impl CacheSummary {
+    /// `counts` is `(hits, misses)` from [`crate::Cache::counts`]; `remote`
+    /// the remote level's counters, if there is a remote.
+    pub fn new(counts: (u64, u64), remote: Option<RemoteStatsSnapshot>) -> CacheSummary {
+        let (hits, misses) = counts;
+        let r = remote.unwrap_or_default();
+        CacheSummary {
+            local_hits: hits.saturating_sub(r.hits),
+            remote_hits: r.hits.min(hits),
+            misses,
+            uploads: r.uploads,
+            bytes_uploaded: r.bytes_uploaded,
+            bytes_downloaded: r.bytes_downloaded,
+            remote: remote.is_some(),
+            remote_unavailable: r.unavailable > 0,
+        }
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl std::fmt::Display for CacheSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cache: {} local hits, {} remote hits, {} misses",
+            self.local_hits, self.remote_hits, self.misses
+        )?;
+        if self.remote {
+            write!(
+                f,
+                "; remote: {} uploads, {} up, {} down",
+                self.uploads,
+                human(self.bytes_uploaded),
+                human(self.bytes_downloaded)
+            )?;
+            if self.remote_unavailable {
+                f.write_str(" (remote unavailable: continued with the local cache only)")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_splits_hits_and_formats() {
+        let remote = RemoteStatsSnapshot {
+            hits: 3,
+            uploads: 2,
+            bytes_uploaded: 1536,
+            bytes_downloaded: 5 << 20,
+            unavailable: 1,
+            ..Default::default()
+        };
+        let s = CacheSummary::new((10, 4), Some(remote));
+        assert_eq!((s.local_hits, s.remote_hits, s.misses), (7, 3, 4));
+        expect_test::expect!["cache: 7 local hits, 3 remote hits, 4 misses; remote: 2 uploads, 1.5 KiB up, 5.0 MiB down (remote unavailable: continued with the local cache only)"]
+            .assert_eq(&s.to_string());
+        expect_test::expect!["cache: 10 local hits, 0 remote hits, 4 misses"]
+            .assert_eq(&CacheSummary::new((10, 4), None).to_string());
+    }
+}
