@@ -123,12 +123,14 @@ fn server_stopped_mid_build_degrades_to_local_only_with_one_warning() {
         "{s:?}"
     );
     assert!(!remote.remote().is_available());
+    // One warning, and nothing else about this server.
     assert_eq!(
         unavailable_warnings(&nginx.url),
         1,
         "{:#?}",
         warnings_about(&nginx.url)
     );
+    assert_eq!(warnings_about(&nginx.url).len(), 1);
 }
 
 #[test]
@@ -233,6 +235,7 @@ fn server_that_never_answers_times_out_and_degrades() {
     let s = remote.stats();
     assert_eq!((s.unavailable, s.retries, s.uploads), (1, 1, 0), "{s:?}");
     assert_eq!(unavailable_warnings(&url), 1);
+    assert_eq!(warnings_about(&url).len(), 1, "{:#?}", warnings_about(&url));
 }
 
 /// A server answering 503 to the first `fail` requests, then 404.
@@ -313,6 +316,7 @@ fn refused_credentials_degrade_and_the_secret_is_never_logged() {
     assert_eq!((s.uploads, s.unavailable), (0, 1), "{s:?}");
     let w = warnings_about(&nginx.url);
     assert_eq!(unavailable_warnings(&nginx.url), 1, "{w:#?}");
+    assert_eq!(w.len(), 1, "{w:#?}");
     assert!(w.iter().any(|w| w.contains("401")), "{w:#?}");
     let all = warnings().0.lock().unwrap().join("\n");
     assert!(!all.contains("wr0ng-t0ken-xyz"));
