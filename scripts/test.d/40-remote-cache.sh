@@ -23,6 +23,9 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 echo "--- crate level: bitzel-cache remote tests against nginx"
 cargo test -p bitzel-cache --locked --test remote_nginx --test remote_faults -- --test-threads=4
 
+echo "--- benchmark smoke run (small sizes; full run: cargo bench -p bitzel-cache --bench remote_throughput)"
+BITZEL_BENCH_QUICK=1 cargo test -p bitzel-cache --locked --bench remote_throughput -- --nocapture
+
 echo "--- end to end: two checkouts, two empty local caches, one remote"
 e2e=${BITZEL_REMOTE_E2E:-auto}
 if [ "$e2e" = 0 ]; then
