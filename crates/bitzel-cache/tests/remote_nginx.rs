@@ -227,3 +227,30 @@ fn blobs_are_uploaded_before_the_entry_that_references_them() {
     assert!(log.iter().any(|l| l.starts_with("HEAD /cas/")));
     assert_eq!(log.iter().filter(|l| l.starts_with("HEAD /ac/")).count(), 0);
 }
+
+#[test]
+fn without_a_local_cas_hits_are_checked_with_head() {
+    use bitzel_cache::remote::HttpStore;
+    use bitzel_cache::Storage;
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = stacked(dir.path(), test_config(&nginx.url));
+    let files = sample_files("head");
+    let (k, r) = make_result(&cache, "head:do_x", &as_refs(&files));
+    cache.put(&k, &r).unwrap();
+
+    let bare = HttpStore::new(test_config(&nginx.url), None, None).unwrap();
+    assert_eq!(bare.get_action(&k).unwrap(), Some(r.clone()));
+    let heads = nginx
+        .requests()
+        .iter()
+        .filter(|l| l.starts_with("HEAD /cas/"))
+        .count();
+    assert!(heads >= 5, "{heads}");
+    let victim = Digest::of_bytes(&files[0].1);
+    std::fs::remove_file(nginx.root().join("cas").join(victim.to_hex())).unwrap();
+    let bare = HttpStore::new(test_config(&nginx.url), None, None).unwrap();
+    assert_eq!(bare.get_action(&k).unwrap(), None);
+    let s = bare.stats();
+    assert_eq!((s.hits, s.misses, s.incomplete), (0, 1, 1), "{s:?}");
+}
