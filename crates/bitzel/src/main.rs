@@ -6,7 +6,6 @@
 
 mod cmd;
 mod output;
-mod project;
 
 use std::process::ExitCode;
 
@@ -41,17 +40,21 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Build the targets named by a kas-style machine.yml.
     Build(cmd::build::BuildArgs),
-    /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
-    Cache(cmd::cache::CacheArgs),
+    /// Probe the sandbox backends and explain why one was rejected.
+    Doctor(cmd::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
+    // The sandbox helper re-executes this binary; it must stay single-threaded.
+    if bitzel_sandbox::is_helper_invocation() {
+        bitzel_sandbox::helper_main();
+    }
     let cli = Cli::parse();
     let out = output::Output::new(&cli.global);
     out.init_tracing();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(&out, args),
-        Command::Cache(args) => cmd::cache::run(&out, args),
+        Command::Doctor(args) => cmd::doctor::run(&out, args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
 //! One module per verb.
 
 pub mod build;
-pub mod cache;
+pub mod doctor;
