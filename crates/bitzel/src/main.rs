@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod project;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Build the targets named by a kas-style machine.yml.
     Build(cmd::build::BuildArgs),
+    /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
+    Cache(cmd::cache::CacheArgs),
     /// Probe the sandbox backends and explain why one was rejected.
     Doctor(cmd::doctor::DoctorArgs),
 }
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     out.init_tracing();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(&out, args),
+        Command::Cache(args) => cmd::cache::run(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
     };
     match result {

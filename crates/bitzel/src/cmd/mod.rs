@@ -1,4 +1,5 @@
 //! One module per verb.
 
 pub mod build;
+pub mod cache;
 pub mod doctor;
