@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod progress;
 mod project;
 
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ pub enum Command {
     Build(cmd::build::BuildArgs),
     /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
     Cache(cmd::cache::CacheArgs),
+    /// Print the task graph (Graphviz like `bitbake -g`, or JSON), the
+    /// execution order (`--dry-run`), or how a provider is chosen.
+    Graph(cmd::graph::GraphArgs),
     /// Probe the sandbox backends and explain why one was rejected.
     Doctor(cmd::doctor::DoctorArgs),
 }
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(&out, args),
         Command::Cache(args) => cmd::cache::run(&out, args),
+        Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
     };
     match result {

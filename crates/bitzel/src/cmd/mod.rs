@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod cache;
+pub mod graph;
 pub mod doctor;
