@@ -712,7 +712,15 @@ fn native_legacy_mount_api_600_layers() {
 
 #[test]
 fn native_legacy_mount_api_long_paths() {
-    let t = T::new("native_legacy");
+    long_layer_paths(T::new("native_legacy"));
+}
+
+#[test]
+fn native_fsconfig_long_layer_paths_over_255_bytes() {
+    long_layer_paths(T::new("native"));
+}
+
+fn long_layer_paths(t: T) {
     let long = "d".repeat(200);
     let mut lowers = Vec::new();
     for i in 0..40 {
