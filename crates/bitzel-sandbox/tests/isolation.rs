@@ -553,14 +553,15 @@ fn setuid_bits_cannot_be_used_and_no_capabilities(t: T) {
 
 fn daemonised_orphan_dead_when_task_returns(t: T) {
     let start = Instant::now();
-    let st = t.run(&t.spec("setsid sh -c 'sleep 1; echo late > /bitzel/work/late' >/dev/null 2>&1 < /dev/null & echo started"));
+    // The daemon writes after 3 s; a run that waited for it would take that long.
+    let st = t.run(&t.spec("setsid sh -c 'sleep 3; echo late > /bitzel/work/late' >/dev/null 2>&1 < /dev/null & echo started"));
     assert_eq!(st, ExitStatus::Code(0));
     assert!(
-        start.elapsed() < Duration::from_millis(900),
+        start.elapsed() < Duration::from_millis(2500),
         "{}: run waited for the daemon",
         t.kind
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(start.elapsed()));
     assert!(
         !t.p("up/late").exists(),
         "{}: the daemon outlived the task",
