@@ -111,6 +111,7 @@ pub fn build_graph(
             )
         })
         .collect();
+    warnings.extend(td.warnings.iter().cloned());
     for (&r, chain) in &td.failed_fns {
         warnings.push(format!(
             "{} ({}) is unbuildable and left out: missing or unbuildable dependency chain {}",
@@ -171,6 +172,7 @@ struct TaskData<'a> {
     missing: BTreeMap<(Namespace, String), Missing>,
     external: BTreeSet<String>,
     ambiguous: Vec<GraphError>,
+    warnings: Vec<String>,
 }
 
 impl<'a> TaskData<'a> {
@@ -196,6 +198,7 @@ impl<'a> TaskData<'a> {
             missing: BTreeMap::new(),
             external: BTreeSet::new(),
             ambiguous: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -310,7 +313,25 @@ impl<'a> TaskData<'a> {
             }
             return false;
         }
-        if eligible.len() > 1 && !choice.unique && self.recipes[eligible[0]].pn != name {
+        let conflicting = choice.reasons.iter().any(|r| r.starts_with("conflicting"));
+        if ns == Namespace::Runtime
+            && !conflicting
+            && eligible.len() > 1
+            && !choice.unique
+            && self.recipes[eligible[0]].pn != name
+        {
+            // BitBake only notes this and takes the first; so does bitzel for
+            // runtime names (packages are often provided several times over).
+            let all: Vec<String> = eligible
+                .iter()
+                .map(|&e| self.recipes[e].pn.clone())
+                .collect();
+            self.warnings.push(format!(
+                "multiple providers are available for runtime '{name}' ({}); using {}; set PREFERRED_RPROVIDER_{name} to choose",
+                all.join(", "),
+                all[0]
+            ));
+        } else if eligible.len() > 1 && !choice.unique && self.recipes[eligible[0]].pn != name {
             let providers = eligible
                 .iter()
                 .map(|&e| {

@@ -681,3 +681,31 @@ fn no_targets_is_an_error() {
     let err = build_graph(&[std("a", "1")], &none(), &[]).unwrap_err();
     assert_eq!(err, GraphError::NoTargets);
 }
+
+#[test]
+fn runtime_ambiguity_is_a_warning_like_bitbake() {
+    // Two packages RPROVIDE "sh" and nothing prefers one: BitBake notes it and
+    // takes the first (by PN); bitzel does the same and warns.
+    let mut a = recipe("a", "1");
+    let mut pw = TaskInfo::new("do_package_write");
+    pw.rdeptask = vec!["do_packagedata".into()];
+    a.tasks = vec![pw];
+    let a = rdepends(a, "RDEPENDS:a", "sh");
+    let mk = |pn: &str| {
+        let mut r = recipe(pn, "1");
+        r.rprovides = vec!["sh".into()];
+        r.tasks = vec![TaskInfo::new("do_packagedata")];
+        r
+    };
+    check(
+        &[a, mk("dash"), mk("bash")],
+        &none(),
+        &["a:do_package_write"],
+        expect![[r#"
+            a:do_package_write <- bash:do_packagedata
+            bash:do_packagedata
+            provider Build a = a 1
+            provider Runtime sh = bash 1
+            warning: multiple providers are available for runtime 'sh' (bash, dash); using bash; set PREFERRED_RPROVIDER_sh to choose"#]],
+    );
+}
