@@ -42,6 +42,8 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Build the targets named by a kas-style machine.yml.
     Build(cmd::build::BuildArgs),
+    /// Boot the built kernel and initramfs in QEMU (`--check`: boot, assert BusyBox runs, exit 0/1).
+    Runqemu(cmd::runqemu::RunqemuArgs),
     /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
     Cache(cmd::cache::CacheArgs),
     /// Print the task graph (Graphviz like `bitbake -g`, or JSON), the
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
     out.init_tracing();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(&out, args),
+        Command::Runqemu(args) => cmd::runqemu::run(&out, args),
         Command::Cache(args) => cmd::cache::run(&out, args),
         Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),

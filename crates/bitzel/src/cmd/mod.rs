@@ -4,3 +4,4 @@ pub mod build;
 pub mod cache;
 pub mod graph;
 pub mod doctor;
+pub mod runqemu;
