@@ -77,6 +77,11 @@ impl SrcUri {
     ) -> Result<Vec<SrcEntry>, BuiltinError> {
         let mut entries = SrcUri::parse(src_uri)?;
         for e in &mut entries {
+            // Local files carry no checksum in BitBake: their content enters
+            // the signature directly, so SRC_URI[sha256sum] is for the rest.
+            if e.kind == SrcKind::File {
+                continue;
+            }
             e.sha256 = flag(&e.checksum_flag("sha256"))
                 .map(|s| s.trim().to_ascii_lowercase())
                 .filter(|s| !s.is_empty());

@@ -273,6 +273,12 @@ fn checksums_and_srcrev_are_looked_up_by_name() {
     assert_eq!(got[3].2, Some("c".repeat(40)));
     assert_eq!(got[4].2, None, "SRCREV = INVALID counts as unset");
 
+    // file:// entries take no checksum (BitBake's local fetcher has none): the
+    // recipe's unnamed SRC_URI[sha256sum] belongs to the tarball only.
+    let v = SrcUri::parse_with("https://e.org/a.tar.gz file://static.cfg", &flags, &vars).unwrap();
+    assert_eq!(v[0].sha256, Some("aa".repeat(32)));
+    assert_eq!(v[1].sha256, None);
+
     let bad = SrcUri::parse_with(
         "https://e.org/a.tar.gz",
         &|_| Some("1234".into()),
