@@ -760,6 +760,39 @@ impl DataStore {
     pub(crate) fn local_vars(&self) -> &HashMap<Arc<str>, VarEntry> {
         &self.vars
     }
+
+    /// Every variable of the layers above `base` merged into one map (the
+    /// part of a recipe's datastore the parse cache stores).
+    pub(crate) fn vars_above(&self, base: &Arc<DataStore>) -> HashMap<Arc<str>, VarEntry> {
+        let mut chain = Vec::new();
+        let mut ds = Some(self);
+        while let Some(d) = ds {
+            if std::ptr::eq(d, &**base) {
+                break;
+            }
+            chain.push(d);
+            ds = d.parent.as_deref();
+        }
+        let mut out: HashMap<Arc<str>, VarEntry> = HashMap::new();
+        for d in chain.into_iter().rev() {
+            for (k, v) in &d.vars {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        out
+    }
+
+    /// A layer over `parent` holding `vars` (for the parse cache).
+    pub(crate) fn from_parts(
+        parent: Arc<DataStore>,
+        vars: HashMap<Arc<str>, VarEntry>,
+    ) -> DataStore {
+        DataStore {
+            parent: Some(parent),
+            vars,
+            ..DataStore::new()
+        }
+    }
 }
 
 /// BitBake's `bb.utils.to_boolean`-ish truthiness of a flag value.

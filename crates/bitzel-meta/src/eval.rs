@@ -209,7 +209,10 @@ impl<'e> Eval<'e> {
         for stmt in &ast.stmts {
             self.stmt(&ast.file, stmt);
         }
-        if set_file {
+        // BitBake's BBHandler restores the previous FILE only for included
+        // files: a recipe parsed at top level keeps FILE = the recipe.
+        let top_recipe = self.depth == 1 && ast.file.extension().is_some_and(|e| e == "bb");
+        if set_file && !top_recipe {
             if let Some(old) = oldfile {
                 self.ds.set_var("FILE", old, None);
             }

@@ -541,7 +541,7 @@ pub(crate) fn parse_recipe(
     file: &Path,
     appends: &[&PathBuf],
     layer: &str,
-) -> (Vec<Recipe>, Vec<Diagnostic>) {
+) -> (Vec<Recipe>, Vec<Diagnostic>, Vec<Input>) {
     let farc: Arc<Path> = Arc::from(file);
     let mut ev = Eval::new(env, DataStore::layered(base.data.clone()), "recipe");
     ev.ds.set_var("FILE_LAYERNAME", Arc::from(layer), None);
@@ -592,6 +592,7 @@ pub(crate) fn parse_recipe(
 
     let mut out = Vec::new();
     let mut diags = Vec::new();
+    let mut all_inputs: Vec<Input> = Vec::new();
     let mut inputs_prefix: Vec<PathBuf> = base
         .inputs
         .iter()
@@ -610,6 +611,11 @@ pub(crate) fn parse_recipe(
                 .filter(|i| i.1.is_some())
                 .map(|i| i.0.clone()),
         );
+        for i in &ev.inputs {
+            if !all_inputs.iter().any(|x| x.0 == i.0) {
+                all_inputs.push(i.clone());
+            }
+        }
         let get = |ev: &mut Eval<'_>, v: &str| match ev.ds.try_get_var(v) {
             Ok(x) => x.unwrap_or_default(),
             Err(e) => {
@@ -668,7 +674,15 @@ pub(crate) fn parse_recipe(
                     e.ds.set_var("BBEXTENDVARIANT", Arc::from(vv.as_str()), None);
                 }
                 None => {
-                    e.ds.set_var("PN", Arc::from(format!("{pn}-{v}")), None);
+                    let newpn: Arc<str> = Arc::from(format!("{pn}-{v}"));
+                    let h = Some(HistoryEntry {
+                        file: farc.clone(),
+                        line: 0,
+                        op: Cow::Borrowed("set (BBCLASSEXTEND)"),
+                        flag: None,
+                        detail: newpn.clone(),
+                    });
+                    e.ds.set_var("PN", newpn, h);
                 }
             }
             e.deferred.push((Arc::from(ext.as_str()), farc.clone(), 0));
@@ -676,7 +690,7 @@ pub(crate) fn parse_recipe(
         }
     }
     inputs_prefix.clear();
-    (out, diags)
+    (out, diags, all_inputs)
 }
 
 /// Load the configuration and every recipe.
@@ -758,9 +772,12 @@ pub fn load_workspace(
                         return hit;
                     }
                 }
-                let r = parse_recipe(&env, &base, file, apps, layer);
+                let (rs, ds, inputs) = parse_recipe(&env, &base, file, apps, layer);
+                let r = (rs, ds);
                 if let Some(Ok(c)) = cache.as_ref() {
-                    c.store(&base, file, apps, layer, &r);
+                    if let Err(e) = c.store(&base, file, apps, layer, &inputs, &r) {
+                        tracing::warn!(error = %e, "cannot write the parse cache");
+                    }
                 }
                 r
             })
@@ -785,18 +802,6 @@ pub fn load_workspace(
             e.to_string(),
             None,
         ));
-    }
-    if let Some(Ok(c)) = cache.as_ref() {
-        if let Err(e) = c.flush() {
-            diags.push(Diagnostic::new(
-                Severity::Warning,
-                Path::new("parse cache"),
-                0,
-                0,
-                e.to_string(),
-                None,
-            ));
-        }
     }
     let mut all = Vec::new();
     for (rs, ds) in results {

@@ -395,3 +395,78 @@ fn history() {
         "##]],
     );
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+fn dump(ws: &Workspace) -> String {
+    let mut s = String::new();
+    for r in &ws.recipes {
+        s.push_str(&format!("== {} {:?} {:?}\n", r.pn, r.variant, r.inputs));
+        s.push_str(&emit_env(
+            &r.data,
+            &EmitOptions {
+                history: true,
+                vars: None,
+            },
+        ));
+    }
+    s
+}
+
+/// The parse cache gives the same datastores as a fresh parse, and a
+/// change to any file that fed a recipe (here a class) invalidates it.
+#[test]
+fn parse_cache_round_trip_and_invalidation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layers = tmp.path().join("layers");
+    copy_dir(&root("basic"), &layers);
+    let rs = layers.to_string_lossy().to_string();
+    let input = ConfInput {
+        topdir: layers.join("build"),
+        bblayers_conf: format!(
+            "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-core {rs}/meta-app\"\n"
+        ),
+        local_conf: "MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into(),
+        env: BTreeMap::new(),
+    };
+    let cache = tmp.path().join("cache");
+    let opts = ParseOptions {
+        cache_dir: Some(cache.clone()),
+        jobs: Some(2),
+    };
+    let fresh = load_workspace(&input, &FsLoader, &ParseOptions::default()).unwrap();
+    let cold = load_workspace(&input, &FsLoader, &opts).unwrap();
+    assert!(
+        std::fs::read_dir(cache.join("v2")).unwrap().count() >= 2,
+        "cache entries written"
+    );
+    let warm = load_workspace(&input, &FsLoader, &opts).unwrap();
+    assert_eq!(dump(&fresh), dump(&cold));
+    assert_eq!(dump(&fresh), dump(&warm));
+    assert_eq!(fresh.diagnostics, warm.diagnostics);
+
+    let class = layers.join("meta-core/classes-recipe/autotools.bbclass");
+    let text = std::fs::read_to_string(&class).unwrap();
+    std::fs::write(
+        &class,
+        text.replace(
+            "EXTRA_OECONF ?= \"\"",
+            "EXTRA_OECONF ?= \"\"\nCHANGED = \"yes\"",
+        ),
+    )
+    .unwrap();
+    let after = load_workspace(&input, &FsLoader, &opts).unwrap();
+    let bb = after.recipes.iter().find(|r| r.pn == "busybox").unwrap();
+    assert_eq!(bb.data.get_var("CHANGED").as_deref(), Some("yes"));
+}

@@ -51,6 +51,9 @@ pub enum Command {
     Graph(cmd::graph::GraphArgs),
     /// Probe the sandbox backends and explain why one was rejected.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Show final variable values in `bitbake -e` format (`--history`:
+    /// every assignment that shaped them; `--recipes`: list the recipes).
+    Show(cmd::show::ShowArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Cache(args) => cmd::cache::run(&out, args),
         Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
+        Command::Show(args) => cmd::show::run(&out, args),
     };
     match result {
         Ok(code) => code,

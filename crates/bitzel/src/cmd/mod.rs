@@ -5,3 +5,4 @@ pub mod cache;
 pub mod graph;
 pub mod doctor;
 pub mod runqemu;
+pub mod show;

@@ -1,0 +1,239 @@
+//! Malformed inputs: each gives one precise diagnostic with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bitzel_meta::{load_workspace, ConfInput, Loader, ParseOptions, Workspace};
+use expect_test::{expect, Expect};
+
+/// An in-memory layer.
+struct Mem(BTreeMap<PathBuf, String>);
+
+impl Loader for Mem {
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
+        Ok(self.0.get(path).cloned())
+    }
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut out: Vec<PathBuf> = self
+            .0
+            .keys()
+            .filter_map(|p| {
+                let rel = p.strip_prefix(dir).ok()?;
+                let first = rel.components().next()?;
+                Some(dir.join(first))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.0.keys().any(|p| p.starts_with(path) && p != path)
+    }
+}
+
+const LAYER_CONF: &str = "BBPATH .= \":${LAYERDIR}\"\nBBFILES += \"${LAYERDIR}/recipes/*.bb\"\n\
+BBFILE_COLLECTIONS += \"t\"\nBBFILE_PATTERN_t = \"^${LAYERDIR}/\"\nLAYERSERIES_CORENAMES = \"x\"\nLAYERSERIES_COMPAT_t = \"x\"\n";
+
+fn load(files: &[(&str, &str)]) -> Workspace {
+    let mut m = BTreeMap::new();
+    m.insert(PathBuf::from("/l/conf/layer.conf"), LAYER_CONF.to_string());
+    m.insert(
+        PathBuf::from("/l/conf/bitbake.conf"),
+        "OVERRIDES = \"a\"\n".to_string(),
+    );
+    m.insert(PathBuf::from("/l/classes/base.bbclass"), "".to_string());
+    for (p, t) in files {
+        m.insert(PathBuf::from(p), t.to_string());
+    }
+    let input = ConfInput {
+        topdir: PathBuf::from("/b"),
+        bblayers_conf: "BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l\"\n".into(),
+        local_conf: String::new(),
+        env: BTreeMap::new(),
+    };
+    load_workspace(&input, &Mem(m), &ParseOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn check(recipe: &str, var: Option<&str>, expect: Expect) {
+    let ws = load(&[("/l/recipes/r_1.0.bb", recipe)]);
+    let mut out = String::new();
+    for d in ws
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity >= bitzel_meta::Severity::Warning)
+    {
+        out.push_str(&format!("{d}\n"));
+    }
+    if let Some(v) = var {
+        let r = &ws.recipes[0];
+        match r.data.try_get_var(v) {
+            Ok(val) => out.push_str(&format!("{v} = {val:?}\n")),
+            Err(e) => out.push_str(&format!("{v}: {e}\n")),
+        }
+    }
+    expect.assert_eq(&out);
+}
+
+#[test]
+fn unterminated_function() {
+    check(
+        "A = \"1\"\ndo_x() {\n  echo\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:2:1: error: shell function `do_x` is never closed: BitBake ends a function at a line holding only `}` (no indentation, nothing after it); add that line
+          |
+        2 | do_x() {
+          | ^
+    "#]],
+    );
+}
+
+#[test]
+fn bad_flag_syntax() {
+    check(
+        "A[fl ag] = \"1\"\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:1:5: error: bad flag syntax: invalid character in flag name `fl ag` (flags use letters, digits and `-_+.@/`)
+          |
+        1 | A[fl ag] = "1"
+          |     ^
+    "#]],
+    );
+}
+
+#[test]
+fn unbalanced_quotes() {
+    check(
+        "A = \"1\nB = \"2\"\n",
+        Some("B"),
+        expect![[r#"
+        /l/recipes/r_1.0.bb:1:5: error: unbalanced quotes: the value opened with " is never closed on this line (a trailing `\` continues a line)
+          |
+        1 | A = "1
+          |     ^
+        B = Some("2")
+    "#]],
+    );
+}
+
+#[test]
+fn unknown_operator() {
+    check(
+        "A ~= \"1\"\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:1:3: error: unknown assignment operator `~=`; BitBake knows `=`, `?=`, `??=`, `:=`, `+=`, `=+`, `.=` and `=.`
+          |
+        1 | A ~= "1"
+          |   ^
+    "#]],
+    );
+}
+
+#[test]
+fn missing_require() {
+    check(
+        "include optional.inc\nrequire missing.inc\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:2:1: error: could not require file missing.inc: not found next to /l/recipes/r_1.0.bb nor in BBPATH; check the name, or use `include` if the file is optional
+          |
+        2 | require missing.inc
+          | ^
+    "#]],
+    );
+}
+
+#[test]
+fn missing_class() {
+    check(
+        "inherit nosuchclass\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:1:1: error: could not inherit class `nosuchclass`: no classes-recipe/nosuchclass.bbclass or classes/nosuchclass.bbclass in BBPATH; check the name and that its layer is in BBLAYERS
+          |
+        1 | inherit nosuchclass
+          | ^
+    "#]],
+    );
+}
+
+#[test]
+fn recursive_expansion() {
+    check(
+        "A = \"${B}\"\nB = \"x ${A}\"\n",
+        Some("A"),
+        expect![[r#"
+        A: recursive variable expansion: A -> B -> A; break the cycle
+    "#]],
+    );
+}
+
+#[test]
+fn recursive_immediate_expansion_is_reported_at_the_statement() {
+    check(
+        "A = \"${B}\"\nB = \"${A}\"\nC := \"${A}\"\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:3:1: error: recursive variable expansion: A -> B -> A; break the cycle
+          |
+        3 | C := "${A}"
+          | ^
+    "#]],
+    );
+}
+
+#[test]
+fn unsupported_inline_python() {
+    check(
+        "A = \"${@__import__('os').getcwd()}\"\nX := \"${A}\"\n",
+        Some("A"),
+        expect![[r#"
+        /l/recipes/r_1.0.bb:1:1: error: expanding A: inline python `${@__import__('os').getcwd()}`: unsupported in bitzel's inline-Python subset: call to '__import__' (Python functions defined in metadata are not evaluated by bitzel)
+          |
+        1 | A = "${@__import__('os').getcwd()}"
+          | ^
+        A: expanding A: inline python `${@__import__('os').getcwd()}`: unsupported in bitzel's inline-Python subset: call to '__import__' (Python functions defined in metadata are not evaluated by bitzel)
+    "#]],
+    );
+}
+
+#[test]
+fn old_override_syntax() {
+    check(
+        "A_append = \" x\"\n",
+        None,
+        expect![[r#"
+        /l/recipes/r_1.0.bb:1:1: error: `A_append` uses the old override syntax `_append`, which BitBake 2.0 and later reject: write `A:append`
+          |
+        1 | A_append = " x"
+          | ^
+    "#]],
+    );
+}
+
+#[test]
+fn never_panics_on_garbage() {
+    // A few hand-picked nasty inputs; the property test covers random ones.
+    for src in [
+        "}",
+        "${",
+        "${@",
+        "python () {",
+        "def",
+        "A[",
+        "A[]]] = \"\"",
+        "\\",
+        "export",
+        "unset",
+        "inherit",
+        "addtask",
+        "A = \"${@'}\"",
+        "\u{0}\u{ffff}",
+    ] {
+        let _ = load(&[("/l/recipes/r_1.0.bb", src)]);
+    }
+}
