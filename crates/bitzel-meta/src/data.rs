@@ -1160,6 +1160,13 @@ impl<'a> Expander<'a> {
         if let Some(e) = self.pending.borrow_mut().take() {
             return Err(e);
         }
+        // BitBake leaves an expression whose code ends inside a string
+        // literal unexpanded (data_smart.expandWithRefs).
+        if let Err(e) = &r {
+            if e.message.starts_with("SyntaxError: unterminated") {
+                return Ok(format!("${{@{code}}}"));
+            }
+        }
         r.map_err(|e| ExpandError::Python {
             var: varname.map(str::to_string),
             expr: code.to_string(),

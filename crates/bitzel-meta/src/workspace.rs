@@ -717,6 +717,7 @@ pub fn load_workspace(
             name: l.collection.clone(),
             priority: l.priority,
             regex: match Regex::new(&l.pattern) {
+                _ if l.pattern.is_empty() => None,
                 Ok(r) => Some(r),
                 Err(e) => {
                     diags.push(Diagnostic::new(

@@ -237,3 +237,28 @@ fn never_panics_on_garbage() {
         let _ = load(&[("/l/recipes/r_1.0.bb", src)]);
     }
 }
+
+#[test]
+fn inline_python_values() {
+    check(
+        "A = \"${@d.getVar('B') or 'none'}-${@'x'.upper()}\"\nB = \"b\"\nC = \"${@'open}\"\nD := \"${@1+1}\"\n",
+        Some("A"),
+        expect![[r#"
+            A = Some("b-X")
+        "#]],
+    );
+    check(
+        "C = \"${@'open}\"\n",
+        Some("C"),
+        expect![[r#"
+        C = Some("${@'open}")
+    "#]],
+    );
+    check(
+        "D := \"${@1+1}\"\n",
+        Some("D"),
+        expect![[r#"
+        D = Some("2")
+    "#]],
+    );
+}
