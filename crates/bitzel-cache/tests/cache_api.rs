@@ -354,3 +354,39 @@ extern "C" {
         size: usize,
     ) -> isize;
 }
+
+#[test]
+fn extra_output_subtrees_are_checked_by_lookup_and_kept_by_gc() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    write_tree(&out);
+    let cache = Cache::open_with(&t.path().join("cache"), opts()).unwrap();
+    let a = action("zlib:do_populate_sysroot", "install\n");
+    let key = a.key();
+    let mut r = result_for(&cache, &a, &out);
+    let sub = cache.read_tree(&r.output).unwrap().subtree("usr/bin");
+    assert_eq!(sub.entries().len(), 2, "{sub:?}");
+    let sub_d = cache.put_tree(&sub).unwrap();
+    r.extra_outputs.insert("sysroot".into(), sub_d);
+    cache.put(&key, &r).unwrap();
+    let layer = cache.ensure_layer(&sub_d).unwrap();
+    assert!(layer.join("tool").is_file());
+    cache
+        .gc(&bitzel_cache::GcOptions {
+            max_bytes: u64::MAX,
+            grace: std::time::Duration::ZERO,
+        })
+        .unwrap();
+    assert!(
+        cache.cas().contains(&sub_d),
+        "gc keeps a kept entry's extra trees"
+    );
+    assert!(cache.layer_path(&sub_d).is_dir(), "and their layers");
+    assert!(matches!(cache.lookup(&key).unwrap(), Lookup::Hit(_)));
+    // Losing the subtree manifest makes the entry incomplete.
+    fs::remove_file(cache.cas().blob_path(&sub_d)).unwrap();
+    assert_eq!(
+        cache.lookup(&key).unwrap(),
+        Lookup::Miss(MissReason::Incomplete { missing: sub_d })
+    );
+}
