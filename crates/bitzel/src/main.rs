@@ -4,6 +4,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod build_flow;
 mod cmd;
 mod output;
 mod progress;
@@ -51,6 +52,9 @@ pub enum Command {
     Graph(cmd::graph::GraphArgs),
     /// Probe the sandbox backends and explain why one was rejected.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Say why a task would re-run: the inputs that differ from the closest
+    /// earlier cache entry for the same task.
+    Explain(cmd::explain::ExplainArgs),
     /// Show final variable values in `bitbake -e` format (`--history`:
     /// every assignment that shaped them; `--recipes`: list the recipes).
     Show(cmd::show::ShowArgs),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Cache(args) => cmd::cache::run(&out, args),
         Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
+        Command::Explain(args) => cmd::explain::run(&out, args),
         Command::Show(args) => cmd::show::run(&out, args),
     };
     match result {

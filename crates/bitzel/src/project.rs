@@ -128,3 +128,41 @@ pub fn shown(path: &Path) -> String {
         Err(_) => path.display().to_string(),
     }
 }
+
+/// Parse the project's metadata (bblayers.conf/local.conf generated from the
+/// config, layers read from disk, the parse cache under the cache directory).
+/// Error diagnostics are printed and make this fail; warnings are printed at `-v`.
+pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_meta::Workspace> {
+    let build_dir = project
+        .bitzel
+        .build_dir
+        .clone()
+        .context("the build directory is not set")?;
+    let input = bitzel_meta::ConfInput {
+        topdir: build_dir,
+        bblayers_conf: project.bblayers_conf(),
+        local_conf: project.local_conf(),
+        env: Default::default(),
+    };
+    let parse_cache = crate::build_flow::cache_dir(project)
+        .ok()
+        .map(|d| d.join("parse"));
+    let opts = bitzel_meta::ParseOptions {
+        cache_dir: parse_cache,
+        jobs: project.bitzel.jobs,
+    };
+    let ws = bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts)?;
+    let mut errors = 0usize;
+    for d in &ws.diagnostics {
+        if d.is_error() {
+            errors += 1;
+            eprintln!("{d}");
+        } else if out.verbose > 0 {
+            eprintln!("{d}");
+        }
+    }
+    if errors > 0 {
+        anyhow::bail!("{errors} error(s) while parsing the metadata; fix them and run again");
+    }
+    Ok(ws)
+}

@@ -47,7 +47,13 @@ fn one_error(file: &str) -> String {
     let build = tempfile::tempdir().unwrap();
     let r = bitzel(
         &testdata(),
-        &["build", file, "--build-dir", build.path().to_str().unwrap()],
+        &[
+            "build",
+            "--plan",
+            file,
+            "--build-dir",
+            build.path().to_str().unwrap(),
+        ],
     );
     assert_eq!(r.code, 1, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
     assert_eq!(r.stdout, "");
@@ -108,12 +114,12 @@ fn missing_config_file() {
 fn plan_of_an_include_chain() {
     let build = tempfile::tempdir().unwrap();
     let b = build.path().to_str().unwrap();
-    let r = bitzel(&testdata(), &["build", "project/kas.yml", "--build-dir", b]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        r.stderr,
-        "the metadata engine is not wired into `bitzel build` yet: nothing was built\n"
+    let r = bitzel(
+        &testdata(),
+        &["build", "--plan", "project/kas.yml", "--build-dir", b],
     );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr, "");
     expect![[r#"
         config:     project/kas.yml
           includes: project/base.yml
@@ -143,7 +149,14 @@ fn verbose_plan_shows_the_generated_conf_files() {
     let b = build.path().to_str().unwrap();
     let r = bitzel(
         &testdata(),
-        &["-v", "build", "project/flat.yml", "--build-dir", b],
+        &[
+            "-v",
+            "build",
+            "--plan",
+            "project/flat.yml",
+            "--build-dir",
+            b,
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let root = testdata().display().to_string();
@@ -182,6 +195,7 @@ fn flags_override_the_bitzel_section() {
         &testdata(),
         &[
             "build",
+            "--plan",
             "project/kas.yml",
             "--build-dir",
             b,
@@ -206,7 +220,7 @@ fn flags_override_the_bitzel_section() {
     }
     let r = bitzel(
         &testdata(),
-        &["build", "project/kas.yml", "--sandbox", "docker"],
+        &["build", "--plan", "project/kas.yml", "--sandbox", "docker"],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
@@ -214,7 +228,10 @@ fn flags_override_the_bitzel_section() {
         "{}",
         r.stderr
     );
-    let r = bitzel(&testdata(), &["build", "project/kas.yml", "-j", "0"]);
+    let r = bitzel(
+        &testdata(),
+        &["build", "--plan", "project/kas.yml", "-j", "0"],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
 
@@ -225,6 +242,7 @@ fn warnings_name_unsupported_keys() {
         &testdata(),
         &[
             "build",
+            "--plan",
             "warnings/unsupported.yml",
             "--build-dir",
             build.path().to_str().unwrap(),
@@ -249,7 +267,7 @@ fn warnings_name_unsupported_keys() {
 fn default_build_dir_is_build_in_the_current_directory() {
     let cwd = tempfile::tempdir().unwrap();
     let cfg = testdata().join("project/flat.yml");
-    let r = bitzel(cwd.path(), &["build", cfg.to_str().unwrap()]);
+    let r = bitzel(cwd.path(), &["build", "--plan", cfg.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("build dir:  build\n"), "{}", r.stdout);
 }
@@ -262,6 +280,7 @@ fn the_shipped_example_resolves_its_layers() {
         &root,
         &[
             "build",
+            "--plan",
             "examples/busybox-qemux86-64.yml",
             "--build-dir",
             build.path().to_str().unwrap(),

@@ -1,14 +1,13 @@
-//! `bitzel build <machine.yml>`.
-//!
-//! Today: load the project (includes, repos, layers, `bitzel:` settings and
-//! flags), generate the effective `bblayers.conf`/`local.conf`, and print
-//! the plan. Running the tasks is wired in once the metadata engine,
-//! graph and executor are joined up.
+//! `bitzel build <machine.yml> [TARGET...]`: load the project (includes,
+//! repos, layers, `bitzel:` settings and flags), parse the metadata, build the
+//! task graph and run it through the cache and the sandbox
+//! (see [`crate::build_flow`]). `--plan` only prints the resolved project.
 
 use std::process::ExitCode;
 
 use bitzel_config::{Project, RepoSource};
 
+use crate::build_flow::BuildRequest;
 use crate::output::Output;
 use crate::project::{load_project, shown, ConfigArgs};
 
@@ -18,14 +17,53 @@ pub struct BuildArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
+    /// Targets to build instead of the config's `target` (`name` or `name:do_task`).
+    pub targets: Vec<String>,
+    /// The task to run on the targets instead of the config's `task` (default `build`).
+    #[arg(short = 'c', long = "cmd", value_name = "TASK")]
+    pub task: Option<String>,
+    /// Only print the resolved project (config files, settings, repos, layers) and exit.
+    #[arg(long)]
+    pub plan: bool,
+    /// List the tasks in execution order without running anything.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Keep running tasks that do not depend on a failed one.
+    #[arg(short, long)]
+    pub keep_going: bool,
+    /// One JSON object per event on stdout (the last is `build_finished`).
+    #[arg(long)]
+    pub json: bool,
+    /// For every task that runs, print why (the inputs that changed).
+    #[arg(long)]
+    pub explain: bool,
+    /// Per-task time limit in seconds (SIGTERM, then SIGKILL).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
 }
 
 /// Run `bitzel build`.
 pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let project = load_project(out, &args.project.config, &args.project.overrides())?;
-    print!("{}", plan(&project, out.verbose > 0));
-    out.info("the metadata engine is not wired into `bitzel build` yet: nothing was built");
-    Ok(ExitCode::SUCCESS)
+    if args.plan {
+        print!("{}", plan(&project, out.verbose > 0));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if out.verbose > 0 && !args.json {
+        eprint!("{}", plan(&project, out.verbose > 1));
+    }
+    let ws = crate::project::load_workspace(out, &project)?;
+    let req = BuildRequest {
+        targets: args.targets,
+        task: args.task,
+        keep_going: args.keep_going,
+        dry_run: args.dry_run,
+        json: args.json,
+        explain: args.explain,
+        timeout_secs: args.timeout,
+        explain_only: false,
+    };
+    crate::build_flow::build(out, &project, &ws, &req)
 }
 
 /// What would be built, as text: machine, distro, targets, task, settings,

@@ -2,7 +2,8 @@
 
 pub mod build;
 pub mod cache;
-pub mod graph;
 pub mod doctor;
+pub mod explain;
+pub mod graph;
 pub mod runqemu;
 pub mod show;

@@ -1,0 +1,840 @@
+//! The executor the runqueue drives: for every task, derive its action from
+//! the recipe's datastore and its dependencies' **outputs**, look the key up
+//! in the cache, and on a miss assemble the sandbox (overlay of the recipe's
+//! earlier outputs at `/bitzel/work`, dependencies' sysroot layers at
+//! `/bitzel/sysroot`, declared downloads at `/bitzel/downloads`), run the
+//! task, capture the upperdir and record the result.
+//!
+//! Nothing is materialised for a hit: outputs flow to dependents as digests,
+//! and layers are created from the CAS only when a task that needs them
+//! really runs ("build without the bytes").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bitzel_cache::{Action, ActionResult, Cache, Digest, Lookup};
+use bitzel_graph::{
+    CancelToken, Executor, FailureKind, Outcome, TaskFailure, TaskNode, TaskResult,
+};
+use bitzel_meta::{DataStore, Recipe};
+use bitzel_sandbox::{Backend, ExitStatus, Mount, RootSpec, SandboxSpec, Stdio};
+
+use crate::builtin::{
+    fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
+    Fetched, PatchSettings, SrcUri, UnpackSettings,
+};
+use crate::script::{exported_env, task_script, TaskData};
+
+/// The fixed sandbox paths (see ARCHITECTURE.md).
+pub mod paths {
+    /// The recipe's `WORKDIR`.
+    pub const WORK: &str = "/bitzel/work";
+    /// The dependencies' sysroot layers.
+    pub const SYSROOT: &str = "/bitzel/sysroot";
+    /// The declared downloads.
+    pub const DOWNLOADS: &str = "/bitzel/downloads";
+    /// The allow-listed host tools (symlinks).
+    pub const HOSTTOOLS: &str = "/bitzel/hosttools";
+    /// The task's script.
+    pub const SCRIPT: &str = "/bitzel/run.sh";
+    /// Files named by the task's `[file-checksums]` flag, by base name.
+    pub const FILES: &str = "/bitzel/files";
+}
+
+impl TaskData for DataStore {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get_var(name)
+    }
+    fn flag(&self, var: &str, flag: &str) -> Option<String> {
+        self.get_flag(var, flag)
+    }
+    fn is_func(&self, name: &str) -> bool {
+        DataStore::is_func(self, name)
+    }
+    fn is_python(&self, name: &str) -> bool {
+        DataStore::is_python(self, name)
+    }
+    fn is_exported(&self, name: &str) -> bool {
+        DataStore::is_exported(self, name)
+    }
+    fn names(&self) -> Vec<String> {
+        self.keys()
+    }
+}
+
+/// One fetched download as later tasks of the recipe see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// What the fetch built-in returned.
+    pub fetched: Fetched,
+    /// The content digest (files) or tree digest (directories).
+    pub digest: Digest,
+}
+
+/// What a task hands to its dependents: digests only, never bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskOutput {
+    /// The recipe's work layers up to and including this task, lowest first.
+    pub work: Vec<Digest>,
+    /// The sysroot layers this task saw (by recipe), inherited by the
+    /// recipe's later tasks.
+    pub sysroots: BTreeMap<String, Digest>,
+    /// The sysroot layers dependents in other recipes see: this recipe's own
+    /// layer (when the task has `[sysroot-layer]`) plus what it saw.
+    pub exported_sysroots: BTreeMap<String, Digest>,
+    /// The recipe's downloads, by their name under `/bitzel/downloads`.
+    pub downloads: BTreeMap<String, Download>,
+    /// A deploy tree (`[deploy-dir]` subtree) this task produced.
+    pub deploy: Option<Digest>,
+}
+
+/// Where things are on the host.
+#[derive(Debug, Clone)]
+pub struct HostDirs {
+    /// The build directory (`build/`): logs, scratch space, deploy output.
+    pub build_dir: PathBuf,
+    /// The host download directory (`DL_DIR` outside the sandbox).
+    pub dl_dir: PathBuf,
+}
+
+impl HostDirs {
+    /// Scratch space for sandboxes (upper and overlay work dirs).
+    pub fn scratch(&self) -> PathBuf {
+        self.build_dir.join("tmp").join("sandbox")
+    }
+    /// Where a task's log goes.
+    pub fn log_path(&self, pn: &str, task: &str) -> PathBuf {
+        self.build_dir
+            .join("tmp")
+            .join("logs")
+            .join(pn)
+            .join(format!("log.{task}"))
+    }
+}
+
+/// The host tools a task may use.
+#[derive(Debug, Clone)]
+pub struct HostTools {
+    /// A directory of symlinks to the allowed tools, bound at `/bitzel/hosttools`.
+    pub dir: PathBuf,
+    /// The digest of the tools' contents (part of every key).
+    pub digest: Digest,
+    /// Host directories bound read-only as the build root (`/usr`, `/lib`, ...).
+    pub root_paths: Vec<PathBuf>,
+}
+
+/// Counters for the build summary.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Tasks that ran in a sandbox.
+    pub executed: AtomicU64,
+    /// Tasks restored from the cache (nothing materialised).
+    pub cached: AtomicU64,
+    /// Layers materialised from the CAS for running tasks.
+    pub layers_materialised: AtomicU64,
+    /// Bytes downloaded by fetch.
+    pub fetched_files: AtomicU64,
+}
+
+/// Why a task missed, kept for `--explain`.
+#[derive(Debug, Clone)]
+pub struct MissRecord {
+    /// `pn:do_task`.
+    pub label: String,
+    /// The action that ran.
+    pub action: Action,
+}
+
+/// What a task will run with, besides its dependencies' outputs.
+struct Prepared {
+    /// The script text.
+    script: String,
+    /// Whether the recipe's downloads are mounted and keyed.
+    with_downloads: bool,
+    /// Whether the task may use the network.
+    network: bool,
+    /// The `[file-checksums]` files: base name → (host path, digest).
+    files: BTreeMap<String, (PathBuf, Digest)>,
+}
+
+/// Everything the executor needs; shared by all worker threads.
+pub struct BuildExecutor<'a> {
+    /// The parsed recipes, indexed like the graph's `TaskNode::recipe`.
+    pub recipes: &'a [Recipe],
+    /// The cache (local, possibly stacked with a remote).
+    pub cache: &'a Cache,
+    /// The sandbox backend chosen at start-up.
+    pub sandbox: &'a dyn Backend,
+    /// Host directories.
+    pub dirs: HostDirs,
+    /// Allowed host tools.
+    pub tools: HostTools,
+    /// `BB_NO_NETWORK` from the configuration, or forced by the user.
+    pub no_network: bool,
+    /// Per-task timeout.
+    pub timeout: Option<Duration>,
+    /// Counters for the summary.
+    pub counters: Counters,
+    /// Actions that ran (for `--explain`).
+    pub misses: Mutex<Vec<MissRecord>>,
+    /// Compute keys and look them up, but run nothing: a miss is recorded and
+    /// reported as a failure so that its dependents are not attempted
+    /// (`bitzel explain`).
+    pub explain_only: bool,
+}
+
+fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
+    TaskFailure::new(kind, msg)
+}
+
+fn setup_err(task: &TaskNode, what: impl std::fmt::Display) -> TaskFailure {
+    fail(FailureKind::Setup, format!("{}: {what}", task.label()))
+}
+
+/// The last `n` lines of a file (for failure messages).
+pub fn log_tail(path: &Path, n: usize) -> Option<String> {
+    let mut f = fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = len.saturating_sub(16 * 1024);
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    Some(lines[from..].join("\n"))
+}
+
+impl BuildExecutor<'_> {
+    fn recipe(&self, task: &TaskNode) -> Result<&Recipe, TaskFailure> {
+        self.recipes.get(task.recipe).ok_or_else(|| {
+            fail(
+                FailureKind::Internal,
+                format!(
+                    "{}: recipe index {} out of range",
+                    task.label(),
+                    task.recipe
+                ),
+            )
+        })
+    }
+
+    /// Merge what the dependencies hand over.
+    fn merge_inputs(task: &TaskNode, deps: &[(&TaskNode, &TaskOutput)]) -> TaskOutput {
+        let mut out = TaskOutput::default();
+        let mut seen = BTreeSet::new();
+        // Same-recipe work layers: ordered union, dependencies in graph order.
+        let mut same: Vec<&TaskOutput> = deps
+            .iter()
+            .filter(|(d, _)| d.recipe == task.recipe)
+            .map(|(_, o)| *o)
+            .collect();
+        // Longest stack first keeps the chain order when stacks share a prefix.
+        same.sort_by_key(|o| std::cmp::Reverse(o.work.len()));
+        for o in &same {
+            for d in &o.work {
+                if seen.insert(*d) {
+                    out.work.push(*d);
+                }
+            }
+            out.sysroots
+                .extend(o.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+            out.downloads
+                .extend(o.downloads.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        for (d, o) in deps {
+            if d.recipe != task.recipe {
+                out.sysroots
+                    .extend(o.exported_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+            } else {
+                out.exported_sysroots
+                    .extend(o.exported_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+            }
+        }
+        out
+    }
+
+    fn fixed_env(&self, data: &DataStore) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert(
+            "PATH".into(),
+            format!("{}:{}", "/bitzel/sysroot/usr/bin", paths::HOSTTOOLS),
+        );
+        env.insert("LC_ALL".into(), "C".into());
+        env.insert("TZ".into(), "UTC".into());
+        env.insert("HOME".into(), "/tmp".into());
+        env.insert("SHELL".into(), "/bin/sh".into());
+        env.insert("TERM".into(), "dumb".into());
+        env.insert(
+            "SOURCE_DATE_EPOCH".into(),
+            data.get_var("SOURCE_DATE_EPOCH")
+                .unwrap_or_else(|| "0".into()),
+        );
+        env.extend(exported_env(data));
+        env
+    }
+
+    fn run_fetch(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        mut out: TaskOutput,
+    ) -> Result<TaskResult<TaskOutput>, TaskFailure> {
+        let d = &recipe.data;
+        let entries = parse_src_uri(d)
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        let filespath = filespath_dirs(
+            &d.get_var("FILESPATH").unwrap_or_default(),
+            &d.get_var("FILESOVERRIDES").unwrap_or_default(),
+        );
+        let mirrors = |v: &str| -> Result<_, TaskFailure> {
+            parse_mirrors(v, &d.get_var(v).unwrap_or_default())
+                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
+        };
+        let no_network = self.no_network
+            || d.get_var("BB_NO_NETWORK")
+                .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
+        let settings = FetchSettings {
+            dl_dir: self.dirs.dl_dir.clone(),
+            filespath,
+            premirrors: mirrors("PREMIRRORS")?,
+            mirrors: mirrors("MIRRORS")?,
+            no_network,
+        };
+        fs::create_dir_all(&self.dirs.dl_dir).map_err(|e| {
+            setup_err(
+                task,
+                format!("creating {}: {e}", self.dirs.dl_dir.display()),
+            )
+        })?;
+        let fetched = fetch(&entries, &settings)
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        for f in fetched {
+            let digest = f.digest.parse::<Digest>().map_err(|e| {
+                fail(
+                    FailureKind::Internal,
+                    format!("{}: bad digest from fetch: {e}", task.label()),
+                )
+            })?;
+            out.downloads
+                .insert(f.local_name.clone(), Download { fetched: f, digest });
+        }
+        self.counters.cached.fetch_add(1, Ordering::Relaxed);
+        Ok(TaskResult {
+            output: out,
+            outcome: Outcome::Cached,
+        })
+    }
+
+    /// The script for a task and whether it needs the downloads mounted.
+    fn script_for(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: &TaskOutput,
+    ) -> Result<(String, bool), TaskFailure> {
+        let d = &recipe.data;
+        let builtin = d
+            .get_flag(&task.task, "builtin")
+            .and_then(|b| Builtin::from_flag(&b));
+        let bad =
+            |e: &dyn std::fmt::Display| fail(FailureKind::Task, format!("{}: {e}", task.label()));
+        match builtin {
+            Some(Builtin::Unpack) => {
+                let entries = parse_src_uri(d).map_err(|e| bad(&e))?;
+                let fetched: Vec<Fetched> = inputs
+                    .downloads
+                    .values()
+                    .map(|x| x.fetched.clone())
+                    .collect();
+                let settings = UnpackSettings {
+                    downloads_dir: paths::DOWNLOADS.into(),
+                    unpack_dir: d.get_var("UNPACKDIR").unwrap_or_else(|| paths::WORK.into()),
+                };
+                Ok((
+                    unpack_script(&entries, &fetched, &settings).map_err(|e| bad(&e))?,
+                    true,
+                ))
+            }
+            Some(Builtin::Patch) => {
+                let entries = parse_src_uri(d).map_err(|e| bad(&e))?;
+                let settings = PatchSettings {
+                    unpack_dir: d.get_var("UNPACKDIR").unwrap_or_else(|| paths::WORK.into()),
+                    s: d.get_var("S").unwrap_or_else(|| paths::WORK.into()),
+                };
+                Ok((
+                    patch_script(&entries, &settings).map_err(|e| bad(&e))?,
+                    false,
+                ))
+            }
+            Some(Builtin::Fetch) => Err(fail(FailureKind::Internal, "fetch has no script")),
+            None => {
+                if let Some(b) = d.get_flag(&task.task, "builtin") {
+                    return Err(bad(&format!(
+                        "unknown built-in `{b}` in {}[builtin] (bitzel knows fetch, unpack, patch)",
+                        task.task
+                    )));
+                }
+                let s = task_script(d, &task.task).map_err(|e| bad(&e))?;
+                Ok((s.text, false))
+            }
+        }
+    }
+
+    fn action_for(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: &TaskOutput,
+        p: &Prepared,
+    ) -> Action {
+        let mut action = Action {
+            label: task.label(),
+            script: p.script.clone(),
+            env: self.fixed_env(&recipe.data),
+            tools: self.tools.digest,
+            ..Action::default()
+        };
+        for (i, d) in inputs.work.iter().enumerate() {
+            action.inputs.insert(format!("work:{i:03}"), *d);
+        }
+        for (pn, d) in &inputs.sysroots {
+            action.inputs.insert(format!("sysroot:{pn}"), *d);
+        }
+        if p.with_downloads {
+            for (name, dl) in &inputs.downloads {
+                action.inputs.insert(format!("download:{name}"), dl.digest);
+            }
+        }
+        for (name, (_, digest)) in &p.files {
+            action.inputs.insert(format!("file:{name}"), *digest);
+        }
+        action.policy.insert(
+            "network".into(),
+            if p.network { "on" } else { "off" }.into(),
+        );
+        action.policy.insert("build_root".into(), "host".into());
+        action.policy.insert(
+            "sandbox".into(),
+            if self.sandbox.hermetic() {
+                "hermetic"
+            } else {
+                "none"
+            }
+            .into(),
+        );
+        action
+    }
+
+    fn ensure_layers(
+        &self,
+        task: &TaskNode,
+        digests: &[Digest],
+    ) -> Result<Vec<PathBuf>, TaskFailure> {
+        digests
+            .iter()
+            .map(|d| {
+                let existed = self.cache.layer_path(d).exists();
+                let p = self
+                    .cache
+                    .ensure_layer(d)
+                    .map_err(|e| setup_err(task, format!("materialising layer {d}: {e}")))?;
+                if !existed {
+                    self.counters
+                        .layers_materialised
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(p)
+            })
+            .collect()
+    }
+
+    fn run_in_sandbox(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: &TaskOutput,
+        p: &Prepared,
+        action: &Action,
+        cancel: &CancelToken,
+    ) -> Result<(ActionResult, TaskOutput), TaskFailure> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let scratch = self.dirs.scratch().join(format!(
+            "{}.{}.{}.{}",
+            task.pn,
+            task.task,
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.run_in_scratch(task, recipe, inputs, p, action, cancel, &scratch);
+        if let Err(e) = remove_tree(&scratch) {
+            tracing::warn!(path = %scratch.display(), error = %e, "could not remove sandbox scratch directory");
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_in_scratch(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: &TaskOutput,
+        p: &Prepared,
+        action: &Action,
+        cancel: &CancelToken,
+        scratch: &Path,
+    ) -> Result<(ActionResult, TaskOutput), TaskFailure> {
+        let upper = scratch.join("upper");
+        let ovl_work = scratch.join("ovlwork");
+        let empty = scratch.join("empty");
+        for d in [&upper, &ovl_work, &empty] {
+            fs::create_dir_all(d)
+                .map_err(|e| setup_err(task, format!("creating {}: {e}", d.display())))?;
+        }
+        let script_path = scratch.join("run.sh");
+        fs::write(&script_path, &p.script)
+            .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
+
+        let mut work_lowers = self.ensure_layers(task, &inputs.work)?;
+        work_lowers.reverse(); // top first
+        if work_lowers.is_empty() {
+            work_lowers.push(empty.clone());
+        }
+        let sysroot_digests: Vec<Digest> = inputs.sysroots.values().copied().collect();
+        let mut sys_lowers = self.ensure_layers(task, &sysroot_digests)?;
+        sys_lowers.reverse();
+
+        let mut mounts = vec![Mount::Overlay {
+            lowers: work_lowers,
+            upper: Some((upper.clone(), ovl_work.clone())),
+            dst: PathBuf::from(paths::WORK),
+        }];
+        match sys_lowers.len() {
+            0 => mounts.push(Mount::Bind {
+                src: empty.clone(),
+                dst: PathBuf::from(paths::SYSROOT),
+                writable: false,
+            }),
+            1 => mounts.push(Mount::Bind {
+                src: sys_lowers.remove(0),
+                dst: PathBuf::from(paths::SYSROOT),
+                writable: false,
+            }),
+            _ => mounts.push(Mount::Overlay {
+                lowers: sys_lowers,
+                upper: None,
+                dst: PathBuf::from(paths::SYSROOT),
+            }),
+        }
+        mounts.push(Mount::Tmpfs {
+            dst: PathBuf::from(paths::DOWNLOADS),
+        });
+        if p.with_downloads {
+            for (name, dl) in &inputs.downloads {
+                mounts.push(Mount::Bind {
+                    src: dl.fetched.local_path.clone(),
+                    dst: Path::new(paths::DOWNLOADS).join(name),
+                    writable: false,
+                });
+            }
+        }
+        if !p.files.is_empty() {
+            mounts.push(Mount::Tmpfs {
+                dst: PathBuf::from(paths::FILES),
+            });
+            for (name, (host, _)) in &p.files {
+                mounts.push(Mount::Bind {
+                    src: host.clone(),
+                    dst: Path::new(paths::FILES).join(name),
+                    writable: false,
+                });
+            }
+        }
+        mounts.push(Mount::Bind {
+            src: self.tools.dir.clone(),
+            dst: PathBuf::from(paths::HOSTTOOLS),
+            writable: false,
+        });
+        mounts.push(Mount::Bind {
+            src: script_path,
+            dst: PathBuf::from(paths::SCRIPT),
+            writable: false,
+        });
+
+        let log = self.dirs.log_path(&task.pn, &task.task);
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| setup_err(task, format!("creating {}: {e}", parent.display())))?;
+        }
+        let _ = fs::remove_file(&log);
+
+        let mut spec = SandboxSpec::new(
+            vec!["/bin/sh".into(), paths::SCRIPT.into()],
+            self.tools.root_paths.clone(),
+        );
+        spec.root = RootSpec::Host {
+            ro_paths: self.tools.root_paths.clone(),
+        };
+        spec.env = action.env.clone();
+        spec.cwd = PathBuf::from(paths::WORK);
+        spec.mounts = mounts;
+        spec.network = p.network;
+        spec.hostname = "bitzel".into();
+        spec.timeout = self.timeout;
+        spec.stdout = Stdio::File(log.clone());
+        spec.stderr = Stdio::File(log.clone());
+
+        if cancel.is_cancelled() {
+            return Err(fail(
+                FailureKind::Cancelled,
+                format!("{}: cancelled", task.label()),
+            ));
+        }
+        let started = Instant::now();
+        let outcome = self.sandbox.run(&spec).map_err(|e| {
+            setup_err(
+                task,
+                format!("sandbox setup failed ({}): {e}", self.sandbox.name()),
+            )
+        })?;
+        let duration = started.elapsed();
+        if !outcome.status.success() {
+            let what = match outcome.status {
+                ExitStatus::Code(c) => format!("exited with code {c}"),
+                ExitStatus::Signal(s) => format!("was killed by signal {s}"),
+                ExitStatus::TimedOut => "timed out".to_string(),
+                ExitStatus::OomKilled => "was killed by the OOM killer".to_string(),
+            };
+            let mut f = fail(
+                FailureKind::Task,
+                format!("{} {what}; full log: {}", task.label(), log.display()),
+            );
+            f.log_tail = log_tail(&log, 30);
+            return Err(f);
+        }
+
+        // Capture the upperdir: this task's output delta.
+        let captured = self
+            .cache
+            .capture(&upper)
+            .map_err(|e| setup_err(task, format!("capturing output: {e}")))?;
+        let log_digest = self.cache.put_file(&log).ok();
+        let d = &recipe.data;
+        let mut extra = BTreeMap::new();
+        let mut out = inputs.clone();
+        out.work.push(captured.digest);
+        out.exported_sysroots
+            .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+        if let Some(sub) = d.get_flag(&task.task, "sysroot-layer") {
+            let t = captured.tree.subtree(sub.trim().trim_matches('/'));
+            let sd = self
+                .cache
+                .put_tree(&t)
+                .map_err(|e| setup_err(task, format!("storing sysroot layer: {e}")))?;
+            extra.insert("sysroot".to_string(), sd);
+            out.exported_sysroots.insert(task.pn.clone(), sd);
+        }
+        if let Some(sub) = d.get_flag(&task.task, "deploy-dir") {
+            let t = captured.tree.subtree(sub.trim().trim_matches('/'));
+            let dd = self
+                .cache
+                .put_tree(&t)
+                .map_err(|e| setup_err(task, format!("storing deploy tree: {e}")))?;
+            extra.insert("deploy".to_string(), dd);
+            out.deploy = Some(dd);
+        }
+        let result = ActionResult {
+            label: task.label(),
+            output: captured.digest,
+            extra_outputs: extra,
+            exit_code: 0,
+            stdout: log_digest,
+            stderr: None,
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            created_unix_ms: bitzel_cache::now_unix_ms(),
+            action: action.clone(),
+        };
+        Ok((result, out))
+    }
+}
+
+/// Reconstruct a task's output from a cached result.
+fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOutput {
+    let mut out = inputs.clone();
+    out.work.push(r.output);
+    out.exported_sysroots
+        .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+    if let Some(sd) = r.extra_outputs.get("sysroot") {
+        out.exported_sysroots.insert(pn.to_string(), *sd);
+    }
+    out.deploy = r.extra_outputs.get("deploy").copied();
+    out
+}
+
+/// The files of a task's `[file-checksums]` flag (BitBake's list of
+/// `path:exists` pairs whose contents enter the task's signature): base name →
+/// (host path, content digest). Files that do not exist are left out, as
+/// BitBake records only their absence; globs are not expanded.
+fn file_checksums(
+    d: &DataStore,
+    task: &str,
+) -> Result<BTreeMap<String, (PathBuf, Digest)>, String> {
+    let mut out = BTreeMap::new();
+    let Some(v) = d.get_flag(task, "file-checksums") else {
+        return Ok(out);
+    };
+    for item in v.split_whitespace() {
+        let path = match item.rsplit_once(':') {
+            Some((p, "True" | "False")) => p,
+            _ => item,
+        };
+        let p = PathBuf::from(path);
+        if !p.is_file() {
+            continue;
+        }
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("{task}[file-checksums]: `{path}` has no file name"))?;
+        let (digest, _) = Digest::of_file(&p)
+            .map_err(|e| format!("{task}[file-checksums]: reading {path}: {e}"))?;
+        if let Some((other, _)) = out.insert(name.clone(), (p.clone(), digest)) {
+            return Err(format!(
+                "{task}[file-checksums]: `{}` and `{path}` share the base name `{name}`; rename one",
+                other.display()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `SRC_URI` of a recipe, with checksums and `SRCREV`s filled in.
+fn parse_src_uri(
+    d: &DataStore,
+) -> Result<Vec<crate::builtin::SrcEntry>, crate::builtin::BuiltinError> {
+    let src = d.get_var("SRC_URI").unwrap_or_default();
+    SrcUri::parse_with(&src, &|f| d.get_flag("SRC_URI", f), &|v| d.get_var(v))
+}
+
+/// Remove a directory tree that may contain read-only directories.
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            for entry in walkdir_dirs(p) {
+                if let Ok(meta) = fs::symlink_metadata(&entry) {
+                    let mut perm = meta.permissions();
+                    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+                    let _ = fs::set_permissions(&entry, perm);
+                }
+            }
+            fs::remove_dir_all(p)
+        }
+    }
+}
+
+fn walkdir_dirs(p: &Path) -> Vec<PathBuf> {
+    let mut out = vec![p.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(rd) = fs::read_dir(&out[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+impl Executor for BuildExecutor<'_> {
+    type Output = TaskOutput;
+
+    fn execute(
+        &self,
+        task: &TaskNode,
+        deps: &[(&TaskNode, &TaskOutput)],
+        cancel: &CancelToken,
+    ) -> Result<TaskResult<TaskOutput>, TaskFailure> {
+        let recipe = self.recipe(task)?;
+        let inputs = Self::merge_inputs(task, deps);
+        if task.noexec {
+            return Ok(TaskResult {
+                output: inputs,
+                outcome: Outcome::NoExec,
+            });
+        }
+        let d = &recipe.data;
+        let builtin = d
+            .get_flag(&task.task, "builtin")
+            .and_then(|b| Builtin::from_flag(&b));
+        if builtin == Some(Builtin::Fetch) {
+            return self.run_fetch(task, recipe, inputs);
+        }
+        let network = d
+            .get_flag(&task.task, "network")
+            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
+        let (script, with_downloads) = self.script_for(task, recipe, &inputs)?;
+        let files = file_checksums(d, &task.task)
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        let prepared = Prepared {
+            script,
+            with_downloads,
+            network,
+            files,
+        };
+        let action = self.action_for(task, recipe, &inputs, &prepared);
+        let key = action.key();
+        match self.cache.lookup(&key) {
+            Ok(Lookup::Hit(r)) => {
+                self.counters.cached.fetch_add(1, Ordering::Relaxed);
+                return Ok(TaskResult {
+                    output: output_from_result(&inputs, &r, &task.pn),
+                    outcome: Outcome::Cached,
+                });
+            }
+            Ok(Lookup::Miss(reason)) => {
+                tracing::debug!(task = %task.label(), ?reason, "cache miss");
+            }
+            Err(e) => {
+                tracing::warn!(task = %task.label(), error = %e, "cache lookup failed; running the task");
+            }
+        }
+        if self.explain_only {
+            if let Ok(mut m) = self.misses.lock() {
+                m.push(MissRecord {
+                    label: task.label(),
+                    action,
+                });
+            }
+            return Err(fail(
+                FailureKind::Task,
+                format!("{} would run", task.label()),
+            ));
+        }
+        let (result, out) =
+            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?;
+        if let Err(e) = self.cache.put(&key, &result) {
+            tracing::warn!(task = %task.label(), error = %e, "could not record the result in the cache");
+        }
+        self.counters.executed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.misses.lock() {
+            m.push(MissRecord {
+                label: task.label(),
+                action,
+            });
+        }
+        Ok(TaskResult {
+            output: out,
+            outcome: Outcome::Executed,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! The whole of `bitzel build`: config → metadata → graph → executor
+//! (keys, cache, sandbox) → deploy artifacts → summary.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use bitzel_cache::Cache;
+use bitzel_config::Project;
+use bitzel_exec::executor::{BuildExecutor, Counters, HostDirs, HostTools};
+use bitzel_graph::{
+    build_graph, prefs_from_workspace, recipes_from_workspace, run_with_outputs, with_do,
+    CancelToken, RunOptions, Target,
+};
+use bitzel_meta::Workspace;
+use bitzel_sandbox::{BackendChoice, HelperExe, SandboxConfig};
+
+use crate::output::Output;
+use crate::progress::{cancel_on_ctrl_c, summary_line, Progress};
+
+/// How `bitzel build` was asked to run, beyond the project itself.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// Targets given on the command line (replace the config's `target`).
+    pub targets: Vec<String>,
+    /// Task given on the command line (replaces the config's `task`).
+    pub task: Option<String>,
+    /// Keep going after a failure.
+    pub keep_going: bool,
+    /// Only list what would run.
+    pub dry_run: bool,
+    /// JSON lines on stdout.
+    pub json: bool,
+    /// Explain every task that re-ran.
+    pub explain: bool,
+    /// Per-task timeout in seconds.
+    pub timeout_secs: Option<u64>,
+    /// Only compute keys and explain what would run (`bitzel explain`).
+    pub explain_only: bool,
+}
+
+/// The cache directory of a project (flag/config, else the per-user default).
+pub fn cache_dir(project: &Project) -> anyhow::Result<PathBuf> {
+    match &project.bitzel.cache_dir {
+        Some(d) => Ok(d.clone()),
+        None => bitzel_cache::default_cache_dir().context(
+            "no cache directory: set `bitzel: cache_dir:` in the config, --cache-dir, or HOME",
+        ),
+    }
+}
+
+/// The host build directory of a loaded project.
+pub fn build_dir(project: &Project) -> anyhow::Result<PathBuf> {
+    project
+        .bitzel
+        .build_dir
+        .clone()
+        .context("the build directory is not set")
+}
+
+/// Where deploy artifacts are published on the host.
+pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> {
+    let machine = ws
+        .config
+        .get_var("MACHINE")
+        .or_else(|| project.machine.clone())
+        .unwrap_or_else(|| "unknown".to_string());
+    Ok(build_dir(project)?
+        .join("tmp")
+        .join("deploy")
+        .join("images")
+        .join(machine))
+}
+
+fn backend_choice(project: &Project) -> anyhow::Result<BackendChoice> {
+    let s = project
+        .bitzel
+        .sandbox
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "auto".to_string());
+    s.parse::<BackendChoice>()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
+    let list = |v: &str| -> Vec<String> {
+        ws.config
+            .get_var(v)
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let required = list("HOSTTOOLS");
+    let optional = list("HOSTTOOLS_NONFATAL");
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let set = bitzel_exec::hosttools::resolve(&required, &optional, &path)?;
+    let dir = build_dir.join("tmp").join("hosttools");
+    set.link_into(&dir)?;
+    Ok(HostTools {
+        dir,
+        digest: set.digest()?,
+        root_paths: bitzel_sandbox::SandboxSpec::default_host_paths(),
+    })
+}
+
+/// Run the build. Returns the exit code (0, 1 on failure, 130 on Ctrl-C).
+pub fn build(
+    out: &Output,
+    project: &Project,
+    ws: &Workspace,
+    req: &BuildRequest,
+) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let recipes = recipes_from_workspace(ws);
+    let prefs = prefs_from_workspace(ws);
+    let task = with_do(
+        req.task
+            .as_deref()
+            .or(project.task.as_deref())
+            .unwrap_or("build"),
+    );
+    let names: Vec<String> = if req.targets.is_empty() {
+        project.targets.clone()
+    } else {
+        req.targets.clone()
+    };
+    let targets: Vec<Target> = names.iter().map(|n| Target::parse(n, &task)).collect();
+    let plan = build_graph(&recipes, &prefs, &targets)?;
+    for w in &plan.warnings {
+        out.warn(w);
+    }
+
+    let build_dir = build_dir(project)?;
+    let cancel = CancelToken::new();
+    cancel_on_ctrl_c(&cancel)?;
+    let opts = RunOptions {
+        jobs: project
+            .bitzel
+            .jobs
+            .unwrap_or_else(bitzel_graph::default_jobs),
+        keep_going: req.keep_going || req.explain_only,
+        dry_run: req.dry_run,
+        cancel: cancel.clone(),
+    };
+    let progress = Progress::new(out, req.json);
+
+    let cache_dir = cache_dir(project)?;
+    let cache = Cache::open(&cache_dir)
+        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
+    let choice = backend_choice(project)?;
+    let cfg = SandboxConfig::new(HelperExe::CurrentExe);
+    let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
+        "no sandbox backend works here (run `bitzel doctor` to see why; `--sandbox none` runs without isolation)",
+    )?;
+    if !backend.hermetic() {
+        out.warn("running tasks WITHOUT a sandbox (--sandbox none): results are recorded as non-hermetic");
+    }
+    let tools = host_tools(ws, &build_dir)?;
+    let dl_dir = project
+        .bitzel
+        .downloads_dir
+        .clone()
+        .unwrap_or_else(|| build_dir.join("downloads"));
+    let exec = BuildExecutor {
+        recipes: &ws.recipes,
+        cache: &cache,
+        sandbox: backend.as_ref(),
+        dirs: HostDirs {
+            build_dir: build_dir.clone(),
+            dl_dir,
+        },
+        tools,
+        no_network: req.explain_only,
+        timeout: req.timeout_secs.map(std::time::Duration::from_secs),
+        counters: Counters::default(),
+        misses: Mutex::new(Vec::new()),
+        explain_only: req.explain_only,
+    };
+    let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| progress.event(e));
+    drop(progress);
+
+    if summary.dry_run {
+        out.info(&summary_line(&summary));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if req.explain || req.explain_only {
+        crate::cmd::explain::print_misses(out, &cache, &exec.misses)?;
+    }
+    if req.explain_only {
+        if summary.not_run > 0 {
+            println!(
+                "({} dependent task(s) not examined: their inputs depend on the tasks above)",
+                summary.not_run
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deploy = deploy_dir(project, ws)?;
+    let published = bitzel_exec::deploy::publish(&cache, &plan.graph, &outputs, &deploy)?;
+    for (id, f) in &summary.failures {
+        let t = &plan.graph.tasks[*id];
+        eprintln!("ERROR: task {} failed: {}", t.label(), f.message);
+        if let Some(tail) = &f.log_tail {
+            eprintln!("---- last lines of the log ----\n{tail}\n-------------------------------");
+        }
+    }
+    let layers = exec
+        .counters
+        .layers_materialised
+        .load(std::sync::atomic::Ordering::Relaxed);
+    out.info(&format!(
+        "{} ({} layers materialised; total {:.2}s)",
+        summary_line(&summary),
+        layers,
+        t0.elapsed().as_secs_f64()
+    ));
+    if !published.is_empty() {
+        out.info(&format!("artifacts: {}", crate::project::shown(&deploy)));
+    }
+    if summary.cancelled {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if summary.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
