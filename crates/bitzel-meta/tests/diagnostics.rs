@@ -262,3 +262,51 @@ fn inline_python_values() {
     "#]],
     );
 }
+
+/// OE's bitbake.conf derives PN/PV/PR from FILE with inline Python; FILE is
+/// the recipe while its value is read (and the include while one is parsed).
+#[test]
+fn oe_style_pn_pv_from_file() {
+    let conf =
+        "PN = \"${@bb.parse.vars_from_file(d.getVar('FILE', False),d)[0] or 'defaultpkgname'}\"\n\
+PV = \"${@bb.parse.vars_from_file(d.getVar('FILE', False),d)[1] or '1.0'}\"\n\
+PR = \"${@bb.parse.vars_from_file(d.getVar('FILE', False),d)[2] or 'r0'}\"\n\
+BPN = \"${PN}\"\nP = \"${PN}-${PV}\"\n";
+    let mut m = BTreeMap::new();
+    m.insert(PathBuf::from("/l/conf/layer.conf"), LAYER_CONF.to_string());
+    m.insert(PathBuf::from("/l/conf/bitbake.conf"), conf.to_string());
+    m.insert(PathBuf::from("/l/classes/base.bbclass"), String::new());
+    m.insert(
+        PathBuf::from("/l/recipes/zlib_1.3.1.bb"),
+        "require zlib.inc\nINC_FILE := \"${FILE}\"\n".to_string(),
+    );
+    m.insert(
+        PathBuf::from("/l/recipes/zlib.inc"),
+        "SEEN_IN_INC := \"${FILE}\"\n".to_string(),
+    );
+    let input = ConfInput {
+        topdir: PathBuf::from("/b"),
+        bblayers_conf: "BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l\"\n".into(),
+        local_conf: String::new(),
+        env: BTreeMap::new(),
+    };
+    let ws = load_workspace(&input, &Mem(m), &ParseOptions::default()).unwrap();
+    let r = &ws.recipes[0];
+    let got: Vec<String> = ["PN", "PV", "PR", "P", "SEEN_IN_INC", "INC_FILE"]
+        .iter()
+        .map(|v| format!("{v}={:?}", r.data.get_var(v)))
+        .collect();
+    expect![[r#"
+        PN=Some("zlib")
+        PV=Some("1.3.1")
+        PR=Some("r0")
+        P=Some("zlib-1.3.1")
+        SEEN_IN_INC=Some("/l/recipes/zlib.inc")
+        INC_FILE=Some("/l/recipes/zlib_1.3.1.bb")"#]]
+    .assert_eq(&got.join("\n"));
+    assert_eq!(
+        (r.pn.as_str(), r.pv.as_str(), r.pr.as_str()),
+        ("zlib", "1.3.1", "r0")
+    );
+    assert_eq!(ws.config.get_var("PN").as_deref(), Some("defaultpkgname"));
+}
