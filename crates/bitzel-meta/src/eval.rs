@@ -118,7 +118,13 @@ impl<'e> Eval<'e> {
         line: u32,
         message: impl Into<String>,
     ) {
-        let src = self.source_line(file, line);
+        // Notes repeat for every recipe using a class: skip re-reading the
+        // file for their snippet.
+        let src = if sev == Severity::Note {
+            None
+        } else {
+            self.source_line(file, line)
+        };
         self.diags.push(Diagnostic::new(
             sev,
             file,
