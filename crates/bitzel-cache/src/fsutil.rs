@@ -146,10 +146,16 @@ pub fn mknod_whiteout(path: &Path) -> io::Result<()> {
 
 /// Set atime and mtime of `path` (not following symlinks) to `secs`.
 pub fn set_fixed_times(path: &Path, secs: i64) -> io::Result<()> {
+    set_times_ns(path, secs, 0)
+}
+
+/// Set a path's atime and mtime to `secs` + `nsec` nanoseconds (symlinks
+/// themselves, not their targets).
+pub fn set_times_ns(path: &Path, secs: i64, nsec: i64) -> io::Result<()> {
     let p = cpath(path)?;
     let ts = libc::timespec {
         tv_sec: secs as libc::time_t,
-        tv_nsec: 0,
+        tv_nsec: nsec as libc::c_long,
     };
     let times = [ts, ts];
     // SAFETY: valid C string and a two-element timespec array.

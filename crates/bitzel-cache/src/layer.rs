@@ -8,8 +8,16 @@
 //!   deletions delete, opaque directories are emptied first. For publishing.
 //!
 //! Every file's content is verified against its digest while it is copied
-//! out of the CAS. Materialised files and directories get the fixed mtime
-//! [`MATERIALIZED_MTIME`].
+//! out of the CAS. Trees carry no timestamps (they would break
+//! determinism), so times are chosen here:
+//!
+//! - a **layer** gets one *materialisation stamp* for all its entries: the
+//!   current time, strictly later than any stamp this process gave before.
+//!   Layers are materialised lowest first, so `make` sees a restored object
+//!   as newer than its restored source, and both as newer than the host's
+//!   headers (a fixed old date made every object older than `/usr/include`
+//!   and Kbuild rebuilt everything); what the task then writes is newer still;
+//! - [`apply_trees`] (publishing) uses the fixed [`MATERIALIZED_MTIME`].
 
 use std::fs;
 use std::io;
@@ -18,7 +26,28 @@ use std::path::Path;
 
 use crate::cas::Cas;
 use crate::error::{IoContext, Result};
-use crate::fsutil::{mknod_whiteout, remove_any, set_fixed_times, set_xattr, MATERIALIZED_MTIME};
+use crate::fsutil::{
+    mknod_whiteout, remove_any, set_fixed_times, set_times_ns, set_xattr, MATERIALIZED_MTIME,
+};
+
+/// The next materialisation stamp `(secs, nsecs)`: now, and strictly after
+/// the previous stamp of this process.
+fn next_stamp() -> (i64, i64) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev.saturating_add(1_000));
+        match LAST.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return (next / 1_000_000_000, next % 1_000_000_000),
+            Err(p) => prev = p,
+        }
+    }
+}
 use crate::tree::{validate_path, EntryKind, Tree};
 
 fn set_opaque(path: &Path) -> Result<()> {
@@ -42,6 +71,7 @@ fn ensure_parent(path: &Path) -> Result<()> {
 /// overlayfs layer.
 pub fn materialize_layer(cas: &Cas, tree: &Tree, dest: &Path) -> Result<()> {
     fs::create_dir_all(dest).ctx("create directory", dest)?;
+    let (secs, nsec) = next_stamp();
     let mut dirs: Vec<(std::path::PathBuf, u32)> = Vec::new();
     for e in tree.entries() {
         validate_path(&e.path)?;
@@ -58,18 +88,18 @@ pub fn materialize_layer(cas: &Cas, tree: &Tree, dest: &Path) -> Result<()> {
             EntryKind::File { digest, mode, .. } => {
                 cas.copy_out(digest, &p)?;
                 fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).ctx("chmod", &p)?;
-                set_fixed_times(&p, MATERIALIZED_MTIME).ctx("set times on", &p)?;
+                set_times_ns(&p, secs, nsec).ctx("set times on", &p)?;
             }
             EntryKind::Symlink { target } => {
                 symlink(target, &p).ctx("create symlink", &p)?;
-                set_fixed_times(&p, MATERIALIZED_MTIME).ctx("set times on", &p)?;
+                set_times_ns(&p, secs, nsec).ctx("set times on", &p)?;
             }
             EntryKind::Whiteout => {
                 mknod_whiteout(&p).map_err(|e| whiteout_error(e, &p))?;
             }
         }
     }
-    finish_dirs(dirs)
+    finish_dirs(dirs, (secs, nsec))
 }
 
 fn whiteout_error(e: io::Error, p: &Path) -> crate::error::Error {
@@ -80,14 +110,14 @@ fn whiteout_error(e: io::Error, p: &Path) -> crate::error::Error {
     }
 }
 
-fn finish_dirs(mut dirs: Vec<(std::path::PathBuf, u32)>) -> Result<()> {
+fn finish_dirs(mut dirs: Vec<(std::path::PathBuf, u32)>, (secs, nsec): (i64, i64)) -> Result<()> {
     // Children first, so a read-only directory does not block its children
     // and a parent's mtime is not disturbed afterwards.
     dirs.reverse();
     for (p, mode) in dirs {
         // Keep the owner's rwx so the layer can be removed by gc.
         fs::set_permissions(&p, fs::Permissions::from_mode(mode | 0o700)).ctx("chmod", &p)?;
-        set_fixed_times(&p, MATERIALIZED_MTIME).ctx("set times on", &p)?;
+        set_times_ns(&p, secs, nsec).ctx("set times on", &p)?;
     }
     Ok(())
 }
@@ -146,7 +176,7 @@ pub fn apply_trees(cas: &Cas, trees: &[Tree], dest: &Path) -> Result<()> {
     }
     // Later trees may have deleted directories an earlier one created.
     dirs.retain(|(p, _)| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()));
-    finish_dirs(dirs)
+    finish_dirs(dirs, (MATERIALIZED_MTIME, 0))
 }
 
 fn make_parents_dirs(dest: &Path, rel: &str) -> Result<()> {

@@ -5,9 +5,7 @@ SECTION = "base"
 
 DEPENDS = "virtual/cc"
 
-SRC_URI = "https://busybox.net/downloads/busybox-${PV}.tar.bz2 \
-           file://static.cfg \
-           "
+SRC_URI = "https://busybox.net/downloads/busybox-${PV}.tar.bz2"
 SRC_URI[sha256sum] = "faeeb244c35a348a334f4a59e44626ee870fb07b6884d68c10ae8bc19f83a694"
 
 S = "${WORKDIR}/busybox-${PV}"
@@ -19,12 +17,18 @@ B = "${S}"
 EXTRA_OEMAKE = "CC='${CC}' HOSTCC='${BUILD_CC}' V=0 \
                 KCONFIG_NOTIMESTAMP=1 KBUILD_BUILD_USER=bitzel KBUILD_BUILD_HOST=bitzel"
 
+# The configuration fragment is an input of do_configure only (BitBake's
+# [file-checksums] flag): changing it re-runs configure and what follows, not
+# fetch/unpack/patch of the tarball. bitzel mounts the listed files read-only
+# at ${TASK_FILESDIR}/<name>.
+do_configure[file-checksums] = "${FILE_DIRNAME}/files/static.cfg:True"
+
 do_configure() {
     oe_runmake defconfig
-    bitzel_merge_config ${WORKDIR}/static.cfg .config
+    bitzel_merge_config ${TASK_FILESDIR}/static.cfg .config
     # Answer every new question with its default: no terminal in the sandbox.
     yes "" | oe_runmake oldconfig >/dev/null
-    bitzel_check_config ${WORKDIR}/static.cfg .config
+    bitzel_check_config ${TASK_FILESDIR}/static.cfg .config
 }
 
 do_compile() {
