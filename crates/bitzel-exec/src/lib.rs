@@ -1,7 +1,7 @@
 //! bitzel-exec: see ARCHITECTURE.md for this crate's role and invariants.
 
 pub mod builtin;
-pub mod script;
 pub mod deploy;
 pub mod executor;
 pub mod hosttools;
+pub mod script;

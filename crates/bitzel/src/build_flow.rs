@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use bitzel_cache::Cache;
+use bitzel_cache::remote::store::HttpStore;
+use bitzel_cache::remote::{CacheSummary, RemoteConfig};
+use bitzel_cache::{Cache, Storage};
 use bitzel_config::Project;
 use bitzel_exec::executor::{BuildExecutor, Counters, HostDirs, HostTools};
 use bitzel_graph::{
@@ -18,7 +20,7 @@ use bitzel_meta::Workspace;
 use bitzel_sandbox::{BackendChoice, HelperExe, SandboxConfig};
 
 use crate::output::Output;
-use crate::progress::{cancel_on_ctrl_c, summary_line, Progress};
+use crate::progress::{cancel_on_ctrl_c, Progress};
 
 /// How `bitzel build` was asked to run, beyond the project itself.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +41,41 @@ pub struct BuildRequest {
     pub timeout_secs: Option<u64>,
     /// Only compute keys and explain what would run (`bitzel explain`).
     pub explain_only: bool,
+    /// `--remote-cache URL` (overrides `bitzel: remote_cache: url`).
+    pub remote_cache: Option<String>,
+    /// `--remote-cache-read-only`.
+    pub remote_read_only: bool,
+    /// Write the build summary as JSON to this file.
+    pub summary_json: Option<PathBuf>,
+}
+
+/// The remote cache level, if one is configured (flag over config).
+fn remote_level(
+    out: &Output,
+    project: &Project,
+    req: &BuildRequest,
+    cache: &Cache,
+) -> anyhow::Result<Option<Arc<HttpStore>>> {
+    let settings = project.bitzel.remote_cache.clone().unwrap_or_default();
+    let Some(url) = req.remote_cache.clone().or(settings.url.clone()) else {
+        return Ok(None);
+    };
+    let read_only = req.remote_read_only || settings.read_only.unwrap_or(false);
+    let config = RemoteConfig::from_settings(
+        &url,
+        read_only,
+        settings.instance.as_deref(),
+        settings.auth_header_env.as_deref(),
+        settings.digest_function.as_deref(),
+    )
+    .context("the remote cache settings are not usable")?;
+    match HttpStore::for_cache(config, cache) {
+        Ok(store) => Ok(Some(Arc::new(store))),
+        Err(e) => {
+            out.warn(&format!("remote cache disabled for this build: {e}"));
+            Ok(None)
+        }
+    }
 }
 
 /// The cache directory of a project (flag/config, else the per-user default).
@@ -148,6 +185,11 @@ pub fn build(
     let cache_dir = cache_dir(project)?;
     let cache = Cache::open(&cache_dir)
         .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
+    let remote = remote_level(out, project, req, &cache)?;
+    let cache = match &remote {
+        Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
+        None => cache,
+    };
     let choice = backend_choice(project)?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
     let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
@@ -181,7 +223,6 @@ pub fn build(
     drop(progress);
 
     if summary.dry_run {
-        out.info(&summary_line(&summary));
         return Ok(ExitCode::SUCCESS);
     }
     if req.explain || req.explain_only {
@@ -205,14 +246,38 @@ pub fn build(
             eprintln!("---- last lines of the log ----\n{tail}\n-------------------------------");
         }
     }
+    if let Some(r) = &remote {
+        r.flush();
+    }
+    let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
+    if let Some(path) = &req.summary_json {
+        let v = serde_json::json!({
+            "executed": summary.executed,
+            "cached": summary.cached,
+            "noexec": summary.noexec,
+            "failed": summary.failed,
+            "not_run": summary.not_run,
+            "wall_s": summary.wall.as_secs_f64(),
+            "total_s": t0.elapsed().as_secs_f64(),
+            "local_hits": cache_summary.local_hits,
+            "remote_hits": cache_summary.remote_hits,
+            "uploads": cache_summary.uploads,
+            "bytes_uploaded": cache_summary.bytes_uploaded,
+            "bytes_downloaded": cache_summary.bytes_downloaded,
+            "remote_unavailable": cache_summary.remote_unavailable,
+        });
+        std::fs::write(path, format!("{v}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if remote.is_some() {
+        out.info(&cache_summary.to_string());
+    }
     let layers = exec
         .counters
         .layers_materialised
         .load(std::sync::atomic::Ordering::Relaxed);
     out.info(&format!(
-        "{} ({} layers materialised; total {:.2}s)",
-        summary_line(&summary),
-        layers,
+        "{layers} layers materialised; {:.2}s in all (parse, graph, keys, sandboxes)",
         t0.elapsed().as_secs_f64()
     ));
     if !published.is_empty() {

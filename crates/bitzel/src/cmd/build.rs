@@ -40,6 +40,18 @@ pub struct BuildArgs {
     /// Per-task time limit in seconds (SIGTERM, then SIGKILL).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// A shared cache speaking the Bazel HTTP remote-cache protocol (e.g. nginx
+    /// WebDAV, bazel-remote), as a second level behind the local cache
+    /// (overrides `bitzel: remote_cache: url`).
+    #[arg(long, value_name = "URL")]
+    pub remote_cache: Option<String>,
+    /// Read from the remote cache but never upload (untrusted builds).
+    #[arg(long)]
+    pub remote_cache_read_only: bool,
+    /// Write the build summary (executed, cached, failed, local/remote hits,
+    /// uploads, bytes moved, wall time) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<std::path::PathBuf>,
 }
 
 /// Run `bitzel build`.
@@ -62,6 +74,9 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         timeout_secs: args.timeout,
         explain_only: false,
+        remote_cache: args.remote_cache,
+        remote_read_only: args.remote_cache_read_only,
+        summary_json: args.summary_json,
     };
     crate::build_flow::build(out, &project, &ws, &req)
 }

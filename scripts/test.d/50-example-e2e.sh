@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End to end on the shipped example (issues 7 and 8), with a real nginx WebDAV
+# remote cache:
+#   A  cold build from checkout A, empty local cache A, remote attached
+#      -> builds everything, uploads; runqemu --check boots it
+#   A' the same again -> zero tasks executed, time printed (target < 1 s)
+#   C  checkout A copied to another directory, cache A -> zero tasks executed
+#   B  checkout B, empty local cache B, same remote -> zero tasks executed,
+#      everything from the remote; runqemu --check boots the restored artifacts
+#   F  the BusyBox config fragment changed in A -> only busybox's tasks from
+#      do_configure on re-run, and --explain names the changed input
+#   X  a wrong sha256 in the recipe -> a clear error and a non-zero exit
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --locked -p bitzel
+bin=$root/$CARGO_TARGET_DIR/debug/bitzel
+[ -x "$bin" ] || bin=$CARGO_TARGET_DIR/debug/bitzel
+
+work=$(mktemp -d /tmp/bitzel-e2e.XXXXXX)
+dav="$work/nginx"
+cleanup() { scripts/nginx-dav stop "$dav" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "--- downloads (pre-seeded once, shared by every checkout)"
+scripts/preseed-downloads "$work/downloads"
+url=$(scripts/nginx-dav start "$dav")
+echo "remote cache: $url"
+
+checkout() { # <dir>: the tracked files of this repository, plus the downloads
+  mkdir -p "$1"
+  git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$1"
+  mkdir -p "$1/build"
+  cp -al "$work/downloads" "$1/build/downloads"
+}
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+build() { # <checkout> <cache> <summary> [extra args]
+  local dir=$1 cache=$2 sum=$3; shift 3
+  (cd "$dir" && "$bin" build examples/busybox-qemux86-64.yml --cache-dir "$cache" \
+      --summary-json "$sum" "$@")
+}
+expect_eq() { [ "$1" = "$2" ] || { echo "FAILED: $3: got $1, expected $2" >&2; exit 1; }; }
+
+checkout "$work/a"
+echo "--- A: cold build with the remote attached"
+build "$work/a" "$work/cache-a" "$work/a.json" --remote-cache "$url"
+cat "$work/a.json"
+[ "$(field "$work/a.json" executed)" -gt 0 ] || { echo "FAILED: build A executed nothing" >&2; exit 1; }
+[ "$(field "$work/a.json" uploads)" -gt 0 ] || { echo "FAILED: build A uploaded nothing" >&2; exit 1; }
+(cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
+
+echo "--- A again: nothing to do"
+build "$work/a" "$work/cache-a" "$work/a2.json"
+cat "$work/a2.json"
+expect_eq "$(field "$work/a2.json" executed)" 0 "second build of A: tasks executed"
+echo "no-op build of the example: $(field "$work/a2.json" total_s) s in all (target < 1 s)"
+
+echo "--- C: checkout A copied elsewhere, same cache"
+cp -a "$work/a" "$work/c"
+rm -rf "$work/c/build/tmp"
+build "$work/c" "$work/cache-a" "$work/c.json"
+expect_eq "$(field "$work/c.json" executed)" 0 "build of the copied checkout: tasks executed"
+
+echo "--- B: second checkout, empty local cache, same remote"
+checkout "$work/b"
+build "$work/b" "$work/cache-b" "$work/b.json" --remote-cache "$url"
+cat "$work/b.json"
+expect_eq "$(field "$work/b.json" executed)" 0 "build B: tasks executed"
+[ "$(field "$work/b.json" remote_hits)" -gt 0 ] || { echo "FAILED: build B had no remote hits" >&2; exit 1; }
+(cd "$work/b" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
+
+echo "--- F: change only the BusyBox config fragment"
+frag="$work/a/examples/meta-busybox-example/recipes-core/busybox/files/static.cfg"
+printf '# CONFIG_CAL is not set\n' >> "$frag"
+build "$work/a" "$work/cache-a" "$work/f.json" --explain --json > "$work/f.events"
+ran=$(python3 - "$work/f.events" <<'PY'
+import json, sys
+ran = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    e = json.loads(line)
+    if e.get("event") == "task_finished" and e.get("outcome") == "executed":
+        ran.append(e["task"])
+print(" ".join(sorted(ran)))
+PY
+)
+echo "re-ran: $ran"
+for t in $ran; do
+  case "$t" in
+    busybox:do_configure|busybox:do_compile|busybox:do_install|busybox:do_populate_sysroot|core-image-busybox:*) ;;
+    *) echo "FAILED: $t re-ran after a change of the config fragment only" >&2; exit 1 ;;
+  esac
+done
+case " $ran " in *" busybox:do_configure "*) ;; *) echo "FAILED: busybox:do_configure did not re-run" >&2; exit 1 ;; esac
+grep -q "file:static.cfg" "$work/f.events" || { echo "FAILED: --explain did not name file:static.cfg" >&2; exit 1; }
+
+echo "--- X: a wrong sha256 stops the build with a clear message"
+recipe="$work/b/examples/meta-busybox-example/recipes-core/busybox/busybox_1.35.0.bb"
+sed -i 's/^SRC_URI\[sha256sum\] = "f/SRC_URI[sha256sum] = "0/' "$recipe"
+rm -f "$work/b/build/downloads/busybox-1.35.0.tar.bz2.done"
+set +e
+(cd "$work/b" && "$bin" build examples/busybox-qemux86-64.yml --cache-dir "$work/cache-b") > "$work/x.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || { echo "FAILED: a wrong sha256 did not fail the build" >&2; exit 1; }
+grep -q "sha256" "$work/x.log" || { echo "FAILED: no checksum message:" >&2; cat "$work/x.log" >&2; exit 1; }
+grep -m1 "sha256" "$work/x.log"
+echo "example end to end: ok"
