@@ -9,7 +9,9 @@
 #      everything from the remote; runqemu --check boots the restored artifacts
 #   F  the BusyBox config fragment changed in A -> only busybox's tasks from
 #      do_configure on re-run, and --explain names the changed input
-#   X  a wrong sha256 in the recipe -> a clear error and a non-zero exit
+#   X  bad paths, each a clear message and a non-zero exit, and the next good
+#      build reuses everything that had completed: a failing compile, a
+#      broken patch, a missing download with BB_NO_NETWORK, a wrong sha256
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -96,6 +98,42 @@ for t in $ran; do
 done
 case " $ran " in *" busybox:do_configure "*) ;; *) echo "FAILED: busybox:do_configure did not re-run" >&2; exit 1 ;; esac
 grep -q "file:static.cfg" "$work/f.events" || { echo "FAILED: --explain did not name file:static.cfg" >&2; exit 1; }
+
+bb="$work/a/examples/meta-busybox-example/recipes-core/busybox/busybox_1.35.0.bb"
+cp "$bb" "$work/bb.orig"
+expect_fail() { # <name> <pattern>: build A must fail and its output match
+  set +e
+  (cd "$work/a" && "$bin" build examples/busybox-qemux86-64.yml --cache-dir "$work/cache-a") > "$work/$1.log" 2>&1
+  local rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || { echo "FAILED: $1 did not fail the build" >&2; exit 1; }
+  grep -q -- "$2" "$work/$1.log" || { echo "FAILED: $1: no '$2' in:" >&2; tail -20 "$work/$1.log" >&2; exit 1; }
+  echo "$1: exit $rc; $(grep -m1 -- "$2" "$work/$1.log")"
+}
+good_again() { # the restored recipe builds with zero tasks executed
+  cp "$work/bb.orig" "$bb"
+  build "$work/a" "$work/cache-a" "$work/good.json"
+  expect_eq "$(field "$work/good.json" executed)" 0 "good build after $1: tasks executed"
+}
+
+echo "--- X1: a failing compile"
+printf 'do_compile:append() {\n    echo "deliberate failure" >&2; false\n}\n' >> "$bb"
+expect_fail failing-compile "busybox:do_compile"
+good_again failing-compile
+
+echo "--- X2: a broken patch"
+mkdir -p "$(dirname "$bb")/files"
+printf -- '--- a/Makefile\n+++ b/Makefile\n@@ -1,3 +1,3 @@\n-this line is not in the file\n+neither is this one\n context\n' \
+  > "$(dirname "$bb")/files/broken.patch"
+sed -i 's|^SRC_URI = "\(.*\)"$|SRC_URI = "\1 file://broken.patch"|' "$bb"
+expect_fail broken-patch "broken.patch"
+good_again broken-patch
+
+echo "--- X3: a missing download with BB_NO_NETWORK"
+mv "$work/a/build/downloads/busybox-1.35.0.tar.bz2" "$work/tarball.saved"
+expect_fail missing-download "BB_NO_NETWORK"
+mv "$work/tarball.saved" "$work/a/build/downloads/busybox-1.35.0.tar.bz2"
+good_again missing-download
 
 echo "--- X: a wrong sha256 stops the build with a clear message"
 recipe="$work/b/examples/meta-busybox-example/recipes-core/busybox/busybox_1.35.0.bb"
