@@ -10,7 +10,7 @@ use bitzel_graph::{
     build_graph, explain_provider, prefs_from_workspace, recipes_from_workspace, run, to_dot,
     to_json, with_do, Executor, ProviderChoice, RecipeInfo, RunOptions, Target, TaskNode,
 };
-use bitzel_meta::{ConfInput, FsLoader, ParseOptions, Workspace};
+use bitzel_meta::Workspace;
 
 use crate::output::Output;
 use crate::progress::Progress;
@@ -49,40 +49,13 @@ pub struct GraphArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Parse the project's metadata.
+/// Load the project and parse its metadata.
 fn workspace(
     out: &Output,
     args: &GraphArgs,
 ) -> anyhow::Result<(Workspace, bitzel_config::Project)> {
     let project = load_project(out, &args.config.config, &args.config.overrides())?;
-    let build_dir = project
-        .bitzel
-        .build_dir
-        .clone()
-        .context("the build directory is not set")?;
-    let input = ConfInput {
-        topdir: build_dir,
-        bblayers_conf: project.bblayers_conf(),
-        local_conf: project.local_conf(),
-        env: Default::default(),
-    };
-    let opts = ParseOptions {
-        cache_dir: None,
-        jobs: project.bitzel.jobs,
-    };
-    let ws = bitzel_meta::load_workspace(&input, &FsLoader, &opts)?;
-    let mut errors = 0usize;
-    for d in &ws.diagnostics {
-        if d.is_error() {
-            errors += 1;
-            eprintln!("{d}");
-        } else if out.verbose > 0 {
-            eprintln!("{d}");
-        }
-    }
-    if errors > 0 {
-        anyhow::bail!("{errors} error(s) while parsing the metadata; fix them and run again");
-    }
+    let ws = crate::project::load_workspace(out, &project)?;
     Ok((ws, project))
 }
 

@@ -108,42 +108,10 @@ fn pick<'a>(ws: &'a Workspace, name: &str) -> anyhow::Result<&'a Recipe> {
         .ok_or_else(|| anyhow::anyhow!("no recipe named `{name}`"))
 }
 
-/// Parse the project's metadata; error diagnostics are printed and make
-/// this fail, warnings are printed at `-v`.
-fn workspace(out: &Output, project: &bitzel_config::Project) -> anyhow::Result<Workspace> {
-    let Some(topdir) = project.bitzel.build_dir.clone() else {
-        bail!("the build directory is not set");
-    };
-    let input = bitzel_meta::ConfInput {
-        topdir,
-        bblayers_conf: project.bblayers_conf(),
-        local_conf: project.local_conf(),
-        env: Default::default(),
-    };
-    let opts = bitzel_meta::ParseOptions {
-        cache_dir: project.bitzel.cache_dir.as_ref().map(|d| d.join("parse")),
-        jobs: project.bitzel.jobs,
-    };
-    let ws = bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts)?;
-    let mut errors = 0usize;
-    for d in &ws.diagnostics {
-        if d.is_error() {
-            errors += 1;
-            eprintln!("{d}");
-        } else if out.verbose > 0 {
-            eprintln!("{d}");
-        }
-    }
-    if errors > 0 {
-        bail!("{errors} error(s) while parsing the metadata; fix them and run again");
-    }
-    Ok(ws)
-}
-
 /// Run `bitzel show`.
 pub fn run(out: &Output, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let project = load_project(out, &args.config.config, &args.config.overrides())?;
-    let ws = workspace(out, &project)?;
+    let ws = crate::project::load_workspace(out, &project)?;
     if args.recipes {
         let mut rows: Vec<(&str, &str, &str, String)> = ws
             .recipes
