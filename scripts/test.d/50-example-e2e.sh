@@ -4,6 +4,7 @@
 #   A  cold build from checkout A, empty local cache A, remote attached
 #      -> builds everything, uploads; runqemu --check boots it
 #   A' the same again -> zero tasks executed, time printed (target < 1 s)
+#      bitzel devshell opens busybox:do_compile's sandbox (tree and PATH checked)
 #   C  checkout A copied to another directory, cache A -> zero tasks executed
 #   B  checkout B, empty local cache B, same remote -> zero tasks executed,
 #      everything from the remote; runqemu --check boots the restored artifacts
@@ -57,6 +58,13 @@ build "$work/a" "$work/cache-a" "$work/a2.json"
 cat "$work/a2.json"
 expect_eq "$(field "$work/a2.json" executed)" 0 "second build of A: tasks executed"
 echo "no-op build of the example: $(field "$work/a2.json" total_s) s in all (target < 1 s)"
+
+echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic PATH)"
+printf 'test -f .config && test -f Makefile && echo DEVSHELL-TREE-OK\ntest "$PATH" = /bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK\nexit\n' \
+  | (cd "$work/a" && "$bin" devshell examples/busybox-qemux86-64.yml busybox --cache-dir "$work/cache-a") > "$work/devshell.log" 2>&1
+grep -q DEVSHELL-TREE-OK "$work/devshell.log" && grep -q DEVSHELL-PATH-OK "$work/devshell.log" \
+  || { echo "FAILED: devshell:" >&2; cat "$work/devshell.log" >&2; exit 1; }
+echo "devshell: ok"
 
 echo "--- C: checkout A copied elsewhere, same cache"
 cp -a "$work/a" "$work/c"

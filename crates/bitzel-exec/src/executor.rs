@@ -160,6 +160,9 @@ struct Prepared {
     network: bool,
     /// The `[file-checksums]` files: base name → (host path, digest).
     files: BTreeMap<String, (PathBuf, Digest)>,
+    /// Run an interactive shell in the task's sandbox instead of the task
+    /// (`bitzel devshell`); nothing is captured.
+    interactive: bool,
 }
 
 /// Everything the executor needs; shared by all worker threads.
@@ -186,6 +189,9 @@ pub struct BuildExecutor<'a> {
     /// reported as a failure so that its dependents are not attempted
     /// (`bitzel explain`).
     pub explain_only: bool,
+    /// `pn:do_task` whose sandbox gets an interactive shell instead of the
+    /// task (`bitzel devshell`).
+    pub devshell: Option<String>,
 }
 
 fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
@@ -261,10 +267,7 @@ impl BuildExecutor<'_> {
 
     fn fixed_env(&self, data: &DataStore) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        env.insert(
-            "PATH".into(),
-            format!("{}:{}", "/bitzel/sysroot/usr/bin", paths::HOSTTOOLS),
-        );
+        env.insert("PATH".into(), paths::HOSTTOOLS.to_string());
         env.insert("LC_ALL".into(), "C".into());
         env.insert("TZ".into(), "UTC".into());
         env.insert("HOME".into(), "/tmp".into());
@@ -595,6 +598,40 @@ impl BuildExecutor<'_> {
                 format!("{}: cancelled", task.label()),
             ));
         }
+        if p.interactive {
+            spec.argv = vec!["/bin/sh".into(), "-i".into()];
+            spec.cwd = PathBuf::from(devshell_cwd(&recipe.data, &task.task));
+            spec.env
+                .insert("PS1".into(), format!("bitzel-devshell({})# ", task.pn));
+            if let Ok(term) = std::env::var("TERM") {
+                spec.env.insert("TERM".into(), term);
+            }
+            spec.timeout = None;
+            spec.stdin = Stdio::Inherit;
+            spec.stdout = Stdio::Inherit;
+            spec.stderr = Stdio::Inherit;
+            let outcome = self.sandbox.run_interactive(&spec).map_err(|e| {
+                setup_err(
+                    task,
+                    format!("sandbox setup failed ({}): {e}", self.sandbox.name()),
+                )
+            })?;
+            tracing::info!(task = %task.label(), status = ?outcome.status, "devshell closed");
+            return Ok((
+                ActionResult {
+                    label: task.label(),
+                    output: Digest::default(),
+                    extra_outputs: BTreeMap::new(),
+                    exit_code: 0,
+                    stdout: None,
+                    stderr: None,
+                    duration_ms: 0,
+                    created_unix_ms: 0,
+                    action: action.clone(),
+                },
+                inputs.clone(),
+            ));
+        }
         let started = Instant::now();
         let outcome = self.sandbox.run(&spec).map_err(|e| {
             setup_err(
@@ -713,6 +750,14 @@ fn file_checksums(
     Ok(out)
 }
 
+/// Where a task starts: the last of its `[dirs]`, else `B`, else `WORKDIR`.
+fn devshell_cwd(d: &DataStore, task: &str) -> String {
+    d.get_flag(task, "dirs")
+        .and_then(|v| v.split_whitespace().last().map(str::to_string))
+        .or_else(|| d.get_var("B"))
+        .unwrap_or_else(|| paths::WORK.to_string())
+}
+
 /// `SRC_URI` of a recipe, with checksums and `SRCREV`s filled in.
 fn parse_src_uri(
     d: &DataStore,
@@ -785,13 +830,24 @@ impl Executor for BuildExecutor<'_> {
         let (script, with_downloads) = self.script_for(task, recipe, &inputs)?;
         let files = file_checksums(d, &task.task)
             .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        let interactive = self.devshell.as_deref() == Some(task.label().as_str());
         let prepared = Prepared {
             script,
             with_downloads,
             network,
             files,
+            interactive,
         };
         let action = self.action_for(task, recipe, &inputs, &prepared);
+        if prepared.interactive {
+            return match self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel) {
+                Ok((_, out)) => Ok(TaskResult {
+                    output: out,
+                    outcome: Outcome::NoExec,
+                }),
+                Err(e) => Err(e),
+            };
+        }
         let key = action.key();
         match self.cache.lookup(&key) {
             Ok(Lookup::Hit(r)) => {

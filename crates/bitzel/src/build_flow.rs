@@ -47,6 +47,9 @@ pub struct BuildRequest {
     pub remote_read_only: bool,
     /// Write the build summary as JSON to this file.
     pub summary_json: Option<PathBuf>,
+    /// `pn:do_task` to open an interactive shell in instead of running it
+    /// (`bitzel devshell`); its dependencies are built or restored first.
+    pub devshell: Option<String>,
 }
 
 /// The remote cache level, if one is configured (flag over config).
@@ -218,6 +221,7 @@ pub fn build(
         counters: Counters::default(),
         misses: Mutex::new(Vec::new()),
         explain_only: req.explain_only,
+        devshell: req.devshell.clone(),
     };
     let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| progress.event(e));
     drop(progress);

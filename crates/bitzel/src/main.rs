@@ -55,6 +55,8 @@ pub enum Command {
     /// Say why a task would re-run: the inputs that differ from the closest
     /// earlier cache entry for the same task.
     Explain(cmd::explain::ExplainArgs),
+    /// An interactive shell in the sandbox a recipe's do_compile would get.
+    Devshell(cmd::devshell::DevshellArgs),
     /// Show final variable values in `bitbake -e` format (`--history`:
     /// every assignment that shaped them; `--recipes`: list the recipes).
     Show(cmd::show::ShowArgs),
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
         Command::Explain(args) => cmd::explain::run(&out, args),
+        Command::Devshell(args) => cmd::devshell::run(&out, args),
         Command::Show(args) => cmd::show::run(&out, args),
     };
     match result {

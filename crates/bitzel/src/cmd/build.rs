@@ -77,6 +77,7 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
         remote_cache: args.remote_cache,
         remote_read_only: args.remote_cache_read_only,
         summary_json: args.summary_json,
+        devshell: None,
     };
     crate::build_flow::build(out, &project, &ws, &req)
 }

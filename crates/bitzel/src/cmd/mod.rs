@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod devshell;
 pub mod doctor;
 pub mod explain;
 pub mod graph;
