@@ -78,6 +78,7 @@ build "$work/b" "$work/cache-b" "$work/b.json" --remote-cache "$url"
 cat "$work/b.json"
 expect_eq "$(field "$work/b.json" executed)" 0 "build B: tasks executed"
 [ "$(field "$work/b.json" remote_hits)" -gt 0 ] || { echo "FAILED: build B had no remote hits" >&2; exit 1; }
+echo "remote-only no-op build of the example (empty local cache): $(field "$work/b.json" total_s) s in all, $(field "$work/b.json" bytes_downloaded) bytes downloaded (target < 2 s)"
 (cd "$work/b" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
 
 echo "--- F: change only the BusyBox config fragment"
