@@ -18,8 +18,8 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --locked -p bitzel
-bin=$root/$CARGO_TARGET_DIR/debug/bitzel
-[ -x "$bin" ] || bin=$CARGO_TARGET_DIR/debug/bitzel
+case $CARGO_TARGET_DIR in /*) tdir=$CARGO_TARGET_DIR ;; *) tdir=$root/$CARGO_TARGET_DIR ;; esac
+bin=$tdir/debug/bitzel
 
 work=$(mktemp -d /tmp/bitzel-e2e.XXXXXX)
 dav="$work/nginx"
