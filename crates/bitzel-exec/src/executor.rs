@@ -137,8 +137,6 @@ pub struct Counters {
     pub cached: AtomicU64,
     /// Layers materialised from the CAS for running tasks.
     pub layers_materialised: AtomicU64,
-    /// Bytes downloaded by fetch.
-    pub fetched_files: AtomicU64,
 }
 
 /// Why a task missed, kept for `--explain`.
@@ -892,5 +890,76 @@ impl Executor for BuildExecutor<'_> {
             output: out,
             outcome: Outcome::Executed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Digest {
+        Digest::of_bytes(s.as_bytes())
+    }
+
+    #[test]
+    fn inputs_keep_the_chain_order_and_take_only_exported_sysroots_across_recipes() {
+        let task = TaskNode::new(3, 0, "app", "do_compile");
+        let configure = TaskNode::new(2, 0, "app", "do_configure");
+        let patch = TaskNode::new(1, 0, "app", "do_patch");
+        let lib = TaskNode::new(9, 1, "lib", "do_populate_sysroot");
+        let mut lib_out = TaskOutput::default();
+        lib_out
+            .exported_sysroots
+            .insert("lib".into(), d("lib-sysroot"));
+        lib_out.sysroots.insert("hidden".into(), d("not exported"));
+        lib_out.work = vec![d("lib-work")];
+        let patch_out = TaskOutput {
+            work: vec![d("unpack"), d("patch")],
+            ..TaskOutput::default()
+        };
+        let configure_out = TaskOutput {
+            work: vec![d("unpack"), d("patch"), d("configure")],
+            ..TaskOutput::default()
+        };
+        let merged = BuildExecutor::merge_inputs(
+            &task,
+            &[
+                (&patch, &patch_out),
+                (&lib, &lib_out),
+                (&configure, &configure_out),
+            ],
+        );
+        assert_eq!(merged.work, vec![d("unpack"), d("patch"), d("configure")]);
+        assert_eq!(
+            merged.sysroots.into_iter().collect::<Vec<_>>(),
+            vec![("lib".to_string(), d("lib-sysroot"))]
+        );
+        assert!(merged.deploy.is_none());
+    }
+
+    #[test]
+    fn file_checksums_digest_existing_files_by_base_name() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = t.path().join("static.cfg");
+        fs::write(&cfg, "CONFIG_STATIC=y\n").unwrap();
+        let mut ds = DataStore::new();
+        ds.set_var_flag(
+            "do_configure",
+            "file-checksums",
+            format!(
+                "{}:True {}/absent.cfg:False",
+                cfg.display(),
+                t.path().display()
+            )
+            .into(),
+            None,
+        );
+        let files = file_checksums(&ds, "do_configure").unwrap();
+        assert_eq!(files.keys().collect::<Vec<_>>(), vec!["static.cfg"]);
+        assert_eq!(
+            files["static.cfg"].1,
+            Digest::of_bytes(b"CONFIG_STATIC=y\n")
+        );
+        assert!(file_checksums(&ds, "do_compile").unwrap().is_empty());
     }
 }
