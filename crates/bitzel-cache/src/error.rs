@@ -64,14 +64,6 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
-    /// A host tool named in the allow-list is not on PATH.
-    #[error("host tool {name:?} not found on PATH {path_var:?} (install it or remove it from the allowed host tools)")]
-    ToolNotFound {
-        /// The tool's name.
-        name: String,
-        /// The PATH searched.
-        path_var: String,
-    },
     /// The sled index failed.
     #[error("cache index {} failed: {source} (the index is rebuildable: `bitzel cache verify` rebuilds it)", path.display())]
     Index {

@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::builtin::shell::quote as shell_quote;
+
 /// What script generation needs of a recipe's datastore.
 pub trait TaskData {
     /// The expanded value of a variable.
@@ -90,17 +92,6 @@ pub fn called_functions(data: &dyn TaskData, root: &str) -> BTreeSet<String> {
         }
     }
     seen
-}
-
-/// Quote a string for the shell with single quotes.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The exported environment of a recipe: every exported, non-function
@@ -288,13 +279,5 @@ pub(crate) mod tests {
             .text
             .contains("rm -rf /bitzel/work/image\nmkdir -p /bitzel/work/image\n"));
         assert!(s.text.ends_with("cd /bitzel/work/build\ndo_install\n"));
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("/a/b-c"), "/a/b-c");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

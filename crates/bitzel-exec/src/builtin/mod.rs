@@ -28,7 +28,7 @@ mod error;
 mod fetch;
 mod mirrors;
 mod patch;
-mod shell;
+pub(crate) mod shell;
 mod srcuri;
 mod unpack;
 

@@ -1,6 +1,5 @@
 //! `bitzel show`: final variable values in `bitbake -e` format.
 
-use std::cmp::Ordering;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -29,83 +28,40 @@ pub struct ShowArgs {
     pub recipes: bool,
 }
 
-/// Compare two versions the way a human expects (`1.10` > `1.9`).
-fn vercmp(a: &str, b: &str) -> Ordering {
-    let split = |s: &str| -> Vec<String> {
-        let mut parts = Vec::new();
-        let mut cur = String::new();
-        let mut digits = None;
-        for c in s.chars() {
-            let d = c.is_ascii_digit();
-            if !c.is_alphanumeric() {
-                if !cur.is_empty() {
-                    parts.push(std::mem::take(&mut cur));
-                }
-                digits = None;
-                continue;
-            }
-            if digits.is_some_and(|x| x != d) && !cur.is_empty() {
-                parts.push(std::mem::take(&mut cur));
-            }
-            digits = Some(d);
-            cur.push(c);
-        }
-        if !cur.is_empty() {
-            parts.push(cur);
-        }
-        parts
-    };
-    let (pa, pb) = (split(a), split(b));
-    for (x, y) in pa.iter().zip(&pb) {
-        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(m), Ok(n)) => m.cmp(&n),
-            _ => x.cmp(y),
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    pa.len().cmp(&pb.len())
-}
-
-/// The recipe `bitbake -e <name>` would show: matching PN (or file), the
-/// `PREFERRED_VERSION_<pn>` one when set, else the highest PV.
+/// The recipe `bitbake -e <name>` would show: the provider a build would
+/// choose for `name` (PN, PROVIDES, `virtual/*`; PREFERRED_PROVIDER,
+/// PREFERRED_VERSION, DEFAULT_PREFERENCE, layer priority — the graph's own
+/// resolver), or the recipe whose file is `name`.
 fn pick<'a>(ws: &'a Workspace, name: &str) -> anyhow::Result<&'a Recipe> {
-    let mut cands: Vec<&Recipe> = ws
-        .recipes
-        .iter()
-        .filter(|r| r.pn == name || (r.variant.is_none() && r.file.to_string_lossy() == name))
-        .collect();
-    if cands.is_empty() {
-        let mut close: Vec<&str> = ws
-            .recipes
-            .iter()
-            .map(|r| r.pn.as_str())
-            .filter(|pn| pn.contains(name) || name.contains(*pn))
-            .collect();
-        close.sort();
-        close.dedup();
-        if close.is_empty() {
-            bail!("no recipe named `{name}`; `bitzel show <config> --recipes` lists them");
-        }
-        bail!(
-            "no recipe named `{name}`; did you mean {}?",
-            close.join(", ")
-        );
-    }
-    if let Some(pref) = ws.config.get_var(&format!("PREFERRED_VERSION_{name}")) {
-        let pref = pref.trim();
-        if let Some(r) = cands.iter().find(|r| match pref.strip_suffix('%') {
-            Some(prefix) => r.pv.starts_with(prefix),
-            None => r.pv == pref,
-        }) {
+    let recipes = bitzel_graph::recipes_from_workspace(ws);
+    let prefs = bitzel_graph::prefs_from_workspace(ws);
+    if let Some(i) = bitzel_graph::explain_provider(&recipes, &prefs, name).chosen {
+        if let Some(r) = ws.recipes.get(i) {
             return Ok(r);
         }
     }
-    cands.sort_by(|a, b| vercmp(&a.pv, &b.pv));
-    cands
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("no recipe named `{name}`"))
+    let by_file = ws
+        .recipes
+        .iter()
+        .find(|r| r.variant.is_none() && r.file.to_string_lossy() == name);
+    if let Some(r) = by_file {
+        return Ok(r);
+    }
+    let mut close: Vec<&str> = ws
+        .recipes
+        .iter()
+        .map(|r| r.pn.as_str())
+        .filter(|pn| pn.contains(name) || name.contains(*pn))
+        .collect();
+    close.sort();
+    close.dedup();
+    if close.is_empty() {
+        bail!("no recipe named `{name}`; `bitzel show <config> --recipes` lists them");
+    }
+    bail!(
+        "no recipe named `{name}`; did you mean {}?",
+        close.join(", ")
+    );
 }
 
 /// Run `bitzel show`.
@@ -149,17 +105,4 @@ pub fn run(out: &Output, args: ShowArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{}", emit_env(data, &opts));
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::vercmp;
-    use std::cmp::Ordering;
-
-    #[test]
-    fn versions() {
-        assert_eq!(vercmp("1.10", "1.9"), Ordering::Greater);
-        assert_eq!(vercmp("1.35.0", "1.35.0"), Ordering::Equal);
-        assert_eq!(vercmp("2.0", "2.0.1"), Ordering::Less);
-    }
 }
