@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::error::{DepTaskError, GraphError, Missing, Requester};
 use crate::graph::{RecipeNode, TaskGraph, TaskId, TaskNode};
-use crate::input::{ProviderPrefs, RecipeInfo, Want};
+use crate::input::{ProviderPrefs, RecipeInfo, TaskInfo, Want};
 use crate::providers::{Namespace, ProviderChoice, ProviderIndex};
 
 /// A thing to build: a build-time name (PN, PROVIDES, `virtual/...`) and a task.
@@ -451,46 +451,45 @@ impl<'a> TaskData<'a> {
     }
 
     fn remove_buildtarget(&mut self, name: &str, missing: Vec<String>) {
-        if self.failed_build.contains_key(name) {
-            return;
-        }
-        let mut chain = vec![name.to_string()];
-        chain.extend(missing);
-        self.failed_build.insert(name.to_string(), chain.clone());
-        let dependees: Vec<usize> = self
-            .added_order
-            .iter()
-            .copied()
-            .filter(|&r| {
-                self.depids[r].iter().any(|d| d == name)
-                    || self.recipes[r]
-                        .tasks
-                        .iter()
-                        .any(|t| t.depends.iter().any(|(n, _)| n == name))
-            })
-            .collect();
-        for r in dependees {
-            self.fail_fn(r, chain.clone());
-        }
+        self.remove_target(Namespace::Build, name, missing);
     }
 
     fn remove_runtarget(&mut self, name: &str, missing: Vec<String>) {
-        if self.failed_run.contains_key(name) {
+        self.remove_target(Namespace::Runtime, name, missing);
+    }
+
+    /// `name` cannot be provided: record why, and fail every recipe that
+    /// needs it (through DEPENDS/`[depends]`, or RDEPENDS/`[rdepends]`).
+    fn remove_target(&mut self, ns: Namespace, name: &str, missing: Vec<String>) {
+        let failed = match ns {
+            Namespace::Build => &mut self.failed_build,
+            Namespace::Runtime => &mut self.failed_run,
+        };
+        if failed.contains_key(name) {
             return;
         }
         let mut chain = vec![name.to_string()];
         chain.extend(missing);
-        self.failed_run.insert(name.to_string(), chain.clone());
+        failed.insert(name.to_string(), chain.clone());
+        let task_deps: fn(&TaskInfo) -> &[(String, String)] = match ns {
+            Namespace::Build => |t| &t.depends,
+            Namespace::Runtime => |t| &t.rdepends,
+        };
         let dependees: Vec<usize> = self
             .added_order
             .iter()
             .copied()
             .filter(|&r| {
-                self.rdepids[r].iter().any(|d| d == name)
+                let ids = match ns {
+                    Namespace::Build => &self.depids[r],
+                    Namespace::Runtime => &self.rdepids[r],
+                };
+                ids.iter().any(|d| d == name)
                     || self.recipes[r]
                         .tasks
                         .iter()
-                        .any(|t| t.rdepends.iter().any(|(n, _)| n == name))
+                        .flat_map(|t| task_deps(t).iter())
+                        .any(|(n, _)| n == name)
             })
             .collect();
         for r in dependees {

@@ -12,6 +12,8 @@ use bitzel_graph::{
 use bitzel_meta::{load_workspace, ConfInput, FsLoader, ParseOptions};
 use expect_test::{expect, Expect};
 
+mod common;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/graph")
@@ -58,47 +60,7 @@ fn render(f: &Fixture, targets: &[&str]) -> String {
         .iter()
         .map(|s| Target::parse(s, "do_build"))
         .collect();
-    let out = match build_graph(&f.recipes, &f.prefs, &t) {
-        Err(e) => format!("error: {e}"),
-        Ok(plan) => {
-            let g = &plan.graph;
-            let mut lines: Vec<String> = g
-                .tasks
-                .iter()
-                .map(|n| {
-                    let mut deps: Vec<String> =
-                        g.deps(n.id).iter().map(|&d| g.tasks[d].label()).collect();
-                    deps.sort();
-                    let mut flags = String::new();
-                    if n.noexec {
-                        flags.push_str(" [noexec]");
-                    }
-                    if n.nostamp {
-                        flags.push_str(" [nostamp]");
-                    }
-                    if !n.dirs.is_empty() {
-                        flags.push_str(&format!(" [dirs={}]", n.dirs.join(",")));
-                    }
-                    if !n.cleandirs.is_empty() {
-                        flags.push_str(&format!(" [cleandirs={}]", n.cleandirs.join(",")));
-                    }
-                    if deps.is_empty() {
-                        format!("{}{flags}", n.label())
-                    } else {
-                        format!("{}{flags} <- {}", n.label(), deps.join(" "))
-                    }
-                })
-                .collect();
-            lines.sort();
-            for c in &plan.providers {
-                let chosen = c.chosen.map_or("-".to_string(), |i| {
-                    format!("{} {}", f.recipes[i].pn, f.recipes[i].pv)
-                });
-                lines.push(format!("provider {:?} {} = {chosen}", c.namespace, c.name));
-            }
-            lines.join("\n")
-        }
-    };
+    let out = common::render_plan(build_graph(&f.recipes, &f.prefs, &t), &f.recipes);
     out.replace(&f.root, "$ROOT")
 }
 

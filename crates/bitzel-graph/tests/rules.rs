@@ -8,6 +8,8 @@ use bitzel_graph::{
 };
 use expect_test::{expect, Expect};
 
+mod common;
+
 // ---- a tiny builder for recipes -------------------------------------------
 
 fn recipe(pn: &str, pv: &str) -> RecipeInfo {
@@ -81,50 +83,7 @@ fn targets(names: &[&str]) -> Vec<Target> {
 
 /// Render a plan as `pn:do_task [flags] <- deps` lines plus provider choices.
 fn render(recipes: &[RecipeInfo], prefs: &ProviderPrefs, t: &[&str]) -> String {
-    match build_graph(recipes, prefs, &targets(t)) {
-        Err(e) => format!("error: {e}"),
-        Ok(plan) => {
-            let g = &plan.graph;
-            let mut lines: Vec<String> = g
-                .tasks
-                .iter()
-                .map(|n| {
-                    let mut deps: Vec<String> =
-                        g.deps(n.id).iter().map(|&d| g.tasks[d].label()).collect();
-                    deps.sort();
-                    let mut flags = String::new();
-                    if n.noexec {
-                        flags.push_str(" [noexec]");
-                    }
-                    if n.nostamp {
-                        flags.push_str(" [nostamp]");
-                    }
-                    if !n.dirs.is_empty() {
-                        flags.push_str(&format!(" [dirs={}]", n.dirs.join(",")));
-                    }
-                    if !n.cleandirs.is_empty() {
-                        flags.push_str(&format!(" [cleandirs={}]", n.cleandirs.join(",")));
-                    }
-                    if deps.is_empty() {
-                        format!("{}{flags}", n.label())
-                    } else {
-                        format!("{}{flags} <- {}", n.label(), deps.join(" "))
-                    }
-                })
-                .collect();
-            lines.sort();
-            for c in &plan.providers {
-                let chosen = c.chosen.map_or("-".to_string(), |i| {
-                    format!("{} {}", recipes[i].pn, recipes[i].pv)
-                });
-                lines.push(format!("provider {:?} {} = {chosen}", c.namespace, c.name));
-            }
-            for w in &plan.warnings {
-                lines.push(format!("warning: {w}"));
-            }
-            lines.join("\n")
-        }
-    }
+    common::render_plan(build_graph(recipes, prefs, &targets(t)), recipes)
 }
 
 fn check(recipes: &[RecipeInfo], prefs: &ProviderPrefs, t: &[&str], expect: Expect) {
