@@ -128,13 +128,10 @@ pub struct HostTools {
     pub root_paths: Vec<PathBuf>,
 }
 
-/// Counters for the build summary.
+/// Counters for the build summary (task counts come from the runqueue's
+/// summary; these are what only the executor sees).
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Tasks that ran in a sandbox.
-    pub executed: AtomicU64,
-    /// Tasks restored from the cache (nothing materialised).
-    pub cached: AtomicU64,
     /// Layers materialised from the CAS for running tasks.
     pub layers_materialised: AtomicU64,
 }
@@ -325,7 +322,6 @@ impl BuildExecutor<'_> {
             out.downloads
                 .insert(f.local_name.clone(), Download { fetched: f, digest });
         }
-        self.counters.cached.fetch_add(1, Ordering::Relaxed);
         Ok(TaskResult {
             output: out,
             outcome: Outcome::Cached,
@@ -849,7 +845,6 @@ impl Executor for BuildExecutor<'_> {
         let key = action.key();
         match self.cache.lookup(&key) {
             Ok(Lookup::Hit(r)) => {
-                self.counters.cached.fetch_add(1, Ordering::Relaxed);
                 return Ok(TaskResult {
                     output: output_from_result(&inputs, &r, &task.pn),
                     outcome: Outcome::Cached,
@@ -879,7 +874,6 @@ impl Executor for BuildExecutor<'_> {
         if let Err(e) = self.cache.put(&key, &result) {
             tracing::warn!(task = %task.label(), error = %e, "could not record the result in the cache");
         }
-        self.counters.executed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.misses.lock() {
             m.push(MissRecord {
                 label: task.label(),
