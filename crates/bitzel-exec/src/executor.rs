@@ -26,7 +26,7 @@ use bitzel_sandbox::{Backend, ExitStatus, Mount, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
     fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
-    Fetched, PatchSettings, SrcUri, UnpackSettings,
+    Fetched, PatchSettings, SrcKind, SrcUri, UnpackSettings,
 };
 use crate::script::{exported_env, task_script, TaskData};
 
@@ -310,6 +310,11 @@ impl BuildExecutor<'_> {
                 format!("creating {}: {e}", self.dirs.dl_dir.display()),
             )
         })?;
+        // A fetch that had to download (or clone) something did real work;
+        // one that only verified what DL_DIR already held is a cache hit.
+        let downloaded = entries
+            .iter()
+            .any(|e| e.kind != SrcKind::File && !self.dirs.dl_dir.join(&e.local_name).exists());
         let fetched = fetch(&entries, &settings)
             .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
         for f in fetched {
@@ -324,7 +329,11 @@ impl BuildExecutor<'_> {
         }
         Ok(TaskResult {
             output: out,
-            outcome: Outcome::Cached,
+            outcome: if downloaded {
+                Outcome::Executed
+            } else {
+                Outcome::Cached
+            },
         })
     }
 
