@@ -127,7 +127,9 @@ good_again() { # the restored recipe builds with zero tasks executed
 
 echo "--- X1: a failing compile"
 printf 'do_compile:append() {\n    echo "deliberate failure" >&2; false\n}\n' >> "$bb"
-expect_fail failing-compile "busybox:do_compile"
+expect_fail failing-compile "task busybox:do_compile failed"
+grep -q "deliberate failure" "$work/failing-compile.log" \
+  || { echo "FAILED: the failing task's log tail was not shown" >&2; exit 1; }
 good_again failing-compile
 
 echo "--- X2: a broken patch"
@@ -135,12 +137,12 @@ mkdir -p "$(dirname "$bb")/files"
 printf -- '--- a/Makefile\n+++ b/Makefile\n@@ -1,3 +1,3 @@\n-this line is not in the file\n+neither is this one\n context\n' \
   > "$(dirname "$bb")/files/broken.patch"
 sed -i 's|^SRC_URI = "\(.*\)"$|SRC_URI = "\1 file://broken.patch"|' "$bb"
-expect_fail broken-patch "broken.patch"
+expect_fail broken-patch "do_patch: broken.patch does not apply"
 good_again broken-patch
 
 echo "--- X3: a missing download with BB_NO_NETWORK"
 mv "$work/a/build/downloads/busybox-1.35.0.tar.bz2" "$work/tarball.saved"
-expect_fail missing-download "BB_NO_NETWORK"
+expect_fail missing-download "BB_NO_NETWORK is set and it is not in DL_DIR"
 mv "$work/tarball.saved" "$work/a/build/downloads/busybox-1.35.0.tar.bz2"
 good_again missing-download
 
@@ -153,6 +155,7 @@ set +e
 rc=$?
 set -e
 [ "$rc" -ne 0 ] || { echo "FAILED: a wrong sha256 did not fail the build" >&2; exit 1; }
-grep -q "sha256" "$work/x.log" || { echo "FAILED: no checksum message:" >&2; cat "$work/x.log" >&2; exit 1; }
-grep -m1 "sha256" "$work/x.log"
+grep -q "checksum mismatch.*expected sha256 0aeeb244" "$work/x.log" \
+  || { echo "FAILED: no checksum message naming the expected sum:" >&2; cat "$work/x.log" >&2; exit 1; }
+grep -m1 "checksum mismatch" "$work/x.log"
 echo "example end to end: ok"
