@@ -26,7 +26,7 @@ use bitzel_sandbox::{Backend, ExitStatus, Mount, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
     fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
-    Fetched, PatchSettings, SrcKind, SrcUri, UnpackSettings,
+    Fetched, PatchSettings, SrcUri, UnpackSettings,
 };
 use crate::script::{exported_env, task_script, TaskData};
 
@@ -310,13 +310,9 @@ impl BuildExecutor<'_> {
                 format!("creating {}: {e}", self.dirs.dl_dir.display()),
             )
         })?;
-        // A fetch that had to download (or clone) something did real work;
-        // one that only verified what DL_DIR already held is a cache hit.
-        let downloaded = entries
-            .iter()
-            .any(|e| e.kind != SrcKind::File && !self.dirs.dl_dir.join(&e.local_name).exists());
         let fetched = fetch(&entries, &settings)
             .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        let outcome = fetch_outcome(&fetched);
         for f in fetched {
             let digest = f.digest.parse::<Digest>().map_err(|e| {
                 fail(
@@ -329,11 +325,7 @@ impl BuildExecutor<'_> {
         }
         Ok(TaskResult {
             output: out,
-            outcome: if downloaded {
-                Outcome::Executed
-            } else {
-                Outcome::Cached
-            },
+            outcome,
         })
     }
 
@@ -761,6 +753,19 @@ fn devshell_cwd(d: &DataStore, task: &str) -> String {
         .unwrap_or_else(|| paths::WORK.to_string())
 }
 
+/// How a fetch is reported, from what [`fetch()`] did: one that had to
+/// download (or clone, or copy from a mirror) something did real work; one
+/// that only verified what `DL_DIR` (or `FILESPATH`) already held is a cache
+/// hit. A file in `DL_DIR` with the wrong checksum is downloaded again, so it
+/// counts as executed although the name existed before.
+fn fetch_outcome(fetched: &[Fetched]) -> Outcome {
+    if fetched.iter().any(|f| f.downloaded) {
+        Outcome::Executed
+    } else {
+        Outcome::Cached
+    }
+}
+
 /// `SRC_URI` of a recipe, with checksums and `SRCREV`s filled in.
 fn parse_src_uri(
     d: &DataStore,
@@ -964,5 +969,37 @@ mod tests {
             Digest::of_bytes(b"CONFIG_STATIC=y\n")
         );
         assert!(file_checksums(&ds, "do_compile").unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod fetch_outcome_tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn fetched(name: &str, downloaded: bool) -> Fetched {
+        Fetched {
+            entry_index: 0,
+            local_name: name.into(),
+            local_path: PathBuf::from("/dl").join(name),
+            digest: blake3::hash(name.as_bytes()).to_hex().to_string(),
+            sha256: None,
+            is_dir: false,
+            downloaded,
+        }
+    }
+
+    #[test]
+    fn a_fetch_is_executed_if_any_entry_was_downloaded() {
+        assert_eq!(fetch_outcome(&[]), Outcome::Cached);
+        assert_eq!(
+            fetch_outcome(&[fetched("a", false), fetched("b", false)]),
+            Outcome::Cached
+        );
+        assert_eq!(
+            fetch_outcome(&[fetched("a", false), fetched("b", true)]),
+            Outcome::Executed
+        );
     }
 }

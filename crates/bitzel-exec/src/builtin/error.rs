@@ -113,16 +113,17 @@ pub enum BuiltinError {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "checksum mismatch for `{uri}` (from {from}): expected sha256 {expected}, got {actual}; \
-     the download was not kept as {}. If the new content is expected (a new version), set \
-     SRC_URI[{flag}] = \"{actual}\" in the recipe; otherwise retry or check upstream",
-    path.display()
+     {bad_file}. If the new content is expected (a new version), set \
+     SRC_URI[{flag}] = \"{actual}\" in the recipe; otherwise {remedy}",
+    remedy = self.remedy()
 )]
 pub struct ChecksumMismatch {
     /// The entry as written.
     pub uri: String,
-    /// Where the bytes came from (the URL really used, maybe a mirror).
+    /// Where the bytes came from (the URL really used, maybe a mirror, or
+    /// the file already in `DL_DIR`).
     pub from: String,
-    /// The file the download would have become.
+    /// The file that was checked, or that the download would have become.
     pub path: PathBuf,
     /// The flag that holds the checksum (`sha256sum` or `name.sha256sum`).
     pub flag: String,
@@ -130,6 +131,48 @@ pub struct ChecksumMismatch {
     pub expected: String,
     /// The checksum of the bytes received.
     pub actual: String,
+    /// What became of the bytes with the wrong checksum.
+    pub bad_file: BadFile,
+    /// `BB_NO_NETWORK` was set, so nothing was downloaded again.
+    pub no_network: bool,
+}
+
+impl ChecksumMismatch {
+    fn remedy(&self) -> String {
+        match (&self.bad_file, self.no_network) {
+            (BadFile::LeftInPlace, _) => {
+                format!("replace {} with the right file", self.path.display())
+            }
+            (_, true) => format!(
+                "put the right file at {} or unset BB_NO_NETWORK to download it again",
+                self.path.display()
+            ),
+            (_, false) => "retry or check upstream".to_string(),
+        }
+    }
+}
+
+/// What the fetcher did with bytes whose checksum is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadFile {
+    /// Renamed (atomically) to `<path>_bad-checksum_<actual sha256>` beside
+    /// where the download belongs, as BitBake's `rename_bad_checksum` does:
+    /// the evidence is kept and the next attempt starts clean.
+    MovedAside(PathBuf),
+    /// A download that could not be kept (deleted).
+    NotKept,
+    /// A local (`file://`) file, left where it is.
+    LeftInPlace,
+}
+
+impl std::fmt::Display for BadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadFile::MovedAside(p) => write!(f, "the file was moved aside to {}", p.display()),
+            BadFile::NotKept => f.write_str("the download was not kept"),
+            BadFile::LeftInPlace => f.write_str("the file was left in place"),
+        }
+    }
 }
 
 impl BuiltinError {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::digest::{file_digests, tree_digest};
-use super::error::ChecksumMismatch;
+use super::error::{BadFile, ChecksumMismatch};
 use super::mirrors::{rewrite_for_mirror, MirrorRule};
 use super::srcuri::{SrcEntry, SrcKind};
 use super::BuiltinError;
@@ -47,6 +47,11 @@ pub struct Fetched {
     pub sha256: Option<String>,
     /// Whether `local_path` is a directory (git exports, `file://` dirs).
     pub is_dir: bool,
+    /// Whether this call brought the content into `DL_DIR` (downloaded or
+    /// copied from a mirror, a git mirror cloned or fetched into) rather
+    /// than finding it there or in `FILESPATH`. It says what the fetch did,
+    /// not what it produced: `digest` is the same either way.
+    pub downloaded: bool,
 }
 
 /// `FILESPATH` (colon-separated) expanded with `FILESOVERRIDES` as
@@ -94,7 +99,12 @@ pub fn fetch(entries: &[SrcEntry], settings: &FetchSettings) -> Result<Vec<Fetch
         .collect()
 }
 
-fn fetched_at(e: &SrcEntry, local_name: String, path: PathBuf) -> Result<Fetched, BuiltinError> {
+fn fetched_at(
+    e: &SrcEntry,
+    local_name: String,
+    path: PathBuf,
+    downloaded: bool,
+) -> Result<Fetched, BuiltinError> {
     let meta =
         std::fs::metadata(&path).map_err(|err| BuiltinError::io("inspecting", &path, err))?;
     if meta.is_dir() {
@@ -105,6 +115,7 @@ fn fetched_at(e: &SrcEntry, local_name: String, path: PathBuf) -> Result<Fetched
             local_path: path,
             sha256: None,
             is_dir: true,
+            downloaded,
         })
     } else {
         let d = file_digests(&path)?;
@@ -115,6 +126,7 @@ fn fetched_at(e: &SrcEntry, local_name: String, path: PathBuf) -> Result<Fetched
             digest: d.blake3,
             sha256: Some(d.sha256),
             is_dir: false,
+            downloaded,
         })
     }
 }
@@ -124,7 +136,7 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
     if e.path.starts_with('/') {
         let p = PathBuf::from(&e.path);
         if p.exists() {
-            return verify_local(e, fetched_at(e, e.local_name.clone(), p)?);
+            return verify_local(e, fetched_at(e, e.local_name.clone(), p, false)?);
         }
         searched.push(p);
     } else {
@@ -132,7 +144,7 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
             let p = dir.join(&e.path);
             if p.exists() {
                 tracing::debug!(uri = %e.uri, path = %p.display(), "file:// entry found");
-                return verify_local(e, fetched_at(e, e.local_name.clone(), p)?);
+                return verify_local(e, fetched_at(e, e.local_name.clone(), p, false)?);
             }
             searched.push(dir.clone());
         }
@@ -144,7 +156,8 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
     })
 }
 
-/// A `file://` entry with a checksum in the recipe is checked too.
+/// A `file://` entry with a checksum in the recipe is checked too. A wrong
+/// file is left where it is: it may be a file of the layer.
 fn verify_local(e: &SrcEntry, f: Fetched) -> Result<Fetched, BuiltinError> {
     if let (Some(expected), Some(actual)) = (&e.sha256, &f.sha256) {
         if expected != actual {
@@ -155,6 +168,8 @@ fn verify_local(e: &SrcEntry, f: Fetched) -> Result<Fetched, BuiltinError> {
                 flag: e.checksum_flag("sha256"),
                 expected: expected.clone(),
                 actual: actual.clone(),
+                bad_file: BadFile::LeftInPlace,
+                no_network: false,
             })));
         }
     }
@@ -191,29 +206,91 @@ fn strip_params(url: &str) -> &str {
     url.split(';').next().unwrap_or(url)
 }
 
+/// The name BitBake's `rename_bad_checksum` gives a file whose content has
+/// the wrong checksum: `<path>_bad-checksum_<actual sha256>`. The same bad
+/// content always gets the same name, so trying again replaces the earlier
+/// copy instead of piling up another one.
+fn bad_checksum_path(path: &Path, actual_sha256: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!("_bad-checksum_{actual_sha256}"));
+    PathBuf::from(name)
+}
+
+/// A file already in `DL_DIR` with the wrong checksum is moved aside (one
+/// rename(2), so `dest` either still holds the whole old file or is gone),
+/// keeping the evidence and leaving the name free for a clean download.
+/// `Ok(None)`: the file vanished meanwhile (another fetch moved it).
+fn move_aside_existing(dest: &Path, actual: &str) -> Result<Option<PathBuf>, BuiltinError> {
+    let aside = bad_checksum_path(dest, actual);
+    match std::fs::rename(dest, &aside) {
+        Ok(()) => {
+            tracing::warn!(path = %dest.display(), moved_to = %aside.display(),
+                "the file in DL_DIR has the wrong checksum; moved it aside");
+            Ok(Some(aside))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(BuiltinError::io(
+            "moving a file with the wrong checksum aside to",
+            aside,
+            err,
+        )),
+    }
+}
+
+/// A complete download (`tmp`, fully written) whose checksum is wrong is
+/// kept beside `dest` under its bad-checksum name, never under `dest`.
+fn keep_bad_download(tmp: &Path, dest: &Path, actual: &str) -> BadFile {
+    let aside = bad_checksum_path(dest, actual);
+    match std::fs::rename(tmp, &aside) {
+        Ok(()) => BadFile::MovedAside(aside),
+        Err(err) => {
+            tracing::warn!(path = %aside.display(), error = %err,
+                "could not keep the download with the wrong checksum; deleting it");
+            let _ = std::fs::remove_file(tmp);
+            BadFile::NotKept
+        }
+    }
+}
+
 fn fetch_http(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
     let dest = s.dl_dir.join(&e.local_name);
     let flag = e.checksum_flag("sha256");
+    let mismatch_in = |from: String, actual: String, bad_file: BadFile| {
+        Box::new(ChecksumMismatch {
+            uri: e.uri.clone(),
+            from,
+            path: dest.clone(),
+            flag: flag.clone(),
+            expected: e.sha256.clone().unwrap_or_default(),
+            actual,
+            bad_file,
+            no_network: s.no_network,
+        })
+    };
+    let mut attempts: Vec<(String, String)> = Vec::new();
+    // The file that was in DL_DIR with the wrong checksum, now moved aside.
+    let mut existing_mismatch: Option<Box<ChecksumMismatch>> = None;
     if dest.is_file() {
         let d = file_digests(&dest)?;
         match &e.sha256 {
             Some(expected) if *expected == d.sha256 => {
                 tracing::debug!(uri = %e.uri, path = %dest.display(), "reusing download");
-                return fetched_at(e, e.local_name.clone(), dest);
+                return fetched_at(e, e.local_name.clone(), dest, false);
             }
             Some(expected) => {
-                if s.no_network {
-                    return Err(BuiltinError::ChecksumMismatch(Box::new(ChecksumMismatch {
-                        uri: e.uri.clone(),
-                        from: format!("{} (already in DL_DIR)", dest.display()),
-                        path: dest.clone(),
-                        flag,
-                        expected: expected.clone(),
-                        actual: d.sha256,
-                    })));
+                if let Some(aside) = move_aside_existing(&dest, &d.sha256)? {
+                    let from = format!("{} (already in DL_DIR)", dest.display());
+                    attempts.push((
+                        from.clone(),
+                        format!(
+                            "sha256 {} instead of {expected}; moved aside to {}",
+                            d.sha256,
+                            aside.display()
+                        ),
+                    ));
+                    existing_mismatch =
+                        Some(mismatch_in(from, d.sha256, BadFile::MovedAside(aside)));
                 }
-                tracing::warn!(path = %dest.display(), expected = %expected, actual = %d.sha256,
-                    "download in DL_DIR has the wrong checksum; fetching it again");
             }
             None => {
                 return Err(BuiltinError::MissingChecksum {
@@ -227,16 +304,13 @@ fn fetch_http(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|err| BuiltinError::io("creating", parent, err))?;
     }
-    let mut attempts: Vec<(String, String)> = Vec::new();
-    let mut mismatch: Option<BuiltinError> = None;
+    let mut mismatch: Option<Box<ChecksumMismatch>> = None;
     let mut network_skipped = false;
     for url in candidates(e, s) {
         let tmp = temp_beside(&dest);
         let got = if let Some(path) = url.strip_prefix("file://") {
             let path = strip_params(path);
-            std::fs::copy(path, &tmp)
-                .map(|_| ())
-                .map_err(|err| format!("{path}: {err}"))
+            copy_synced(Path::new(path), &tmp)
         } else if url.starts_with("http://") || url.starts_with("https://") {
             if s.no_network {
                 network_skipped = true;
@@ -269,41 +343,57 @@ fn fetch_http(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
             });
         };
         if *expected != d.sha256 {
-            let _ = std::fs::remove_file(&tmp);
+            let bad_file = keep_bad_download(&tmp, &dest, &d.sha256);
+            let kept = match &bad_file {
+                BadFile::MovedAside(p) => format!("kept as {}", p.display()),
+                _ => "not kept".to_string(),
+            };
+            tracing::warn!(url = %url, expected = %expected, actual = %d.sha256, %kept,
+                "download has the wrong checksum; trying other sources");
             attempts.push((
                 url.clone(),
-                format!("sha256 {} instead of {expected}", d.sha256),
+                format!("sha256 {} instead of {expected}; {kept}", d.sha256),
             ));
             if mismatch.is_none() {
-                mismatch = Some(BuiltinError::ChecksumMismatch(Box::new(ChecksumMismatch {
-                    uri: e.uri.clone(),
-                    from: url,
-                    path: dest.clone(),
-                    flag: flag.clone(),
-                    expected: expected.clone(),
-                    actual: d.sha256,
-                })));
+                mismatch = Some(mismatch_in(url, d.sha256, bad_file));
             }
             continue;
         }
-        std::fs::rename(&tmp, &dest)
-            .map_err(|err| BuiltinError::io("renaming a download to", &dest, err))?;
+        std::fs::rename(&tmp, &dest).map_err(|err| {
+            let _ = std::fs::remove_file(&tmp);
+            BuiltinError::io("renaming a download to", &dest, err)
+        })?;
         tracing::info!(uri = %e.uri, from = %url, path = %dest.display(), "downloaded");
-        return fetched_at(e, e.local_name.clone(), dest);
+        return fetched_at(e, e.local_name.clone(), dest, true);
     }
     if let Some(m) = mismatch {
-        return Err(m);
+        return Err(BuiltinError::ChecksumMismatch(m));
     }
-    if network_skipped && s.no_network {
-        return Err(BuiltinError::NoNetwork {
-            uri: e.uri.clone(),
-            path: dest,
-        });
+    if s.no_network {
+        if let Some(m) = existing_mismatch {
+            return Err(BuiltinError::ChecksumMismatch(m));
+        }
+        if network_skipped {
+            return Err(BuiltinError::NoNetwork {
+                uri: e.uri.clone(),
+                path: dest,
+            });
+        }
     }
     Err(BuiltinError::Download {
         uri: e.uri.clone(),
         attempts,
     })
+}
+
+/// Copy a `file://` mirror's file to `to`, on disk before it is renamed
+/// (as [`http_get`] does), so a crash never leaves a short file under the
+/// final name.
+fn copy_synced(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to).map_err(|err| format!("{}: {err}", from.display()))?;
+    File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|err| format!("writing {}: {err}", to.display()))
 }
 
 fn http_get(url: &str, to: &Path) -> Result<(), String> {
@@ -429,8 +519,9 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
     let export_name = format!("git2/exports/{mirror_name}/{rev}");
     let export = s.dl_dir.join(&export_name);
     if export.is_dir() {
-        return fetched_at(e, export_name, export);
+        return fetched_at(e, export_name, export, false);
     }
+    let mut downloaded = false;
     if !has_commit(e, &mirror, &rev) {
         let mut attempts = Vec::new();
         let mut network_skipped = false;
@@ -473,6 +564,7 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
                     }
                 }
             };
+            downloaded |= r.is_ok();
             match r {
                 Ok(()) if has_commit(e, &mirror, &rev) => break,
                 Ok(()) => attempts.push((remote, format!("has no commit {rev}"))),
@@ -523,7 +615,7 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
             return Err(BuiltinError::io("renaming a git export to", &export, err));
         }
     }
-    fetched_at(e, export_name, export)
+    fetched_at(e, export_name, export, downloaded)
 }
 
 fn export_tree(e: &SrcEntry, mirror: &Path, rev: &str, to: &Path) -> Result<(), BuiltinError> {

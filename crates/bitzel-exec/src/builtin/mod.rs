@@ -33,7 +33,7 @@ mod srcuri;
 mod unpack;
 
 pub use digest::{file_digests, tree_digest, FileDigests};
-pub use error::{BuiltinError, ChecksumMismatch};
+pub use error::{BadFile, BuiltinError, ChecksumMismatch};
 pub use fetch::{fetch, filespath_dirs, FetchSettings, Fetched};
 pub use mirrors::{parse_mirrors, rewrite_for_mirror, MirrorRule};
 pub use patch::{patch_script, PatchSettings};

@@ -150,6 +150,16 @@ fn tool(name: &str) {
     );
 }
 
+/// The names in a directory, sorted.
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn listing(root: &Path) -> String {
     let mut out = Vec::new();
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
@@ -418,6 +428,7 @@ fn file_entries_are_searched_in_filespath_then_dl_dir() {
         "DL_DIR is the last resort"
     );
     assert!(got[2].is_dir && got[2].sha256.is_none());
+    assert!(got.iter().all(|f| !f.downloaded));
     assert_eq!(got[2].digest, tree_digest(&files.join("tree")).unwrap());
 
     let missing = fetch(&SrcUri::parse("file://nope.patch").unwrap(), &s)
@@ -477,6 +488,7 @@ fn http_download_is_verified_kept_and_reused_without_network() {
     );
     let got = fetch(&entries, &settings(t.path())).unwrap();
     assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
+    assert!(got[0].downloaded);
     assert_eq!(got[0].local_name, "busybox-1.35.0.tar.bz2");
     assert_eq!(
         std::fs::read(t.path().join("busybox-1.35.0.tar.bz2")).unwrap(),
@@ -493,18 +505,26 @@ fn http_download_is_verified_kept_and_reused_without_network() {
     let mut s = settings(t.path());
     s.no_network = true;
     let again = fetch(&entries, &s).unwrap();
-    assert_eq!(again, got);
+    assert!(!again[0].downloaded, "found in DL_DIR, not downloaded");
+    assert_eq!(
+        again,
+        vec![Fetched {
+            downloaded: false,
+            ..got[0].clone()
+        }]
+    );
     assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
 }
 
 #[test]
-fn http_checksum_mismatch_is_an_error_and_nothing_is_kept() {
+fn http_checksum_mismatch_is_an_error_and_the_download_is_kept_aside() {
     let srv = serve(BTreeMap::from([(
         "/x.tar.gz".to_string(),
         b"tampered".to_vec(),
     )]));
     let t = tempfile::tempdir().unwrap();
     let uri = format!("{}/x.tar.gz", srv.url);
+    let bad_name = format!("x.tar.gz_bad-checksum_{}", sha256_hex(b"tampered"));
     let err = fetch(
         &with_sha(&uri, &sha256_hex(b"original")),
         &settings(t.path()),
@@ -513,15 +533,31 @@ fn http_checksum_mismatch_is_an_error_and_nothing_is_kept() {
     let msg = err
         .to_string()
         .replace(&srv.url, "$URL")
-        .replace(&t.path().display().to_string(), "$DL");
-    expect![[r#"checksum mismatch for `$URL/x.tar.gz` (from $URL/x.tar.gz): expected sha256 0682c5f2076f099c34cfdd15a9e063849ed437a49677e6fcc5b4198c76575be5, got d1fe1f7d1e89d3e0e0f8fa0a4e1a6e1a6f1f0c98cf0a7e7a1b4c3d7d1b2e1c58; the download was not kept as $DL/x.tar.gz. If the new content is expected (a new version), set SRC_URI[sha256sum] = "d1fe1f7d1e89d3e0e0f8fa0a4e1a6e1a6f1f0c98cf0a7e7a1b4c3d7d1b2e1c58" in the recipe; otherwise retry or check upstream"#]]
-    .assert_eq(&msg.replace(&sha256_hex(b"tampered"), "d1fe1f7d1e89d3e0e0f8fa0a4e1a6e1a6f1f0c98cf0a7e7a1b4c3d7d1b2e1c58"));
-    assert!(matches!(err, BuiltinError::ChecksumMismatch(_)));
+        .replace(&t.path().display().to_string(), "$DL")
+        .replace(&sha256_hex(b"tampered"), "$TAMPERED");
+    expect![[r#"checksum mismatch for `$URL/x.tar.gz` (from $URL/x.tar.gz): expected sha256 0682c5f2076f099c34cfdd15a9e063849ed437a49677e6fcc5b4198c76575be5, got $TAMPERED; the file was moved aside to $DL/x.tar.gz_bad-checksum_$TAMPERED. If the new content is expected (a new version), set SRC_URI[sha256sum] = "$TAMPERED" in the recipe; otherwise retry or check upstream"#]]
+    .assert_eq(&msg);
+    let BuiltinError::ChecksumMismatch(m) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(m.bad_file, BadFile::MovedAside(t.path().join(&bad_name)));
     assert_eq!(
-        std::fs::read_dir(t.path()).unwrap().count(),
-        0,
-        "neither the file nor a temp file is kept"
+        dir_names(t.path()),
+        std::slice::from_ref(&bad_name),
+        "the bad bytes are kept aside, never under the real name; no temp file is left"
     );
+    assert_eq!(
+        std::fs::read(t.path().join(&bad_name)).unwrap(),
+        b"tampered"
+    );
+
+    // Trying again with the same bad content replaces the copy kept aside.
+    fetch(
+        &with_sha(&uri, &sha256_hex(b"original")),
+        &settings(t.path()),
+    )
+    .unwrap_err();
+    assert_eq!(dir_names(t.path()), std::slice::from_ref(&bad_name));
 
     let err = fetch(&SrcUri::parse(&uri).unwrap(), &settings(t.path())).unwrap_err();
     assert!(
@@ -531,7 +567,11 @@ fn http_checksum_mismatch_is_an_error_and_nothing_is_kept() {
         )),
         "{err}"
     );
-    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    assert_eq!(
+        dir_names(t.path()),
+        [bad_name],
+        "without a checksum nothing is kept"
+    );
 }
 
 #[test]
@@ -549,10 +589,129 @@ fn no_network_names_the_url_and_the_dl_dir_path() {
          not in DL_DIR at $DL/busybox-1.35.0.tar.bz2; put the file there (e.g. scripts/preseed-downloads) or \
          unset BB_NO_NETWORK"
     );
-    // A wrong file in DL_DIR is reported, not used.
-    std::fs::write(t.path().join("busybox-1.35.0.tar.bz2"), b"truncated").unwrap();
+}
+
+#[test]
+fn a_bad_file_in_dl_dir_is_moved_aside_without_network() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = settings(t.path());
+    s.no_network = true;
+    let uri = "https://busybox.net/downloads/busybox-1.35.0.tar.bz2";
+    let dest = t.path().join("busybox-1.35.0.tar.bz2");
+    std::fs::write(&dest, b"truncated").unwrap();
     let err = fetch(&with_sha(uri, &sha256_hex(TARBALL)), &s).unwrap_err();
-    assert!(matches!(err, BuiltinError::ChecksumMismatch(_)), "{err}");
+    let bad = t.path().join(format!(
+        "busybox-1.35.0.tar.bz2_bad-checksum_{}",
+        sha256_hex(b"truncated")
+    ));
+    let BuiltinError::ChecksumMismatch(m) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(m.bad_file, BadFile::MovedAside(bad.clone()));
+    let msg = err
+        .to_string()
+        .replace(&t.path().display().to_string(), "$DL")
+        .replace(&sha256_hex(b"truncated"), "$BAD")
+        .replace(&sha256_hex(TARBALL), "$GOOD");
+    expect![[r#"checksum mismatch for `https://busybox.net/downloads/busybox-1.35.0.tar.bz2` (from $DL/busybox-1.35.0.tar.bz2 (already in DL_DIR)): expected sha256 $GOOD, got $BAD; the file was moved aside to $DL/busybox-1.35.0.tar.bz2_bad-checksum_$BAD. If the new content is expected (a new version), set SRC_URI[sha256sum] = "$BAD" in the recipe; otherwise put the right file at $DL/busybox-1.35.0.tar.bz2 or unset BB_NO_NETWORK to download it again"#]]
+    .assert_eq(&msg);
+    assert!(!dest.exists(), "the bad file no longer has the real name");
+    assert_eq!(std::fs::read(&bad).unwrap(), b"truncated");
+    assert_eq!(
+        dir_names(t.path()),
+        [bad.file_name().unwrap().to_string_lossy().into_owned()]
+    );
+
+    // Now nothing is in DL_DIR under the real name: the plain no-network error.
+    let err = fetch(&with_sha(uri, &sha256_hex(TARBALL)), &s).unwrap_err();
+    assert!(matches!(err, BuiltinError::NoNetwork { .. }), "{err}");
+    assert_eq!(
+        std::fs::read(&bad).unwrap(),
+        b"truncated",
+        "the evidence stays"
+    );
+}
+
+#[test]
+fn a_bad_file_in_dl_dir_is_moved_aside_and_fetched_again() {
+    let t = tempfile::tempdir().unwrap();
+    let dl = t.path().join("dl");
+    let mirror = t.path().join("premirror");
+    std::fs::create_dir_all(&dl).unwrap();
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("pkg-1.0.tar.gz"), TARBALL).unwrap();
+    let dest = dl.join("pkg-1.0.tar.gz");
+    std::fs::write(&dest, b"half a download").unwrap();
+    let bad = dl.join(format!(
+        "pkg-1.0.tar.gz_bad-checksum_{}",
+        sha256_hex(b"half a download")
+    ));
+    let entries = with_sha(
+        "https://example.invalid/pkg-1.0.tar.gz",
+        &sha256_hex(TARBALL),
+    );
+    let mut s = settings(&dl);
+    s.no_network = true;
+    s.premirrors = parse_mirrors(
+        "PREMIRRORS",
+        &format!("https://.*/.* file://{}/", mirror.display()),
+    )
+    .unwrap();
+    let got = fetch(&entries, &s).unwrap();
+    assert!(got[0].downloaded);
+    assert_eq!(got[0].local_path, dest);
+    assert_eq!(got[0].sha256.as_deref(), Some(sha256_hex(TARBALL).as_str()));
+    assert_eq!(std::fs::read(&dest).unwrap(), TARBALL);
+    assert_eq!(std::fs::read(&bad).unwrap(), b"half a download");
+    assert_eq!(
+        dir_names(&dl),
+        [
+            "pkg-1.0.tar.gz".to_string(),
+            bad.file_name().unwrap().to_string_lossy().into_owned()
+        ],
+        "no temporary file is left"
+    );
+
+    // Over http too, from the local server.
+    let srv = serve(BTreeMap::from([(
+        "/pkg-1.0.tar.gz".to_string(),
+        TARBALL.to_vec(),
+    )]));
+    std::fs::write(&dest, b"half a download").unwrap();
+    let got = fetch(
+        &with_sha(&format!("{}/pkg-1.0.tar.gz", srv.url), &sha256_hex(TARBALL)),
+        &settings(&dl),
+    )
+    .unwrap();
+    assert!(got[0].downloaded);
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(std::fs::read(&dest).unwrap(), TARBALL);
+    assert_eq!(std::fs::read(&bad).unwrap(), b"half a download");
+    assert_eq!(dir_names(&dl).len(), 2, "the same bad bytes, the same name");
+}
+
+#[test]
+fn a_bad_file_in_dl_dir_is_listed_when_no_source_has_it() {
+    let srv = serve(BTreeMap::new());
+    let t = tempfile::tempdir().unwrap();
+    let dest = t.path().join("gone.tar.gz");
+    std::fs::write(&dest, b"stale").unwrap();
+    let err = fetch(
+        &with_sha(&format!("{}/gone.tar.gz", srv.url), &sha256_hex(TARBALL)),
+        &settings(t.path()),
+    )
+    .unwrap_err()
+    .to_string()
+    .replace(&srv.url, "$URL")
+    .replace(&t.path().display().to_string(), "$DL")
+    .replace(&sha256_hex(b"stale"), "$BAD")
+    .replace(&sha256_hex(TARBALL), "$GOOD");
+    expect![[r#"
+        could not fetch `$URL/gone.tar.gz`; tried:
+          $DL/gone.tar.gz (already in DL_DIR): sha256 $BAD instead of $GOOD; moved aside to $DL/gone.tar.gz_bad-checksum_$BAD
+          $URL/gone.tar.gz: http status: 404"#]]
+    .assert_eq(&err);
+    assert!(!dest.exists());
 }
 
 #[test]
@@ -686,6 +845,7 @@ fn git_fetch_mirrors_and_exports_srcrev() {
         format!("git2/exports/{}/{second}", &mirror[5..])
     );
     assert!(got[0].is_dir);
+    assert!(got[0].downloaded, "cloned into DL_DIR");
     expect![[r#"
         README = "v1\n"
         src/
@@ -701,6 +861,10 @@ fn git_fetch_mirrors_and_exports_srcrev() {
     })
     .unwrap();
     let got_old = fetch(&old, &s).unwrap();
+    assert!(
+        !got_old[0].downloaded,
+        "exported from the mirror already there"
+    );
     assert_eq!(listing(&got_old[0].local_path), "README = \"v1\\n\"");
     assert_ne!(got_old[0].digest, got[0].digest);
 
@@ -776,6 +940,7 @@ fn fetched_for(entries: &[SrcEntry], dirs: &[usize]) -> Vec<Fetched> {
             digest: String::new(),
             sha256: None,
             is_dir: dirs.contains(&e.index) || e.kind == SrcKind::Git,
+            downloaded: false,
         })
         .collect()
 }
