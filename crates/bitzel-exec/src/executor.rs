@@ -22,7 +22,7 @@ use bitzel_graph::{
     CancelToken, Executor, FailureKind, Outcome, TaskFailure, TaskNode, TaskResult,
 };
 use bitzel_meta::{DataStore, Recipe};
-use bitzel_sandbox::{Backend, ExitStatus, Mount, RootSpec, SandboxSpec, Stdio};
+use bitzel_sandbox::{Backend, Mount, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
     fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
@@ -158,6 +158,16 @@ struct Prepared {
     /// Run an interactive shell in the task's sandbox instead of the task
     /// (`bitzel devshell`); nothing is captured.
     interactive: bool,
+    /// Resource limits (`BITZEL_TASK_*`, task flags); not part of the key.
+    limits: bitzel_sandbox::Limits,
+}
+
+/// What running a task in its sandbox gave.
+enum Ran {
+    /// The task ran and its output was captured.
+    Captured(Box<ActionResult>, TaskOutput),
+    /// `bitzel devshell`: the shell closed; nothing was captured.
+    ShellClosed,
 }
 
 /// Everything the executor needs; shared by all worker threads.
@@ -460,7 +470,7 @@ impl BuildExecutor<'_> {
         p: &Prepared,
         action: &Action,
         cancel: &CancelToken,
-    ) -> Result<(ActionResult, TaskOutput), TaskFailure> {
+    ) -> Result<Ran, TaskFailure> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let scratch = self.dirs.scratch().join(format!(
             "{}.{}.{}.{}",
@@ -486,7 +496,7 @@ impl BuildExecutor<'_> {
         action: &Action,
         cancel: &CancelToken,
         scratch: &Path,
-    ) -> Result<(ActionResult, TaskOutput), TaskFailure> {
+    ) -> Result<Ran, TaskFailure> {
         let upper = scratch.join("upper");
         let ovl_work = scratch.join("ovlwork");
         let empty = scratch.join("empty");
@@ -584,6 +594,7 @@ impl BuildExecutor<'_> {
         spec.network = p.network;
         spec.hostname = "bitzel".into();
         spec.timeout = self.timeout;
+        spec.limits = p.limits.clone();
         spec.stdout = Stdio::File(log.clone());
         spec.stderr = Stdio::File(log.clone());
 
@@ -612,20 +623,7 @@ impl BuildExecutor<'_> {
                 )
             })?;
             tracing::info!(task = %task.label(), status = ?outcome.status, "devshell closed");
-            return Ok((
-                ActionResult {
-                    label: task.label(),
-                    output: Digest::default(),
-                    extra_outputs: BTreeMap::new(),
-                    exit_code: 0,
-                    stdout: None,
-                    stderr: None,
-                    duration_ms: 0,
-                    created_unix_ms: 0,
-                    action: action.clone(),
-                },
-                inputs.clone(),
-            ));
+            return Ok(Ran::ShellClosed);
         }
         let started = Instant::now();
         let outcome = self.sandbox.run(&spec).map_err(|e| {
@@ -636,12 +634,8 @@ impl BuildExecutor<'_> {
         })?;
         let duration = started.elapsed();
         if !outcome.status.success() {
-            let what = match outcome.status {
-                ExitStatus::Code(c) => format!("exited with code {c}"),
-                ExitStatus::Signal(s) => format!("was killed by signal {s}"),
-                ExitStatus::TimedOut => "timed out".to_string(),
-                ExitStatus::OomKilled => "was killed by the OOM killer".to_string(),
-            };
+            let what =
+                crate::limits::describe_failure(outcome.status, &outcome.resources, &task.task);
             let mut f = fail(
                 FailureKind::Task,
                 format!("{} {what}; full log: {}", task.label(), log.display()),
@@ -691,7 +685,7 @@ impl BuildExecutor<'_> {
             created_unix_ms: bitzel_cache::now_unix_ms(),
             action: action.clone(),
         };
-        Ok((result, out))
+        Ok(Ran::Captured(Box::new(result), out))
     }
 }
 
@@ -839,22 +833,30 @@ impl Executor for BuildExecutor<'_> {
         let files = file_checksums(d, &task.task)
             .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
         let interactive = self.devshell.as_deref() == Some(task.label().as_str());
+        let limits = crate::limits::task_limits(d, &task.task).map_err(|e| {
+            fail(
+                FailureKind::Task,
+                format!(
+                    "{}: {e}; fix the value in the recipe or the configuration",
+                    task.label()
+                ),
+            )
+        })?;
         let prepared = Prepared {
             script,
             with_downloads,
             network,
             files,
             interactive,
+            limits,
         };
         let action = self.action_for(task, recipe, &inputs, &prepared);
         if prepared.interactive {
-            return match self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel) {
-                Ok((_, out)) => Ok(TaskResult {
-                    output: out,
-                    outcome: Outcome::NoExec,
-                }),
-                Err(e) => Err(e),
-            };
+            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?;
+            return Ok(TaskResult {
+                output: inputs,
+                outcome: Outcome::NoExec,
+            });
         }
         let key = action.key();
         match self.cache.lookup(&key) {
@@ -883,8 +885,14 @@ impl Executor for BuildExecutor<'_> {
                 format!("{} would run", task.label()),
             ));
         }
-        let (result, out) =
-            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?;
+        let Ran::Captured(result, out) =
+            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?
+        else {
+            return Err(fail(
+                FailureKind::Internal,
+                format!("{}: a build run ended as a devshell", task.label()),
+            ));
+        };
         if let Err(e) = self.cache.put(&key, &result) {
             tracing::warn!(task = %task.label(), error = %e, "could not record the result in the cache");
         }

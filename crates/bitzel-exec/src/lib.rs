@@ -4,4 +4,5 @@ pub mod builtin;
 pub mod deploy;
 pub mod executor;
 pub mod hosttools;
+pub mod limits;
 pub mod script;

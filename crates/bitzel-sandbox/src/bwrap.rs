@@ -23,6 +23,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::{self, TaskCgroup};
 use crate::error::{SandboxError, SetupFailure};
 use crate::init::{self, InitPlan, InitSpec, Report};
 use crate::native::HELPER_ARG;
@@ -237,9 +238,10 @@ impl BwrapBackend {
 
     fn run_with(&self, spec: &SandboxSpec, interactive: bool) -> Result<Outcome, SandboxError> {
         crate::validate(spec)?;
-        crate::warn_unenforced_limits(spec);
         let start = Instant::now();
         let (args, overlays) = plan_args(spec, interactive)?;
+        let cg = TaskCgroup::for_limits(&spec.limits)?;
+        let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let helper = self.cfg.helper_path()?;
         let helper_file = std::fs::File::open(&helper)
             .map_err(|e| SandboxError::io("opening the sandbox helper", Some(helper.clone()), e))?;
@@ -288,11 +290,14 @@ impl BwrapBackend {
             .stderr(std::process::Stdio::from(errlog.try_clone().map_err(
                 |e| SandboxError::io("duplicating the log fd", None, e),
             )?));
-        // SAFETY: only async-signal-safe calls (prctl, fcntl) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, fcntl, write) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = cg_fd {
+                    cgroup::enter(fd)?;
                 }
                 for fd in [hfd, rfd, efd] {
                     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
@@ -305,8 +310,9 @@ impl BwrapBackend {
         let mut child = cmd.spawn().map_err(|e| SandboxError::Unavailable {
             backend: "bwrap",
             reason: format!(
-                "cannot start {}: {e} (install bubblewrap)",
-                self.bwrap_path().display()
+                "cannot start {}{}: {e} (install bubblewrap)",
+                self.bwrap_path().display(),
+                cgroup::spawn_context(cg.as_ref())
             ),
         })?;
         drop(rep_w);
@@ -316,9 +322,8 @@ impl BwrapBackend {
         let st = child
             .wait()
             .map_err(|e| SandboxError::io("waiting for bwrap", None, e))?;
-        let duration = start.elapsed();
-        match init::parse_reports(&bytes) {
-            Some(Report::Exited(status)) => Ok(Outcome { status, duration }),
+        let result = match init::parse_reports(&bytes) {
+            Some(Report::Exited(status)) => Ok(status),
             Some(Report::Setup(f)) => Err(f.into()),
             None => {
                 let mut log = String::new();
@@ -332,7 +337,8 @@ impl BwrapBackend {
                     message: format!("bwrap {st}: {}", log.trim()),
                 })
             }
-        }
+        };
+        cgroup::conclude(cg, result, start)
     }
 }
 

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod bwrap;
+mod cgroup;
 mod error;
 mod init;
 mod native;
@@ -29,6 +30,7 @@ mod sys;
 use std::path::PathBuf;
 
 pub use bwrap::{bwrap_args, BwrapBackend};
+pub use cgroup::{describe as cgroup_note, ResourceUsage, PIDS_OVERHEAD};
 pub use error::{SandboxError, SetupFailure};
 pub use native::{NativeBackend, DEV_NODES, HELPER_ARG};
 pub use none::NoneBackend;
@@ -188,22 +190,4 @@ pub(crate) fn open_stdio(s: &Stdio, input: bool) -> Result<std::process::Stdio, 
             )
         }
     })
-}
-
-/// What the host offers for memory/pids limits (cgroup v2 delegation), as one line.
-pub fn cgroup_note() -> String {
-    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "cgroup v2 is mounted at /sys/fs/cgroup; memory.max/pids.max limits need a delegated subtree (not implemented yet: limits.memory_bytes and limits.pids are ignored with a warning)".into()
-    } else {
-        "cgroup v1 host: memory and pids limits are unavailable (limits.memory_bytes and limits.pids are ignored with a warning)".into()
-    }
-}
-
-static CGROUP_WARNING: std::sync::Once = std::sync::Once::new();
-
-/// Warn once per process when a spec asks for limits this host cannot enforce.
-pub(crate) fn warn_unenforced_limits(spec: &SandboxSpec) {
-    if spec.limits.memory_bytes.is_some() || spec.limits.pids.is_some() {
-        CGROUP_WARNING.call_once(|| tracing::warn!("{}", cgroup_note()));
-    }
 }

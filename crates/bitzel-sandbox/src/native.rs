@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::{self, TaskCgroup};
 use crate::error::{SandboxError, SetupFailure};
 use crate::init::{self, InitPlan, InitSpec, Report};
 use crate::overlay::{self, Scratch};
@@ -69,9 +70,10 @@ impl NativeBackend {
 
     fn run_with(&self, spec: &SandboxSpec, interactive: bool) -> Result<Outcome, SandboxError> {
         crate::validate(spec)?;
-        crate::warn_unenforced_limits(spec);
         let start = Instant::now();
         let helper = self.cfg.helper_path()?;
+        let cg = TaskCgroup::for_limits(&spec.limits)?;
+        let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let req = HelperRequest {
             spec: spec.clone(),
             base_dir: self.cfg.base_dir(),
@@ -94,11 +96,14 @@ impl NativeBackend {
         cmd.stdin(crate::open_stdio(&spec.stdin, true)?);
         cmd.stdout(crate::open_stdio(&spec.stdout, false)?);
         cmd.stderr(crate::open_stdio(&spec.stderr, false)?);
-        // SAFETY: only async-signal-safe calls (prctl, fcntl) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, fcntl, write) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = cg_fd {
+                    cgroup::enter(fd)?;
                 }
                 for fd in [spec_fd, res_fd] {
                     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
@@ -109,7 +114,14 @@ impl NativeBackend {
             });
         }
         let mut child = cmd.spawn().map_err(|e| {
-            SandboxError::io("starting the sandbox helper", Some(helper.clone()), e)
+            SandboxError::io(
+                format!(
+                    "starting the sandbox helper{}",
+                    cgroup::spawn_context(cg.as_ref())
+                ),
+                Some(helper.clone()),
+                e,
+            )
         })?;
         drop(spec_r);
         drop(res_w);
@@ -124,14 +136,14 @@ impl NativeBackend {
         let st = child
             .wait()
             .map_err(|e| SandboxError::io("waiting for the helper", Some(helper.clone()), e))?;
-        let duration = start.elapsed();
-        match serde_json::from_slice::<HelperResult>(&out) {
-            Ok(HelperResult::Exited(status)) => Ok(Outcome { status, duration }),
+        let result = match serde_json::from_slice::<HelperResult>(&out) {
+            Ok(HelperResult::Exited(status)) => Ok(status),
             Ok(HelperResult::Setup(f)) => Err(f.into()),
             Err(_) => Err(SandboxError::Helper {
                 message: format!("{} ended with {st} without a result", helper.display()),
             }),
-        }
+        };
+        cgroup::conclude(cg, result, start)
     }
 }
 
@@ -532,7 +544,7 @@ fn submounts(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn unescape_mountinfo(s: &str) -> PathBuf {
+pub(crate) fn unescape_mountinfo(s: &str) -> PathBuf {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

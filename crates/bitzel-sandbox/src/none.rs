@@ -3,12 +3,13 @@
 //!
 //! Without a mount namespace the spec's sandbox paths cannot be created: the task runs on the
 //! host filesystem, with `cwd` translated through the spec's bind mounts and overlay upper
-//! directories when it lies below one of them. The environment is still cleared and the
-//! timeout still kills the task's process group.
+//! directories when it lies below one of them. The environment is still cleared, the
+//! timeout still kills the task's process group, and the limits (rlimits, cgroup) apply.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{self, TaskCgroup};
 use crate::error::SandboxError;
 use crate::spec::{ExitStatus, Mount, Outcome, SandboxSpec, Stdio};
 use crate::Backend;
@@ -58,6 +59,34 @@ impl NoneBackend {
         if !interactive {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
+        let cg = TaskCgroup::for_limits(&spec.limits)?;
+        let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
+        let l = &spec.limits;
+        let rlimits = [
+            (libc::RLIMIT_NOFILE, l.nofile),
+            (libc::RLIMIT_NPROC, l.nproc),
+            (libc::RLIMIT_CPU, l.cpu_secs),
+        ];
+        // SAFETY: only async-signal-safe calls (write, setrlimit) between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if let Some(fd) = cg_fd {
+                    cgroup::enter(fd)?;
+                }
+                for (res, v) in rlimits {
+                    if let Some(v) = v {
+                        let r = libc::rlimit {
+                            rlim_cur: v,
+                            rlim_max: v,
+                        };
+                        if libc::setrlimit(res, &r) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(err) => {
@@ -65,49 +94,61 @@ impl NoneBackend {
                     step: "exec".into(),
                     path: spec.argv.first().map(PathBuf::from),
                     errno: err.raw_os_error().unwrap_or(0),
-                    message: format!("starting the task in {}", cwd.display()),
+                    message: format!(
+                        "starting the task in {}{}",
+                        cwd.display(),
+                        cgroup::spawn_context(cg.as_ref())
+                    ),
                 })
             }
         };
         let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-        let mut term_sent: Option<Instant> = None;
-        loop {
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    let status = if term_sent.is_some() {
-                        ExitStatus::TimedOut
-                    } else if let Some(c) = st.code() {
-                        ExitStatus::Code(c)
-                    } else {
-                        ExitStatus::Signal(st.signal().unwrap_or(libc::SIGKILL))
-                    };
-                    // Whatever the task left in its process group goes too.
-                    // SAFETY: signalling a process group we created.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
-                    return Ok(Outcome {
-                        status,
-                        duration: start.elapsed(),
-                    });
-                }
-                Ok(None) => {}
-                Err(err) => return Err(SandboxError::io("waiting for the task", None, err)),
+        let result = supervise(spec, &mut child, pid, start);
+        cgroup::conclude(cg, result, start)
+    }
+}
+
+/// Wait for the task, enforcing the timeout on its process group.
+fn supervise(
+    spec: &SandboxSpec,
+    child: &mut std::process::Child,
+    pid: i32,
+    start: Instant,
+) -> Result<ExitStatus, SandboxError> {
+    let mut term_sent: Option<Instant> = None;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                use std::os::unix::process::ExitStatusExt;
+                let status = if term_sent.is_some() {
+                    ExitStatus::TimedOut
+                } else if let Some(c) = st.code() {
+                    ExitStatus::Code(c)
+                } else {
+                    ExitStatus::Signal(st.signal().unwrap_or(libc::SIGKILL))
+                };
+                // Whatever the task left in its process group goes too.
+                // SAFETY: signalling a process group we created.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                return Ok(status);
             }
-            let now = Instant::now();
-            match (spec.timeout, term_sent) {
-                (Some(t), None) if now.duration_since(start) >= t => {
-                    // SAFETY: signalling the process group we created.
-                    unsafe { libc::kill(-pid, libc::SIGTERM) };
-                    term_sent = Some(now);
-                }
-                (_, Some(at)) if now.duration_since(at) >= spec.kill_grace => {
-                    // SAFETY: as above.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
-                }
-                _ => {}
-            }
-            std::thread::sleep(Duration::from_millis(5));
+            Ok(None) => {}
+            Err(err) => return Err(SandboxError::io("waiting for the task", None, err)),
         }
+        let now = Instant::now();
+        match (spec.timeout, term_sent) {
+            (Some(t), None) if now.duration_since(start) >= t => {
+                // SAFETY: signalling the process group we created.
+                unsafe { libc::kill(-pid, libc::SIGTERM) };
+                term_sent = Some(now);
+            }
+            (_, Some(at)) if now.duration_since(at) >= spec.kill_grace => {
+                // SAFETY: as above.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

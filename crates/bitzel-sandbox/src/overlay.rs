@@ -253,7 +253,7 @@ fn fsconfig_one(
         ctx.set_string(c"upperdir", u)?;
         ctx.set_string(c"workdir", w)?;
     }
-    ctx.mount_at(target, attrs(upper)).map_err(FsError::Failed)
+    ctx.mount_at(target, attrs(upper))
 }
 
 fn legacy_flags(upper: Option<(&Path, &Path)>) -> MsFlags {

@@ -134,9 +134,12 @@ pub struct Limits {
     pub nproc: Option<u64>,
     /// `RLIMIT_CPU`, seconds.
     pub cpu_secs: Option<u64>,
-    /// cgroup v2 `memory.max` (only where cgroup v2 is delegated; otherwise warned once).
+    /// cgroup v2 `memory.max` in bytes, swap excluded (only where cgroup v2 is delegated;
+    /// otherwise warned once). An overrun kills the whole run: [`ExitStatus::OomKilled`].
     pub memory_bytes: Option<u64>,
-    /// cgroup v2 `pids.max` (only where cgroup v2 is delegated; otherwise warned once).
+    /// cgroup v2 `pids.max`: processes and threads the task may have at once, not counting the
+    /// sandbox's own ([`crate::PIDS_OVERHEAD`]); only where cgroup v2 is delegated, otherwise
+    /// warned once.
     pub pids: Option<u64>,
 }
 
@@ -160,7 +163,7 @@ pub enum ExitStatus {
     Signal(i32),
     /// The timeout fired and the tree was killed.
     TimedOut,
-    /// The cgroup's OOM killer fired.
+    /// The task did not succeed and the OOM killer fired in its cgroup (`memory.max`).
     OomKilled,
 }
 
@@ -189,4 +192,6 @@ pub struct Outcome {
     pub status: ExitStatus,
     /// Wall-clock time from the start of the run to the end of the sandbox.
     pub duration: Duration,
+    /// What the run's cgroup saw (all empty when no memory/pids limit applied).
+    pub resources: crate::cgroup::ResourceUsage,
 }

@@ -324,7 +324,13 @@ impl FsContext {
     }
 
     /// `FSCONFIG_CMD_CREATE` + `fsmount` + `move_mount` onto `target`.
-    pub(crate) fn mount_at(self, target: &Path, attrs: libc::c_uint) -> SResult<()> {
+    ///
+    /// `EINVAL` from `FSCONFIG_CMD_CREATE` is [`FsError::Unsupported`]: before Linux 6.5
+    /// overlayfs has no `fs_context` of its own, so the kernel's legacy context accepts any key
+    /// (`lowerdir+` included) into an option string and only overlayfs' parser rejects it here
+    /// (seen on Debian's 6.1). The caller then retries with `mount(2)`, which reports any real
+    /// `EINVAL` again with the legacy options.
+    pub(crate) fn mount_at(self, target: &Path, attrs: libc::c_uint) -> Result<(), FsError> {
         // SAFETY: valid fd; null key/value as the API requires.
         let r = unsafe {
             libc::syscall(
@@ -338,12 +344,17 @@ impl FsContext {
         };
         if r < 0 {
             let e = Errno::last();
-            return Err(fail(
+            let log = self.log();
+            if e == Errno::EINVAL {
+                tracing::debug!(target = %target.display(), %log, "fsconfig create rejected the overlay; retrying with mount(2)");
+                return Err(FsError::Unsupported);
+            }
+            return Err(FsError::Failed(fail(
                 "overlay mount",
                 Some(target),
                 e,
-                format!("creating the overlay: {}", self.log()),
-            ));
+                format!("creating the overlay: {log}"),
+            )));
         }
         // SAFETY: valid fd.
         let m = unsafe {
@@ -356,16 +367,16 @@ impl FsContext {
         };
         if m < 0 {
             let e = Errno::last();
-            return Err(fail(
+            return Err(FsError::Failed(fail(
                 "overlay mount",
                 Some(target),
                 e,
                 format!("fsmount: {}", self.log()),
-            ));
+            )));
         }
         // SAFETY: the kernel just returned this fd.
         let mfd = unsafe { OwnedFd::from_raw_fd(m as RawFd) };
-        let t = cpath(target)?;
+        let t = cpath(target).map_err(FsError::Failed)?;
         // SAFETY: valid fds and C strings.
         let r = unsafe {
             libc::syscall(
@@ -379,7 +390,12 @@ impl FsContext {
         };
         if r < 0 {
             let e = Errno::last();
-            return Err(fail("overlay mount", Some(target), e, "move_mount"));
+            return Err(FsError::Failed(fail(
+                "overlay mount",
+                Some(target),
+                e,
+                "move_mount",
+            )));
         }
         Ok(())
     }

@@ -1,0 +1,277 @@
+//! Per-task resource limits from the metadata, and what a failure under them means.
+//!
+//! | variable (all tasks)       | task flag (one task)     | enforces                      |
+//! |----------------------------|--------------------------|-------------------------------|
+//! | `BITZEL_TASK_MEMORY_MAX`   | `do_x[memory-max]`       | cgroup v2 `memory.max`        |
+//! | `BITZEL_TASK_PIDS_MAX`     | `do_x[pids-max]`         | cgroup v2 `pids.max`          |
+//! | `BITZEL_TASK_NOFILE`       | `do_x[nofile]`           | `RLIMIT_NOFILE`               |
+//! | `BITZEL_TASK_NPROC`        | `do_x[nproc]`            | `RLIMIT_NPROC`                |
+//! | `BITZEL_TASK_CPU_SECONDS`  | `do_x[cpu-seconds]`      | `RLIMIT_CPU` (per process)    |
+//!
+//! The flag wins over the variable; an empty value or `max` means no limit. Sizes take a
+//! `K`/`M`/`G`/`T` suffix (powers of 1024, an optional `iB`/`B`). Limits are not part of
+//! the action key: they decide whether a run may finish, not what it produces, and failed
+//! runs are never cached.
+
+use bitzel_sandbox::{ExitStatus, Limits, ResourceUsage};
+
+use crate::script::TaskData;
+
+/// One limit: its variable, its task flag, and whether it is a size.
+struct Knob {
+    var: &'static str,
+    flag: &'static str,
+    size: bool,
+}
+
+const MEMORY: Knob = Knob {
+    var: "BITZEL_TASK_MEMORY_MAX",
+    flag: "memory-max",
+    size: true,
+};
+const PIDS: Knob = Knob {
+    var: "BITZEL_TASK_PIDS_MAX",
+    flag: "pids-max",
+    size: false,
+};
+const NOFILE: Knob = Knob {
+    var: "BITZEL_TASK_NOFILE",
+    flag: "nofile",
+    size: false,
+};
+const NPROC: Knob = Knob {
+    var: "BITZEL_TASK_NPROC",
+    flag: "nproc",
+    size: false,
+};
+const CPU: Knob = Knob {
+    var: "BITZEL_TASK_CPU_SECONDS",
+    flag: "cpu-seconds",
+    size: false,
+};
+
+/// Parse a size (`512M`, `4G`, `4GiB`, `1048576`); `None` for empty or `max`.
+pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("max") {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: give bytes or a number with K, M, G or T"))?;
+    let shift = match unit
+        .trim()
+        .trim_end_matches("iB")
+        .trim_end_matches('B')
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a size: the unit must be K, M, G or T (powers of 1024)"
+            ))
+        }
+    };
+    n.checked_mul(1u64 << shift)
+        .map(Some)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parse a count (`4096`); `None` for empty or `max`.
+fn parse_count(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("max") {
+        return Ok(None);
+    }
+    t.parse()
+        .map(Some)
+        .map_err(|_| format!("`{s}` is not a whole number"))
+}
+
+fn knob(d: &dyn TaskData, task: &str, k: &Knob) -> Result<Option<u64>, String> {
+    let (value, origin) = match d.flag(task, k.flag) {
+        Some(v) => (v, format!("{task}[{}]", k.flag)),
+        None => match d.var(k.var) {
+            Some(v) => (v, k.var.to_owned()),
+            None => return Ok(None),
+        },
+    };
+    let parsed = if k.size {
+        parse_size(&value)
+    } else {
+        parse_count(&value)
+    };
+    parsed.map_err(|e| format!("{origin} = \"{value}\": {e}"))
+}
+
+/// The limits for `task` (e.g. `do_compile`) of a recipe. `Err` names the variable or flag
+/// and what is wrong with its value.
+pub fn task_limits(d: &dyn TaskData, task: &str) -> Result<Limits, String> {
+    Ok(Limits {
+        memory_bytes: knob(d, task, &MEMORY)?,
+        pids: knob(d, task, &PIDS)?,
+        nofile: knob(d, task, &NOFILE)?,
+        nproc: knob(d, task, &NPROC)?,
+        cpu_secs: knob(d, task, &CPU)?,
+    })
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS.get(i).copied().unwrap_or("bytes"))
+    }
+}
+
+/// How a failed run ended, in words, with what its limits had to do with it.
+pub fn describe_failure(status: ExitStatus, r: &ResourceUsage, task: &str) -> String {
+    let mut s = match status {
+        ExitStatus::Code(c) => format!("exited with code {c}"),
+        ExitStatus::Signal(s) => format!("was killed by signal {s}"),
+        ExitStatus::TimedOut => "timed out".to_string(),
+        ExitStatus::OomKilled => {
+            let mut m = "was killed by the OOM killer".to_string();
+            if let Some(max) = r.memory_max {
+                m.push_str(&format!(" at its memory limit of {}", human(max)));
+            }
+            if let Some(peak) = r.memory_peak {
+                m.push_str(&format!(" (peak {})", human(peak)));
+            }
+            m.push_str(&format!(
+                "; raise {}[{}] or {}",
+                task, MEMORY.flag, MEMORY.var
+            ));
+            m
+        }
+    };
+    if r.pids_max_hits > 0 {
+        s.push_str(&format!(
+            "; {} fork(s) were refused at its process limit{} (raise {}[{}] or {})",
+            r.pids_max_hits,
+            r.pids_max
+                .map(|p| format!(" of {}", p.saturating_sub(bitzel_sandbox::PIDS_OVERHEAD)))
+                .unwrap_or_default(),
+            task,
+            PIDS.flag,
+            PIDS.var
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct Data {
+        vars: BTreeMap<String, String>,
+        flags: BTreeMap<(String, String), String>,
+    }
+
+    impl TaskData for Data {
+        fn var(&self, name: &str) -> Option<String> {
+            self.vars.get(name).cloned()
+        }
+        fn flag(&self, var: &str, flag: &str) -> Option<String> {
+            self.flags.get(&(var.into(), flag.into())).cloned()
+        }
+        fn is_func(&self, _: &str) -> bool {
+            false
+        }
+        fn is_python(&self, _: &str) -> bool {
+            false
+        }
+        fn is_exported(&self, _: &str) -> bool {
+            false
+        }
+        fn names(&self) -> Vec<String> {
+            self.vars.keys().cloned().collect()
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(Some(4096)));
+        assert_eq!(parse_size("512M"), Ok(Some(512 << 20)));
+        assert_eq!(parse_size(" 4G "), Ok(Some(4 << 30)));
+        assert_eq!(parse_size("4GiB"), Ok(Some(4 << 30)));
+        assert_eq!(parse_size("2k"), Ok(Some(2048)));
+        assert_eq!(parse_size("1 TB"), Ok(Some(1 << 40)));
+        assert_eq!(parse_size(""), Ok(None));
+        assert_eq!(parse_size("max"), Ok(None));
+        assert!(parse_size("12Q").unwrap_err().contains("unit must be"));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
+    }
+
+    #[test]
+    fn flag_beats_variable_and_errors_name_the_source() {
+        let mut d = Data::default();
+        d.vars.insert("BITZEL_TASK_MEMORY_MAX".into(), "2G".into());
+        d.vars.insert("BITZEL_TASK_PIDS_MAX".into(), "512".into());
+        d.flags
+            .insert(("do_compile".into(), "memory-max".into()), "6G".into());
+        let l = task_limits(&d, "do_compile").unwrap();
+        assert_eq!(l.memory_bytes, Some(6 << 30));
+        assert_eq!(l.pids, Some(512));
+        assert_eq!(l.nofile, None);
+        let l = task_limits(&d, "do_install").unwrap();
+        assert_eq!(l.memory_bytes, Some(2 << 30));
+        d.flags
+            .insert(("do_install".into(), "nofile".into()), "many".into());
+        let e = task_limits(&d, "do_install").unwrap_err();
+        assert_eq!(
+            e,
+            "do_install[nofile] = \"many\": `many` is not a whole number"
+        );
+        d.vars.insert("BITZEL_TASK_CPU_SECONDS".into(), "1h".into());
+        let e = task_limits(&d, "do_compile").unwrap_err();
+        assert!(e.starts_with("BITZEL_TASK_CPU_SECONDS = \"1h\""), "{e}");
+    }
+
+    #[test]
+    fn failures_explain_the_limit_that_ended_them() {
+        let r = ResourceUsage {
+            memory_max: Some(512 << 20),
+            memory_peak: Some(512 << 20),
+            oom_kills: 1,
+            ..ResourceUsage::default()
+        };
+        assert_eq!(
+            describe_failure(ExitStatus::OomKilled, &r, "do_compile"),
+            "was killed by the OOM killer at its memory limit of 512.0 MiB (peak 512.0 MiB); raise do_compile[memory-max] or BITZEL_TASK_MEMORY_MAX"
+        );
+        let r = ResourceUsage {
+            pids_max: Some(64 + bitzel_sandbox::PIDS_OVERHEAD),
+            pids_max_hits: 3,
+            ..ResourceUsage::default()
+        };
+        assert_eq!(
+            describe_failure(ExitStatus::Code(2), &r, "do_compile"),
+            "exited with code 2; 3 fork(s) were refused at its process limit of 64 (raise do_compile[pids-max] or BITZEL_TASK_PIDS_MAX)"
+        );
+        assert_eq!(
+            describe_failure(ExitStatus::Signal(9), &ResourceUsage::default(), "do_x"),
+            "was killed by signal 9"
+        );
+    }
+}
