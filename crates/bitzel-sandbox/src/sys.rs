@@ -307,9 +307,12 @@ impl FsContext {
         if r < 0 {
             let e = Errno::last();
             let log = self.log();
+            // 6.5–6.7: overlayfs has an fs_context without `lowerdir+` ("Unknown parameter").
+            // Before 6.5: the kernel's legacy context gathers every key into one option page
+            // and fails once it is full ("Legacy: Cumulative options too large").
             if key.to_bytes() == b"lowerdir+"
                 && e == Errno::EINVAL
-                && log.contains("Unknown parameter")
+                && (log.contains("Unknown parameter") || log.contains("Legacy"))
             {
                 return Err(FsError::Unsupported);
             }
