@@ -11,8 +11,9 @@
 #   F  the BusyBox config fragment changed in A -> only busybox's tasks from
 #      do_configure on re-run, and --explain names the changed input
 #   X  bad paths, each a clear message and a non-zero exit, and the next good
-#      build reuses everything that had completed: a failing compile, a
-#      broken patch, a missing download with BB_NO_NETWORK, a wrong sha256
+#      build reuses everything that had completed: a failing compile (which
+#      also shows that a task flag limit reaches the task), a malformed limit,
+#      a broken patch, a missing download with BB_NO_NETWORK, a wrong sha256
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -125,12 +126,19 @@ good_again() { # the restored recipe builds with zero tasks executed
   expect_eq "$(field "$work/good.json" executed)" 0 "good build after $1: tasks executed"
 }
 
-echo "--- X1: a failing compile"
-printf 'do_compile:append() {\n    echo "deliberate failure" >&2; false\n}\n' >> "$bb"
+echo "--- X1: a failing compile (under a task limit, which the task sees)"
+printf 'do_compile[nofile] = "333"\ndo_compile:append() {\n    echo "nofile=$(ulimit -n)"\n    echo "deliberate failure" >&2; false\n}\n' >> "$bb"
 expect_fail failing-compile "task busybox:do_compile failed"
 grep -q "deliberate failure" "$work/failing-compile.log" \
   || { echo "FAILED: the failing task's log tail was not shown" >&2; exit 1; }
+grep -q "nofile=333" "$work/failing-compile.log" \
+  || { echo "FAILED: do_compile[nofile] did not reach the task" >&2; tail -20 "$work/failing-compile.log" >&2; exit 1; }
 good_again failing-compile
+
+echo "--- X1b: a malformed task limit names the flag"
+printf 'do_compile[memory-max] = "lots"\n' >> "$bb"
+expect_fail bad-limit 'do_compile\[memory-max\] = "lots"'
+good_again bad-limit
 
 echo "--- X2: a broken patch"
 mkdir -p "$(dirname "$bb")/files"
