@@ -84,19 +84,55 @@ pub fn filespath_dirs(filespath: &str, filesoverrides: &str) -> Vec<PathBuf> {
 
 /// Make every entry available locally and digest it. Entries are fetched
 /// in `SRC_URI` order; the first failure is returned.
+///
+/// A download (http or git) holds an exclusive `flock` on
+/// `DL_DIR/<local name>.lock` while it checks, moves aside, downloads and
+/// digests, as BitBake's fetcher does: two recipes (or two bitzel processes
+/// sharing `DL_DIR`) fetching the same file take turns, so neither can move
+/// aside or replace a file the other is writing. The lock files stay.
 pub fn fetch(entries: &[SrcEntry], settings: &FetchSettings) -> Result<Vec<Fetched>, BuiltinError> {
     entries
         .iter()
         .map(|e| match &e.kind {
             SrcKind::File => fetch_file(e, settings),
-            SrcKind::Http => fetch_http(e, settings),
-            SrcKind::Git => fetch_git(e, settings),
+            SrcKind::Http => {
+                let _lock = lock_download(e, settings)?;
+                fetch_http(e, settings)
+            }
+            SrcKind::Git => {
+                let _lock = lock_download(e, settings)?;
+                fetch_git(e, settings)
+            }
             SrcKind::Other(s) => Err(BuiltinError::Unsupported {
                 uri: e.uri.clone(),
                 what: format!("the `{s}://` scheme"),
             }),
         })
         .collect()
+}
+
+/// Take the download lock of `e` (blocking); released when dropped.
+fn lock_download(
+    e: &SrcEntry,
+    s: &FetchSettings,
+) -> Result<nix::fcntl::Flock<std::fs::File>, BuiltinError> {
+    let path = s.dl_dir.join(format!("{}.lock", e.local_name));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|err| BuiltinError::io("creating", parent, err))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| BuiltinError::io("opening the download lock", &path, err))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| {
+        BuiltinError::io(
+            "locking",
+            &path,
+            std::io::Error::from_raw_os_error(errno as i32),
+        )
+    })
 }
 
 fn fetched_at(

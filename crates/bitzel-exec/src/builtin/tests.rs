@@ -150,11 +150,13 @@ fn tool(name: &str) {
     );
 }
 
-/// The names in a directory, sorted.
+/// The names in a directory, sorted, without the downloads' `.lock` files
+/// (which stay by design; `download_lock_serialises_fetches` checks them).
 fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
         .collect();
     names.sort();
     names
@@ -496,7 +498,7 @@ fn http_download_is_verified_kept_and_reused_without_network() {
     );
     assert_eq!(got[0].digest, blake3::hash(TARBALL).to_hex().to_string());
     assert_eq!(
-        std::fs::read_dir(t.path()).unwrap().count(),
+        dir_names(t.path()).len(),
         1,
         "no temporary file left behind"
     );
@@ -1210,4 +1212,77 @@ fn patches_apply_in_order_and_a_failing_hunk_names_patch_and_file() {
         out.contains("0002-readme.patch: a file it patches does not exist (wrong striplevel?)"),
         "{out}"
     );
+}
+
+#[test]
+fn download_lock_serialises_fetches() {
+    let t = tempfile::tempdir().unwrap();
+    let dl = t.path().join("dl");
+    let mirror = t.path().join("premirror");
+    std::fs::create_dir_all(&dl).unwrap();
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("pkg-1.0.tar.gz"), TARBALL).unwrap();
+    let dest = dl.join("pkg-1.0.tar.gz");
+    std::fs::write(&dest, b"half a download").unwrap();
+    let entries = with_sha(
+        "https://example.invalid/pkg-1.0.tar.gz",
+        &sha256_hex(TARBALL),
+    );
+    let mut s = settings(&dl);
+    s.no_network = true;
+    s.premirrors = parse_mirrors(
+        "PREMIRRORS",
+        &format!("https://.*/.* file://{}/", mirror.display()),
+    )
+    .unwrap();
+
+    // Another process holds the lock: the fetch waits for it.
+    let lock_path = dl.join("pkg-1.0.tar.gz.lock");
+    let holder = nix::fcntl::Flock::lock(
+        std::fs::File::create(&lock_path).unwrap(),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (e2, s2) = (entries.clone(), s.clone());
+    let waiter = std::thread::spawn(move || {
+        let r = fetch(&e2, &s2);
+        tx.send(()).unwrap();
+        r
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "the fetch went ahead while the download was locked"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"half a download");
+    drop(holder);
+    let got = waiter.join().unwrap().unwrap();
+    assert!(got[0].downloaded);
+    assert_eq!(std::fs::read(&dest).unwrap(), TARBALL);
+
+    // Many fetches of one file at once: all succeed, one download, one moved-aside copy.
+    std::fs::write(&dest, b"half a download").unwrap();
+    let results: Vec<_> = (0..6)
+        .map(|_| {
+            let (e, s) = (entries.clone(), s.clone());
+            std::thread::spawn(move || fetch(&e, &s))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| r[0].downloaded).count(), 1);
+    assert_eq!(std::fs::read(&dest).unwrap(), TARBALL);
+    assert_eq!(
+        dir_names(&dl),
+        [
+            "pkg-1.0.tar.gz".to_string(),
+            format!(
+                "pkg-1.0.tar.gz_bad-checksum_{}",
+                sha256_hex(b"half a download")
+            )
+        ]
+    );
+    assert!(lock_path.is_file());
 }
