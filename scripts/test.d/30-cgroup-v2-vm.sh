@@ -8,9 +8,12 @@
 #
 # In the VM the suite runs twice, each time as the only process of a fresh cgroup with the memory
 # and pids controllers available:
-#   root                     in /sys/fs/cgroup/bitzel-root
+#   root                     in /sys/fs/cgroup/bitzel-root, shared with a sleeping process, so
+#                            bitzel cannot adopt it and falls back to the root cgroup
 #   bitzeltest (1000:1000)   in /sys/fs/cgroup/bitzel-user, delegated to that user (the directory
-#                            and its cgroup.procs, cgroup.subtree_control, cgroup.threads)
+#                            and its cgroup.procs, cgroup.subtree_control, cgroup.threads), which
+#                            bitzel adopts
+# (BITZEL_CGROUP_V2_EXPECT_BASE tells the tests which base each run must end up with).
 # with the environment BITZEL_SANDBOX_HELPER=/opt/t/bitzel-sandbox-helper, BITZEL_CGROUP_V2_VM=1,
 # TMPDIR, HOME, PATH=/bin:/usr/bin, RUST_BACKTRACE=1 (RUST_LOG passed on when set). Each run ends
 # with a line `BITZEL-VM root rc=N` / `BITZEL-VM user rc=N` on the serial console; this script
@@ -289,10 +292,16 @@ run() {
   [ "$rc" = 0 ] || { echo "BITZEL-VM ---- dmesg (tail) ----"; dmesg | tail -n 40; }
 }
 
+# root shares its cgroup with another process, so bitzel cannot adopt it (cgroup v2's
+# no-internal-process rule) and must fall back to the root cgroup, which enables the controllers.
 mkdir /sys/fs/cgroup/bitzel-root
+sleep 100000 &
+sleeper=$!
+echo "$sleeper" >/sys/fs/cgroup/bitzel-root/cgroup.procs
 run root bitzel-root /root \
   env -i HOME=/root TMPDIR=/tmp PATH=/bin:/usr/bin RUST_BACKTRACE=1 BITZEL_CGROUP_V2_VM=1 \
-  $helper_env $log_env /opt/t/cgroup_v2
+  BITZEL_CGROUP_V2_EXPECT_BASE=/sys/fs/cgroup $helper_env $log_env /opt/t/cgroup_v2
+kill "$sleeper"
 
 mkdir /sys/fs/cgroup/bitzel-user
 chown 1000:1000 /sys/fs/cgroup/bitzel-user /sys/fs/cgroup/bitzel-user/cgroup.procs \
@@ -300,7 +309,8 @@ chown 1000:1000 /sys/fs/cgroup/bitzel-user /sys/fs/cgroup/bitzel-user/cgroup.pro
 run user bitzel-user /home/bitzeltest \
   "$SETPRIV" --reuid=1000 --regid=1000 --clear-groups -- \
   env -i HOME=/home/bitzeltest USER=bitzeltest LOGNAME=bitzeltest TMPDIR=/home/bitzeltest/tmp \
-  PATH=/bin:/usr/bin RUST_BACKTRACE=1 BITZEL_CGROUP_V2_VM=1 $helper_env $log_env /opt/t/cgroup_v2
+  PATH=/bin:/usr/bin RUST_BACKTRACE=1 BITZEL_CGROUP_V2_VM=1 \
+  BITZEL_CGROUP_V2_EXPECT_BASE=/sys/fs/cgroup/bitzel-user $helper_env $log_env /opt/t/cgroup_v2
 
 echo "BITZEL-VM done"
 sync

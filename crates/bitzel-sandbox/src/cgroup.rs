@@ -1,14 +1,15 @@
 //! cgroup v2 limits for one sandboxed run: `memory.max`, `pids.max`, and the OOM kill
 //! reported as such.
 //!
-//! Where the limits live: the nearest cgroup at or above the process's own whose
-//! `cgroup.subtree_control` already enables `memory` or `pids` and that the invoking user may
-//! write (a delegated subtree, or any cgroup for root) becomes the **base**, and each run gets a
-//! fresh child `bitzel-task-<pid>-<n>` there. When no such cgroup exists but the process's own
-//! cgroup is delegated with the controllers available (e.g. `systemd-run --user --scope -p
-//! Delegate=yes bitzel …`), bitzel **adopts** it: cgroup v2 allows processes only in leaves
-//! once controllers are enabled for children, so the process first moves itself into the
-//! leaf `bitzel.main`, then enables the controllers in its old cgroup, which becomes the base.
+//! Where the limits live (see [`plan`]), best first: the process's own cgroup when it already
+//! enables `memory` or `pids` for children (the root cgroup); its own cgroup **adopted** when it
+//! is delegated (e.g. `systemd-run --user --scope -p Delegate=yes bitzel …`) — cgroup v2 allows
+//! processes only in leaves once controllers are enabled for children, so the process first
+//! moves itself into the leaf `bitzel.main`, then enables the controllers in its old cgroup;
+//! else the nearest ancestor whose `cgroup.subtree_control` enables them and that the invoking
+//! user may write. That cgroup becomes the **base**, and each run gets a fresh child
+//! `bitzel-task-<pid>-<n>` there. An adoption that fails (other processes share the cgroup)
+//! moves the process back and falls through to the next choice.
 //! Anything else (cgroup v1 hosts, hybrid hosts whose controllers live on v1, undelegated
 //! cgroups) makes the limits unenforced, with one warning per process naming why.
 //!
@@ -165,9 +166,13 @@ fn read_controllers(p: &Path) -> Option<Controllers> {
         .map(|s| Controllers::parse(&s))
 }
 
-/// Decide how to place task cgroups in `h` (no side effects). `Err` says why limits cannot
-/// be enforced and what to do.
-pub(crate) fn plan(h: &Hierarchy) -> Result<Plan, String> {
+/// The ways to place task cgroups in `h`, best first (no side effects): the process's own
+/// cgroup when it already enables the controllers for children (the root cgroup, say); then
+/// adopting its own cgroup when that is delegated (a `systemd-run --user --scope -p
+/// Delegate=yes` scope: explicitly ours, so preferred over a shared ancestor); then the
+/// nearest ancestor that enables them for a subtree this user may write. `Err` says why
+/// there is none and what to do.
+pub(crate) fn plan(h: &Hierarchy) -> Result<Vec<Plan>, String> {
     let available = read_controllers(&h.mount.join("cgroup.controllers")).unwrap_or_default();
     if !available.any() {
         return Err(format!(
@@ -175,38 +180,49 @@ pub(crate) fn plan(h: &Hierarchy) -> Result<Plan, String> {
             h.mount.display()
         ));
     }
-    let mut dir = Some(h.own.as_path());
-    while let Some(d) = dir {
-        if let Some(enabled) = read_controllers(&d.join("cgroup.subtree_control")) {
-            if enabled.any() && writable(d) && writable(&d.join("cgroup.procs")) {
-                return Ok(Plan::Use {
-                    base: d.to_path_buf(),
-                    controllers: enabled,
-                });
-            }
-        }
-        if d == h.mount {
-            break;
-        }
-        dir = d.parent().filter(|p| p.starts_with(&h.mount));
+    let usable = |d: &Path| {
+        read_controllers(&d.join("cgroup.subtree_control"))
+            .filter(|c| c.any() && writable(d) && writable(&d.join("cgroup.procs")))
+    };
+    let mut plans = Vec::new();
+    if let Some(controllers) = usable(&h.own) {
+        plans.push(Plan::Use {
+            base: h.own.clone(),
+            controllers,
+        });
     }
     let own_ctl = read_controllers(&h.own.join("cgroup.controllers")).unwrap_or_default();
-    if own_ctl.any()
+    if plans.is_empty()
+        && own_ctl.any()
         && writable(&h.own)
         && writable(&h.own.join("cgroup.subtree_control"))
         && writable(&h.own.join("cgroup.procs"))
     {
-        return Ok(Plan::Adopt {
+        plans.push(Plan::Adopt {
             own: h.own.clone(),
             controllers: own_ctl,
         });
     }
-    Err(format!(
-        "this process's cgroup {} (controllers available: {}) is not delegated to uid {}, and no cgroup above it has memory or pids enabled for a subtree this user may write; run bitzel in a delegated cgroup, e.g. `systemd-run --user --scope -p Delegate=yes bitzel …`",
-        h.own.display(),
-        own_ctl.names(),
-        nix::unistd::getuid()
-    ))
+    let mut dir = h.own.parent().filter(|p| p.starts_with(&h.mount));
+    while let Some(d) = dir {
+        if let Some(controllers) = usable(d) {
+            plans.push(Plan::Use {
+                base: d.to_path_buf(),
+                controllers,
+            });
+            break;
+        }
+        dir = d.parent().filter(|p| p.starts_with(&h.mount));
+    }
+    if plans.is_empty() {
+        return Err(format!(
+            "this process's cgroup {} (controllers available: {}) is not delegated to uid {}, and no cgroup above it has memory or pids enabled for a subtree this user may write; run bitzel in a delegated cgroup, e.g. `systemd-run --user --scope -p Delegate=yes bitzel …`",
+            h.own.display(),
+            own_ctl.names(),
+            nix::unistd::getuid()
+        ));
+    }
+    Ok(plans)
 }
 
 /// A usable base for task cgroups.
@@ -218,6 +234,22 @@ pub(crate) struct Delegation {
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", path.display())
+}
+
+/// Carry out the first of `plans` that works (an adoption can fail, e.g. when other
+/// processes share the cgroup); `Err` gives every reason.
+pub(crate) fn establish_first(plans: Vec<Plan>) -> Result<Delegation, String> {
+    let mut why = Vec::new();
+    for p in plans {
+        match establish(p) {
+            Ok(d) => return Ok(d),
+            Err(e) => {
+                tracing::debug!(reason = %e, "cgroup placement not possible; trying the next");
+                why.push(e);
+            }
+        }
+    }
+    Err(why.join("; "))
 }
 
 /// Carry out `plan` (moving this process for [`Plan::Adopt`]).
@@ -267,7 +299,7 @@ fn hierarchy() -> Result<Hierarchy, String> {
 /// The process-wide delegation, set up on first use.
 fn delegation() -> &'static Result<Delegation, String> {
     static D: OnceLock<Result<Delegation, String>> = OnceLock::new();
-    let d = D.get_or_init(|| hierarchy().and_then(|h| plan(&h)).and_then(establish));
+    let d = D.get_or_init(|| hierarchy().and_then(|h| plan(&h)).and_then(establish_first));
     ESTABLISHED.store(true, Ordering::Release);
     d
 }
@@ -285,19 +317,26 @@ pub fn describe() -> String {
             Err(why) => format!("memory/pids limits are not enforced: {why}"),
         };
     }
-    match hierarchy().and_then(|h| plan(&h)) {
-        Ok(Plan::Use { base, controllers }) => format!(
-            "cgroup v2 limits ({}) available: task cgroups go under {}",
-            controllers.names(),
-            base.display()
-        ),
-        Ok(Plan::Adopt { own, controllers }) => format!(
-            "cgroup v2 limits ({}) available: bitzel will move itself into {}/bitzel.main and put task cgroups beside it",
-            controllers.names(),
-            own.display()
-        ),
-        Err(why) => format!("memory/pids limits are not enforced: {why}"),
-    }
+    let plans = match hierarchy().and_then(|h| plan(&h)) {
+        Ok(p) => p,
+        Err(why) => return format!("memory/pids limits are not enforced: {why}"),
+    };
+    let said: Vec<String> = plans
+        .iter()
+        .map(|p| match p {
+            Plan::Use { base, controllers } => format!(
+                "cgroup v2 limits ({}) available: task cgroups go under {}",
+                controllers.names(),
+                base.display()
+            ),
+            Plan::Adopt { own, controllers } => format!(
+                "cgroup v2 limits ({}) available: bitzel will move itself into {}/bitzel.main and put task cgroups beside it",
+                controllers.names(),
+                own.display()
+            ),
+        })
+        .collect();
+    said.join(", else ")
 }
 
 /// The delegation, only if it was already set up (so that `describe` never adopts).
@@ -630,8 +669,13 @@ mod tests {
         }
     }
 
+    const BOTH: Controllers = Controllers {
+        memory: true,
+        pids: true,
+    };
+
     #[test]
-    fn plans_nearest_enabled_writable_ancestor() {
+    fn plans_adoption_first_then_the_nearest_enabled_ancestor() {
         let t = tempfile::tempdir().unwrap();
         let m = t.path();
         fake_tree(
@@ -646,16 +690,37 @@ mod tests {
             mount: m.to_path_buf(),
             own: m.join("user/app"),
         };
-        // The owner of the tempdir may write everything, so the closest enabled one wins.
+        // The owner of the tempdir may write everything.
         assert_eq!(
             plan(&h).unwrap(),
-            Plan::Use {
-                base: m.join("user"),
-                controllers: Controllers {
-                    memory: true,
-                    pids: true
+            [
+                Plan::Adopt {
+                    own: m.join("user/app"),
+                    controllers: BOTH
+                },
+                Plan::Use {
+                    base: m.join("user"),
+                    controllers: BOTH
                 }
-            }
+            ]
+        );
+    }
+
+    #[test]
+    fn plans_its_own_cgroup_when_it_already_enables_the_controllers() {
+        let t = tempfile::tempdir().unwrap();
+        let m = t.path();
+        fake_tree(m, &[("", "memory pids", "memory pids")]);
+        let h = Hierarchy {
+            mount: m.to_path_buf(),
+            own: m.to_path_buf(),
+        };
+        assert_eq!(
+            plan(&h).unwrap(),
+            [Plan::Use {
+                base: m.to_path_buf(),
+                controllers: BOTH
+            }]
         );
     }
 
@@ -670,14 +735,36 @@ mod tests {
         };
         assert_eq!(
             plan(&h).unwrap(),
-            Plan::Adopt {
+            [Plan::Adopt {
                 own: m.join("scope"),
                 controllers: Controllers {
                     memory: false,
                     pids: true
                 }
-            }
+            }]
         );
+    }
+
+    #[test]
+    fn a_failed_adoption_falls_back_and_all_failures_are_told() {
+        let t = tempfile::tempdir().unwrap();
+        let m = t.path();
+        fake_tree(m, &[("", "memory pids", "memory pids")]);
+        let gone = Plan::Adopt {
+            own: m.join("no-such-cgroup"),
+            controllers: BOTH,
+        };
+        let d = establish_first(vec![
+            gone.clone(),
+            Plan::Use {
+                base: m.to_path_buf(),
+                controllers: BOTH,
+            },
+        ])
+        .unwrap();
+        assert_eq!(d.base, m);
+        let e = establish_first(vec![gone]).unwrap_err();
+        assert!(e.contains("no-such-cgroup/bitzel.main"), "{e}");
     }
 
     #[test]
@@ -703,10 +790,7 @@ mod tests {
         fake_tree(m, &[("", "memory pids", ""), ("scope", "memory pids", "")]);
         let d = establish(Plan::Adopt {
             own: m.join("scope"),
-            controllers: Controllers {
-                memory: true,
-                pids: true,
-            },
+            controllers: BOTH,
         })
         .unwrap();
         assert_eq!(d.base, m.join("scope"));

@@ -160,12 +160,26 @@ enforced!(
     task_cgroup_is_private_and_removed_afterwards,
 );
 
-fn delegation_is_in_place(_kind: &str) {
+fn delegation_is_in_place(kind: &str) {
+    // Establish the delegation the way a run does, then read what was chosen.
+    let r = run(kind, "true", memory(256 * MIB));
+    assert_eq!(
+        r.outcome.status,
+        ExitStatus::Code(0),
+        "{kind}: {}",
+        r.stderr
+    );
     let note = cgroup_note();
     assert!(
         note.contains("memory, pids") && !note.contains("not enforced"),
         "{note}"
     );
+    // The VM script says where each of its runs must end up: the root cgroup when the own
+    // cgroup is shared (adoption impossible), the own cgroup when it is delegated.
+    if let Some(base) = std::env::var_os("BITZEL_CGROUP_V2_EXPECT_BASE") {
+        let want = format!("enforced under {}", Path::new(&base).display());
+        assert!(note.ends_with(&want), "{note:?} does not end with {want:?}");
+    }
 }
 
 fn memory_overrun_is_reported_as_an_oom_kill(kind: &str) {
