@@ -21,7 +21,7 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
   echo "40-remote-cache: $nginx_bin has no WebDAV module (http_dav_module)" >&2; exit 1; }
 
 echo "--- crate level: bitzel-cache remote tests against nginx"
-cargo test -p bitzel-cache --locked --test remote_nginx --test remote_faults -- --test-threads=4
+cargo test -p bitzel-cache --locked --test remote_nginx --test remote_faults --test remote_stream -- --test-threads=4
 
 echo "--- benchmark smoke run (small sizes; full run: cargo bench -p bitzel-cache --bench remote_throughput)"
 BITZEL_BENCH_QUICK=1 cargo test -p bitzel-cache --locked --bench remote_throughput -- --nocapture

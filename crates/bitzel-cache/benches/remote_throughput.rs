@@ -4,6 +4,10 @@
 //! stacked-cache round trip (machine A uploads one action, machine B with an
 //! empty local cache restores it).
 //!
+//! Last: one large blob (256 MiB; a rootfs image) through the stacked cache,
+//! with the process's peak RSS growth, which stays far below the blob's size
+//! because large blobs stream (see `remote::store::STREAM_UPLOAD_BYTES`).
+//!
 //! Run: `cargo bench -p bitzel-cache --bench remote_throughput`
 //! (`BITZEL_BENCH_QUICK=1` for a smoke run with small sizes).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bitzel_cache::remote::{BlobRef, Lookup, RemoteCache, RemoteConfig, RemoteEntry};
-use bitzel_cache::{Action, Digest};
+use bitzel_cache::{Action, ActionResult, Cache, Digest};
 use remote_common::{as_refs, make_result, stacked, Nginx};
 
 fn blobs(n: usize, size: usize, seed: u64) -> Vec<Vec<u8>> {
@@ -96,6 +100,56 @@ fn rate(bytes: u64, n: usize, d: Duration) -> String {
     )
 }
 
+/// Peak resident set size of this process in KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reset the peak RSS to the current RSS (Linux ≥ 4.0).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// An action whose output is one file of `size` bytes, written in 1 MiB
+/// chunks (never whole in memory) and captured into `cache`.
+fn big_result(cache: &Cache, size: usize) -> (bitzel_cache::ActionKey, ActionResult) {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("rootfs.img");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut left = size;
+    let mut seed = 7;
+    while left > 0 {
+        seed += 1;
+        let chunk = &blobs(1, (1 << 20).min(left), seed)[0];
+        f.write_all(chunk).unwrap();
+        left -= chunk.len();
+    }
+    drop(f);
+    let captured = cache.capture(work.path()).unwrap();
+    let action = Action {
+        label: "bench:rootfs".into(),
+        ..Action::default()
+    };
+    let result = ActionResult {
+        label: "bench:rootfs".into(),
+        output: captured.digest,
+        extra_outputs: Default::default(),
+        exit_code: 0,
+        stdout: None,
+        stderr: None,
+        duration_ms: 1,
+        created_unix_ms: 1_700_000_000_000,
+        action: action.clone(),
+    };
+    (action.key(), result)
+}
+
 fn main() {
     let quick = std::env::var_os("BITZEL_BENCH_QUICK").is_some();
     let nginx = Nginx::start();
@@ -160,4 +214,36 @@ fn main() {
         rate(bytes, named.len(), down)
     );
     println!("  A: {:?}\n  B: {:?}", remote_a.stats(), remote_b.stats());
+
+    // One large blob (a rootfs image) through the stacked cache.
+    let size: usize = if quick { 16 << 20 } else { 256 << 20 };
+    let dir_a = tempfile::tempdir().unwrap();
+    let (cache_a, remote_a) = stacked(dir_a.path(), RemoteConfig::new(&nginx.url).unwrap());
+    let (key, result) = big_result(&cache_a, size);
+    reset_peak_rss();
+    let base = peak_rss_kib();
+    let t0 = Instant::now();
+    cache_a.put(&key, &result).unwrap();
+    remote_a.flush();
+    let up = t0.elapsed();
+    let up_rss = peak_rss_kib().saturating_sub(base);
+    let dir_b = tempfile::tempdir().unwrap();
+    let (cache_b, _remote_b) = stacked(dir_b.path(), RemoteConfig::new(&nginx.url).unwrap());
+    reset_peak_rss();
+    let base = peak_rss_kib();
+    let t1 = Instant::now();
+    assert!(matches!(
+        cache_b.lookup(&key).unwrap(),
+        bitzel_cache::Lookup::Hit(_)
+    ));
+    let down = t1.elapsed();
+    let down_rss = peak_rss_kib().saturating_sub(base);
+    println!(
+        "stacked cache, 1 blob of {} MiB: upload {} (peak RSS +{} MiB)  restore {} (peak RSS +{} MiB)",
+        size >> 20,
+        rate(size as u64, 1, up),
+        up_rss >> 10,
+        rate(size as u64, 1, down),
+        down_rss >> 10
+    );
 }

@@ -2,13 +2,33 @@
 //! `<base>/cas/<hex>` with retries, backoff, timeouts, and the switch to
 //! local-only when the server cannot be reached.
 
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 use super::config::{AuthHeader, RemoteConfig};
 use super::stats::RemoteStats;
 use super::RemoteError;
+use crate::digest::Digest;
+
+/// Buffer size of streamed transfers (the memory a streamed blob costs).
+const STREAM_BUF: usize = 256 << 10;
+
+/// What a streamed download wrote, with the digests of exactly those bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes written.
+    pub len: u64,
+    /// Their BLAKE3.
+    pub blake3: Digest,
+    /// Their SHA-256, when asked for.
+    pub sha256: Option<[u8; 32]>,
+}
 
 /// The two namespaces of the Bazel HTTP cache protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +55,9 @@ enum Attempt<T> {
     Retry(String),
     /// Not worth trying again; the remote is given up.
     GiveUp(String),
+    /// A local failure (spool file, local blob): returned as is, not
+    /// retried, and the remote is not given up.
+    Fail(RemoteError),
 }
 
 /// A blocking HTTP client for one remote cache. Shared by reference between
@@ -145,6 +168,7 @@ impl Transport {
                     self.give_up(&format!("{what}: {why}"));
                     return Err(self.unavailable());
                 }
+                Attempt::Fail(e) => return Err(e),
             }
         }
         self.give_up(&format!(
@@ -202,6 +226,151 @@ impl Transport {
         })
     }
 
+    /// `GET <base>/<ns>/<hex>` streamed into `out` (whose path is
+    /// `out_path`, for messages), hashing what arrives: BLAKE3 always,
+    /// SHA-256 too when `want_sha256`. `Ok(None)` on 404, or when the body is
+    /// larger than `limit` (warned). Every attempt starts by truncating `out`,
+    /// so a retried download never leaves the failed attempt's bytes behind;
+    /// after `Ok(None)` or an error `out` holds an unusable partial body, which
+    /// the caller removes. Memory: one [`STREAM_BUF`] buffer.
+    pub fn get_to_file(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        limit: u64,
+        out: &mut File,
+        out_path: &Path,
+        want_sha256: bool,
+    ) -> Result<Option<Received>, RemoteError> {
+        let url = self.url(ns, hex);
+        let what = format!("GET {}/{hex}", ns.dir());
+        let mut buf = vec![0u8; STREAM_BUF];
+        let spool = |op: &'static str, source: io::Error| {
+            Attempt::Fail(RemoteError::Spool {
+                op,
+                path: out_path.to_path_buf(),
+                object: what.clone(),
+                source,
+            })
+        };
+        self.run(&what, || {
+            if let Err(e) = out.set_len(0).and_then(|()| out.rewind()) {
+                return spool("truncate", e);
+            }
+            let mut resp = match self.request(&url, Method::Get).call() {
+                Ok(r) => r,
+                Err(e) => return classify(e),
+            };
+            match resp.status().as_u16() {
+                200 => {}
+                404 => return Attempt::Done(None),
+                s => return status_attempt(s),
+            }
+            let mut body = resp.body_mut().as_reader();
+            let mut blake = blake3::Hasher::new();
+            let mut sha = want_sha256.then(sha2::Sha256::new);
+            let mut len = 0u64;
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return classify(ureq::Error::from(e)),
+                };
+                len += n as u64;
+                if len > limit {
+                    // Larger than the digest says: not this blob; treat as absent.
+                    tracing::warn!(remote = %self.display, object = %what, limit, "remote object is larger than expected; ignoring it");
+                    return Attempt::Done(None);
+                }
+                let chunk = &buf[..n];
+                blake.update(chunk);
+                if let Some(h) = sha.as_mut() {
+                    h.update(chunk);
+                }
+                if let Err(e) = out.write_all(chunk) {
+                    return spool("write", e);
+                }
+            }
+            self.stats.note_download(len);
+            Attempt::Done(Some(Received {
+                len,
+                blake3: Digest(*blake.finalize().as_bytes()),
+                sha256: sha.map(|h| h.finalize().into()),
+            }))
+        })
+    }
+
+    /// `PUT <base>/<ns>/<hex>` with the content of the file at `path`,
+    /// streamed with its length as `Content-Length`, and checked against
+    /// `expected` (BLAKE3) while it is read: the last byte is held back until
+    /// the whole file has hashed right, so a file that does not match (or
+    /// changes length) is never sent complete — the request is cut short, the
+    /// server discards it, and [`RemoteError::CorruptLocal`] is returned
+    /// (not retried; the remote is not given up). Memory: one buffer.
+    pub fn put_file(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        path: &Path,
+        expected: &Digest,
+    ) -> Result<(), RemoteError> {
+        let url = self.url(ns, hex);
+        let what = format!("PUT {}/{hex}", ns.dir());
+        self.run(&what, || {
+            let local = |source: io::Error| {
+                Attempt::Fail(RemoteError::LocalFile {
+                    digest: *expected,
+                    path: path.to_path_buf(),
+                    source,
+                })
+            };
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => return local(e),
+            };
+            let len = match file.metadata() {
+                Ok(m) => m.len(),
+                Err(e) => return local(e),
+            };
+            let mut body = VerifiedFile::new(file, len, *expected);
+            let corrupt = || {
+                Attempt::Fail(RemoteError::CorruptLocal {
+                    digest: *expected,
+                    path: path.to_path_buf(),
+                })
+            };
+            if len == 0 && Digest::of_bytes(b"") != *expected {
+                return corrupt();
+            }
+            let b = self
+                .agent
+                .put(&url)
+                .header("content-length", len.to_string());
+            let b = match &self.auth {
+                Some(a) => b.header(a.name(), a.value()),
+                None => b,
+            };
+            let res = b.send(ureq::SendBody::from_reader(&mut body));
+            if body.corrupt {
+                return corrupt();
+            }
+            if let Some(e) = body.io_error.take() {
+                return local(e);
+            }
+            match res {
+                Ok(resp) => match resp.status().as_u16() {
+                    200 | 201 | 204 => {
+                        self.stats.note_upload(len);
+                        Attempt::Done(())
+                    }
+                    s => status_attempt(s),
+                },
+                Err(e) => classify(e),
+            }
+        })
+    }
+
     /// `HEAD <base>/<ns>/<hex>`: whether the object exists.
     pub fn head(&self, ns: Namespace, hex: &str) -> Result<bool, RemoteError> {
         let url = self.url(ns, hex);
@@ -237,6 +406,96 @@ impl Transport {
                 Err(e) => classify(e),
             }
         })
+    }
+}
+
+/// A local file read as a request body, hashed on the way. It yields all
+/// but its last byte freely; the last byte only once the whole file (exactly
+/// `len` bytes, then end of file) has hashed to `expected` — otherwise the
+/// read fails and `corrupt` is set, so the server never gets a complete body
+/// that does not match its name. Local read errors are kept in `io_error`.
+struct VerifiedFile {
+    file: File,
+    len: u64,
+    sent: u64,
+    expected: Digest,
+    hasher: blake3::Hasher,
+    corrupt: bool,
+    io_error: Option<io::Error>,
+}
+
+impl VerifiedFile {
+    fn new(file: File, len: u64, expected: Digest) -> VerifiedFile {
+        VerifiedFile {
+            file,
+            len,
+            sent: 0,
+            expected,
+            hasher: blake3::Hasher::new(),
+            corrupt: false,
+            io_error: None,
+        }
+    }
+
+    fn fail_corrupt(&mut self) -> io::Error {
+        self.corrupt = true;
+        io::Error::other("local blob does not match its digest; upload aborted")
+    }
+
+    fn read_local(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.file.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let copy = io::Error::new(e.kind(), e.to_string());
+                    self.io_error = Some(e);
+                    return Err(copy);
+                }
+                Ok(n) => return Ok(n),
+            }
+        }
+    }
+}
+
+impl Read for VerifiedFile {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let remaining = self.len - self.sent;
+        if remaining == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        if remaining > 1 {
+            let want = usize::try_from(remaining - 1)
+                .unwrap_or(usize::MAX)
+                .min(out.len());
+            let n = self.read_local(&mut out[..want])?;
+            if n == 0 {
+                // Shorter than its length said: changed under us.
+                return Err(self.fail_corrupt());
+            }
+            self.hasher.update(&out[..n]);
+            self.sent += n as u64;
+            return Ok(n);
+        }
+        // The last byte: read it, make sure nothing follows, check the hash.
+        let mut last = [0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            let n = self.read_local(&mut last[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got != 1 {
+            return Err(self.fail_corrupt());
+        }
+        self.hasher.update(&last[..1]);
+        if Digest(*self.hasher.finalize().as_bytes()) != self.expected {
+            return Err(self.fail_corrupt());
+        }
+        out[0] = last[0];
+        self.sent += 1;
+        Ok(1)
     }
 }
 

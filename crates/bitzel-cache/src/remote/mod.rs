@@ -36,8 +36,9 @@ pub use entry::{BlobRef, RemoteEntry};
 pub use stats::{CacheSummary, RemoteStats, RemoteStatsSnapshot};
 pub use store::HttpStore;
 
+use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
-use http::{Namespace, Transport};
+use http::{Namespace, Received, Transport};
 use shamap::{hex32, sha256, Sha256Map};
 
 /// Largest `ac/` entry accepted (an entry lists one line per referenced blob).
@@ -98,6 +99,38 @@ pub enum RemoteError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A streamed download could not be written locally.
+    #[error("cannot {op} {} while downloading {object} from the remote cache: {source} (check free space and permissions of the cache directory)", path.display())]
+    Spool {
+        /// What was being done ("create", "write", "truncate").
+        op: &'static str,
+        /// The file being written.
+        path: PathBuf,
+        /// The request (`GET cas/<hex>`).
+        object: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local blob could not be read for upload.
+    #[error("cannot read local blob {digest} at {} for upload: {source} (the local cache may have been cleaned meanwhile; the action result referencing it is not uploaded)", path.display())]
+    LocalFile {
+        /// The blob.
+        digest: Digest,
+        /// Its file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local blob's content does not match its digest: it is not uploaded.
+    #[error("local blob {} does not match its digest {digest}; not uploaded (run `bitzel cache verify` to remove corrupt blobs)", path.display())]
+    CorruptLocal {
+        /// The blob's name.
+        digest: Digest,
+        /// Its file.
+        path: PathBuf,
     },
     /// The local side of a transfer (reading or storing a blob) failed.
     #[error("local cache error while transferring blob {digest}: {source}")]
@@ -266,6 +299,72 @@ impl RemoteCache {
         Ok(Some(bytes))
     }
 
+    /// Check what a streamed download received (see [`RemoteCache::verify`]).
+    fn verify_received(&self, d: &Digest, size: Option<u64>, remote: &str, got: &Received) -> bool {
+        if size.is_some_and(|s| s != got.len) || got.blake3 != *d {
+            return false;
+        }
+        match self.config.digest_function {
+            DigestFunction::Blake3 => remote == d.to_hex(),
+            DigestFunction::Sha256 => got.sha256.is_some_and(|s| remote == hex32(&s)),
+        }
+    }
+
+    /// `GET cas/<name>` of blob `d` streamed into a new file at `path`
+    /// (created, must not exist), verified. `Ok(true)`: `path` holds exactly
+    /// the blob. Otherwise — absent, corrupt (counted, warned, not used),
+    /// server name unknown, or an error — nothing is left at `path`. Memory
+    /// stays bounded whatever the blob's size.
+    pub fn fetch_blob_to(
+        &self,
+        d: &Digest,
+        size: Option<u64>,
+        path: &Path,
+    ) -> Result<bool, RemoteError> {
+        let Some(remote) = self.blob_name(d) else {
+            return Ok(false);
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| RemoteError::Spool {
+                op: "create",
+                path: path.to_path_buf(),
+                object: format!("GET cas/{remote}"),
+                source,
+            })?;
+        let limit = size.unwrap_or(MAX_UNSIZED_BLOB_BYTES);
+        let want_sha = self.config.digest_function == DigestFunction::Sha256;
+        let res =
+            self.transport
+                .get_to_file(Namespace::Cas, &remote, limit, &mut file, path, want_sha);
+        drop(file);
+        let ok = match res {
+            Ok(Some(got)) if self.verify_received(d, size, &remote, &got) => true,
+            Ok(Some(_)) => {
+                self.stats.note_corrupt();
+                tracing::warn!(
+                    remote = %self.transport.display_url(),
+                    blob = %d,
+                    "blob downloaded from the remote cache does not match its digest; not used"
+                );
+                false
+            }
+            Ok(None) => false,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        if !ok {
+            let _ = std::fs::remove_file(path);
+            return Ok(false);
+        }
+        self.mark_present(d);
+        Ok(true)
+    }
+
     /// Download one blob by its BLAKE3 name, verified. `Ok(None)` if the
     /// server lacks it, it is corrupt, or (sha256) its server name is unknown.
     pub fn get_blob(&self, b: &BlobRef) -> Result<Option<Vec<u8>>, RemoteError> {
@@ -316,6 +415,36 @@ impl RemoteCache {
             return Ok(true);
         }
         self.transport.put(Namespace::Cas, &name, bytes)?;
+        self.mark_present(d);
+        Ok(true)
+    }
+
+    /// Upload blob `d` from the file at `path` (`size` bytes) without
+    /// holding it in memory (not in read-only mode; then `Ok(false)`). The
+    /// content is checked against `d` while it is sent — a mismatch aborts
+    /// the request before its last byte ([`RemoteError::CorruptLocal`]), so
+    /// a corrupt local blob is never spread. With the `sha256` function and
+    /// no known SHA-256 name the file is hashed first (both digests, checked).
+    pub fn put_file(&self, d: &Digest, path: &Path, size: u64) -> Result<bool, RemoteError> {
+        if self.config.read_only {
+            return Ok(false);
+        }
+        let name = match self.config.digest_function {
+            DigestFunction::Blake3 => d.to_hex(),
+            DigestFunction::Sha256 => match self.map.get(d) {
+                Some(s) => hex32(&s),
+                None => {
+                    let s = sha256_checked(d, path)?;
+                    self.map.insert(d, s);
+                    hex32(&s)
+                }
+            },
+        };
+        if size >= HEAD_BEFORE_PUT_BYTES && self.transport.head(Namespace::Cas, &name)? {
+            self.mark_present(d);
+            return Ok(true);
+        }
+        self.transport.put_file(Namespace::Cas, &name, path, d)?;
         self.mark_present(d);
         Ok(true)
     }
@@ -384,27 +513,52 @@ impl RemoteCache {
 
     /// Download (in parallel, verified) every blob of `blobs` for which
     /// `have` is false, handing each to `store`. `Ok(false)` as soon as one
-    /// is missing or corrupt on the server.
+    /// is missing or corrupt on the server. Each blob is held in memory:
+    /// [`RemoteCache::fetch_all_into`] streams into a local CAS instead.
     pub fn fetch_all(
         &self,
         blobs: &[BlobRef],
         have: &(dyn Fn(&Digest) -> bool + Sync),
         store: &BlobWriter<'_>,
     ) -> Result<bool, RemoteError> {
-        let wanted: Vec<BlobRef> = blobs.iter().filter(|b| !have(&b.digest)).copied().collect();
-        let outcomes = pool::map_bounded(self.config.parallelism, &wanted, |b| {
-            match self.get_blob(b)? {
-                Some(bytes) => {
-                    store(b, bytes)
-                        .map(|()| true)
-                        .map_err(|source| RemoteError::Local {
-                            digest: b.digest,
-                            source,
-                        })
-                }
-                None => Ok(false),
+        self.fetch_each(blobs, have, &|b| match self.get_blob(b)? {
+            Some(bytes) => store(b, bytes)
+                .map(|()| true)
+                .map_err(|source| RemoteError::Local {
+                    digest: b.digest,
+                    source,
+                }),
+            None => Ok(false),
+        })
+    }
+
+    /// Like [`RemoteCache::fetch_all`], streaming every blob the CAS lacks
+    /// into a temp file of `cas` and adopting it once verified: memory stays
+    /// bounded (one buffer per transfer thread) whatever the blobs' sizes.
+    pub fn fetch_all_into(&self, blobs: &[BlobRef], cas: &Cas) -> Result<bool, RemoteError> {
+        self.fetch_each(blobs, &|d| cas.contains(d), &|b| {
+            let tmp = cas.temp_path();
+            if !self.fetch_blob_to(&b.digest, Some(b.size), &tmp)? {
+                return Ok(false);
             }
-        });
+            cas.adopt_temp(&tmp, &b.digest).map(|()| true).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                RemoteError::Local {
+                    digest: b.digest,
+                    source: Box::new(e),
+                }
+            })
+        })
+    }
+
+    fn fetch_each(
+        &self,
+        blobs: &[BlobRef],
+        have: &(dyn Fn(&Digest) -> bool + Sync),
+        fetch: &(dyn Fn(&BlobRef) -> Result<bool, RemoteError> + Sync),
+    ) -> Result<bool, RemoteError> {
+        let wanted: Vec<BlobRef> = blobs.iter().filter(|b| !have(&b.digest)).copied().collect();
+        let outcomes = pool::map_bounded(self.config.parallelism, &wanted, fetch);
         for o in outcomes {
             if !o? {
                 self.stats.note_incomplete();
@@ -546,4 +700,37 @@ impl RemoteCache {
     pub fn disable(&self, reason: &str) {
         self.transport.give_up(reason);
     }
+}
+
+/// SHA-256 of the file at `path`, streamed, checking on the way that its
+/// BLAKE3 is `d` ([`RemoteError::CorruptLocal`] if not).
+fn sha256_checked(d: &Digest, path: &Path) -> Result<[u8; 32], RemoteError> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let local = |source| RemoteError::LocalFile {
+        digest: *d,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(local)?;
+    let mut blake = blake3::Hasher::new();
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(local(e)),
+        };
+        blake.update(&buf[..n]);
+        sha.update(&buf[..n]);
+    }
+    if Digest(*blake.finalize().as_bytes()) != *d {
+        return Err(RemoteError::CorruptLocal {
+            digest: *d,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(sha.finalize().into())
 }

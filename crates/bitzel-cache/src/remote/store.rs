@@ -3,17 +3,21 @@
 //! [`crate::Cache::with_levels`]).
 //!
 //! With a handle on the local CAS, a remote hit downloads every blob the
-//! entry lists in parallel (bounded pool, each verified) straight into the
-//! local CAS before the hit is reported, so `Stacked`'s write-back finds them
-//! there; a blob the server lacks or serves corrupt makes the hit a miss.
+//! entry lists in parallel (bounded pool, each streamed to a CAS temp file
+//! and verified) straight into the local CAS before the hit is reported, so
+//! `Stacked`'s write-back finds them there; a blob the server lacks or serves
+//! corrupt makes the hit a miss.
+//!
+//! Memory stays bounded whatever a blob's size: downloads always stream, and
+//! uploads of blobs of [`STREAM_UPLOAD_BYTES`] or more are queued as the path
+//! of their local CAS file and streamed from it, verified while sent.
 //!
 //! Remote failures never become errors of this level: once the remote is
 //! given up (one warning), lookups miss and writes are dropped silently.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::{BlobRef, RemoteCache, RemoteConfig, RemoteEntry, RemoteError, RemoteStatsSnapshot};
@@ -21,12 +25,21 @@ use crate::action::ActionResult;
 use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::unique_name;
 use crate::store::{decode_result, encode_result, Storage};
 use crate::tree::{EntryKind, Tree};
 
-/// Bytes of blob content that may wait in the upload queue before
-/// `put_blob` blocks (one larger blob is always admitted when the queue is empty).
+/// Bytes of blob content that may wait in memory in the upload queue before
+/// `put_blob` blocks (one larger blob is always admitted when the queue is
+/// empty). Blobs queued as a file path ([`STREAM_UPLOAD_BYTES`]) do not count.
 pub const UPLOAD_QUEUE_BYTES: u64 = 256 << 20;
+
+/// Blobs at least this large are queued for upload as the path of their
+/// (immutable, content-addressed) local CAS file and streamed from it when
+/// their turn comes, verified while sent; smaller ones are read, verified
+/// and queued in memory (cheaper than reopening the file, and 256 of them
+/// still fit in [`UPLOAD_QUEUE_BYTES`]). Downloads always stream.
+pub const STREAM_UPLOAD_BYTES: u64 = 1 << 20;
 
 /// The remote cache as a [`Storage`] level.
 #[derive(Debug)]
@@ -47,13 +60,31 @@ struct Shared {
 /// threads upload, `put_action` waits for its blobs before writing the entry.
 #[derive(Debug, Default)]
 struct Uploads {
-    queue: VecDeque<(Digest, Vec<u8>)>,
+    queue: VecDeque<(Digest, Job)>,
     /// Queued or being uploaded.
     pending: HashSet<Digest>,
     /// Uploads that failed (the entry referencing them is not written).
     failed: HashSet<Digest>,
     queued_bytes: u64,
     workers: usize,
+}
+
+/// One queued upload.
+#[derive(Debug)]
+enum Job {
+    /// Verified content, held in memory (counted in `queued_bytes`).
+    Bytes(Vec<u8>),
+    /// A local CAS file, streamed and verified at upload time.
+    File { path: PathBuf, size: u64 },
+}
+
+impl Job {
+    fn queued_bytes(&self) -> u64 {
+        match self {
+            Job::Bytes(b) => b.len() as u64,
+            Job::File { .. } => 0,
+        }
+    }
 }
 
 impl Shared {
@@ -65,6 +96,20 @@ impl Shared {
         self.changed.wait(g).unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether an upload succeeded, warning about failures other than the
+    /// transport giving up (which has warned once already).
+    fn outcome(&self, res: std::result::Result<bool, RemoteError>) -> bool {
+        match res {
+            Ok(_) => true,
+            Err(err) => {
+                if !matches!(err, RemoteError::Unavailable { .. }) {
+                    tracing::warn!(remote = %self.remote.config().display_url(), "remote upload failed: {err}");
+                }
+                false
+            }
+        }
+    }
+
     /// Run the queue on the calling thread (when no worker thread can be spawned).
     fn work_inline(self: Arc<Self>) {
         self.lock().workers += 1;
@@ -74,7 +119,7 @@ impl Shared {
     /// One upload worker: take blobs until the queue is empty, then exit.
     fn work(self: Arc<Self>) {
         loop {
-            let (d, bytes) = {
+            let (d, job) = {
                 let mut g = self.lock();
                 match g.queue.pop_front() {
                     Some(job) => job,
@@ -85,18 +130,14 @@ impl Shared {
                     }
                 }
             };
-            let ok = match self.remote.put_blob(&d, &bytes) {
-                Ok(_) => true,
-                Err(err) => {
-                    if !matches!(err, RemoteError::Unavailable { .. }) {
-                        tracing::warn!(remote = %self.remote.config().display_url(), "remote upload failed: {err}");
-                    }
-                    false
-                }
+            let res = match &job {
+                Job::Bytes(bytes) => self.remote.put_blob(&d, bytes),
+                Job::File { path, size } => self.remote.put_file(&d, path, *size),
             };
+            let ok = self.outcome(res);
             let mut g = self.lock();
             g.pending.remove(&d);
-            g.queued_bytes = g.queued_bytes.saturating_sub(bytes.len() as u64);
+            g.queued_bytes = g.queued_bytes.saturating_sub(job.queued_bytes());
             if !ok {
                 g.failed.insert(d);
             }
@@ -152,10 +193,10 @@ impl HttpStore {
         }
     }
 
-    /// Queue `bytes` (blob `d`) for upload, blocking while the queue holds
-    /// more than [`UPLOAD_QUEUE_BYTES`].
-    fn enqueue(&self, d: Digest, bytes: Vec<u8>) {
-        let len = bytes.len() as u64;
+    /// Queue blob `d` for upload, blocking while the queue holds more than
+    /// [`UPLOAD_QUEUE_BYTES`] in memory.
+    fn enqueue(&self, d: Digest, job: Job) {
+        let len = job.queued_bytes();
         let mut g = self.shared.lock();
         if g.pending.contains(&d) {
             return;
@@ -165,7 +206,7 @@ impl HttpStore {
         }
         g.failed.remove(&d);
         g.pending.insert(d);
-        g.queue.push_back((d, bytes));
+        g.queue.push_back((d, job));
         g.queued_bytes += len;
         if g.workers < self.remote().config().parallelism.max(1) {
             g.workers += 1;
@@ -182,6 +223,28 @@ impl HttpStore {
                     return;
                 }
             }
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Upload blob `d` from `src` on the calling thread, streaming (no local
+    /// CAS to queue a stable path from: `src` may be gone once `put_blob`
+    /// returns), with the queue's bookkeeping.
+    fn upload_now(&self, d: Digest, src: &Path, size: u64) {
+        {
+            let mut g = self.shared.lock();
+            if g.pending.contains(&d) {
+                return;
+            }
+            g.pending.insert(d);
+        }
+        let ok = self.shared.outcome(self.remote().put_file(&d, src, size));
+        let mut g = self.shared.lock();
+        g.pending.remove(&d);
+        if ok {
+            g.failed.remove(&d);
+        } else {
+            g.failed.insert(d);
         }
         self.shared.changed.notify_all();
     }
@@ -301,13 +364,7 @@ impl HttpStore {
             return None;
         }
         let complete = match &self.local {
-            Some(cas) => self
-                .remote()
-                .fetch_all(&e.blobs, &|d| cas.contains(d), &|_, bytes| {
-                    cas.put_bytes(&bytes)
-                        .map(|_| ())
-                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                }),
+            Some(cas) => self.remote().fetch_all_into(&e.blobs, cas),
             None => self.remote().check_all(&e.blobs),
         };
         match complete {
@@ -388,32 +445,52 @@ impl Storage for HttpStore {
 
     /// The local CAS is tried first: content addressing makes its copy the
     /// same bytes, and `Stacked` reads tree manifests back through the level
-    /// it has just uploaded them to.
+    /// it has just uploaded them to. A remote download streams into a temp
+    /// name next to `dest` and is renamed to `dest` once verified, so `dest`
+    /// never holds a partial or unverified blob (and is absent on `false`).
     fn fetch_blob(&self, d: &Digest, dest: &Path) -> Result<bool> {
         if let Some(cas) = &self.local {
             if cas.contains(d) && cas.copy_out(d, dest).is_ok() {
                 return Ok(true);
             }
         }
-        let bytes = match self.remote().get_blob_by_digest(d) {
-            Ok(Some(b)) => b,
-            Ok(None) => return Ok(false),
+        let part = dest.with_file_name(unique_name(".remote-part"));
+        match self
+            .remote()
+            .fetch_blob_to(d, self.remote().known_size(d), &part)
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
             Err(err) => {
                 self.note("remote download failed", &err);
                 return Ok(false);
             }
-        };
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dest)
-            .ctx("create", dest)?;
-        f.write_all(&bytes).ctx("write", dest)?;
+        }
+        fs::rename(&part, dest)
+            .ctx("rename into place", dest)
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&part);
+            })?;
         Ok(true)
     }
 
+    /// Blobs of [`STREAM_UPLOAD_BYTES`] or more that the local CAS holds are
+    /// queued as the CAS file's path and verified while they are sent;
+    /// without a local CAS they are streamed from `src` right away. Smaller
+    /// blobs are read and verified here and queued in memory.
     fn put_blob(&self, d: &Digest, src: &Path) -> Result<()> {
         if self.remote().config().read_only || !self.remote().is_available() {
+            return Ok(());
+        }
+        let size = fs::metadata(src).ctx("stat", src)?.len();
+        if size >= STREAM_UPLOAD_BYTES {
+            match &self.local {
+                Some(cas) if cas.contains(d) => {
+                    let path = cas.blob_path(d);
+                    self.enqueue(*d, Job::File { path, size });
+                }
+                _ => self.upload_now(*d, src, size),
+            }
             return Ok(());
         }
         let bytes = fs::read(src).ctx("read", src)?;
@@ -425,7 +502,7 @@ impl Storage for HttpStore {
                 actual,
             });
         }
-        self.enqueue(*d, bytes);
+        self.enqueue(*d, Job::Bytes(bytes));
         Ok(())
     }
 }
