@@ -148,6 +148,9 @@ pub struct DataStore {
     /// parents).
     ref_keys: std::sync::OnceLock<Vec<Arc<str>>>,
     scratch: VarEntry,
+    /// Undo records of an open transaction: each written variable's
+    /// local-layer entry before its first write (`None`: it had none).
+    journal: Option<HashMap<Arc<str>, Option<VarEntry>>>,
 }
 
 impl Default for DataStore {
@@ -165,6 +168,7 @@ impl Clone for DataStore {
             cache: Mutex::new(HashMap::new()),
             ref_keys: std::sync::OnceLock::new(),
             scratch: VarEntry::default(),
+            journal: None,
         }
     }
 }
@@ -222,6 +226,7 @@ impl DataStore {
             cache: Mutex::new(HashMap::new()),
             ref_keys: std::sync::OnceLock::new(),
             scratch: VarEntry::default(),
+            journal: None,
         }
     }
 
@@ -265,6 +270,11 @@ impl DataStore {
     /// Copy-on-write access to `var` in the local layer.
     pub(crate) fn entry_mut(&mut self, var: &str) -> &mut VarEntry {
         self.invalidate(var);
+        if let Some(j) = self.journal.as_mut() {
+            if !j.contains_key(var) {
+                j.insert(Arc::from(var), self.vars.get(var).cloned());
+            }
+        }
         if !self.vars.contains_key(var) {
             let copy = self
                 .parent
@@ -278,6 +288,43 @@ impl DataStore {
             Some(e) => e,
             // Inserted just above; a scratch entry keeps this panic-free.
             None => &mut self.scratch,
+        }
+    }
+
+    /// Start recording undo information for every write (see
+    /// [`DataStore::rollback`]); a transaction already open is kept.
+    pub(crate) fn begin_transaction(&mut self) {
+        if self.journal.is_none() {
+            self.journal = Some(HashMap::new());
+        }
+    }
+
+    /// Keep every write since [`DataStore::begin_transaction`].
+    pub(crate) fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undo every write since [`DataStore::begin_transaction`]: the local
+    /// layer gets back exactly the entries it had.
+    pub(crate) fn rollback(&mut self) {
+        let Some(j) = self.journal.take() else {
+            return;
+        };
+        for (k, old) in j {
+            match old {
+                Some(e) => {
+                    self.vars.insert(k, e);
+                }
+                None => {
+                    self.vars.remove(&k);
+                }
+            }
+        }
+        if let Ok(o) = self.overrides.get_mut() {
+            *o = None;
+        }
+        if let Ok(c) = self.cache.get_mut() {
+            c.clear();
         }
     }
 
@@ -336,6 +383,44 @@ impl DataStore {
         if var.contains(':') {
             self.update_overrides(var);
         }
+    }
+
+    /// `setVar(var, value)` outside parsing (from Python): as BitBake's
+    /// `parsing=False`, a plain name also drops its pending
+    /// `:append`/`:prepend`/`:remove` and deletes its active override
+    /// variants before taking the value.
+    pub(crate) fn set_var_final(&mut self, var: &str, value: Arc<str>, hist: Option<HistoryEntry>) {
+        if split_keyword(var).is_none() {
+            let pending = self.find(var).is_some_and(|e| {
+                !e.appends.is_empty()
+                    || !e.prepends.is_empty()
+                    || !e.removes.is_empty()
+                    || !e.overrides.is_empty()
+            });
+            if pending {
+                let ovs: Vec<(Arc<str>, Arc<str>)> = self
+                    .find(var)
+                    .map(|e| e.overrides.clone())
+                    .unwrap_or_default();
+                let active: Vec<Arc<str>> = match self.active_overrides() {
+                    Ok(ov) => ovs
+                        .into_iter()
+                        .filter(|(_, o)| ov.contains(o) || (o.contains(':') && ov.all_active(o)))
+                        .map(|(r, _)| r)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                let e = self.entry_mut(var);
+                e.appends.clear();
+                e.prepends.clear();
+                e.removes.clear();
+                for a in active {
+                    self.del_var(&a, None);
+                }
+                self.entry_mut(var).overrides.clear();
+            }
+        }
+        self.set_var(var, value, hist);
     }
 
     /// `setVarFlag(var, flag, value)`.

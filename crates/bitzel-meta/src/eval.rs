@@ -659,7 +659,9 @@ impl<'e> Eval<'e> {
         let fname: String;
         let mut python = python;
         let mut text = body.clone();
-        match name {
+        // BitBake's MethodNode treats `python __anonymous () {}` as an
+        // anonymous function too.
+        match name.filter(|n| *n != "__anonymous") {
             Some(n) => fname = n.to_string(),
             None => {
                 let tr: String = file
@@ -680,12 +682,6 @@ impl<'e> Eval<'e> {
                     format!("{cur} {fname}")
                 };
                 self.ds.set_var("__BBANONFUNCS", Arc::from(v), None);
-                self.diag(
-                    Severity::Note,
-                    file,
-                    line,
-                    "anonymous python function not executed: bitzel does not run Python, so values it would set are missing",
-                );
             }
         }
         let existing = self

@@ -15,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+mod anon;
 mod cache;
 mod data;
 mod diag;
@@ -145,6 +146,14 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// Why an anonymous Python function skipped the recipe
+    /// (`raise bb.parse.SkipRecipe(reason)`), if it did.
+    pub fn skipped(&self) -> Option<String> {
+        self.data
+            .content_parsing(anon::SKIP_VAR)
+            .map(|s| s.to_string())
+    }
+
     /// BitBake's name for the recipe: the file, or
     /// `virtual:<variant>:<file>` for a variant.
     pub fn virtual_name(&self) -> String {
@@ -167,6 +176,10 @@ pub struct Workspace {
     pub diagnostics: Vec<Diagnostic>,
     /// The layers, in `BBLAYERS` order.
     pub layers: Vec<Layer>,
+    /// Recipes (and variants) an anonymous Python function skipped with
+    /// `bb.parse.SkipRecipe`: not in `recipes`, so they provide nothing, as
+    /// in BitBake. [`Recipe::skipped`] gives the reason.
+    pub skipped: Vec<Recipe>,
 }
 
 impl Workspace {

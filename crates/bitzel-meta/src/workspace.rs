@@ -604,6 +604,10 @@ pub(crate) fn parse_recipe(
     let mut finish = |mut ev: Eval<'_>, variant: Option<String>| {
         ev.run_deferred();
         ev.expand_keys(&farc);
+        if let Some(reason) = ev.run_anon_funcs() {
+            ev.ds
+                .set_var(crate::anon::SKIP_VAR, Arc::from(reason.as_str()), None);
+        }
         let mut inputs = inputs_prefix.clone();
         inputs.extend(
             ev.inputs
@@ -810,6 +814,8 @@ pub fn load_workspace(
         diags.extend(ds);
     }
     all.sort_by(|a, b| (&a.file, &a.variant).cmp(&(&b.file, &b.variant)));
+    let (skipped, all): (Vec<Recipe>, Vec<Recipe>) =
+        all.into_iter().partition(|r| r.skipped().is_some());
     let uniq: BTreeMap<(PathBuf, u32, u32, String, Severity), Diagnostic> = diags
         .into_iter()
         .map(|d| {
@@ -824,6 +830,7 @@ pub fn load_workspace(
         recipes: all,
         diagnostics: uniq.into_values().collect(),
         layers: base.layers.clone(),
+        skipped,
     })
 }
 

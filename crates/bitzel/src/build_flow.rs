@@ -166,7 +166,7 @@ pub fn build(
         req.targets.clone()
     };
     let targets: Vec<Target> = names.iter().map(|n| Target::parse(n, &task)).collect();
-    let plan = build_graph(&recipes, &prefs, &targets)?;
+    let plan = build_graph(&recipes, &prefs, &targets).map_err(|e| with_skip_reasons(e, ws))?;
     for w in &plan.warnings {
         out.warn(w);
     }
@@ -295,4 +295,36 @@ pub fn build(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// BitBake's "Nothing PROVIDES 'x' (but <recipe> was skipped: <reason>)":
+/// name the recipes an anonymous function skipped that would have provided
+/// the missing name.
+fn with_skip_reasons(e: bitzel_graph::GraphError, ws: &Workspace) -> bitzel_graph::GraphError {
+    let bitzel_graph::GraphError::NoProvider { mut missing, chain } = e else {
+        return e;
+    };
+    let build = matches!(missing.namespace, bitzel_graph::Namespace::Build);
+    let var = if build { "PROVIDES" } else { "RPROVIDES" };
+    let skipped: Vec<String> = ws
+        .skipped
+        .iter()
+        .filter(|r| {
+            (build && r.pn == missing.name)
+                || r.data
+                    .get_var(var)
+                    .is_some_and(|p| p.split_whitespace().any(|w| w == missing.name))
+        })
+        .map(|r| {
+            format!(
+                "but {} was skipped: {}",
+                r.virtual_name(),
+                r.skipped().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !skipped.is_empty() && missing.reason.is_none() {
+        missing.reason = Some(skipped.join("; "));
+    }
+    bitzel_graph::GraphError::NoProvider { missing, chain }
 }

@@ -18,9 +18,14 @@ fn repo_root() -> PathBuf {
 /// Run `bitzel show <machine.yml> <args>`; returns (exit code, stdout,
 /// stderr) with the repository and build paths replaced by placeholders.
 fn show(args: &[&str]) -> (i32, String, String) {
+    show_in("machine.yml", args)
+}
+
+/// `show` with the project `testdata/meta/show/<project>`.
+fn show_in(project: &str, args: &[&str]) -> (i32, String, String) {
     let root = repo_root();
     let build = tempfile::tempdir().unwrap();
-    let config = root.join("testdata/meta/show/machine.yml");
+    let config = root.join("testdata/meta/show").join(project);
     let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
         .args(["--color", "never", "show"])
         .arg(&config)
@@ -150,4 +155,21 @@ fn all_variables_like_bitbake_e() {
     assert!(stdout.contains("\npython do_report () {\n"), "{stdout}");
     assert!(stdout.contains("\ndo_configure() {\n"), "{stdout}");
     assert!(!stdout.contains("__BBTASKS"), "{stdout}");
+}
+
+/// An anonymous function's `raise bb.parse.SkipRecipe` removes the recipe
+/// from provider resolution: the other provider is shown, and a name only a
+/// skipped recipe provides is an error giving the reason.
+#[test]
+fn skipped_recipes() {
+    let (code, stdout, stderr) = show_in("anon.yml", &["virtual/gui", "PN"]);
+    let (code2, stdout2, stderr2) = show_in("anon.yml", &["virtual/lonely", "PN"]);
+    expect![[r#"
+        exit 0
+        PN="x11-gui"
+        exit 1
+        error: Nothing PROVIDES 'virtual/lonely' (<REPO>/testdata/meta/anon/meta-anon/recipes-test/lonely/lonely_1.0.bb was skipped: incompatible with lonely)
+    "#]].assert_eq(&format!(
+        "exit {code}\n{stdout}{stderr}exit {code2}\n{stdout2}{stderr2}"
+    ));
 }

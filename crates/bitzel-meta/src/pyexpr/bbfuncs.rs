@@ -3,12 +3,12 @@
 //! behaviour of its Python original (including which errors it raises).
 
 use super::eval::{
-    bind, iterate, make_set, overflow, positional, rt, sort_values, too_large, Args, Evaluator,
-    Func, MAX_LEN,
+    bind, iterate, make_set, overflow, positional, rt, sort_values, too_large, unsup, Args,
+    Evaluator, Func, MAX_LEN,
 };
 use super::strings::{py_isspace, split_ws};
 use super::value::{py_cmp, py_eq, Value};
-use super::PyError;
+use super::{DataOp, LogLevel, PyError, FATAL};
 use std::cmp::Ordering;
 
 fn need_d(v: Option<&Value<'_>>, off: usize) -> Result<(), PyError> {
@@ -32,6 +32,20 @@ fn var_name<'v>(v: &'v Option<Value<'_>>, off: usize) -> Result<&'v str, PyError
             format!("variable name must be a str, not {}", other.type_name()),
         )),
         None => Err(rt(off, "TypeError", "missing variable name")),
+    }
+}
+
+fn data_str_arg<'v>(v: &'v Option<Value<'_>>, fname: &str, off: usize) -> Result<&'v str, PyError> {
+    match v {
+        Some(Value::Str(s)) => Ok(s),
+        Some(other) => Err(unsup(
+            off,
+            format!(
+                "{fname} with a {} value (bitzel stores strings)",
+                other.type_name()
+            ),
+        )),
+        None => Err(rt(off, "TypeError", format!("{fname}: missing value"))),
     }
 }
 
@@ -817,6 +831,123 @@ pub(crate) fn call<'a>(
                 None => Value::None,
             })
         }
+        Func::DSetVar | Func::DAppendVar | Func::DPrependVar => {
+            let [var, value] = bind(name, off, args, ["var", "value"], 2)?;
+            let var = var_name(&var, off)?;
+            let value = data_str_arg(&value, name, off)?;
+            let op = match f {
+                Func::DSetVar => DataOp::SetVar { var, value },
+                Func::DAppendVar => DataOp::AppendVar { var, value },
+                _ => DataOp::PrependVar { var, value },
+            };
+            ev.ctx
+                .modify(op)
+                .map_err(|w| unsup(off, format!("{name} ({w})")))?;
+            Ok(Value::None)
+        }
+        Func::DDelVar => {
+            let [var] = bind(name, off, args, ["var"], 1)?;
+            let var = var_name(&var, off)?;
+            ev.ctx
+                .modify(DataOp::DelVar { var })
+                .map_err(|w| unsup(off, format!("{name} ({w})")))?;
+            Ok(Value::None)
+        }
+        Func::DRenameVar => {
+            let [var, new] = bind(name, off, args, ["key", "newkey"], 2)?;
+            let var = var_name(&var, off)?;
+            let new = var_name(&new, off)?;
+            ev.ctx
+                .modify(DataOp::RenameVar { var, new })
+                .map_err(|w| unsup(off, format!("{name} ({w})")))?;
+            Ok(Value::None)
+        }
+        Func::DSetVarFlag | Func::DAppendVarFlag | Func::DPrependVarFlag => {
+            let [var, flag, value] = bind(name, off, args, ["var", "flag", "value"], 3)?;
+            let var = var_name(&var, off)?;
+            let flag = var_name(&flag, off)?;
+            let value = data_str_arg(&value, name, off)?;
+            let op = match f {
+                Func::DSetVarFlag => DataOp::SetVarFlag { var, flag, value },
+                Func::DAppendVarFlag => DataOp::AppendVarFlag { var, flag, value },
+                _ => DataOp::PrependVarFlag { var, flag, value },
+            };
+            ev.ctx
+                .modify(op)
+                .map_err(|w| unsup(off, format!("{name} ({w})")))?;
+            Ok(Value::None)
+        }
+        Func::DDelVarFlag => {
+            let [var, flag] = bind(name, off, args, ["var", "flag"], 2)?;
+            let var = var_name(&var, off)?;
+            let flag = var_name(&flag, off)?;
+            ev.ctx
+                .modify(DataOp::DelVarFlag { var, flag })
+                .map_err(|w| unsup(off, format!("{name} ({w})")))?;
+            Ok(Value::None)
+        }
+        Func::DGetVarFlags => {
+            let [var, expand, _internal] =
+                bind(name, off, args, ["var", "expand", "internalflags"], 1)?;
+            let var = var_name(&var, off)?;
+            if expand.is_some_and(|e| e.truthy()) {
+                return Err(unsup(off, "d.getVarFlags with expand"));
+            }
+            match ev
+                .ctx
+                .var_flags(var)
+                .map_err(|w| unsup(off, format!("{name} ({w})")))?
+            {
+                None => Ok(Value::None),
+                Some(flags) => Ok(Value::Dict(
+                    flags
+                        .into_iter()
+                        .map(|(k, v)| (Value::str_owned(k), Value::str_owned(v)))
+                        .collect(),
+                )),
+            }
+        }
+        Func::BbNote
+        | Func::BbWarn
+        | Func::BbDebug
+        | Func::BbPlain
+        | Func::BbError
+        | Func::BbFatal => {
+            let mut parts: Vec<String> = Vec::new();
+            for (i, (kw, v, aoff)) in args.into_iter().enumerate() {
+                if kw.is_some() {
+                    return Err(unsup(aoff, format!("keyword arguments to {name}")));
+                }
+                // bb.debug's first argument is the debug level.
+                if f == Func::BbDebug && i == 0 {
+                    continue;
+                }
+                parts.push(match v {
+                    Value::Str(s) => s.to_string(),
+                    other => other.to_py_str(),
+                });
+            }
+            let msg = parts.join("");
+            let level = match f {
+                Func::BbNote => LogLevel::Note,
+                Func::BbWarn => LogLevel::Warn,
+                Func::BbDebug => LogLevel::Debug,
+                Func::BbPlain => LogLevel::Plain,
+                Func::BbError => LogLevel::Error,
+                _ => {
+                    return Err(PyError {
+                        message: format!("{FATAL}{msg}"),
+                        offset: off,
+                    })
+                }
+            };
+            ev.ctx.log(level, &msg);
+            Ok(Value::None)
+        }
+        Func::BbSkipRecipe | Func::BbSkipPackage => Err(unsup(
+            off,
+            format!("{name} other than in `raise {name}(...)`"),
+        )),
         Func::DExpand => {
             let [s, _varname] = bind("expand", off, args, ["s", "varname"], 1)?;
             match or_none(s) {

@@ -76,6 +76,24 @@ funcs! {
     DGetVar => "d.getVar",
     DGetVarFlag => "d.getVarFlag",
     DExpand => "d.expand",
+    DSetVar => "d.setVar",
+    DAppendVar => "d.appendVar",
+    DPrependVar => "d.prependVar",
+    DDelVar => "d.delVar",
+    DSetVarFlag => "d.setVarFlag",
+    DAppendVarFlag => "d.appendVarFlag",
+    DPrependVarFlag => "d.prependVarFlag",
+    DDelVarFlag => "d.delVarFlag",
+    DGetVarFlags => "d.getVarFlags",
+    DRenameVar => "d.renameVar",
+    BbNote => "bb.note",
+    BbWarn => "bb.warn",
+    BbDebug => "bb.debug",
+    BbPlain => "bb.plain",
+    BbError => "bb.error",
+    BbFatal => "bb.fatal",
+    BbSkipRecipe => "bb.parse.SkipRecipe",
+    BbSkipPackage => "bb.parse.SkipPackage",
     BbContains => "bb.utils.contains",
     BbContainsAny => "bb.utils.contains_any",
     BbFilter => "bb.utils.filter",
@@ -189,6 +207,9 @@ pub(crate) fn positional<'a>(
 pub(crate) struct Evaluator<'a, 'c> {
     pub(crate) ctx: &'c dyn PyContext,
     locals: Vec<Value<'a>>,
+    /// In a function body: whether each function-local slot is bound
+    /// (empty for inline expressions).
+    bound: Vec<bool>,
     steps: u64,
 }
 
@@ -197,6 +218,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         Evaluator {
             ctx,
             locals: Vec::new(),
+            bound: Vec::new(),
             steps: 0,
         }
     }
@@ -416,6 +438,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
 
     fn name(&mut self, name: &'a str, kind: &NameKind, off: usize) -> Result<Value<'a>, PyError> {
         match kind {
+            NameKind::Local(slot) if self.bound.get(*slot) == Some(&false) => Err(rt(
+                off,
+                "UnboundLocalError",
+                format!("cannot access local variable '{name}' where it is not associated with a value"),
+            )),
             NameKind::Local(slot) => self.locals.get(*slot).cloned().ok_or_else(|| {
                 rt(
                     off,
@@ -436,6 +463,19 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     "name '{name}' is not defined (datastore variables are not visible inside comprehensions; use d.getVar('{name}'))"
                 ),
             )),
+            NameKind::Global => {
+                if PY_BUILTIN_NAMES.contains(&name) || name.starts_with("__") {
+                    Err(unsup(off, format!("the Python builtin or global '{name}'")))
+                } else if self
+                    .ctx
+                    .get_var_flag(name, "func", false)
+                    .is_some_and(|f| !f.is_empty())
+                {
+                    Err(unsup(off, format!("the Python function '{name}' as a value")))
+                } else {
+                    Err(rt(off, "NameError", format!("name '{name}' is not defined")))
+                }
+            }
             NameKind::DataVar | NameKind::Unresolved => {
                 // BitBake's DataContext: unknown names are datastore variables
                 // (not functions).
@@ -452,6 +492,63 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                         format!("name '{name}' is not defined"),
                     )),
                 }
+            }
+        }
+    }
+
+    /// Set up `n` function-local slots, all unbound (slot 0 is the scope
+    /// marker and counts as bound).
+    pub(crate) fn init_function_locals(&mut self, n: usize) {
+        self.locals = vec![Value::None; n];
+        self.bound = vec![false; n];
+        if let Some(b) = self.bound.first_mut() {
+            *b = true;
+        }
+    }
+
+    /// Bind a statement-level target (`x = ...`, `a, b = ...`, `for x in`)
+    /// to function-local slots.
+    pub(crate) fn assign_target(
+        &mut self,
+        t: &'a Target,
+        v: Value<'a>,
+        off: usize,
+    ) -> Result<(), PyError> {
+        match t {
+            Target::Name(_, slot) => {
+                if let (Some(l), Some(b)) = (self.locals.get_mut(*slot), self.bound.get_mut(*slot))
+                {
+                    *l = v;
+                    *b = true;
+                    Ok(())
+                } else {
+                    Err(unsup(
+                        off,
+                        "assignment to a name outside the function scope",
+                    ))
+                }
+            }
+            Target::Tuple(targets) => {
+                let items = iterate(v, off)?;
+                if items.len() != targets.len() {
+                    return Err(rt(
+                        off,
+                        "ValueError",
+                        if items.len() > targets.len() {
+                            format!("too many values to unpack (expected {})", targets.len())
+                        } else {
+                            format!(
+                                "not enough values to unpack (expected {}, got {})",
+                                targets.len(),
+                                items.len()
+                            )
+                        },
+                    ));
+                }
+                for (t, v) in targets.iter().zip(items) {
+                    self.assign_target(t, v, off)?;
+                }
+                Ok(())
             }
         }
     }
@@ -519,6 +616,16 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     "getVar" => Func::DGetVar,
                     "getVarFlag" => Func::DGetVarFlag,
                     "expand" => Func::DExpand,
+                    "setVar" => Func::DSetVar,
+                    "appendVar" => Func::DAppendVar,
+                    "prependVar" => Func::DPrependVar,
+                    "delVar" => Func::DDelVar,
+                    "setVarFlag" => Func::DSetVarFlag,
+                    "appendVarFlag" => Func::DAppendVarFlag,
+                    "prependVarFlag" => Func::DPrependVarFlag,
+                    "delVarFlag" => Func::DDelVarFlag,
+                    "getVarFlags" => Func::DGetVarFlags,
+                    "renameVar" => Func::DRenameVar,
                     _ => return Err(unknown_func(&format!("d.{name}"), off)),
                 };
                 self.call_func(f, args, off)
@@ -538,6 +645,79 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         bbfuncs::call(self, f, args, off)
     }
 }
+
+/// Python's builtin names (reading one that bitzel does not support is
+/// unsupported, never a `NameError`).
+const PY_BUILTIN_NAMES: &[&str] = &[
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "Exception",
+    "FileNotFoundError",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "NameError",
+    "NotImplemented",
+    "NotImplementedError",
+    "OSError",
+    "RuntimeError",
+    "StopIteration",
+    "TypeError",
+    "ValueError",
+    "Ellipsis",
+    "bin",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "compile",
+    "complex",
+    "delattr",
+    "dict",
+    "dir",
+    "divmod",
+    "eval",
+    "exec",
+    "filter",
+    "format",
+    "frozenset",
+    "getattr",
+    "globals",
+    "hasattr",
+    "hash",
+    "hex",
+    "id",
+    "input",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "locals",
+    "map",
+    "next",
+    "object",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "property",
+    "round",
+    "setattr",
+    "slice",
+    "staticmethod",
+    "super",
+    "type",
+    "vars",
+    "time",
+    "bb",
+    "oe",
+    "os",
+    "d",
+];
 
 /// All methods of Python's `str`.
 const STR_METHODS: &[&str] = &[
@@ -688,7 +868,7 @@ fn unknown_func(path: &str, off: usize) -> PyError {
     if path.starts_with("d.") {
         unsup(
             off,
-            format!("datastore method '{path}' (supported: d.getVar, d.getVarFlag, d.expand)"),
+            format!("datastore method '{path}' (supported: d.getVar, d.getVarFlag, d.expand; in anonymous functions also d.setVar, d.appendVar, d.prependVar, d.delVar, d.renameVar, d.setVarFlag, d.appendVarFlag, d.prependVarFlag, d.delVarFlag, d.getVarFlags)"),
         )
     } else if matches!(
         root,

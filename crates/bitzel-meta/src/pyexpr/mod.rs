@@ -53,6 +53,7 @@ mod eval;
 mod format;
 mod lexer;
 mod parser;
+mod stmt;
 mod strings;
 mod value;
 
@@ -61,9 +62,65 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
+pub use stmt::{compile_cached, CompileError, FuncOutcome, PyFunc};
 
 /// Prefix of every error message about a construct outside the subset.
 pub const UNSUPPORTED: &str = "unsupported in bitzel's inline-Python subset: ";
+
+/// A change to the datastore requested by Python code (`d.setVar` etc.).
+/// The fields are the BitBake method's arguments.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOp<'s> {
+    /// `d.setVar(var, value)` (BitBake's non-parsing `setVar`).
+    SetVar { var: &'s str, value: &'s str },
+    /// `d.appendVar(var, value)`.
+    AppendVar { var: &'s str, value: &'s str },
+    /// `d.prependVar(var, value)`.
+    PrependVar { var: &'s str, value: &'s str },
+    /// `d.delVar(var)`.
+    DelVar { var: &'s str },
+    /// `d.setVarFlag(var, flag, value)`.
+    SetVarFlag {
+        var: &'s str,
+        flag: &'s str,
+        value: &'s str,
+    },
+    /// `d.appendVarFlag(var, flag, value)`.
+    AppendVarFlag {
+        var: &'s str,
+        flag: &'s str,
+        value: &'s str,
+    },
+    /// `d.prependVarFlag(var, flag, value)`.
+    PrependVarFlag {
+        var: &'s str,
+        flag: &'s str,
+        value: &'s str,
+    },
+    /// `d.delVarFlag(var, flag)`.
+    DelVarFlag { var: &'s str, flag: &'s str },
+    /// `d.renameVar(var, newkey)`.
+    RenameVar { var: &'s str, new: &'s str },
+}
+
+/// The level of a `bb.note`/`bb.warn`/... message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// `bb.debug`.
+    Debug,
+    /// `bb.note`.
+    Note,
+    /// `bb.plain`.
+    Plain,
+    /// `bb.warn`.
+    Warn,
+    /// `bb.error`.
+    Error,
+}
+
+/// Prefix of the error message of `bb.fatal(msg)`.
+pub const FATAL: &str = "bb.fatal: ";
 
 /// What an inline expression can ask of the datastore.
 pub trait PyContext {
@@ -74,6 +131,23 @@ pub trait PyContext {
     fn get_var_flag(&self, name: &str, flag: &str, expand: bool) -> Option<String>;
     /// Expand `${...}` references in a string (`d.expand(s)`).
     fn expand(&self, s: &str) -> String;
+    /// Apply a datastore change. The default refuses it: inline `${@...}`
+    /// expressions cannot modify the datastore in bitzel. An `Err` names
+    /// what is unsupported.
+    fn modify(&self, op: DataOp<'_>) -> Result<(), String> {
+        let _ = op;
+        Err("modifying the datastore from inline Python".to_string())
+    }
+    /// `d.getVarFlags(var)`: the variable's flags, unexpanded, or `None`
+    /// when it has none. An `Err` names what is unsupported.
+    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
+        let _ = var;
+        Err("d.getVarFlags in inline Python".to_string())
+    }
+    /// `bb.note(msg)` and friends. The default traces the message.
+    fn log(&self, level: LogLevel, msg: &str) {
+        tracing::debug!(?level, msg, "python message");
+    }
     /// `bb.data.inherits_class(class, d)`: whether the recipe inherits
     /// `class`.
     ///

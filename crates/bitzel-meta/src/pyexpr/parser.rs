@@ -118,6 +118,11 @@ pub(crate) enum NameKind {
     /// CPython (3.11) resolves it in the globals, where the datastore's
     /// `DataContext` is not visible, so it is a `NameError`.
     DataVarInComprehension,
+    /// In a function body (anonymous Python): a name that is neither a
+    /// local, `d`, a module nor a supported builtin. Python looks it up in
+    /// the globals and builtins; bitzel knows neither in full, so reading it
+    /// is a `NameError` only when it is not a Python builtin name.
+    Global,
 }
 
 /// How a call is dispatched, decided by the resolution pass.
@@ -272,6 +277,50 @@ const STATEMENT_KEYWORDS: &[&str] = &[
     "finally", "from", "global", "import", "nonlocal", "pass", "raise", "return", "try", "while",
     "with",
 ];
+
+/// The first entry of the resolution scope of a function body: it marks
+/// function mode (bare names are Python globals, not datastore variables)
+/// and can never match a real name.
+pub(crate) const FN_SCOPE: &str = "\0fn";
+
+/// Parse `toks` as a (possibly bare-tuple) expression list, consuming all of
+/// them, without resolving names (statement bodies resolve with their
+/// function's scope).
+pub(crate) fn parse_unresolved(toks: &[Token]) -> Result<Expr, PyError> {
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
+    if p.at_eof() {
+        return Err(err(p.off(), "SyntaxError: invalid syntax"));
+    }
+    let e = p.testlist(true)?;
+    if !p.at_eof() {
+        return Err(p.unexpected());
+    }
+    Ok(e)
+}
+
+/// Parse `toks` as a `for` loop target (names and tuples of names).
+pub(crate) fn parse_target(toks: &[Token]) -> Result<Target, PyError> {
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
+    let t = p.target_list()?;
+    if !p.at_eof() {
+        return Err(p.unexpected());
+    }
+    Ok(t)
+}
+
+/// Resolve names and calls of a statement's expression against the
+/// function's scope (which starts with [`FN_SCOPE`]).
+pub(crate) fn resolve_in(e: &mut Expr, scope: &mut Vec<String>) {
+    resolve(e, scope);
+}
 
 /// Parse a whole expression (Python's `eval` input).
 pub(crate) fn parse(toks: &[Token]) -> Result<Expr, PyError> {
@@ -1190,6 +1239,8 @@ fn resolve(e: &mut Expr, scope: &mut Vec<String>) {
                 NameKind::BuiltinFunc
             } else if scope.is_empty() {
                 NameKind::DataVar
+            } else if scope[0] == FN_SCOPE {
+                NameKind::Global
             } else {
                 NameKind::DataVarInComprehension
             };

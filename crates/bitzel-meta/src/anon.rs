@@ -1,0 +1,284 @@
+//! Running anonymous Python functions (`python () {}`, `python
+//! __anonymous () {}`) at the end of a recipe's parse, as BitBake's
+//! `bb.parse.ast.finalize` does with `runAnonFuncs` after `expandKeys`.
+//!
+//! Each function runs as a transaction on the recipe's datastore (its
+//! local layer journals the prior entry of every variable written) and is
+//! committed only when it ran to its end: a construct outside the supported subset
+//! discards everything it did and leaves a note naming the construct and
+//! its line.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::data::{DataStore, ExpandError, HistoryEntry};
+use crate::diag::Severity;
+use crate::eval::Eval;
+use crate::pyexpr::{self, DataOp, FuncOutcome, LogLevel, PyContext};
+
+/// The variable holding the reason a recipe was skipped
+/// (`bb.parse.SkipRecipe`); bitzel's own, not BitBake's.
+pub const SKIP_VAR: &str = "__BITZEL_SKIPPED";
+
+const NOT_RUN: &str = "anonymous python function not executed";
+
+/// The datastore as an anonymous function sees it.
+struct AnonCtx<'d> {
+    ds: RefCell<&'d mut DataStore>,
+    file: Arc<Path>,
+    line: u32,
+    logs: RefCell<Vec<(LogLevel, String)>>,
+    expand_error: RefCell<Option<ExpandError>>,
+}
+
+impl AnonCtx<'_> {
+    fn read<T>(&self, f: impl FnOnce(&DataStore) -> T) -> T {
+        f(&self.ds.borrow())
+    }
+
+    fn write(&self, f: impl FnOnce(&mut DataStore)) {
+        f(&mut self.ds.borrow_mut());
+    }
+
+    fn fail(&self, e: ExpandError) {
+        let mut p = self.expand_error.borrow_mut();
+        if p.is_none() {
+            *p = Some(e);
+        }
+    }
+
+    fn hist(&self, op: &'static str, detail: &str) -> Option<HistoryEntry> {
+        Some(HistoryEntry {
+            file: self.file.clone(),
+            line: self.line,
+            op: Cow::Borrowed(op),
+            flag: None,
+            detail: Arc::from(detail),
+        })
+    }
+}
+
+impl PyContext for AnonCtx<'_> {
+    fn get_var(&self, name: &str, expand: bool) -> Option<String> {
+        if expand {
+            match self.read(|d| d.try_get_var(name)) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.fail(e);
+                    None
+                }
+            }
+        } else {
+            self.read(|d| d.get_var_unexpanded(name))
+        }
+    }
+
+    fn get_var_flag(&self, name: &str, flag: &str, expand: bool) -> Option<String> {
+        if expand {
+            match self.read(|d| d.try_get_flag(name, flag)) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.fail(e);
+                    None
+                }
+            }
+        } else {
+            self.read(|d| d.get_flag_unexpanded(name, flag))
+        }
+    }
+
+    fn expand(&self, s: &str) -> String {
+        match self.read(|d| d.expand(s)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(e);
+                s.to_string()
+            }
+        }
+    }
+
+    fn modify(&self, op: DataOp<'_>) -> Result<(), String> {
+        match op {
+            DataOp::SetVar { var, value } => {
+                let h = self.hist("set", value);
+                self.write(|d| d.set_var_final(var, Arc::from(value), h));
+            }
+            DataOp::AppendVar { var, value } | DataOp::PrependVar { var, value } => {
+                let append = matches!(op, DataOp::AppendVar { .. });
+                let cur = self.read(|d| d.get_var_unexpanded(var)).unwrap_or_default();
+                let new = if append {
+                    format!("{cur}{value}")
+                } else {
+                    format!("{value}{cur}")
+                };
+                let h = self.hist(if append { "append" } else { "prepend" }, value);
+                self.write(|d| d.set_var_final(var, Arc::from(new), h));
+            }
+            DataOp::DelVar { var } => {
+                let h = self.hist("del", "");
+                self.write(|d| d.del_var(var, h));
+            }
+            DataOp::SetVarFlag { var, flag, value } => {
+                let h = self.hist("set", value);
+                self.write(|d| d.set_var_flag(var, flag, Arc::from(value), h));
+            }
+            DataOp::AppendVarFlag { var, flag, value }
+            | DataOp::PrependVarFlag { var, flag, value } => {
+                let append = matches!(op, DataOp::AppendVarFlag { .. });
+                let cur = self
+                    .read(|d| d.get_flag_unexpanded(var, flag))
+                    .unwrap_or_default();
+                let new = if append {
+                    format!("{cur}{value}")
+                } else {
+                    format!("{value}{cur}")
+                };
+                let h = self.hist(if append { "append" } else { "prepend" }, value);
+                self.write(|d| d.set_var_flag(var, flag, Arc::from(new), h));
+            }
+            DataOp::DelVarFlag { var, flag } => {
+                let h = self.hist("delFlag", "");
+                self.write(|d| d.del_var_flag(var, flag, h));
+            }
+            DataOp::RenameVar { var, new } => {
+                let h = self.hist("rename", new);
+                self.write(|d| d.rename_var(var, new, h));
+            }
+        }
+        Ok(())
+    }
+
+    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
+        let flags = self.read(|d| d.flags(var));
+        Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
+    }
+
+    fn log(&self, level: LogLevel, msg: &str) {
+        self.logs.borrow_mut().push((level, msg.to_string()));
+    }
+}
+
+impl Eval<'_> {
+    /// BitBake's `runAnonFuncs`: run every function listed in
+    /// `__BBANONFUNCS`, in order. Returns the skip reason when one raised
+    /// `bb.parse.SkipRecipe` (the remaining ones are not run, as in BitBake,
+    /// whose single `exec` stops at the exception); a Python error also
+    /// stops the rest and is a parse error of the recipe.
+    pub(crate) fn run_anon_funcs(&mut self) -> Option<String> {
+        let list = self.ds.content_parsing("__BBANONFUNCS")?;
+        for fname in list.split_whitespace() {
+            let Some(text) = self.ds.content_parsing(fname) else {
+                continue;
+            };
+            let body = text.split_once('\n').map_or("", |(_, b)| b);
+            let file: Arc<Path> = self
+                .ds
+                .flag_raw(fname, "filename", false)
+                .map(|f| Arc::from(Path::new(&*f)))
+                .unwrap_or_else(|| Arc::from(Path::new("<anonymous>")));
+            let lineno: u32 = self
+                .ds
+                .flag_raw(fname, "lineno", false)
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let compiled = pyexpr::compile_cached(body);
+            let func = match &*compiled {
+                Ok(f) => f,
+                Err(ce) => {
+                    self.diag(
+                        Severity::Note,
+                        &file,
+                        lineno + ce.line,
+                        format!("{NOT_RUN}: bitzel cannot read it ({})", ce.message),
+                    );
+                    continue;
+                }
+            };
+            self.ds.begin_transaction();
+            let ctx = AnonCtx {
+                ds: RefCell::new(&mut self.ds),
+                file: file.clone(),
+                line: lineno,
+                logs: RefCell::new(Vec::new()),
+                expand_error: RefCell::new(None),
+            };
+            let result = func.run(&ctx);
+            let AnonCtx {
+                logs, expand_error, ..
+            } = ctx;
+            let unsupported = |this: &mut Self, line: u32, what: &str| {
+                this.diag(
+                    Severity::Note,
+                    &file,
+                    line,
+                    format!(
+                        "{NOT_RUN}: {what} (nothing it did is kept; values it would set are missing)"
+                    ),
+                );
+            };
+            match result {
+                Err((l, e)) if e.is_unsupported() => {
+                    self.ds.rollback();
+                    let what = e.message.trim_start_matches(pyexpr::UNSUPPORTED);
+                    unsupported(
+                        self,
+                        lineno + l,
+                        &format!(
+                            "line {} uses {what}, which bitzel's Python subset does not support",
+                            lineno + l
+                        ),
+                    );
+                    continue;
+                }
+                _ if expand_error.borrow().is_some() => {
+                    self.ds.rollback();
+                    let msg = expand_error
+                        .borrow()
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    unsupported(
+                        self,
+                        lineno,
+                        &format!("a value it read did not expand ({msg})"),
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            for (level, msg) in logs.into_inner() {
+                let sev = match level {
+                    LogLevel::Debug => {
+                        tracing::debug!(file = %file.display(), msg, "bb.debug");
+                        continue;
+                    }
+                    LogLevel::Note | LogLevel::Plain => Severity::Note,
+                    LogLevel::Warn => Severity::Warning,
+                    LogLevel::Error => Severity::Error,
+                };
+                self.diag(sev, &file, lineno, msg);
+            }
+            match result {
+                Ok(outcome) => {
+                    self.ds.commit();
+                    if let FuncOutcome::Skip { reason, .. } = outcome {
+                        return Some(reason);
+                    }
+                }
+                Err((l, e)) => {
+                    // BitBake fails the recipe; keep nothing half-done.
+                    self.ds.rollback();
+                    let msg = match e.message.strip_prefix(pyexpr::FATAL) {
+                        Some(m) => format!("bb.fatal in anonymous python function: {m}"),
+                        None => format!("anonymous python function failed: {}", e.message),
+                    };
+                    self.error(&file, lineno + l, msg);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+}

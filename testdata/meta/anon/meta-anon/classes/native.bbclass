@@ -1,0 +1,4 @@
+CLASSOVERRIDE = "class-native"
+python () {
+    d.setVar('NATIVE_ANON', d.getVar('PN'))
+}
