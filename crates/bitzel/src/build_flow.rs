@@ -306,22 +306,9 @@ fn with_skip_reasons(e: bitzel_graph::GraphError, ws: &Workspace) -> bitzel_grap
     };
     let build = matches!(missing.namespace, bitzel_graph::Namespace::Build);
     let var = if build { "PROVIDES" } else { "RPROVIDES" };
-    let skipped: Vec<String> = ws
-        .skipped
-        .iter()
-        .filter(|r| {
-            (build && r.pn == missing.name)
-                || r.data
-                    .get_var(var)
-                    .is_some_and(|p| p.split_whitespace().any(|w| w == missing.name))
-        })
-        .map(|r| {
-            format!(
-                "but {} was skipped: {}",
-                r.virtual_name(),
-                r.skipped().unwrap_or_default()
-            )
-        })
+    let skipped: Vec<String> = crate::project::skip_reasons(ws, &missing.name, var)
+        .into_iter()
+        .map(|s| format!("but {s}"))
         .collect();
     if !skipped.is_empty() && missing.reason.is_none() {
         missing.reason = Some(skipped.join("; "));

@@ -166,3 +166,26 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
     }
     Ok(ws)
 }
+
+/// The recipes an anonymous function skipped that would have provided `name`
+/// (through `PN` or the provides variable `var`: `PROVIDES` or `RPROVIDES`),
+/// each as `<recipe> was skipped: <reason>`, for BitBake's
+/// "Nothing PROVIDES 'x' (but <recipe> was skipped: <reason>)".
+pub fn skip_reasons(ws: &bitzel_meta::Workspace, name: &str, var: &str) -> Vec<String> {
+    ws.skipped
+        .iter()
+        .filter(|r| {
+            (var == "PROVIDES" && r.pn == name)
+                || r.data
+                    .get_var(var)
+                    .is_some_and(|p| p.split_whitespace().any(|w| w == name))
+        })
+        .map(|r| {
+            format!(
+                "{} was skipped: {}",
+                r.virtual_name(),
+                r.skipped().unwrap_or_default()
+            )
+        })
+        .collect()
+}

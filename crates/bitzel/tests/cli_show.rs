@@ -1,5 +1,7 @@
 //! `bitzel show` through the built binary, on the fixture layers of
-//! `testdata/meta/basic` (project `testdata/meta/show/machine.yml`).
+//! `testdata/meta/basic` (project `testdata/meta/show/machine.yml`); and what
+//! `show` and `build` say of a recipe an anonymous function skipped
+//! (`testdata/meta/show/anon.yml`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,11 +25,16 @@ fn show(args: &[&str]) -> (i32, String, String) {
 
 /// `show` with the project `testdata/meta/show/<project>`.
 fn show_in(project: &str, args: &[&str]) -> (i32, String, String) {
+    run_in("show", project, args)
+}
+
+/// `bitzel <verb> <project> --build-dir <tmp> <args>`.
+fn run_in(verb: &str, project: &str, args: &[&str]) -> (i32, String, String) {
     let root = repo_root();
     let build = tempfile::tempdir().unwrap();
     let config = root.join("testdata/meta/show").join(project);
     let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
-        .args(["--color", "never", "show"])
+        .args(["--color", "never", verb])
         .arg(&config)
         .arg("--build-dir")
         .arg(build.path())
@@ -172,4 +179,16 @@ fn skipped_recipes() {
     "#]].assert_eq(&format!(
         "exit {code}\n{stdout}{stderr}exit {code2}\n{stdout2}{stderr2}"
     ));
+}
+
+#[test]
+fn build_names_the_skipped_provider() {
+    let (code, _stdout, stderr) = run_in("build", "anon.yml", &["virtual/lonely", "--dry-run"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "nothing PROVIDES 'virtual/lonely' (but <REPO>/testdata/meta/anon/meta-anon/recipes-test/lonely/lonely_1.0.bb was skipped: incompatible with lonely)"
+        ),
+        "{stderr}"
+    );
 }

@@ -48,23 +48,7 @@ fn pick<'a>(ws: &'a Workspace, name: &str) -> anyhow::Result<&'a Recipe> {
         return Ok(r);
     }
     // BitBake: "Nothing PROVIDES 'x' (but <file> was skipped: <reason>)".
-    let skipped: Vec<String> = ws
-        .skipped
-        .iter()
-        .filter(|r| {
-            r.pn == name
-                || r.data
-                    .get_var("PROVIDES")
-                    .is_some_and(|p| p.split_whitespace().any(|w| w == name))
-        })
-        .map(|r| {
-            format!(
-                "{} was skipped: {}",
-                r.virtual_name(),
-                r.skipped().unwrap_or_default()
-            )
-        })
-        .collect();
+    let skipped = crate::project::skip_reasons(ws, name, "PROVIDES");
     if !skipped.is_empty() {
         bail!("Nothing PROVIDES '{name}' ({})", skipped.join("; "));
     }
