@@ -29,6 +29,6 @@ pub use error::{Error, Result};
 pub use explain::{diff, Difference, LineChange};
 pub use fsutil::MATERIALIZED_MTIME;
 pub use hosttools::hosttools_file_digest;
-pub use maintenance::{parse_size, CacheStats, GcOptions, GcReport, VerifyReport};
+pub use maintenance::{human_bytes, parse_size, CacheStats, GcOptions, GcReport, VerifyReport};
 pub use store::{Durability, LocalStore, ReadOnly, Stacked, Storage};
 pub use tree::{CaptureStats, EntryKind, Tree, TreeEntry};

@@ -47,6 +47,22 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((v * mult as f64) as u64)
 }
 
+/// A byte count for people: `512 B`, `1.5 KiB`, `512.0 MiB` (powers of 1024,
+/// the inverse of [`parse_size`]).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    match UNITS.get(u) {
+        Some(unit) if u > 0 => format!("{v:.1} {unit}"),
+        _ => format!("{bytes} B"),
+    }
+}
+
 fn dir_bytes(p: &Path) -> u64 {
     walkdir::WalkDir::new(p)
         .follow_links(false)

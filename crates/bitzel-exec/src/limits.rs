@@ -50,38 +50,16 @@ const CPU: Knob = Knob {
     size: false,
 };
 
-/// Parse a size (`512M`, `4G`, `4GiB`, `1048576`); `None` for empty or `max`.
+/// Parse a size (`512M`, `4G`, `4GiB`, `1.5G`, `1048576`: the cache's
+/// [`bitzel_cache::parse_size`]); `None` for empty or `max`.
 pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
     let t = s.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("max") {
         return Ok(None);
     }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size: give bytes or a number with K, M, G or T"))?;
-    let shift = match unit
-        .trim()
-        .trim_end_matches("iB")
-        .trim_end_matches('B')
-        .to_ascii_uppercase()
-        .as_str()
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => {
-            return Err(format!(
-                "`{s}` is not a size: the unit must be K, M, G or T (powers of 1024)"
-            ))
-        }
-    };
-    n.checked_mul(1u64 << shift)
+    bitzel_cache::parse_size(t)
         .map(Some)
-        .ok_or_else(|| format!("`{s}` is too large"))
+        .map_err(|e| e.to_string())
 }
 
 /// Parse a count (`4096`); `None` for empty or `max`.
@@ -123,21 +101,6 @@ pub fn task_limits(d: &dyn TaskData, task: &str) -> Result<Limits, String> {
     })
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{v:.1} {}", UNITS.get(i).copied().unwrap_or("bytes"))
-    }
-}
-
 /// How a failed run ended, in words, with what its limits had to do with it.
 pub fn describe_failure(status: ExitStatus, r: &ResourceUsage, task: &str) -> String {
     let mut s = match status {
@@ -147,10 +110,13 @@ pub fn describe_failure(status: ExitStatus, r: &ResourceUsage, task: &str) -> St
         ExitStatus::OomKilled => {
             let mut m = "was killed by the OOM killer".to_string();
             if let Some(max) = r.memory_max {
-                m.push_str(&format!(" at its memory limit of {}", human(max)));
+                m.push_str(&format!(
+                    " at its memory limit of {}",
+                    bitzel_cache::human_bytes(max)
+                ));
             }
             if let Some(peak) = r.memory_peak {
-                m.push_str(&format!(" (peak {})", human(peak)));
+                m.push_str(&format!(" (peak {})", bitzel_cache::human_bytes(peak)));
             }
             m.push_str(&format!(
                 "; raise {}[{}] or {}",
@@ -216,11 +182,11 @@ mod tests {
         assert_eq!(parse_size("1 TB"), Ok(Some(1 << 40)));
         assert_eq!(parse_size(""), Ok(None));
         assert_eq!(parse_size("max"), Ok(None));
-        assert!(parse_size("12Q").unwrap_err().contains("unit must be"));
-        assert!(parse_size("lots").unwrap_err().contains("not a size"));
-        assert!(parse_size("99999999999T")
+        assert_eq!(parse_size("1.5G"), Ok(Some(3 << 29)));
+        assert!(parse_size("12Q")
             .unwrap_err()
-            .contains("too large"));
+            .contains("invalid size \"12Q\""));
+        assert!(parse_size("lots").unwrap_err().contains("e.g. 500M or 10G"));
     }
 
     #[test]

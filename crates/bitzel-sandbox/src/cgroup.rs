@@ -297,17 +297,18 @@ fn hierarchy() -> Result<Hierarchy, String> {
 }
 
 /// The process-wide delegation, set up on first use.
+/// Set up on first use; `DELEGATION.get()` tells whether that happened (so `describe` never
+/// adopts).
+static DELEGATION: OnceLock<Result<Delegation, String>> = OnceLock::new();
+
 fn delegation() -> &'static Result<Delegation, String> {
-    static D: OnceLock<Result<Delegation, String>> = OnceLock::new();
-    let d = D.get_or_init(|| hierarchy().and_then(|h| plan(&h)).and_then(establish_first));
-    ESTABLISHED.store(true, Ordering::Release);
-    d
+    DELEGATION.get_or_init(|| hierarchy().and_then(|h| plan(&h)).and_then(establish_first))
 }
 
 /// One line for `bitzel doctor`: whether memory/pids limits can be enforced, where, and if
 /// not, why. Has no side effects (an adoption is only described).
 pub fn describe() -> String {
-    if let Some(d) = delegation_if_set() {
+    if let Some(d) = DELEGATION.get() {
         return match d {
             Ok(d) => format!(
                 "cgroup v2 limits ({}) enforced under {}",
@@ -338,14 +339,6 @@ pub fn describe() -> String {
         .collect();
     said.join(", else ")
 }
-
-/// The delegation, only if it was already set up (so that `describe` never adopts).
-fn delegation_if_set() -> Option<&'static Result<Delegation, String>> {
-    ESTABLISHED.load(Ordering::Acquire).then(delegation)
-}
-
-/// Set once [`delegation`] has run.
-static ESTABLISHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn warn_once(key: &'static str, msg: String) {
     static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());

@@ -141,21 +141,6 @@ impl CacheSummary {
     }
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 impl std::fmt::Display for CacheSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -168,8 +153,8 @@ impl std::fmt::Display for CacheSummary {
                 f,
                 "; remote: {} uploads, {} up, {} down",
                 self.uploads,
-                human(self.bytes_uploaded),
-                human(self.bytes_downloaded)
+                crate::human_bytes(self.bytes_uploaded),
+                crate::human_bytes(self.bytes_downloaded)
             )?;
             if self.remote_unavailable {
                 f.write_str(" (remote unavailable: continued with the local cache only)")?;

@@ -412,22 +412,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 Ok(())
             }
             Target::Tuple(targets) => {
-                let items = iterate(v, off)?;
-                if items.len() != targets.len() {
-                    return Err(rt(
-                        off,
-                        "ValueError",
-                        if items.len() > targets.len() {
-                            format!("too many values to unpack (expected {})", targets.len())
-                        } else {
-                            format!(
-                                "not enough values to unpack (expected {}, got {})",
-                                targets.len(),
-                                items.len()
-                            )
-                        },
-                    ));
-                }
+                let items = unpack(v, targets.len(), off)?;
                 for (t, v) in targets.iter().zip(items) {
                     self.bind_target(t, v, off)?;
                 }
@@ -529,22 +514,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 }
             }
             Target::Tuple(targets) => {
-                let items = iterate(v, off)?;
-                if items.len() != targets.len() {
-                    return Err(rt(
-                        off,
-                        "ValueError",
-                        if items.len() > targets.len() {
-                            format!("too many values to unpack (expected {})", targets.len())
-                        } else {
-                            format!(
-                                "not enough values to unpack (expected {}, got {})",
-                                targets.len(),
-                                items.len()
-                            )
-                        },
-                    ));
-                }
+                let items = unpack(v, targets.len(), off)?;
                 for (t, v) in targets.iter().zip(items) {
                     self.assign_target(t, v, off)?;
                 }
@@ -908,6 +878,27 @@ pub(crate) fn too_large(off: usize) -> PyError {
         message: format!("MemoryError: result larger than {MAX_LEN} items"),
         offset: off,
     }
+}
+
+/// `v` as exactly `n` items for tuple unpacking (`a, b = v`, `for k, v in ...`),
+/// or Python's `ValueError`.
+fn unpack(v: Value<'_>, n: usize, off: usize) -> Result<Vec<Value<'_>>, PyError> {
+    let items = iterate(v, off)?;
+    if items.len() == n {
+        return Ok(items);
+    }
+    Err(rt(
+        off,
+        "ValueError",
+        if items.len() > n {
+            format!("too many values to unpack (expected {n})")
+        } else {
+            format!(
+                "not enough values to unpack (expected {n}, got {})",
+                items.len()
+            )
+        },
+    ))
 }
 
 /// Iterate a value as Python's `for` does.
