@@ -24,18 +24,8 @@ use bitzel_cache::{Action, ActionResult, Cache, Digest};
 use remote_common::{as_refs, make_result, stacked, Nginx};
 
 fn blobs(n: usize, size: usize, seed: u64) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64 + 1);
-            (0..size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        })
+    (0..n as u64)
+        .map(|i| remote_common::pseudo_random(size as u64, seed ^ (i + 1)))
         .collect()
 }
 

@@ -8,7 +8,7 @@
 mod remote_common;
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -240,40 +240,15 @@ fn server_that_never_answers_times_out_and_degrades() {
 
 /// A server answering 503 to the first `fail` requests, then 404.
 fn flaky_server(fail: usize) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(AtomicUsize::new(0));
-    let s2 = seen.clone();
-    std::thread::spawn(move || {
-        for c in listener.incoming().flatten() {
-            let seen = s2.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut w = c;
-                loop {
-                    let mut line = String::new();
-                    // Read one request head.
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let n = seen.fetch_add(1, Ordering::SeqCst);
-                    let status = if n < fail {
-                        "503 Service Unavailable"
-                    } else {
-                        "404 Not Found"
-                    };
-                    let _ = write!(w, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
-                }
-            });
-        }
-    });
-    (url, seen)
+    remote_common::scripted_server(move |n, w| {
+        let status = if n < fail {
+            "503 Service Unavailable"
+        } else {
+            "404 Not Found"
+        };
+        let _ = write!(w, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        true
+    })
 }
 
 #[test]

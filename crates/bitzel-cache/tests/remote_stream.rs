@@ -5,8 +5,7 @@
 
 mod remote_common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,20 +14,7 @@ use std::sync::Arc;
 use bitzel_cache::remote::store::STREAM_UPLOAD_BYTES;
 use bitzel_cache::remote::{DigestFunction, HttpStore, RemoteCache, RemoteError};
 use bitzel_cache::{Digest, Lookup, Storage};
-use remote_common::{make_result, stacked, test_config, Nginx};
-
-/// `len` pseudo-random bytes (xorshift), different per `seed`.
-fn big(len: u64, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use remote_common::{make_result, pseudo_random, stacked, test_config, Nginx};
 
 /// Names in `dir` (sorted).
 fn names(dir: &Path) -> Vec<String> {
@@ -44,7 +30,7 @@ fn large_round_trip(f: DigestFunction) {
     let nginx = Nginx::start();
     let mut config = test_config(&nginx.url);
     config.digest_function = f;
-    let content = big(3 * STREAM_UPLOAD_BYTES + 17, 1);
+    let content = pseudo_random(3 * STREAM_UPLOAD_BYTES + 17, 1);
     let d = Digest::of_bytes(&content);
 
     let dir_a = tempfile::tempdir().unwrap();
@@ -95,7 +81,7 @@ fn large_blob_round_trips_streamed_sha256() {
 #[test]
 fn fetch_blob_streams_into_dest_and_leaves_nothing_else() {
     let nginx = Nginx::start();
-    let content = big(2 * STREAM_UPLOAD_BYTES, 2);
+    let content = pseudo_random(2 * STREAM_UPLOAD_BYTES, 2);
     let d = Digest::of_bytes(&content);
     std::fs::create_dir_all(nginx.root().join("cas")).unwrap();
     std::fs::write(nginx.root().join("cas").join(d.to_hex()), &content).unwrap();
@@ -114,7 +100,7 @@ fn fetch_blob_streams_into_dest_and_leaves_nothing_else() {
 #[test]
 fn corrupt_streamed_download_leaves_nothing_and_is_counted() {
     let nginx = Nginx::start();
-    let content = big(2 * STREAM_UPLOAD_BYTES, 3);
+    let content = pseudo_random(2 * STREAM_UPLOAD_BYTES, 3);
     let d = Digest::of_bytes(&content);
     let mut served = content.clone();
     served[STREAM_UPLOAD_BYTES as usize] ^= 0x40;
@@ -144,51 +130,26 @@ fn corrupt_streamed_download_leaves_nothing_and_is_counted() {
 /// A server whose first `GET` sends half the body (with the full
 /// `Content-Length`) and then drops the connection; later ones are whole.
 fn interrupting_server(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let gets = Arc::new(AtomicUsize::new(0));
-    let g2 = gets.clone();
-    let body = Arc::new(body);
-    std::thread::spawn(move || {
-        for c in listener.incoming().flatten() {
-            let (gets, body) = (g2.clone(), body.clone());
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut w = c;
-                loop {
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let n = gets.fetch_add(1, Ordering::SeqCst);
-                    let _ = write!(
-                        w,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    if n == 0 {
-                        let _ = w.write_all(&body[..body.len() / 2]);
-                        let _ = w.flush();
-                        let _ = w.shutdown(std::net::Shutdown::Both);
-                        return;
-                    }
-                    let _ = w.write_all(&body);
-                }
-            });
+    remote_common::scripted_server(move |n, w| {
+        let _ = write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if n == 0 {
+            let _ = w.write_all(&body[..body.len() / 2]);
+            let _ = w.flush();
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            return false;
         }
-    });
-    (url, gets)
+        let _ = w.write_all(&body);
+        true
+    })
 }
 
 #[test]
 fn interrupted_download_is_retried_without_appended_garbage() {
-    let content = big(2 * STREAM_UPLOAD_BYTES + 5, 4);
+    let content = pseudo_random(2 * STREAM_UPLOAD_BYTES + 5, 4);
     let d = Digest::of_bytes(&content);
     let (url, gets) = interrupting_server(content.clone());
     let store = HttpStore::new(test_config(&url), None, None).unwrap();
@@ -216,7 +177,7 @@ fn corrupt_cas_file(path: &Path) {
 #[test]
 fn local_blob_corrupted_after_queueing_is_not_uploaded_and_no_entry_is_written() {
     let nginx = Nginx::start();
-    let content = big(2 * STREAM_UPLOAD_BYTES, 5);
+    let content = pseudo_random(2 * STREAM_UPLOAD_BYTES, 5);
     let d = Digest::of_bytes(&content);
     let dir = tempfile::tempdir().unwrap();
     let (cache, remote) = stacked(dir.path(), test_config(&nginx.url));
@@ -256,7 +217,7 @@ fn local_blob_corrupted_after_queueing_is_not_uploaded_and_no_entry_is_written()
 #[test]
 fn put_file_refuses_a_corrupt_file_with_both_digest_functions() {
     let nginx = Nginx::start();
-    let content = big(STREAM_UPLOAD_BYTES + 3, 6);
+    let content = pseudo_random(STREAM_UPLOAD_BYTES + 3, 6);
     let d = Digest::of_bytes(&content);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blob");

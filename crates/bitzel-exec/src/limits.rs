@@ -143,34 +143,7 @@ pub fn describe_failure(status: ExitStatus, r: &ResourceUsage, task: &str) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    #[derive(Default)]
-    struct Data {
-        vars: BTreeMap<String, String>,
-        flags: BTreeMap<(String, String), String>,
-    }
-
-    impl TaskData for Data {
-        fn var(&self, name: &str) -> Option<String> {
-            self.vars.get(name).cloned()
-        }
-        fn flag(&self, var: &str, flag: &str) -> Option<String> {
-            self.flags.get(&(var.into(), flag.into())).cloned()
-        }
-        fn is_func(&self, _: &str) -> bool {
-            false
-        }
-        fn is_python(&self, _: &str) -> bool {
-            false
-        }
-        fn is_exported(&self, _: &str) -> bool {
-            false
-        }
-        fn names(&self) -> Vec<String> {
-            self.vars.keys().cloned().collect()
-        }
-    }
+    use crate::script::tests::Fake;
 
     #[test]
     fn sizes() {
@@ -191,25 +164,23 @@ mod tests {
 
     #[test]
     fn flag_beats_variable_and_errors_name_the_source() {
-        let mut d = Data::default();
-        d.vars.insert("BITZEL_TASK_MEMORY_MAX".into(), "2G".into());
-        d.vars.insert("BITZEL_TASK_PIDS_MAX".into(), "512".into());
-        d.flags
-            .insert(("do_compile".into(), "memory-max".into()), "6G".into());
+        let d = Fake::default()
+            .var("BITZEL_TASK_MEMORY_MAX", "2G")
+            .var("BITZEL_TASK_PIDS_MAX", "512")
+            .flag("do_compile", "memory-max", "6G");
         let l = task_limits(&d, "do_compile").unwrap();
         assert_eq!(l.memory_bytes, Some(6 << 30));
         assert_eq!(l.pids, Some(512));
         assert_eq!(l.nofile, None);
         let l = task_limits(&d, "do_install").unwrap();
         assert_eq!(l.memory_bytes, Some(2 << 30));
-        d.flags
-            .insert(("do_install".into(), "nofile".into()), "many".into());
+        let d = d.flag("do_install", "nofile", "many");
         let e = task_limits(&d, "do_install").unwrap_err();
         assert_eq!(
             e,
             "do_install[nofile] = \"many\": `many` is not a whole number"
         );
-        d.vars.insert("BITZEL_TASK_CPU_SECONDS".into(), "1h".into());
+        let d = d.var("BITZEL_TASK_CPU_SECONDS", "1h");
         let e = task_limits(&d, "do_compile").unwrap_err();
         assert!(e.starts_with("BITZEL_TASK_CPU_SECONDS = \"1h\""), "{e}");
     }

@@ -3,8 +3,11 @@
 //! helpers to make action results.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bitzel_cache::remote::{HttpStore, RemoteConfig};
@@ -281,4 +284,56 @@ impl MiniDav {
     pub fn requests(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// `len` pseudo-random bytes (xorshift), different per `seed`.
+pub fn pseudo_random(len: u64, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A misbehaving HTTP server on loopback: for every request head it reads
+/// (the `n`th across all connections, from 0) it calls `respond(n, stream)`,
+/// which writes the answer and returns `false` to drop the connection.
+/// Returns the base URL and the request count.
+pub fn scripted_server(
+    respond: impl Fn(usize, &mut TcpStream) -> bool + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (s2, respond) = (seen.clone(), Arc::new(respond));
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            let (seen, respond) = (s2.clone(), respond.clone());
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut w = c;
+                let mut line = String::new();
+                loop {
+                    // Read one request head.
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if !respond(seen.fetch_add(1, Ordering::SeqCst), &mut w) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
 }

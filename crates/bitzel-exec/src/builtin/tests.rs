@@ -634,8 +634,19 @@ fn a_bad_file_in_dl_dir_is_moved_aside_without_network() {
     );
 }
 
-#[test]
-fn a_bad_file_in_dl_dir_is_moved_aside_and_fetched_again() {
+/// A DL_DIR holding a bad `pkg-1.0.tar.gz` (`bad` is where it gets moved
+/// aside to), and settings with BB_NO_NETWORK and a `file://` PREMIRROR that
+/// holds the good one.
+struct BadFileAndMirror {
+    _t: tempfile::TempDir,
+    dl: PathBuf,
+    dest: PathBuf,
+    bad: PathBuf,
+    entries: Vec<SrcEntry>,
+    settings: FetchSettings,
+}
+
+fn bad_file_and_mirror() -> BadFileAndMirror {
     let t = tempfile::tempdir().unwrap();
     let dl = t.path().join("dl");
     let mirror = t.path().join("premirror");
@@ -659,6 +670,26 @@ fn a_bad_file_in_dl_dir_is_moved_aside_and_fetched_again() {
         &format!("https://.*/.* file://{}/", mirror.display()),
     )
     .unwrap();
+    BadFileAndMirror {
+        _t: t,
+        dl,
+        dest,
+        bad,
+        entries,
+        settings: s,
+    }
+}
+
+#[test]
+fn a_bad_file_in_dl_dir_is_moved_aside_and_fetched_again() {
+    let BadFileAndMirror {
+        _t,
+        dl,
+        dest,
+        bad,
+        entries,
+        settings: s,
+    } = bad_file_and_mirror();
     let got = fetch(&entries, &s).unwrap();
     assert!(got[0].downloaded);
     assert_eq!(got[0].local_path, dest);
@@ -1216,25 +1247,14 @@ fn patches_apply_in_order_and_a_failing_hunk_names_patch_and_file() {
 
 #[test]
 fn download_lock_serialises_fetches() {
-    let t = tempfile::tempdir().unwrap();
-    let dl = t.path().join("dl");
-    let mirror = t.path().join("premirror");
-    std::fs::create_dir_all(&dl).unwrap();
-    std::fs::create_dir_all(&mirror).unwrap();
-    std::fs::write(mirror.join("pkg-1.0.tar.gz"), TARBALL).unwrap();
-    let dest = dl.join("pkg-1.0.tar.gz");
-    std::fs::write(&dest, b"half a download").unwrap();
-    let entries = with_sha(
-        "https://example.invalid/pkg-1.0.tar.gz",
-        &sha256_hex(TARBALL),
-    );
-    let mut s = settings(&dl);
-    s.no_network = true;
-    s.premirrors = parse_mirrors(
-        "PREMIRRORS",
-        &format!("https://.*/.* file://{}/", mirror.display()),
-    )
-    .unwrap();
+    let BadFileAndMirror {
+        _t,
+        dl,
+        dest,
+        bad: _,
+        entries,
+        settings: s,
+    } = bad_file_and_mirror();
 
     // Another process holds the lock: the fetch waits for it.
     let lock_path = dl.join("pkg-1.0.tar.gz.lock");
