@@ -231,44 +231,37 @@ impl<'a> TaskData<'a> {
         Ok(())
     }
 
+    /// Whether `name` already has providers or already failed in `ns`.
+    fn settled(&self, name: &str, ns: Namespace) -> bool {
+        match ns {
+            Namespace::Build => {
+                self.build_targets.contains_key(name) || self.failed_build.contains_key(name)
+            }
+            Namespace::Runtime => {
+                self.run_targets.contains_key(name) || self.failed_run.contains_key(name)
+            }
+        }
+    }
+
     /// Resolve every seen-but-unresolved name until nothing new appears.
     fn add_unresolved(&mut self) {
         loop {
             let mut added = 0usize;
-            let pending: Vec<String> = self
-                .seen_build
-                .iter()
-                .filter(|n| {
-                    !self.build_targets.contains_key(*n)
-                        && !self.failed_build.contains_key(*n)
-                        && !self.prefs.is_assumed(n)
-                })
-                .cloned()
-                .collect();
-            for name in pending {
-                if self.build_targets.contains_key(&name) || self.failed_build.contains_key(&name) {
-                    continue;
-                }
-                if self.resolve(&name, Namespace::Build) {
-                    added += 1;
-                }
-            }
-            let pending: Vec<String> = self
-                .seen_run
-                .iter()
-                .filter(|n| {
-                    !self.run_targets.contains_key(*n)
-                        && !self.failed_run.contains_key(*n)
-                        && !self.prefs.is_assumed(n)
-                })
-                .cloned()
-                .collect();
-            for name in pending {
-                if self.run_targets.contains_key(&name) || self.failed_run.contains_key(&name) {
-                    continue;
-                }
-                if self.resolve(&name, Namespace::Runtime) {
-                    added += 1;
+            for ns in [Namespace::Build, Namespace::Runtime] {
+                let seen = match ns {
+                    Namespace::Build => &self.seen_build,
+                    Namespace::Runtime => &self.seen_run,
+                };
+                let pending: Vec<String> = seen
+                    .iter()
+                    .filter(|n| !self.settled(n, ns) && !self.prefs.is_assumed(n))
+                    .cloned()
+                    .collect();
+                for name in pending {
+                    // An earlier resolution in this pass may have settled it.
+                    if !self.settled(&name, ns) && self.resolve(&name, ns) {
+                        added += 1;
+                    }
                 }
             }
             if added == 0 {
