@@ -129,9 +129,7 @@ pub fn describe_failure(status: ExitStatus, r: &ResourceUsage, task: &str) -> St
         s.push_str(&format!(
             "; {} fork(s) were refused at its process limit{} (raise {}[{}] or {})",
             r.pids_max_hits,
-            r.pids_max
-                .map(|p| format!(" of {}", p.saturating_sub(bitzel_sandbox::PIDS_OVERHEAD)))
-                .unwrap_or_default(),
+            r.pids_max.map(|p| format!(" of {p}")).unwrap_or_default(),
             task,
             PIDS.flag,
             PIDS.var
@@ -198,7 +196,7 @@ mod tests {
             "was killed by the OOM killer at its memory limit of 512.0 MiB (peak 512.0 MiB); raise do_compile[memory-max] or BITZEL_TASK_MEMORY_MAX"
         );
         let r = ResourceUsage {
-            pids_max: Some(64 + bitzel_sandbox::PIDS_OVERHEAD),
+            pids_max: Some(64),
             pids_max_hits: 3,
             ..ResourceUsage::default()
         };

@@ -240,7 +240,7 @@ impl BwrapBackend {
         crate::validate(spec)?;
         let start = Instant::now();
         let (args, overlays) = plan_args(spec, interactive)?;
-        let cg = TaskCgroup::for_limits(&spec.limits)?;
+        let cg = TaskCgroup::for_limits(&spec.limits, cgroup::PIDS_OVERHEAD)?;
         let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let helper = self.cfg.helper_path()?;
         let helper_file = std::fs::File::open(&helper)

@@ -37,8 +37,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::SandboxError;
 use crate::spec::{ExitStatus, Limits, Outcome};
 
-/// Processes of the sandbox itself counted by `pids.max` besides the task's own (the helper
-/// or `bwrap`, and the sandbox's PID 1), added to the requested limit.
+/// Processes of a namespaced sandbox itself counted by `pids.max` besides the task's own (the
+/// helper or `bwrap`, and the sandbox's PID 1), added to the requested limit by the native
+/// and bubblewrap backends (the `none` backend adds nothing: the task is the cgroup's first
+/// process).
 pub const PIDS_OVERHEAD: u64 = 2;
 
 /// What a run's cgroup observed. All zero / `None` when the run had no cgroup.
@@ -46,7 +48,8 @@ pub const PIDS_OVERHEAD: u64 = 2;
 pub struct ResourceUsage {
     /// The `memory.max` that applied, if any.
     pub memory_max: Option<u64>,
-    /// The `pids.max` that applied (including [`PIDS_OVERHEAD`]), if any.
+    /// The task's process limit that applied, if any (the cgroup's `pids.max` also counts the
+    /// sandbox's own processes: [`PIDS_OVERHEAD`]).
     pub pids_max: Option<u64>,
     /// Peak memory use of the run (`memory.peak`, Linux >= 5.19).
     pub memory_peak: Option<u64>,
@@ -375,8 +378,12 @@ fn write_file(dir: &Path, file: &str, value: &str) -> Result<(), SandboxError> {
 
 impl TaskCgroup {
     /// A cgroup enforcing `limits`' memory and pids parts, or `None` when the limits ask for
-    /// neither or the host cannot enforce them (warned once per process).
-    pub(crate) fn for_limits(limits: &Limits) -> Result<Option<TaskCgroup>, SandboxError> {
+    /// neither or the host cannot enforce them (warned once per process). `pids_overhead`: the
+    /// backend's own processes in the cgroup ([`PIDS_OVERHEAD`] or 0).
+    pub(crate) fn for_limits(
+        limits: &Limits,
+        pids_overhead: u64,
+    ) -> Result<Option<TaskCgroup>, SandboxError> {
         if limits.memory_bytes.is_none() && limits.pids.is_none() {
             return Ok(None);
         }
@@ -391,10 +398,7 @@ impl TaskCgroup {
             }
         };
         let memory_max = limits.memory_bytes.filter(|_| d.controllers.memory);
-        let pids_max = limits
-            .pids
-            .filter(|_| d.controllers.pids)
-            .map(|p| p.saturating_add(PIDS_OVERHEAD));
+        let pids_max = limits.pids.filter(|_| d.controllers.pids);
         if limits.memory_bytes.is_some() && memory_max.is_none() {
             warn_once(
                 "memory",
@@ -460,7 +464,11 @@ impl TaskCgroup {
             let _ = std::fs::write(cg.dir.join("memory.oom.group"), "1");
         }
         if let Some(p) = pids_max {
-            write_file(&cg.dir, "pids.max", &p.to_string())?;
+            write_file(
+                &cg.dir,
+                "pids.max",
+                &p.saturating_add(pids_overhead).to_string(),
+            )?;
         }
         Ok(Some(cg))
     }

@@ -72,7 +72,7 @@ impl NativeBackend {
         crate::validate(spec)?;
         let start = Instant::now();
         let helper = self.cfg.helper_path()?;
-        let cg = TaskCgroup::for_limits(&spec.limits)?;
+        let cg = TaskCgroup::for_limits(&spec.limits, cgroup::PIDS_OVERHEAD)?;
         let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let req = HelperRequest {
             spec: spec.clone(),

@@ -59,7 +59,7 @@ impl NoneBackend {
         if !interactive {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
-        let cg = TaskCgroup::for_limits(&spec.limits)?;
+        let cg = TaskCgroup::for_limits(&spec.limits, 0)?;
         let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let l = &spec.limits;
         let rlimits = [

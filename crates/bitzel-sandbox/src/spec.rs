@@ -138,8 +138,8 @@ pub struct Limits {
     /// otherwise warned once). An overrun kills the whole run: [`ExitStatus::OomKilled`].
     pub memory_bytes: Option<u64>,
     /// cgroup v2 `pids.max`: processes and threads the task may have at once, not counting the
-    /// sandbox's own ([`crate::PIDS_OVERHEAD`]); only where cgroup v2 is delegated, otherwise
-    /// warned once.
+    /// sandbox's own (the backend adds [`crate::PIDS_OVERHEAD`] where it has any); only where
+    /// cgroup v2 is delegated, otherwise warned once.
     pub pids: Option<u64>,
 }
 

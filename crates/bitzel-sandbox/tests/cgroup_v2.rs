@@ -101,11 +101,7 @@ fn limits_are_enforced_exactly_when_described() {
     } else {
         assert!(note.contains("enforced under"), "{note}");
         assert_eq!(r.outcome.resources.memory_max, Some(512 * MIB), "{note}");
-        assert_eq!(
-            r.outcome.resources.pids_max,
-            Some(64 + PIDS_OVERHEAD),
-            "{note}"
-        );
+        assert_eq!(r.outcome.resources.pids_max, Some(64), "{note}");
     }
     // Without limits there is no cgroup and nothing to report.
     let r = run("native", "true", Limits::default());
@@ -232,7 +228,7 @@ fn pids_limit_refuses_forks_and_says_so(kind: &str) {
         pids(8),
     );
     let res = r.outcome.resources;
-    assert_eq!(res.pids_max, Some(8 + PIDS_OVERHEAD));
+    assert_eq!(res.pids_max, Some(8));
     assert!(
         res.pids_max_hits > 0,
         "{kind}: no refused fork recorded: {:?}\n{}",
