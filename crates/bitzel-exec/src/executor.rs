@@ -28,7 +28,30 @@ use crate::builtin::{
     fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
     Fetched, PatchSettings, SrcUri, UnpackSettings,
 };
+use crate::file_checksums::{task_files, TaskFiles};
 use crate::script::{exported_env, task_script, TaskData};
+
+/// The task flags bitzel-exec reads that change what a task runs or what is
+/// captured of it. Each one present on a task is in its key as the variable
+/// `do_X[flag]` (so `explain` names it). `[dirs]`, `[cleandirs]`,
+/// `[prefuncs]` and `[postfuncs]` also shape the script, `[builtin]` chooses
+/// it, `[network]` is also the `network` policy; `[sysroot-layer]` and
+/// `[deploy-dir]` choose the extra outputs stored with the result.
+///
+/// Deliberately not here: `[file-checksums]` (its value holds host paths; the
+/// files' names and digests are inputs instead, see [`crate::file_checksums`])
+/// and the limits flags of [`crate::limits`] (they decide whether a run
+/// finishes, not what it produces; failures are never cached).
+pub const KEYED_TASK_FLAGS: &[&str] = &[
+    "builtin",
+    "cleandirs",
+    "deploy-dir",
+    "dirs",
+    "network",
+    "postfuncs",
+    "prefuncs",
+    "sysroot-layer",
+];
 
 /// The fixed sandbox paths (see ARCHITECTURE.md).
 pub mod paths {
@@ -153,8 +176,8 @@ struct Prepared {
     with_downloads: bool,
     /// Whether the task may use the network.
     network: bool,
-    /// The `[file-checksums]` files: base name → (host path, digest).
-    files: BTreeMap<String, (PathBuf, Digest)>,
+    /// What the `[file-checksums]` flag gives the task.
+    files: TaskFiles,
     /// Run an interactive shell in the task's sandbox instead of the task
     /// (`bitzel devshell`); nothing is captured.
     interactive: bool,
@@ -389,9 +412,75 @@ impl BuildExecutor<'_> {
                     )));
                 }
                 let s = task_script(d, &task.task).map_err(|e| bad(&e))?;
+                for m in &s.missing {
+                    tracing::warn!(task = %task.label(), "{m}; skipped, as BitBake does");
+                }
                 Ok((s.text, false))
             }
         }
+    }
+
+    /// What a task runs with besides its inputs: script, files, policy, limits.
+    fn prepare(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: &TaskOutput,
+    ) -> Result<Prepared, TaskFailure> {
+        let d = &recipe.data;
+        let network = d
+            .get_flag(&task.task, "network")
+            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
+        let (script, with_downloads) = self.script_for(task, recipe, inputs)?;
+        let files = task_files(
+            &task.task,
+            &d.get_flag(&task.task, "file-checksums").unwrap_or_default(),
+        )
+        .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        for w in &files.warnings {
+            tracing::warn!(task = %task.label(), "{w}");
+        }
+        let interactive = self.devshell.as_deref() == Some(task.label().as_str());
+        let limits = crate::limits::task_limits(d, &task.task).map_err(|e| {
+            fail(
+                FailureKind::Task,
+                format!(
+                    "{}: {e}; fix the value in the recipe or the configuration",
+                    task.label()
+                ),
+            )
+        })?;
+        Ok(Prepared {
+            script,
+            with_downloads,
+            network,
+            files,
+            interactive,
+            limits,
+        })
+    }
+
+    /// The action of `task` (hence its key) given its dependencies' outputs,
+    /// exactly as [`Executor::execute`] derives it, without looking it up or
+    /// running anything. `None` for tasks that have no action: `[noexec]`
+    /// tasks and the fetch built-in (which runs on the host; its output
+    /// digests key the tasks after it).
+    pub fn action(
+        &self,
+        task: &TaskNode,
+        deps: &[(&TaskNode, &TaskOutput)],
+    ) -> Result<Option<Action>, TaskFailure> {
+        let recipe = self.recipe(task)?;
+        let builtin = recipe
+            .data
+            .get_flag(&task.task, "builtin")
+            .and_then(|b| Builtin::from_flag(&b));
+        if task.noexec || builtin == Some(Builtin::Fetch) {
+            return Ok(None);
+        }
+        let inputs = Self::merge_inputs(task, deps);
+        let prepared = self.prepare(task, recipe, &inputs)?;
+        Ok(Some(self.action_for(task, recipe, &inputs, &prepared)))
     }
 
     fn action_for(
@@ -419,9 +508,35 @@ impl BuildExecutor<'_> {
                 action.inputs.insert(format!("download:{name}"), dl.digest);
             }
         }
-        for (name, (_, digest)) in &p.files {
-            action.inputs.insert(format!("file:{name}"), *digest);
+        for (name, f) in &p.files.files {
+            let slash = if f.is_dir { "/" } else { "" };
+            action
+                .inputs
+                .insert(format!("file:{name}{slash}"), f.digest);
         }
+        if !p.files.absent.is_empty() {
+            action
+                .vars
+                .insert("file-checksums:absent".into(), p.files.absent.join(" "));
+        }
+        for flag in KEYED_TASK_FLAGS {
+            if let Some(v) = recipe.data.get_flag(&task.task, flag) {
+                action.vars.insert(format!("{}[{flag}]", task.task), v);
+            }
+        }
+        action.policy.insert(
+            "semantics".into(),
+            crate::EXEC_SEMANTICS_VERSION.to_string(),
+        );
+        let roots: Vec<String> = self
+            .tools
+            .root_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        action
+            .policy
+            .insert("build_root_paths".into(), roots.join(":"));
         action.policy.insert(
             "network".into(),
             if p.network { "on" } else { "off" }.into(),
@@ -551,13 +666,13 @@ impl BuildExecutor<'_> {
                 });
             }
         }
-        if !p.files.is_empty() {
+        if !p.files.files.is_empty() {
             mounts.push(Mount::Tmpfs {
                 dst: PathBuf::from(paths::FILES),
             });
-            for (name, (host, _)) in &p.files {
+            for (name, f) in &p.files.files {
                 mounts.push(Mount::Bind {
-                    src: host.clone(),
+                    src: f.host.clone(),
                     dst: Path::new(paths::FILES).join(name),
                     writable: false,
                 });
@@ -702,43 +817,6 @@ fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOu
     out
 }
 
-/// The files of a task's `[file-checksums]` flag (BitBake's list of
-/// `path:exists` pairs whose contents enter the task's signature): base name →
-/// (host path, content digest). Files that do not exist are left out, as
-/// BitBake records only their absence; globs are not expanded.
-fn file_checksums(
-    d: &DataStore,
-    task: &str,
-) -> Result<BTreeMap<String, (PathBuf, Digest)>, String> {
-    let mut out = BTreeMap::new();
-    let Some(v) = d.get_flag(task, "file-checksums") else {
-        return Ok(out);
-    };
-    for item in v.split_whitespace() {
-        let path = match item.rsplit_once(':') {
-            Some((p, "True" | "False")) => p,
-            _ => item,
-        };
-        let p = PathBuf::from(path);
-        if !p.is_file() {
-            continue;
-        }
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| format!("{task}[file-checksums]: `{path}` has no file name"))?;
-        let (digest, _) = Digest::of_file(&p)
-            .map_err(|e| format!("{task}[file-checksums]: reading {path}: {e}"))?;
-        if let Some((other, _)) = out.insert(name.clone(), (p.clone(), digest)) {
-            return Err(format!(
-                "{task}[file-checksums]: `{}` and `{path}` share the base name `{name}`; rename one",
-                other.display()
-            ));
-        }
-    }
-    Ok(out)
-}
-
 /// Where a task starts: the last of its `[dirs]`, else `B`, else `WORKDIR`.
 fn devshell_cwd(d: &DataStore, task: &str) -> String {
     d.get_flag(task, "dirs")
@@ -826,30 +904,7 @@ impl Executor for BuildExecutor<'_> {
         if builtin == Some(Builtin::Fetch) {
             return self.run_fetch(task, recipe, inputs);
         }
-        let network = d
-            .get_flag(&task.task, "network")
-            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
-        let (script, with_downloads) = self.script_for(task, recipe, &inputs)?;
-        let files = file_checksums(d, &task.task)
-            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
-        let interactive = self.devshell.as_deref() == Some(task.label().as_str());
-        let limits = crate::limits::task_limits(d, &task.task).map_err(|e| {
-            fail(
-                FailureKind::Task,
-                format!(
-                    "{}: {e}; fix the value in the recipe or the configuration",
-                    task.label()
-                ),
-            )
-        })?;
-        let prepared = Prepared {
-            script,
-            with_downloads,
-            network,
-            files,
-            interactive,
-            limits,
-        };
+        let prepared = self.prepare(task, recipe, &inputs)?;
         let action = self.action_for(task, recipe, &inputs, &prepared);
         if prepared.interactive {
             self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?;
@@ -951,32 +1006,6 @@ mod tests {
             vec![("lib".to_string(), d("lib-sysroot"))]
         );
         assert!(merged.deploy.is_none());
-    }
-
-    #[test]
-    fn file_checksums_digest_existing_files_by_base_name() {
-        let t = tempfile::tempdir().unwrap();
-        let cfg = t.path().join("static.cfg");
-        fs::write(&cfg, "CONFIG_STATIC=y\n").unwrap();
-        let mut ds = DataStore::new();
-        ds.set_var_flag(
-            "do_configure",
-            "file-checksums",
-            format!(
-                "{}:True {}/absent.cfg:False",
-                cfg.display(),
-                t.path().display()
-            )
-            .into(),
-            None,
-        );
-        let files = file_checksums(&ds, "do_configure").unwrap();
-        assert_eq!(files.keys().collect::<Vec<_>>(), vec!["static.cfg"]);
-        assert_eq!(
-            files["static.cfg"].1,
-            Digest::of_bytes(b"CONFIG_STATIC=y\n")
-        );
-        assert!(file_checksums(&ds, "do_compile").unwrap().is_empty());
     }
 }
 

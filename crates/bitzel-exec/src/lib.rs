@@ -3,6 +3,20 @@
 pub mod builtin;
 pub mod deploy;
 pub mod executor;
+pub mod file_checksums;
 pub mod hosttools;
 pub mod limits;
 pub mod script;
+
+/// The version of bitzel's execution semantics, part of every task's key
+/// (`policy["semantics"]`).
+///
+/// **Bump it whenever what a task sees or how it runs changes** (the sandbox's
+/// mounts, `/etc`, users, environment, script layout, what is captured, how a
+/// flag is interpreted): keys made under the old semantics must never hit,
+/// locally or in a remote cache shared with older bitzel versions.
+///
+/// History: 1 = everything before issue 12 (no `semantics` entry);
+/// 2 = issue 12 (keyed task flags, `[prefuncs]`/`[postfuncs]`, directories and
+/// globs in `[file-checksums]`, hardened sandbox and host-root inputs).
+pub const EXEC_SEMANTICS_VERSION: u32 = 2;
