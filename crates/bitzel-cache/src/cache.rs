@@ -8,6 +8,10 @@
 //! cas/<xx>/<digest>     blobs (file contents, tree manifests, logs), read-only
 //! ac/<xx>/<key>         action-cache entries (mtime = last use, for LRU)
 //! layers/<tree>/        materialised overlay layers, created once, shared
+//! layers/<tree>.stamp   written last, once the layer is complete (and synced)
+//! layers/<tree>.lock    flock serialising the layer's creation
+//! leases/<id>.lease     what each live process holds (see `lease.rs`)
+//! gc.lock, gc.intent    the maintenance lock (shared: build steps; exclusive: gc/verify)
 //! tmp/                  temp files, renamed into place
 //! index/db              sled index (history, build statistics); rebuildable
 //! index/journal/*.log   per-process index updates not yet merged
@@ -25,9 +29,11 @@ use crate::action::{now_unix_ms, Action, ActionResult};
 use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{remove_any, unique_name};
+use crate::fsutil::{remove_any, syncfs, unique_name, write_atomic};
 use crate::index::{BuildRecord, HistoryItem, Index, IndexOp, Journal};
 use crate::layer::{apply_trees, materialize_layer};
+use crate::lease::{Held, Leases};
+use crate::lock::{flock, open_lock_file, LockMode};
 use crate::store::{Durability, LocalStore, Stacked, Storage};
 use crate::tree::{capture, CaptureStats, Tree};
 
@@ -93,6 +99,7 @@ pub struct Cache {
     store: Arc<dyn Storage>,
     opts: CacheOptions,
     journal: Mutex<Journal>,
+    pub(crate) leases: Leases,
     index_lock: Mutex<()>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -133,6 +140,7 @@ impl Cache {
         let store: Arc<dyn Storage> = Arc::new(local.clone());
         Ok(Cache {
             journal: Mutex::new(Journal::new(&root.join("index").join("journal"))),
+            leases: Leases::new(&root),
             root,
             local,
             store,
@@ -188,9 +196,16 @@ impl Cache {
     }
 
     fn lookup_inner(&self, key: &ActionKey) -> Result<Lookup> {
+        // A hit is held (leased) before its blobs are checked, inside a
+        // step, so maintenance cannot remove them once they are found.
+        let _step = self.leases.step()?;
         let Some(r) = self.store.get_action(key)? else {
             return Ok(Lookup::Miss(MissReason::NotFound));
         };
+        let held: Vec<Held> = (r.trees().into_iter().map(Held::Tree))
+            .chain(r.log_blobs().into_iter().map(Held::Blob))
+            .collect();
+        self.leases.hold(&held)?;
         if let Some(missing) = self.first_missing_blob(&r)? {
             tracing::info!(key = %key.short(), label = %r.label, blob = %missing.short(),
                 "cache entry references a missing blob; treating as a miss");
@@ -251,7 +266,12 @@ impl Cache {
 
     /// Capture the directory `dir` (e.g. a task's overlay upperdir) into
     /// the CAS: file contents, then the manifest.
+    /// The tree is held by this handle (maintenance keeps it) until the
+    /// handle is dropped.
     pub fn capture(&self, dir: &Path) -> Result<Captured> {
+        // One step from the first blob to the held manifest: maintenance
+        // never sees the blobs written but not yet held.
+        let _step = self.leases.step()?;
         let (tree, stats) = capture(dir, Some(self.cas()))?;
         let digest = self.put_tree(&tree)?;
         Ok(Captured {
@@ -263,18 +283,28 @@ impl Cache {
 
     /// Store a tree manifest (its file blobs must be stored separately,
     /// e.g. a [`Tree::subtree`] of a captured tree).
+    /// Held by this handle like a capture.
     pub fn put_tree(&self, tree: &Tree) -> Result<Digest> {
-        self.cas().put_bytes(&tree.encode())
+        let _step = self.leases.step()?;
+        let d = self.cas().put_bytes(&tree.encode())?;
+        self.leases.hold(&[Held::Tree(d)])?;
+        Ok(d)
     }
 
-    /// Store bytes (e.g. a log) as a blob.
+    /// Store bytes (e.g. a log) as a blob, held by this handle.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
-        self.cas().put_bytes(bytes)
+        let _step = self.leases.step()?;
+        let d = self.cas().put_bytes(bytes)?;
+        self.leases.hold(&[Held::Blob(d)])?;
+        Ok(d)
     }
 
-    /// Store a file's content as a blob.
+    /// Store a file's content as a blob, held by this handle.
     pub fn put_file(&self, path: &Path) -> Result<Digest> {
-        self.cas().put_file(path).map(|(d, _)| d)
+        let _step = self.leases.step()?;
+        let d = self.cas().put_file(path).map(|(d, _)| d)?;
+        self.leases.hold(&[Held::Blob(d)])?;
+        Ok(d)
     }
 
     /// Read a blob (verified).
@@ -297,41 +327,97 @@ impl Cache {
         self.root.join("layers").join(d.to_hex())
     }
 
+    /// The stamp beside layer `d` (not inside it: the layer directory is
+    /// an overlay lowerdir, and a file in it would show in the task's view).
+    pub fn layer_stamp_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(format!("{}.stamp", d.to_hex()))
+    }
+
+    fn layer_lock_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(format!("{}.lock", d.to_hex()))
+    }
+
+    /// True when layer `d` is complete: its directory exists and its stamp
+    /// (written last) says so. A directory without its stamp is a layer
+    /// whose creation was cut short (crash, power loss) and counts as absent.
+    pub fn layer_ready(&self, d: &Digest) -> bool {
+        fs::read(self.layer_stamp_path(d)).is_ok_and(|s| s == stamp_text(d).as_bytes())
+            && self.layer_path(d).is_dir()
+    }
+
+    /// Remove layer `d`: its stamp first (so a crash midway leaves an
+    /// unstamped directory, i.e. an absent layer), then its directory and
+    /// its lock file. Maintenance only, under the exclusive lock.
+    pub(crate) fn remove_layer(&self, d: &Digest) -> Result<()> {
+        remove_any(&self.layer_stamp_path(d))?;
+        remove_any(&self.layer_path(d))?;
+        remove_any(&self.layer_lock_path(d))
+    }
+
     /// The tree `d` materialised as an overlayfs layer (whiteouts as 0/0
     /// character devices, opaque directories marked), created once under
-    /// `layers/<digest>/` (temp dir + rename) and shared read-only by every
-    /// user. Safe to call concurrently from several processes.
+    /// `layers/<digest>/` and shared read-only by every user; held by this
+    /// handle until it is dropped, so maintenance leaves it alone while it
+    /// may be mounted. Safe to call concurrently from several processes:
+    /// creators take turns on `layers/<digest>.lock`; the layer is
+    /// materialised in a temp directory, renamed into place, synced (with
+    /// [`Durability::Full`]: `syncfs` of the cache filesystem), and only then
+    /// stamped (`layers/<digest>.stamp`, written atomically). A layer
+    /// without its stamp is removed and made again.
     pub fn ensure_layer(&self, d: &Digest) -> Result<PathBuf> {
+        let _step = self.leases.step()?;
+        self.leases.hold(&[Held::Tree(*d)])?;
         let dest = self.layer_path(d);
-        if dest.is_dir() {
+        if self.layer_ready(d) {
             return Ok(dest);
         }
+        let lock_path = self.layer_lock_path(d);
+        let creating = open_lock_file(&lock_path)?;
+        flock(&creating, LockMode::Exclusive, true).ctx("lock", &lock_path)?;
+        if self.layer_ready(d) {
+            return Ok(dest); // made by another process meanwhile
+        }
+        let stamp = self.layer_stamp_path(d);
+        if fs::symlink_metadata(&dest).is_ok() {
+            tracing::info!(layer = %d.short(), "layer without its completion stamp (creation cut short); making it again");
+        }
+        remove_any(&stamp)?;
+        remove_any(&dest)?;
         let tree = self.read_tree(d)?;
-        let tmp = self.root.join("layers").join(unique_name(".tmp"));
+        let layers = self.root.join("layers");
+        let tmp = layers.join(unique_name(".tmp"));
         if let Err(e) = materialize_layer(self.cas(), &tree, &tmp) {
             let _ = remove_any(&tmp);
             return Err(e);
         }
-        match fs::rename(&tmp, &dest) {
-            Ok(()) => Ok(dest),
-            Err(e)
-                if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY))
-                    && dest.is_dir() =>
-            {
-                // Another process won the race; theirs is identical.
-                let _ = remove_any(&tmp);
-                Ok(dest)
-            }
-            Err(e) => {
-                let _ = remove_any(&tmp);
-                Err(e).ctx("rename layer into place", dest)
-            }
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = remove_any(&tmp);
+            return Err(e).ctx("rename layer into place", dest);
         }
+        let durable = self.opts.durability == Durability::Full;
+        if durable {
+            // The layer's files, directories and the rename, before the stamp.
+            syncfs(&layers)?;
+        }
+        write_atomic(
+            self.cas().tmp_dir(),
+            &stamp,
+            stamp_text(d).as_bytes(),
+            durable,
+        )?;
+        Ok(dest)
     }
 
     /// Apply the trees `trees` (lowest first) onto the plain directory
     /// `dest`: deletions delete. For publishing artifacts.
     pub fn apply(&self, trees: &[Digest], dest: &Path) -> Result<()> {
+        let _step = self.leases.step()?;
+        let held: Vec<Held> = trees.iter().copied().map(Held::Tree).collect();
+        self.leases.hold(&held)?;
         let trees = trees
             .iter()
             .map(|d| self.read_tree(d))
@@ -443,6 +529,11 @@ impl Drop for Cache {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The content of layer `d`'s completion stamp.
+fn stamp_text(d: &Digest) -> String {
+    format!("bitzel layer {} complete\n", d.to_hex())
 }
 
 /// Rebuild the history of `idx` from the entries on disk.

@@ -19,8 +19,7 @@
 //!   aside and rebuilt.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::unique_name;
+use crate::lock::{flock, owner_line, LockMode};
 
 /// How many entries per label the history keeps.
 pub const HISTORY_PER_LABEL: usize = 16;
@@ -71,20 +71,6 @@ pub struct HistoryItem {
     pub key: ActionKey,
     /// When it was recorded (Unix ms).
     pub created_ms: u64,
-}
-
-fn lock_nb(f: &File) -> io::Result<bool> {
-    // SAFETY: valid open descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
 }
 
 /// This process's journal: created lazily, flock'd for its whole life.
@@ -148,7 +134,7 @@ impl Journal {
                 .append(true)
                 .open(&tmp)
                 .ctx("create", &tmp)?;
-            lock_nb(&f).ctx("lock", &tmp)?;
+            flock(&f, LockMode::Exclusive, false).ctx("lock", &tmp)?;
             let path = tmp.with_extension("log");
             fs::rename(&tmp, &path).ctx("rename", &path)?;
             self.file = Some((f, path));
@@ -179,19 +165,6 @@ impl std::fmt::Debug for Index {
 
 fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
-}
-
-fn owner_line() -> String {
-    let cmd = fs::read("/proc/self/cmdline")
-        .map(|b| {
-            b.split(|c| *c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
-    format!("pid {} ({cmd})", std::process::id())
 }
 
 impl Index {
@@ -284,7 +257,7 @@ impl Index {
             let Ok(mut file) = File::open(&p) else {
                 continue;
             };
-            if !lock_nb(&file).unwrap_or(false) {
+            if !flock(&file, LockMode::Exclusive, false).unwrap_or(false) {
                 continue; // its writer is alive
             }
             let mut bytes = Vec::new();

@@ -1,6 +1,10 @@
 //! `bitzel cache stats | verify | gc`: sizes and hit rates, full
 //! verification with repair, and size-bounded LRU eviction that never
 //! breaks a kept entry.
+//!
+//! `verify` and `gc` run under the exclusive maintenance lock and keep
+//! whatever a live process holds (its leases: trees it restored, captured
+//! or mounted, blobs it stored) — see `lease.rs`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -119,7 +123,13 @@ pub struct VerifyReport {
     pub layers_checked: u64,
     /// Layers that differed from their manifest or had none (removed).
     pub broken_layers: Vec<String>,
-    /// Stale temp files and directories removed.
+    /// Layers without their completion stamp (creation cut short by a
+    /// crash; removed, made again on demand). Not an inconsistency.
+    pub unfinished_layers: u64,
+    /// Layers a running build holds (possibly mounted): not checked, kept.
+    pub layers_in_use: u64,
+    /// Stale temp files and directories, and stamps or lock files of
+    /// absent layers, removed.
     pub temp_removed: u64,
     /// Entries the rebuilt index knows.
     pub index_entries: u64,
@@ -170,6 +180,10 @@ pub struct GcReport {
     pub blobs_removed: u64,
     /// Layers deleted.
     pub layers_removed: u64,
+    /// Blobs kept because a running build holds them.
+    pub blobs_in_use: u64,
+    /// Layers kept because a running build holds them.
+    pub layers_in_use: u64,
 }
 
 fn older_than(p: &Path, cutoff: i64) -> bool {
@@ -237,6 +251,27 @@ impl Cache {
         Ok(out)
     }
 
+    /// Remove stamps and lock files whose layer directory is gone. Under
+    /// the exclusive lock (no layer is being created).
+    fn clean_layer_files(&self) -> u64 {
+        let dir = self.root().join("layers");
+        let Ok(rd) = fs::read_dir(&dir) else { return 0 };
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some((hex, ext)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                continue;
+            };
+            if !matches!(ext, "stamp" | "lock") || hex.parse::<Digest>().is_err() {
+                continue;
+            }
+            if !dir.join(hex).is_dir() && remove_any(&e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn clean_temp(&self, cutoff: i64) -> u64 {
         let mut n = 0;
         let tmp = self.cas().tmp_dir().to_path_buf();
@@ -256,11 +291,17 @@ impl Cache {
 
     /// Full verification: rehash every blob (removing corrupt ones), check
     /// every entry's references (removing broken entries), check every
-    /// layer against its manifest (removing bad ones), remove stale temp
-    /// files, rebuild the index. Afterwards every entry is usable.
+    /// layer against its manifest (removing bad ones and unstamped ones),
+    /// remove stale temp files, rebuild the index. Afterwards every entry
+    /// is usable. Waits for running builds' steps in progress (not for the
+    /// builds); layers a running build holds are neither checked nor
+    /// removed. Corrupt blobs are removed even when held: a build reading
+    /// one removes it itself.
     pub fn verify(&self) -> Result<VerifyReport> {
+        let excl = self.leases.exclusive()?;
+        let held = self.leases.live(&excl);
         let mut r = VerifyReport {
-            temp_removed: self.clean_temp(now_secs() - 600),
+            temp_removed: self.clean_temp(now_secs() - 600) + self.clean_layer_files(),
             ..VerifyReport::default()
         };
         let blobs = self.cas().list()?;
@@ -291,6 +332,15 @@ impl Cache {
             }
         }
         for d in self.layer_dirs()? {
+            if held.trees.contains(&d) {
+                r.layers_in_use += 1;
+                continue;
+            }
+            if !self.layer_ready(&d) {
+                self.remove_layer(&d)?;
+                r.unfinished_layers += 1;
+                continue;
+            }
             r.layers_checked += 1;
             let path = self.layer_path(&d);
             let good = match (self.read_tree(&d), capture(&path, None)) {
@@ -298,7 +348,7 @@ impl Cache {
                 _ => false,
             };
             if !good {
-                remove_any(&path)?;
+                self.remove_layer(&d)?;
                 r.broken_layers.push(d.to_hex());
             }
         }
@@ -309,12 +359,17 @@ impl Cache {
 
     /// Evict least-recently-used entries until the cache fits in
     /// `opts.max_bytes`, then delete every blob and layer no kept entry
-    /// references (except blobs younger than the grace period). A kept
-    /// entry never loses a blob.
+    /// references, except what a running build holds (its leases) and
+    /// blobs younger than the grace period. A kept entry never loses a
+    /// blob; a running build never loses a blob or layer it holds. Waits
+    /// for running builds' steps in progress, not for the builds.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        let excl = self.leases.exclusive()?;
+        let held = self.leases.live(&excl);
         let before = self.stats_sizes()?;
         let cutoff = now_secs() - i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
         self.clean_temp(cutoff);
+        self.clean_layer_files();
         let mut entries = self.local().list_actions()?;
         // Most recently used first; ties broken by key for determinism.
         entries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -324,14 +379,40 @@ impl Cache {
             .into_iter()
             .map(|b| (b.digest, b.size))
             .collect();
-        let existing_layers: BTreeSet<Digest> = self.layer_dirs()?.into_iter().collect();
-        let mut kept_blobs: BTreeSet<Digest> = BTreeSet::new();
-        let mut kept_layers: BTreeSet<Digest> = BTreeSet::new();
-        let mut used = 0u64;
         let mut report = GcReport {
             bytes_before: before,
             ..GcReport::default()
         };
+        // Unfinished layers go at once; held ones stay whatever their state.
+        let mut existing_layers: BTreeSet<Digest> = BTreeSet::new();
+        for d in self.layer_dirs()? {
+            if self.layer_ready(&d) {
+                existing_layers.insert(d);
+            } else if !held.trees.contains(&d) {
+                self.remove_layer(&d)?;
+                report.layers_removed += 1;
+            }
+        }
+        // What running builds hold is kept first and counts towards the size.
+        let mut kept_blobs: BTreeSet<Digest> = held.blobs.clone();
+        let mut kept_layers: BTreeSet<Digest> = BTreeSet::new();
+        for t in &held.trees {
+            kept_blobs.insert(*t);
+            if let Ok(tree) = self.read_tree(t) {
+                kept_blobs.extend(tree.blobs());
+            }
+            if self.layer_path(t).is_dir() {
+                kept_layers.insert(*t);
+            }
+        }
+        kept_blobs.retain(|b| sizes.contains_key(b));
+        report.blobs_in_use = kept_blobs.len() as u64;
+        report.layers_in_use = kept_layers.len() as u64;
+        let mut used: u64 = kept_blobs.iter().filter_map(|b| sizes.get(b)).sum::<u64>()
+            + kept_layers
+                .iter()
+                .map(|l| dir_bytes(&self.layer_path(l)))
+                .sum::<u64>();
         let mut full = false;
         let mut evicted_labels = Vec::new();
         for (key, _, entry_size) in entries {
@@ -397,7 +478,7 @@ impl Cache {
         }
         for l in existing_layers {
             if !kept_layers.contains(&l) {
-                remove_any(&self.layer_path(&l))?;
+                self.remove_layer(&l)?;
                 report.layers_removed += 1;
             }
         }

@@ -400,3 +400,57 @@ fn extra_output_subtrees_are_checked_by_lookup_and_kept_by_gc() {
         Lookup::Miss(MissReason::Incomplete { missing: sub_d })
     );
 }
+
+/// A layer is trusted only once its stamp (beside it, written last) exists:
+/// a directory left without one (a crash between creation and stamp) is
+/// made again by `ensure_layer` and removed by `verify`.
+#[test]
+fn a_layer_without_its_stamp_is_absent() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write_tree(&src);
+    let dir = t.path().join("c");
+    for durability in [Durability::Full, Durability::Process] {
+        let cache = Cache::open_with(
+            &dir,
+            CacheOptions {
+                durability,
+                ..CacheOptions::default()
+            },
+        )
+        .unwrap();
+        let d = cache.capture(&src).unwrap().digest;
+        let layer = cache.ensure_layer(&d).unwrap();
+        let stamp = cache.layer_stamp_path(&d);
+        assert!(cache.layer_ready(&d));
+        assert_eq!(
+            stamp.parent(),
+            layer.parent(),
+            "the stamp is beside the layer"
+        );
+        let names: Vec<_> = fs::read_dir(&layer)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("stamp")), "{names:?}");
+
+        // Cut short: no stamp, and only part of the content.
+        fs::remove_file(&stamp).unwrap();
+        fs::write(layer.join("half-written"), b"?").unwrap();
+        assert!(!cache.layer_ready(&d));
+        drop(cache);
+        let cache = Cache::open_with(&dir, opts()).unwrap();
+        let again = cache.ensure_layer(&d).unwrap();
+        assert_eq!(again, layer);
+        assert!(cache.layer_ready(&d));
+        assert!(!layer.join("half-written").exists(), "made again");
+        drop(cache);
+
+        fs::remove_file(&stamp).unwrap();
+        let cache = Cache::open_with(&dir, opts()).unwrap();
+        let rep = cache.verify().unwrap();
+        assert_eq!(rep.unfinished_layers, 1, "{rep:?}");
+        assert!(rep.is_clean(), "{rep:?}");
+        assert!(!layer.exists());
+    }
+}

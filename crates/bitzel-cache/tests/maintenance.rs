@@ -80,7 +80,19 @@ fn verify_finds_and_repairs_corruption_and_rebuilds_the_index() {
     let layer = cache.ensure_layer(&r1.output).unwrap();
     assert!(cache.verify().unwrap().is_clean());
 
-    // Corrupt the data blob of entry 1 and tamper with its layer.
+    // Tamper with entry 1's layer. The handle holds the layers it
+    // materialised (a running build may have them mounted): verify neither
+    // checks nor removes them.
+    fs::write(layer.join("extra"), b"x").unwrap();
+    let rep = cache.verify().unwrap();
+    assert_eq!(rep.layers_in_use, 1, "{rep:?}");
+    assert!(rep.is_clean(), "{rep:?}");
+    assert!(layer.join("extra").exists());
+    // Once the build is over, they are checked.
+    drop(cache);
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+
+    // Corrupt the data blob of entry 1.
     let tree = cache.read_tree(&r1.output).unwrap();
     let data = match &tree.get("data").unwrap().kind {
         bitzel_cache::EntryKind::File { digest, .. } => *digest,
@@ -89,7 +101,6 @@ fn verify_finds_and_repairs_corruption_and_rebuilds_the_index() {
     let p = cache.cas().blob_path(&data);
     fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&p, b"bit rot").unwrap();
-    fs::write(layer.join("extra"), b"x").unwrap();
     // Wipe the index entirely.
     fs::remove_dir_all(cache.root().join("index")).unwrap();
 
@@ -117,6 +128,9 @@ fn gc_evicts_lru_and_never_breaks_kept_entries() {
         set_entry_mtime(&cache, &k, i64::from(10 - i) * 60);
         keys.push(k);
     }
+    // The "build" is over: a new handle holds nothing.
+    drop(cache);
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
     let before = cache.stats().unwrap();
     assert_eq!(before.entries, 6);
     assert_eq!(before.layers, 6);
@@ -144,7 +158,10 @@ fn gc_evicts_lru_and_never_breaks_kept_entries() {
     // The shared blob survived (kept entries reference it).
     assert_eq!(cache.stats().unwrap().entries, 3);
 
-    // A size of zero evicts everything, leaving an empty but valid cache.
+    // A size of zero evicts everything, leaving an empty but valid cache
+    // (once nothing holds the entries the lookups above restored).
+    drop(cache);
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
     let rep = cache
         .gc(&GcOptions {
             max_bytes: 0,

@@ -1,7 +1,10 @@
 //! Tests with real processes (harness = false: this binary is also the
 //! helper it spawns, selected by `BITZEL_CACHE_HELPER`):
-//! - a writer killed with SIGKILL at random moments, many times, leaves a
-//!   cache that verifies clean;
+//! - a writer (entries and layers) killed with SIGKILL at random moments,
+//!   many times, leaves a cache that verifies clean, with process
+//!   durability and with full durability;
+//! - `gc --max-size 0` keeps the layer and blobs a running build holds, and
+//!   removes them once it has exited;
 //! - two "builds" sharing one cache directory both succeed, and both
 //!   builds' history reaches the index;
 //! - a reader waits for the index holder, naming it, or times out saying who;
@@ -21,7 +24,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bitzel_cache::{
-    now_unix_ms, Action, ActionResult, Cache, CacheOptions, Durability, EntryKind, Error, Lookup,
+    now_unix_ms, Action, ActionResult, Cache, CacheOptions, Digest, Durability, EntryKind, Error,
+    GcOptions, Lookup,
 };
 
 const HELPER: &str = "BITZEL_CACHE_HELPER";
@@ -33,7 +37,18 @@ fn main() {
         return;
     }
     let tests: &[(&str, fn())] = &[
-        ("kill9_loop_leaves_a_cache_that_verifies", kill9_loop),
+        (
+            "kill9_loop_leaves_a_cache_that_verifies_process_durability",
+            || kill9_loop(Durability::Process),
+        ),
+        (
+            "kill9_loop_leaves_a_cache_that_verifies_full_durability",
+            || kill9_loop(Durability::Full),
+        ),
+        (
+            "gc_keeps_what_a_running_build_holds",
+            gc_keeps_what_a_running_build_holds,
+        ),
         ("two_builds_share_one_cache_dir", two_builds),
         ("index_holder_is_waited_for_and_named", index_wait),
         (
@@ -78,26 +93,42 @@ fn spawn_helper(mode: &str, args: &[&str]) -> std::process::Child {
 
 fn helper(mode: &str, args: &[String]) {
     match mode {
-        // write <cache> <scratch>: store entries forever (until killed).
+        // write <cache> <scratch> <process|full>: store entries and
+        // materialise their layers forever (until killed).
         "write" => {
+            let durability = match args[2].as_str() {
+                "full" => Durability::Full,
+                _ => Durability::Process,
+            };
             let cache = Cache::open_with(
                 Path::new(&args[0]),
                 CacheOptions {
-                    durability: Durability::Process,
+                    durability,
                     ..CacheOptions::default()
                 },
             )
             .unwrap();
             let scratch = PathBuf::from(&args[1]);
             for i in 0u64.. {
-                store_entry(
+                let out = store_entry(
                     &cache,
                     &scratch,
                     "stress:do_compile",
                     i,
                     64 * 1024 + (i as usize % 7) * 100_000,
                 );
+                cache.ensure_layer(&out).unwrap();
             }
+        }
+        // holdlayer <cache> <scratch>: store an entry, materialise its
+        // layer, print its digest, then hold it until stdin closes.
+        "holdlayer" => {
+            let cache = Cache::open(Path::new(&args[0])).unwrap();
+            let out = store_entry(&cache, Path::new(&args[1]), "held:do_install", 7, 300_000);
+            cache.ensure_layer(&out).unwrap();
+            println!("holding {}", out.to_hex());
+            use std::io::Read;
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
         }
         // build <cache> <scratch> <tag> <n>: n lookups+puts, reading history as it goes.
         "build" => {
@@ -144,7 +175,9 @@ fn action(label: &str, i: u64) -> Action {
     }
 }
 
-fn store_entry(cache: &Cache, scratch: &Path, label: &str, i: u64, size: usize) {
+/// Capture a small output tree and record an entry for it; returns the
+/// output tree's digest.
+fn store_entry(cache: &Cache, scratch: &Path, label: &str, i: u64, size: usize) -> Digest {
     let dir = scratch.join(format!("{}-{i}", std::process::id()));
     fs::create_dir_all(dir.join("sub")).unwrap();
     let data: Vec<u8> = (0..size)
@@ -167,6 +200,7 @@ fn store_entry(cache: &Cache, scratch: &Path, label: &str, i: u64, size: usize) 
     };
     cache.put(&a.key(), &r).unwrap();
     let _ = fs::remove_dir_all(&dir);
+    cap.digest
 }
 
 /// A small xorshift for kill delays (no rand dependency).
@@ -182,7 +216,11 @@ fn delays(n: usize) -> Vec<u64> {
         .collect()
 }
 
-fn kill9_loop() {
+fn kill9_loop(durability: Durability) {
+    let mode = match durability {
+        Durability::Full => "full",
+        Durability::Process => "process",
+    };
     let t = tempfile::tempdir().unwrap();
     let cache_dir = t.path().join("cache");
     let scratch = t.path().join("scratch");
@@ -201,7 +239,7 @@ fn kill9_loop() {
         }
         let mut child = spawn_helper(
             "write",
-            &[cache_dir.to_str().unwrap(), scratch.to_str().unwrap()],
+            &[cache_dir.to_str().unwrap(), scratch.to_str().unwrap(), mode],
         );
         std::thread::sleep(Duration::from_millis(ms + extra));
         // SIGKILL: Child::kill sends SIGKILL on Unix.
@@ -222,11 +260,73 @@ fn kill9_loop() {
     assert!(rep.corrupt_blobs.is_empty(), "{rep:?}");
     assert!(rep.unreadable_entries.is_empty(), "{rep:?}");
     assert!(rep.broken_entries.is_empty(), "{rep:?}");
+    // A stamped layer is complete; unstamped ones (cut short) were removed.
+    assert!(rep.broken_layers.is_empty(), "{rep:?}");
+    assert!(rep.layers_checked >= 1, "some layers were stamped: {rep:?}");
     for (k, _, _) in entries {
-        assert!(matches!(cache.lookup(&k).unwrap(), Lookup::Hit(_)));
+        let Lookup::Hit(r) = cache.lookup(&k).unwrap() else {
+            panic!("entry {k} is not a hit after verify");
+        };
+        cache.ensure_layer(&r.output).unwrap();
     }
+    assert!(cache.verify().unwrap().is_clean());
     // Journals of killed writers were merged into the index.
     assert!(!cache.history("stress:do_compile").unwrap().is_empty());
+}
+
+fn gc_keeps_what_a_running_build_holds() {
+    let t = tempfile::tempdir().unwrap();
+    let cache_dir = t.path().join("cache");
+    let scratch = t.path().join("scratch");
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .env(HELPER, "holdlayer")
+        .args([cache_dir.to_str().unwrap(), scratch.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let held: Digest = line
+        .trim()
+        .strip_prefix("holding ")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let cache = Cache::open(&cache_dir).unwrap();
+    let tree = cache.read_tree(&held).unwrap();
+    let mut blobs = tree.blobs();
+    blobs.push(held);
+    assert!(cache.layer_ready(&held));
+    let no_grace = GcOptions {
+        max_bytes: 0,
+        grace: Duration::ZERO,
+    };
+    let r = cache.gc(&no_grace).unwrap();
+    assert_eq!(r.entries_evicted, 1, "{r:?}");
+    assert_eq!(r.layers_in_use, 1, "{r:?}");
+    assert!(r.blobs_in_use >= blobs.len() as u64, "{r:?}");
+    assert!(cache.layer_ready(&held), "the held layer survives gc");
+    for b in &blobs {
+        assert!(cache.cas().contains(b), "held blob {b} survives gc");
+    }
+    assert!(cache.verify().unwrap().layers_in_use == 1);
+
+    // The holder exits: everything it held is now collectable.
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    let r = cache.gc(&no_grace).unwrap();
+    assert_eq!((r.layers_in_use, r.blobs_in_use), (0, 0), "{r:?}");
+    assert!(r.layers_removed >= 1, "{r:?}");
+    assert!(!cache.layer_path(&held).exists());
+    assert!(!cache.layer_stamp_path(&held).exists());
+    for b in &blobs {
+        assert!(!cache.cas().contains(b), "blob {b} removed once released");
+    }
 }
 
 fn two_builds() {

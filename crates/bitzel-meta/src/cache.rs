@@ -2,7 +2,9 @@
 //! datastores (the layers above the base configuration), keyed by the
 //! content of every file that fed it.
 //!
-//! An entry is used only when the base configuration's inputs are the same
+//! An entry is used only when it was written by the same parse semantics
+//! ([`semantics`]: this crate's version and [`PARSE_SEMANTICS`]), the base
+//! configuration's inputs are the same
 //! (same paths, same content digests) and every file the recipe read —
 //! recipe, appends, includes, classes, and the files looked for and not
 //! found — still has the recorded digest (or is still missing). Entries are
@@ -22,6 +24,37 @@ use crate::Recipe;
 
 const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x02";
 
+/// Bump whenever what a parse produces changes without the crate version
+/// changing (a fix in the evaluator, the Python subset, anonymous
+/// functions, the stored format...): entries made by older semantics are
+/// then never used.
+pub const PARSE_SEMANTICS: u32 = 1;
+
+/// The parse semantics every entry is keyed by: the crate version (an
+/// upgraded bitzel never reuses an older one's entries) and
+/// [`PARSE_SEMANTICS`] (for changes between releases).
+pub fn semantics() -> String {
+    format!(
+        "bitzel-meta {} parse-semantics {PARSE_SEMANTICS}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests stand in for another bitzel version here.
+    static SEMANTICS_OVERRIDE: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn current_semantics() -> String {
+    #[cfg(test)]
+    if let Some(s) = SEMANTICS_OVERRIDE.with(|o| o.borrow().clone()) {
+        return s;
+    }
+    semantics()
+}
+
 /// A parse cache directory.
 pub(crate) struct ParseCache {
     dir: PathBuf,
@@ -40,6 +73,9 @@ impl ParseCache {
             message: format!("cannot create: {e}"),
         })?;
         let mut h = blake3::Hasher::new();
+        let semantics = current_semantics();
+        h.update(&(semantics.len() as u64).to_le_bytes());
+        h.update(semantics.as_bytes());
         for (p, d) in &base.inputs {
             h.update(p.to_string_lossy().as_bytes());
             h.update(&[0]);
@@ -451,4 +487,76 @@ fn decode_parsed(r: &mut Reader<'_>, base: &Arc<DataStore>) -> Option<Parsed> {
         });
     }
     Some((recipes, diags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Inode of every entry file: a hit leaves an entry alone, a miss
+    /// writes it again (a new file renamed into place).
+    fn entries(dir: &Path) -> BTreeMap<PathBuf, u64> {
+        std::fs::read_dir(dir.join("v2"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path(), e.metadata().unwrap().ino())
+            })
+            .collect()
+    }
+
+    fn load(cache: &Path, semantics: Option<&str>) {
+        SEMANTICS_OVERRIDE.with(|o| *o.borrow_mut() = semantics.map(str::to_string));
+        let layers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/meta/basic");
+        let rs = layers.to_string_lossy();
+        let input = crate::ConfInput {
+            topdir: cache.join("build"),
+            bblayers_conf: format!(
+                "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-core {rs}/meta-app\"\n"
+            ),
+            local_conf: "MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into(),
+            env: BTreeMap::new(),
+        };
+        let opts = crate::ParseOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            jobs: Some(1),
+        };
+        let ws = crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap();
+        assert!(ws.recipes.iter().any(|r| r.pn == "busybox"));
+        SEMANTICS_OVERRIDE.with(|o| *o.borrow_mut() = None);
+    }
+
+    #[test]
+    fn semantics_name_the_version_and_the_constant() {
+        let s = semantics();
+        assert!(s.contains(env!("CARGO_PKG_VERSION")), "{s}");
+        assert!(
+            s.ends_with(&format!("parse-semantics {PARSE_SEMANTICS}")),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn entries_of_other_semantics_are_never_used() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = t.path();
+        load(cache, Some("bitzel-meta 0.0.1 parse-semantics 1"));
+        let old = entries(cache);
+        assert!(old.len() >= 2, "entries written: {old:?}");
+        load(cache, Some("bitzel-meta 0.0.1 parse-semantics 1"));
+        assert_eq!(entries(cache), old, "same semantics: every entry is a hit");
+        // An upgraded binary (or a bumped PARSE_SEMANTICS) reparses all.
+        load(cache, None);
+        let new = entries(cache);
+        assert_eq!(new.len(), old.len());
+        for (p, ino) in &new {
+            assert_ne!(old.get(p), Some(ino), "{} was reused", p.display());
+        }
+        load(cache, None);
+        assert_eq!(entries(cache), new, "and then hits again");
+        load(cache, Some("bitzel-meta 0.0.1 parse-semantics 2"));
+        assert!(entries(cache).iter().all(|(p, i)| new.get(p) != Some(i)));
+    }
 }

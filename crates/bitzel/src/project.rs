@@ -1,12 +1,23 @@
 //! Loading the project configuration (`machine.yml`) for any verb: the
 //! config file argument, the flags that override its `bitzel:` settings,
-//! and [`load_project`], which loads, applies the flags, resolves repos and
-//! layers and prints the warnings.
+//! and [`load_project`], which loads, applies the flags, locks the build
+//! directory, resolves repos and layers and prints the warnings.
+//!
+//! **The build-directory lock** (BitBake's `bitbake.lock`): an exclusive
+//! `flock` on `<build>/bitzel.lock`, holding the holder's pid and command
+//! line. Verbs that write the build directory for their whole run (`build`,
+//! `devshell`, `explain`: host-tool links, downloads, scratch, deploy) hold
+//! it until they exit ([`load_project_locked`]); verbs that only read
+//! (`show`, `graph`) hold it while repos are cloned or checked out into
+//! the build directory, then let go. A second process fails at once with a
+//! message naming the holder, as BitBake does; `--wait-lock` waits instead.
+//! A killed holder's lock is released by the kernel.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use bitzel_config::{BuildRoot, Project, SandboxChoice};
+use bitzel_cache::{FileLock, LockMode};
+use bitzel_config::{BuildRoot, Project, RepoSource, SandboxChoice};
 
 use crate::output::Output;
 
@@ -31,6 +42,10 @@ pub struct ConfigArgs {
     /// Build root: host or rootfs (overrides `bitzel.build_root`).
     #[arg(long, value_name = "KIND", value_parser = parse_build_root)]
     pub build_root: Option<BuildRoot>,
+    /// When another bitzel process holds the build directory, wait for it
+    /// instead of failing.
+    #[arg(long)]
+    pub wait_lock: bool,
 }
 
 impl ConfigArgs {
@@ -42,6 +57,7 @@ impl ConfigArgs {
             jobs: self.jobs,
             sandbox: self.sandbox,
             build_root: self.build_root,
+            wait_lock: self.wait_lock,
         }
     }
 }
@@ -60,6 +76,8 @@ pub struct Overrides {
     pub sandbox: Option<SandboxChoice>,
     /// `--build-root`.
     pub build_root: Option<BuildRoot>,
+    /// `--wait-lock`.
+    pub wait_lock: bool,
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {
@@ -77,11 +95,69 @@ fn parse_build_root(s: &str) -> Result<BuildRoot, String> {
     s.parse()
 }
 
+/// The build directory's lock; released when dropped (or when the process
+/// ends, however it ends).
+#[derive(Debug)]
+pub struct BuildDirLock {
+    _lock: Option<FileLock>,
+}
+
+/// Lock the build directory `dir` (created if missing): at once, or — with
+/// `wait` — after its holder lets go. The error names the holder.
+fn lock_build_dir(out: &Output, dir: &Path, wait: bool) -> anyhow::Result<BuildDirLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the build directory {}", dir.display()))?;
+    let path = dir.join("bitzel.lock");
+    if let Some(l) = FileLock::try_lock(&path, LockMode::Exclusive)? {
+        return Ok(BuildDirLock { _lock: Some(l) });
+    }
+    let holder = FileLock::holder(&path);
+    if !wait {
+        anyhow::bail!(
+            "the build directory {} is in use by {holder}: one bitzel process that writes a build \
+             directory runs in it at a time (lock file {}). Wait for it to finish, use another \
+             --build-dir, or pass --wait-lock to wait for it",
+            shown(dir),
+            shown(&path)
+        );
+    }
+    out.warn(&format!(
+        "waiting for the build directory {}, in use by {holder} (--wait-lock)",
+        shown(dir)
+    ));
+    Ok(BuildDirLock {
+        _lock: Some(FileLock::lock(&path, LockMode::Exclusive)?),
+    })
+}
+
+/// Load the project at `path` for a verb that only reads the build
+/// directory: as [`load_project_locked`], but the build-directory lock is
+/// held only while repos are resolved (and only taken when the build
+/// directory exists or a repo is cloned into it).
+pub fn load_project(out: &Output, path: &Path, overrides: &Overrides) -> anyhow::Result<Project> {
+    load_project_with(out, path, overrides, false).map(|(p, _lock)| p)
+}
+
 /// Load the project at `path`: read it with its includes, apply `overrides`,
 /// settle the build directory (`--build-dir`, else `bitzel.build_dir`, else
-/// `./build`; stored absolute in `project.bitzel.build_dir`), clone/check out
-/// git repos there, check every layer, and print the warnings.
-pub fn load_project(out: &Output, path: &Path, overrides: &Overrides) -> anyhow::Result<Project> {
+/// `./build`; stored absolute in `project.bitzel.build_dir`), lock it, clone
+/// or check out git repos there, check every layer, and print the warnings.
+/// The returned lock is for the caller to hold while it writes the build
+/// directory.
+pub fn load_project_locked(
+    out: &Output,
+    path: &Path,
+    overrides: &Overrides,
+) -> anyhow::Result<(Project, BuildDirLock)> {
+    load_project_with(out, path, overrides, true)
+}
+
+fn load_project_with(
+    out: &Output,
+    path: &Path,
+    overrides: &Overrides,
+    writes: bool,
+) -> anyhow::Result<(Project, BuildDirLock)> {
     let mut project = bitzel_config::load(path)?;
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
     let abs = |p: &Path| cwd.join(p);
@@ -106,6 +182,15 @@ pub fn load_project(out: &Output, path: &Path, overrides: &Overrides) -> anyhow:
     };
     s.build_dir = Some(build_dir.clone());
 
+    let clones = project
+        .repos
+        .iter()
+        .any(|r| matches!(r.source, RepoSource::Git { .. }));
+    let lock = if writes || clones || build_dir.is_dir() {
+        lock_build_dir(out, &build_dir, overrides.wait_lock)?
+    } else {
+        BuildDirLock { _lock: None }
+    };
     let before = project.warnings.len();
     for w in &project.warnings {
         out.warn(&w.to_string());
@@ -115,7 +200,7 @@ pub fn load_project(out: &Output, path: &Path, overrides: &Overrides) -> anyhow:
         out.warn(&w.to_string());
     }
     resolved?;
-    Ok(project)
+    Ok((project, lock))
 }
 
 /// `path` relative to the current directory when it lies below it.

@@ -9,7 +9,7 @@ use bitzel_config::{Project, RepoSource};
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
-use crate::project::{load_project, shown, ConfigArgs};
+use crate::project::{load_project_locked, shown, ConfigArgs};
 
 /// Arguments of `bitzel build`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,8 @@ pub struct BuildArgs {
 
 /// Run `bitzel build`.
 pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let project = load_project(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) =
+        load_project_locked(out, &args.project.config, &args.project.overrides())?;
     if args.plan {
         print!("{}", plan(&project, out.verbose > 0));
         return Ok(ExitCode::SUCCESS);

@@ -30,9 +30,11 @@ pub enum CacheAction {
         json: bool,
     },
     /// Rehash every blob, check every entry and layer, remove what is
-    /// broken and rebuild the index.
+    /// broken and rebuild the index. Waits for running builds' current
+    /// steps; leaves what they hold alone.
     Verify,
     /// Evict least-recently-used entries until the cache fits in SIZE.
+    /// Never removes what a running build holds; waits for its current step.
     Gc {
         /// Target size, e.g. `10G`, `500M` (powers of 1024).
         #[arg(long, value_name = "SIZE")]
@@ -159,6 +161,18 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
             for l in &r.broken_layers {
                 println!("layer {l} did not match its manifest: removed (recreated on demand)");
             }
+            if r.unfinished_layers > 0 {
+                println!(
+                    "removed {} unfinished layers (creation cut short; recreated on demand)",
+                    r.unfinished_layers
+                );
+            }
+            if r.layers_in_use > 0 {
+                println!(
+                    "{} layers in use by a running build: not checked",
+                    r.layers_in_use
+                );
+            }
             if r.temp_removed > 0 {
                 println!("removed {} stale temporary files", r.temp_removed);
             }
@@ -185,6 +199,12 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                 r.blobs_removed,
                 r.layers_removed
             );
+            if r.blobs_in_use + r.layers_in_use > 0 {
+                println!(
+                    "kept {} blobs and {} layers that a running build holds",
+                    r.blobs_in_use, r.layers_in_use
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

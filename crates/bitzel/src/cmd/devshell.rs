@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
-use crate::project::{load_project, load_workspace, ConfigArgs};
+use crate::project::{load_project_locked, load_workspace, ConfigArgs};
 
 /// Arguments of `bitzel devshell`.
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,8 @@ pub struct DevshellArgs {
 
 /// Run `bitzel devshell`.
 pub fn run(out: &Output, args: DevshellArgs) -> anyhow::Result<ExitCode> {
-    let project = load_project(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) =
+        load_project_locked(out, &args.project.config, &args.project.overrides())?;
     let ws = load_workspace(out, &project)?;
     let task = bitzel_graph::with_do(&args.task);
     let label = format!("{}:{task}", args.recipe);

@@ -13,7 +13,7 @@ use bitzel_exec::executor::MissRecord;
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
-use crate::project::{load_project, load_workspace, ConfigArgs};
+use crate::project::{load_project_locked, load_workspace, ConfigArgs};
 
 /// Arguments of `bitzel explain`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +28,8 @@ pub struct ExplainArgs {
 /// Run `bitzel explain`: compute keys along the task's dependency chain
 /// without running anything; for every task that would run, say why.
 pub fn run(out: &Output, args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let project = load_project(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) =
+        load_project_locked(out, &args.project.config, &args.project.overrides())?;
     let ws = load_workspace(out, &project)?;
     if !args.task.contains(':') {
         anyhow::bail!(
