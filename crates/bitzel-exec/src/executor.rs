@@ -562,7 +562,7 @@ impl BuildExecutor<'_> {
         digests
             .iter()
             .map(|d| {
-                let existed = self.cache.layer_path(d).exists();
+                let existed = self.cache.layer_ready(d);
                 let p = self
                     .cache
                     .ensure_layer(d)
