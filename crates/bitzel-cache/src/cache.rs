@@ -35,7 +35,7 @@ use crate::layer::{apply_trees, materialize_layer};
 use crate::lease::{Held, Leases};
 use crate::lock::{flock, open_lock_file, LockMode};
 use crate::store::{Durability, LocalStore, Stacked, Storage};
-use crate::tree::{capture, CaptureStats, Tree};
+use crate::tree::{capture, read_tree, CaptureStats, Tree};
 
 /// The on-disk layout version (the `v1` directory).
 pub const LAYOUT_VERSION: u32 = 1;
@@ -47,6 +47,12 @@ pub struct CacheOptions {
     pub durability: Durability,
     /// How long to wait for another process holding the index (default 10 s).
     pub index_wait: Duration,
+    /// Owner `(uid, gid)` given to every entry of a materialised layer and
+    /// to the layer directory (default `None`: whoever runs bitzel). Set it
+    /// when bitzel runs as root and the sandbox maps its root to an
+    /// unprivileged host uid, so layers belong to that uid. A layer that
+    /// already exists with another owner is re-owned on first use.
+    pub layer_owner: Option<(u32, u32)>,
 }
 
 impl Default for CacheOptions {
@@ -54,6 +60,7 @@ impl Default for CacheOptions {
         CacheOptions {
             durability: Durability::Full,
             index_wait: Duration::from_secs(10),
+            layer_owner: None,
         }
     }
 }
@@ -63,10 +70,12 @@ impl Default for CacheOptions {
 pub enum MissReason {
     /// No entry for the key.
     NotFound,
-    /// The entry exists but a blob it references is gone or corrupt; the
-    /// entry was removed (re-running the task repairs it).
+    /// The entry exists but a blob it references is gone or corrupt, or a
+    /// tree it references is invalid (a path that could leave its root, an
+    /// entry below a symlink, ...: nothing of it was written); the entry
+    /// was removed (re-running the task repairs it).
     Incomplete {
-        /// The first missing blob found.
+        /// The first missing blob or invalid tree found.
         missing: Digest,
     },
 }
@@ -78,6 +87,14 @@ pub enum Lookup {
     Hit(Box<ActionResult>),
     /// Run the action.
     Miss(MissReason),
+}
+
+/// Why [`Cache::first_gap`] finds an entry unusable.
+enum Gap {
+    /// This blob is absent (or was corrupt and removed).
+    Missing(Digest),
+    /// This tree manifest does not decode or is structurally invalid.
+    Invalid { tree: Digest, reason: String },
 }
 
 /// A captured directory.
@@ -206,44 +223,78 @@ impl Cache {
             .chain(r.log_blobs().into_iter().map(Held::Blob))
             .collect();
         self.leases.hold(&held)?;
-        if let Some(missing) = self.first_missing_blob(&r)? {
-            tracing::info!(key = %key.short(), label = %r.label, blob = %missing.short(),
-                "cache entry references a missing blob; treating as a miss");
-            self.local.remove_action(key)?;
-            return Ok(Lookup::Miss(MissReason::Incomplete { missing }));
-        }
-        self.local.touch_action(key);
-        Ok(Lookup::Hit(Box::new(r)))
+        let missing = match self.first_gap(&r)? {
+            None => {
+                self.local.touch_action(key);
+                return Ok(Lookup::Hit(Box::new(r)));
+            }
+            Some(Gap::Missing(missing)) => {
+                tracing::info!(key = %key.short(), label = %r.label, blob = %missing.short(),
+                    "cache entry references a missing blob; treating as a miss");
+                missing
+            }
+            Some(Gap::Invalid { tree, reason }) => {
+                tracing::warn!(key = %key, label = %r.label, tree = %tree, level = %self.store.describe(),
+                    "cache entry rejected: its tree is invalid ({reason}); nothing of it was written, the task runs again");
+                tree
+            }
+        };
+        self.local.remove_action(key)?;
+        Ok(Lookup::Miss(MissReason::Incomplete { missing }))
     }
 
     /// The first blob `r` references that is not in the local CAS (tree
-    /// manifests are read and verified; file blobs are only checked for
-    /// presence — full hashing is [`Cache::verify`]'s job).
+    /// manifests are read, verified and validated: an invalid one counts as
+    /// missing; file blobs are only checked for presence — full hashing is
+    /// [`Cache::verify`]'s job).
     pub fn first_missing_blob(&self, r: &ActionResult) -> Result<Option<Digest>> {
+        Ok(self.first_gap(r)?.map(|g| match g {
+            Gap::Missing(d) => d,
+            Gap::Invalid { tree, .. } => tree,
+        }))
+    }
+
+    fn first_gap(&self, r: &ActionResult) -> Result<Option<Gap>> {
         for t in r.trees() {
             let tree = match self.read_tree(&t) {
                 Ok(tree) => tree,
-                Err(
-                    Error::MissingBlob { .. } | Error::CorruptBlob { .. } | Error::Corrupt { .. },
-                ) => return Ok(Some(t)),
+                Err(Error::MissingBlob { .. } | Error::CorruptBlob { .. }) => {
+                    return Ok(Some(Gap::Missing(t)))
+                }
+                Err(Error::Corrupt { reason, .. }) => {
+                    return Ok(Some(Gap::Invalid { tree: t, reason }))
+                }
                 Err(e) => return Err(e),
             };
             if let Some(b) = tree.blobs().into_iter().find(|b| !self.cas().contains(b)) {
-                return Ok(Some(b));
+                return Ok(Some(Gap::Missing(b)));
             }
         }
-        Ok(r.log_blobs().into_iter().find(|b| !self.cas().contains(b)))
+        Ok(r.log_blobs()
+            .into_iter()
+            .find(|b| !self.cas().contains(b))
+            .map(Gap::Missing))
     }
 
     /// Record `result` for `key`. Every blob it references must already be
     /// in the local CAS (capture first); the entry is written only after
     /// they are durable, so no crash can leave an entry pointing at nothing.
     pub fn put(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
-        if let Some(missing) = self.first_missing_blob(result)? {
-            return Err(Error::MissingBlob {
-                digest: missing,
-                path: self.cas().blob_path(&missing),
-            });
+        match self.first_gap(result)? {
+            None => {}
+            Some(Gap::Missing(missing)) => {
+                return Err(Error::MissingBlob {
+                    digest: missing,
+                    path: self.cas().blob_path(&missing),
+                })
+            }
+            Some(Gap::Invalid { tree, reason }) => {
+                return Err(Error::Corrupt {
+                    what: "tree manifest",
+                    path: self.cas().blob_path(&tree),
+                    reason,
+                })
+            }
         }
         self.store.put_action(key, result)?;
         self.journal_op(&IndexOp::Put {
@@ -312,14 +363,10 @@ impl Cache {
         self.cas().read(d)
     }
 
-    /// Read and decode a tree manifest (verified).
+    /// Read and decode a tree manifest (verified, size-bounded, validated:
+    /// see [`read_tree`]).
     pub fn read_tree(&self, d: &Digest) -> Result<Tree> {
-        let bytes = self.cas().read(d)?;
-        Tree::decode(&bytes).map_err(|reason| Error::Corrupt {
-            what: "tree manifest",
-            path: self.cas().blob_path(d),
-            reason,
-        })
+        read_tree(self.cas(), d)
     }
 
     /// Where the layer for tree `d` lives (whether or not it exists).
@@ -373,6 +420,7 @@ impl Cache {
         self.leases.hold(&[Held::Tree(*d)])?;
         let dest = self.layer_path(d);
         if self.layer_ready(d) {
+            self.adopt_layer(&dest)?;
             return Ok(dest);
         }
         let lock_path = self.layer_lock_path(d);
@@ -390,7 +438,7 @@ impl Cache {
         let tree = self.read_tree(d)?;
         let layers = self.root.join("layers");
         let tmp = layers.join(unique_name(".tmp"));
-        if let Err(e) = materialize_layer(self.cas(), &tree, &tmp) {
+        if let Err(e) = materialize_layer(self.cas(), &tree, &tmp, self.opts.layer_owner) {
             let _ = remove_any(&tmp);
             return Err(e);
         }
@@ -410,6 +458,35 @@ impl Cache {
             durable,
         )?;
         Ok(dest)
+    }
+
+    /// Give the existing layer `dest` the configured owner if it has another
+    /// (made before [`CacheOptions::layer_owner`] was set). The layer's
+    /// directory is re-owned last, so an interrupted pass is redone.
+    fn adopt_layer(&self, dest: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some((uid, gid)) = self.opts.layer_owner else {
+            return Ok(());
+        };
+        let md = fs::symlink_metadata(dest).ctx("stat", dest)?;
+        if (md.uid(), md.gid()) == (uid, gid) {
+            return Ok(());
+        }
+        tracing::debug!(layer = %dest.display(), uid, gid, "giving an existing layer the configured owner");
+        // The layer is bitzel's own directory; walkdir does not follow
+        // symlinks and lchown changes a link itself.
+        for entry in walkdir::WalkDir::new(dest).min_depth(1).follow_links(false) {
+            let entry = entry.map_err(|e| Error::Io {
+                op: "walk",
+                path: dest.to_path_buf(),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("filesystem loop")),
+            })?;
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+                .ctx("chown", entry.path())?;
+        }
+        std::os::unix::fs::lchown(dest, Some(uid), Some(gid)).ctx("chown", dest)
     }
 
     /// Apply the trees `trees` (lowest first) onto the plain directory

@@ -175,15 +175,43 @@ impl Cas {
         Ok(buf)
     }
 
-    /// Copy blob `d` to `dest` (created; must not exist), verifying the
-    /// content while copying. On a mismatch the blob and `dest` are removed.
+    /// Copy blob `d` to `dest` (created; must not exist, and a symlink
+    /// there is not followed), verifying the content while copying. On a
+    /// mismatch the blob and `dest` are removed.
     pub fn copy_out(&self, d: &Digest, dest: &Path) -> Result<u64> {
-        let (mut src, p) = self.open_blob(d)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let (src, p) = self.open_blob(d)?;
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(dest)
             .ctx("create", dest)?;
+        let res = self.copy_verified(d, src, &p, &mut out, dest);
+        if res.is_err() {
+            drop(out);
+            let _ = fs::remove_file(dest);
+        }
+        res
+    }
+
+    /// Copy blob `d` into the open file `out` (for writers that created it
+    /// relative to a directory descriptor), verifying the content while
+    /// copying; `dest` names it in errors. On a mismatch the blob is removed;
+    /// removing the partial `out` is the caller's job.
+    pub fn copy_to(&self, d: &Digest, out: &mut File, dest: &Path) -> Result<u64> {
+        let (src, p) = self.open_blob(d)?;
+        self.copy_verified(d, src, &p, out, dest)
+    }
+
+    fn copy_verified(
+        &self,
+        d: &Digest,
+        mut src: File,
+        p: &Path,
+        out: &mut File,
+        dest: &Path,
+    ) -> Result<u64> {
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
@@ -192,7 +220,7 @@ impl Cas {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).ctx("read", &p),
+                Err(e) => return Err(e).ctx("read", p),
             };
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).ctx("write", dest)?;
@@ -200,9 +228,7 @@ impl Cas {
         }
         let actual = Digest(*hasher.finalize().as_bytes());
         if actual != *d {
-            drop(out);
-            let _ = fs::remove_file(dest);
-            return Err(self.corrupt(p, *d, actual));
+            return Err(self.corrupt(p.to_path_buf(), *d, actual));
         }
         Ok(total)
     }

@@ -56,13 +56,21 @@ pub enum Error {
         /// What it is and why it is refused.
         reason: String,
     },
-    /// A tree entry's path would escape the directory it is materialised in.
-    #[error("tree entry path {path:?} is invalid: {reason}")]
+    /// A tree entry could write outside the directory it is materialised
+    /// in, or is otherwise not a valid tree entry (bad path, entry below a
+    /// non-directory, duplicate, bad mode or symlink target).
+    #[error("tree entry {path:?} is invalid: {reason}")]
     BadEntryPath {
         /// The path as stored.
         path: String,
         /// What is wrong.
-        reason: &'static str,
+        reason: String,
+    },
+    /// A tree manifest as a whole is unacceptable (too many entries, too large).
+    #[error("tree manifest is invalid: {reason}")]
+    BadTree {
+        /// What is wrong.
+        reason: String,
     },
     /// The sled index failed.
     #[error("cache index {} failed: {source} (the index is rebuildable: `bitzel cache verify` rebuilds it)", path.display())]

@@ -1,5 +1,6 @@
 //! Small filesystem helpers: unique temp names, atomic publish, fsync,
-//! xattrs, whiteout device nodes and fixed timestamps.
+//! reading xattrs, touching and removing. (Writing a tree below a
+//! directory goes through `beneath.rs`.)
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -110,67 +111,6 @@ pub fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     }
     buf.truncate(usize::try_from(rc).unwrap_or(0));
     Ok(Some(buf))
-}
-
-/// Set an extended attribute (not following symlinks).
-pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let p = cpath(path)?;
-    let n = CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains NUL"))?;
-    // SAFETY: valid C strings and a value buffer of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast::<libc::c_void>(),
-            value.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Create an overlayfs whiteout: a 0/0 character device.
-pub fn mknod_whiteout(path: &Path) -> io::Result<()> {
-    let p = cpath(path)?;
-    // SAFETY: valid C string; mknod does not retain it.
-    let rc = unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Set atime and mtime of `path` (not following symlinks) to `secs`.
-pub fn set_fixed_times(path: &Path, secs: i64) -> io::Result<()> {
-    set_times_ns(path, secs, 0)
-}
-
-/// Set a path's atime and mtime to `secs` + `nsec` nanoseconds (symlinks
-/// themselves, not their targets).
-pub fn set_times_ns(path: &Path, secs: i64, nsec: i64) -> io::Result<()> {
-    let p = cpath(path)?;
-    let ts = libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: nsec as libc::c_long,
-    };
-    let times = [ts, ts];
-    // SAFETY: valid C string and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Set the mtime of `path` to now (used to mark action-cache entries as recently used).

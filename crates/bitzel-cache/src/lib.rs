@@ -6,6 +6,7 @@
 //! Start at [`Cache`]. See ARCHITECTURE.md for the invariants.
 
 pub mod action;
+pub(crate) mod beneath;
 pub mod cache;
 pub mod canon;
 pub mod cas;

@@ -19,6 +19,7 @@ use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, Result};
 use crate::fsutil::remove_any;
 use crate::index::BuildRecord;
+use crate::layer::{host_dir_mode, host_file_mode};
 use crate::tree::{capture, EntryKind, Tree};
 
 /// Parse a size such as `500M`, `10G`, `1.5T`, `4096` (bytes; K/M/G/T are
@@ -194,16 +195,22 @@ fn now_secs() -> i64 {
     i64::try_from(crate::action::now_unix_ms() / 1000).unwrap_or(i64::MAX)
 }
 
-/// Normalise a tree for comparing a layer with its manifest: directories
-/// are materialised with the owner's rwx added.
+/// Normalise a tree for comparing a layer with its manifest: modes as
+/// materialised on the host (no setuid/setgid, directories with the
+/// owner's rwx added).
 fn normalised(t: &Tree) -> Vec<(String, EntryKind)> {
     t.entries()
         .iter()
         .map(|e| {
             let k = match &e.kind {
                 EntryKind::Dir { mode, opaque } => EntryKind::Dir {
-                    mode: mode | 0o700,
+                    mode: host_dir_mode(*mode),
                     opaque: *opaque,
+                },
+                EntryKind::File { digest, size, mode } => EntryKind::File {
+                    digest: *digest,
+                    size: *size,
+                    mode: host_file_mode(*mode),
                 },
                 k => k.clone(),
             };

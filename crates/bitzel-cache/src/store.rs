@@ -15,7 +15,7 @@ use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, touch_now, unique_name, write_atomic};
-use crate::tree::Tree;
+use crate::tree::{Tree, MAX_MANIFEST_BYTES};
 
 /// One level of the cache: an action cache (key → result) plus a blob store.
 ///
@@ -263,6 +263,17 @@ impl<S: Storage> Storage for ReadOnly<S> {
     }
 }
 
+/// The outcome of [`Stacked::copy_result`].
+enum Copied {
+    /// Everything the result references is in the destination level.
+    Complete,
+    /// The source level lacks a blob.
+    Missing,
+    /// A tree manifest is invalid (see [`Tree::decode`]); none of its files
+    /// were copied.
+    InvalidTree { tree: Digest, reason: String },
+}
+
 /// Levels tried in order (fastest first). A hit in level *i* is copied into
 /// levels `0..i` — blobs, then the entry — before it is returned. Writes go
 /// to every level; a failing write to a level other than the first is
@@ -299,38 +310,61 @@ impl Stacked {
         res
     }
 
-    /// Copy everything `r` references from `from` to `to`. `Ok(false)` if
-    /// `from` lacks something.
-    fn copy_result(&self, from: &dyn Storage, to: &dyn Storage, r: &ActionResult) -> Result<bool> {
+    /// Read tree manifest `t` back from `level` (size-bounded) and decode it:
+    /// `None` if absent, `Some(Err(reason))` if too large or invalid.
+    fn read_tree_from(
+        &self,
+        level: &dyn Storage,
+        t: &Digest,
+    ) -> Result<Option<std::result::Result<Tree, String>>> {
+        let tmp = self.tmp.join(unique_name("tree"));
+        let res = (|| {
+            if !level.fetch_blob(t, &tmp)? {
+                return Ok(None);
+            }
+            let len = fs::metadata(&tmp).ctx("stat", &tmp)?.len();
+            if len > MAX_MANIFEST_BYTES {
+                return Ok(Some(Err(format!(
+                    "{len} bytes (at most {MAX_MANIFEST_BYTES})"
+                ))));
+            }
+            let bytes = fs::read(&tmp).ctx("read", &tmp)?;
+            Ok(Some(Tree::decode(&bytes)))
+        })();
+        let _ = fs::remove_file(&tmp);
+        res
+    }
+
+    /// Copy everything `r` references from `from` to `to`: each tree
+    /// manifest first, validated ([`Tree::decode`]) before any of its file
+    /// blobs is copied; then the files and logs.
+    fn copy_result(
+        &self,
+        from: &dyn Storage,
+        to: &dyn Storage,
+        r: &ActionResult,
+    ) -> Result<Copied> {
         for t in r.trees() {
             if !self.copy_blob(from, to, &t)? {
-                return Ok(false);
+                return Ok(Copied::Missing);
             }
-            let tmp = self.tmp.join(unique_name("tree"));
-            let fetched = to.fetch_blob(&t, &tmp)?;
-            let bytes = if fetched {
-                fs::read(&tmp).ctx("read", &tmp)
-            } else {
-                Ok(Vec::new())
+            let tree = match self.read_tree_from(to, &t)? {
+                None => return Ok(Copied::Missing),
+                Some(Ok(tree)) => tree,
+                Some(Err(reason)) => return Ok(Copied::InvalidTree { tree: t, reason }),
             };
-            let _ = fs::remove_file(&tmp);
-            let tree = Tree::decode(&bytes?).map_err(|reason| Error::Corrupt {
-                what: "tree manifest",
-                path: PathBuf::from(t.to_hex()),
-                reason,
-            })?;
             for b in tree.blobs() {
                 if !self.copy_blob(from, to, &b)? {
-                    return Ok(false);
+                    return Ok(Copied::Missing);
                 }
             }
         }
         for b in r.log_blobs() {
             if !self.copy_blob(from, to, &b)? {
-                return Ok(false);
+                return Ok(Copied::Missing);
             }
         }
-        Ok(true)
+        Ok(Copied::Complete)
     }
 }
 
@@ -352,9 +386,17 @@ impl Storage for Stacked {
                 Err(e) => return Err(e),
             };
             for lower in &self.levels[..i] {
-                if !self.copy_result(level.as_ref(), lower.as_ref(), &r)? {
-                    tracing::info!(key = %key.short(), level = %level.describe(), "hit without its blobs; treated as a miss");
-                    return Ok(None);
+                match self.copy_result(level.as_ref(), lower.as_ref(), &r)? {
+                    Copied::Complete => {}
+                    Copied::Missing => {
+                        tracing::info!(key = %key.short(), level = %level.describe(), "hit without its blobs; treated as a miss");
+                        return Ok(None);
+                    }
+                    Copied::InvalidTree { tree, reason } => {
+                        tracing::warn!(key = %key, label = %r.label, tree = %tree, level = %level.describe(),
+                            "cache entry rejected: its tree is invalid ({reason}); nothing of it was written, the task runs again");
+                        return Ok(None);
+                    }
                 }
                 lower.put_action(key, &r)?;
             }
@@ -371,12 +413,14 @@ impl Storage for Stacked {
         for level in rest {
             let res = self
                 .copy_result(first.as_ref(), level.as_ref(), result)
-                .and_then(|complete| {
-                    if complete {
-                        level.put_action(key, result)
-                    } else {
-                        Ok(())
-                    }
+                .and_then(|copied| match copied {
+                    Copied::Complete => level.put_action(key, result),
+                    Copied::Missing => Ok(()),
+                    Copied::InvalidTree { tree, reason } => Err(Error::Corrupt {
+                        what: "tree manifest",
+                        path: PathBuf::from(tree.to_hex()),
+                        reason,
+                    }),
                 });
             if let Err(e) = res {
                 tracing::warn!(level = %level.describe(), "cannot write to cache level: {e}");

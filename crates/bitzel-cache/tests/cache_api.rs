@@ -1,8 +1,12 @@
 //! The action cache through the `Cache` handle: put/lookup, missing and
 //! corrupt blobs turn hits into misses, corrupt entries are misses, layers
 //! and flattening round-trip whiteouts and opaque directories, the storage
-//! stack writes remote hits back, the read-only wrapper writes nothing.
+//! stack writes remote hits back, the read-only wrapper writes nothing,
+//! hostile trees in the local cache are misses that write nothing, layers
+//! never carry setuid/setgid bits and can be given an owner.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod hostile_trees;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -452,5 +456,121 @@ fn a_layer_without_its_stamp_is_absent() {
         assert_eq!(rep.unfinished_layers, 1, "{rep:?}");
         assert!(rep.is_clean(), "{rep:?}");
         assert!(!layer.exists());
+    }
+}
+
+#[test]
+fn hand_encoded_manifests_match_tree_encode() {
+    // The hostile-tree encoder is the real encoding: a valid tree encodes
+    // identically, so a hostile manifest is refused for what it holds.
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("cache"), opts()).unwrap();
+    let tree = hostile_trees::setuid_tree(&cache);
+    assert_eq!(hostile_trees::manifest(tree.entries()), tree.encode());
+}
+
+#[test]
+fn hostile_local_entries_are_misses_that_write_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("cache"), opts()).unwrap();
+    for (name, entries) in hostile_trees::hostile_trees(&cache, outside.path()) {
+        let bytes = hostile_trees::manifest(&entries);
+        assert!(bitzel_cache::Tree::decode(&bytes).is_err(), "{name}");
+        let d = cache.put_blob(&bytes).unwrap();
+        let (key, r) = hostile_trees::result_with_output(&cache, name, d);
+        // Written behind `put`'s back, as a hostile or broken process could.
+        cache.local().put_action(&key, &r).unwrap();
+        assert_eq!(
+            cache.lookup(&key).unwrap(),
+            Lookup::Miss(MissReason::Incomplete { missing: d }),
+            "{name}"
+        );
+        assert!(
+            cache.local().read_action(&key).unwrap().is_none(),
+            "{name}: entry dropped"
+        );
+        assert!(cache.put(&key, &r).is_err(), "{name}: put refuses it");
+        assert!(cache.ensure_layer(&d).is_err(), "{name}");
+        assert!(!cache.layer_path(&d).exists(), "{name}");
+        assert!(
+            cache.apply(&[d], &t.path().join("deploy")).is_err(),
+            "{name}"
+        );
+        hostile_trees::assert_empty(outside.path());
+    }
+    hostile_trees::assert_no_setid(t.path());
+}
+
+#[test]
+fn setuid_bits_stay_in_the_tree_and_never_reach_the_host() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("cache"), opts()).unwrap();
+    let tree = hostile_trees::setuid_tree(&cache);
+    let d = cache.put_tree(&tree).unwrap();
+    assert_eq!(cache.read_tree(&d).unwrap(), tree, "modes kept as metadata");
+    let layer = cache.ensure_layer(&d).unwrap();
+    let deploy = t.path().join("deploy");
+    cache.apply(&[d], &deploy).unwrap();
+    for root in [&layer, &deploy] {
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(
+            (mode("bin"), mode("bin/su"), mode("bin/wall")),
+            (0o755, 0o755, 0o755)
+        );
+    }
+    hostile_trees::assert_no_setid(t.path());
+    // `verify` compares layers with their manifests the way they are
+    // materialised, so the stripped layer is not "broken".
+    let report = cache.verify().unwrap();
+    assert!(report.broken_layers.is_empty(), "{report:?}");
+}
+
+#[test]
+#[ignore = "needs root: run by scripts/test.d/15-cache-root.sh"]
+fn as_root_existing_layers_take_the_configured_owner() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test changes owners and must run as root (scripts/test.d/15-cache-root.sh)"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    write_tree(&out);
+    let dir = t.path().join("cache");
+    let d = Cache::open_with(&dir, opts())
+        .unwrap()
+        .capture(&out)
+        .unwrap()
+        .digest;
+    let plain = Cache::open_with(&dir, opts())
+        .unwrap()
+        .ensure_layer(&d)
+        .unwrap();
+    assert_eq!(fs::metadata(&plain).unwrap().uid(), 0);
+    let owner = (61_000, 61_001);
+    let owned = Cache::open_with(
+        &dir,
+        CacheOptions {
+            layer_owner: Some(owner),
+            ..opts()
+        },
+    )
+    .unwrap();
+    let layer = owned.ensure_layer(&d).unwrap();
+    assert_eq!(layer, plain);
+    for e in walkdir::WalkDir::new(&layer) {
+        let md = fs::symlink_metadata(e.unwrap().path()).unwrap();
+        assert_eq!((md.uid(), md.gid()), owner);
+    }
+    // A new layer is created with the owner directly.
+    let out2 = t.path().join("out2");
+    fs::create_dir_all(out2.join("d")).unwrap();
+    fs::write(out2.join("d/f"), b"2").unwrap();
+    let d2 = owned.capture(&out2).unwrap().digest;
+    for e in walkdir::WalkDir::new(owned.ensure_layer(&d2).unwrap()) {
+        let md = fs::symlink_metadata(e.unwrap().path()).unwrap();
+        assert_eq!((md.uid(), md.gid()), owner);
     }
 }

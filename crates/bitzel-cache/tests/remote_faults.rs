@@ -7,69 +7,17 @@
 
 mod remote_common;
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitzel_cache::remote::{AuthHeader, RemoteCache};
 use bitzel_cache::{Lookup, MissReason};
-use remote_common::{as_refs, make_result, sample_files, stacked, test_config, Nginx};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// A global subscriber keeping every WARN/ERROR event as text, so a test can
-/// count the warnings about its own server (filtered by its unique URL).
-struct Keep(Mutex<Vec<String>>);
-
-struct Text(String);
-impl Visit for Text {
-    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", f.name(), v);
-    }
-}
-
-impl Subscriber for &'static Keep {
-    fn enabled(&self, m: &Metadata<'_>) -> bool {
-        *m.level() <= Level::WARN
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, e: &Event<'_>) {
-        let mut t = Text(String::new());
-        e.record(&mut t);
-        self.0.lock().unwrap().push(t.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-fn warnings() -> &'static Keep {
-    static KEEP: OnceLock<&'static Keep> = OnceLock::new();
-    KEEP.get_or_init(|| {
-        let k: &'static Keep = Box::leak(Box::new(Keep(Mutex::new(Vec::new()))));
-        tracing::subscriber::set_global_default(k).unwrap();
-        k
-    })
-}
-
-/// Warnings mentioning `needle`.
-fn warnings_about(needle: &str) -> Vec<String> {
-    warnings()
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|w| w.contains(needle))
-        .cloned()
-        .collect()
-}
+use remote_common::{
+    as_refs, make_result, sample_files, stacked, test_config, warnings, warnings_about, Nginx,
+};
 
 fn unavailable_warnings(url: &str) -> usize {
     warnings_about(url)

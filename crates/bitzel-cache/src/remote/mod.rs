@@ -682,6 +682,11 @@ impl RemoteCache {
         }
     }
 
+    /// Note an entry refused because a tree it references is invalid.
+    pub(crate) fn note_rejected(&self) {
+        self.stats.note_rejected();
+    }
+
     /// Note a lookup's outcome decided outside [`RemoteCache::lookup`].
     pub(crate) fn count_lookup(&self, hit: bool) {
         if hit {

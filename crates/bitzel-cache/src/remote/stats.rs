@@ -9,6 +9,7 @@ pub struct RemoteStats {
     misses: AtomicU64,
     incomplete: AtomicU64,
     corrupt: AtomicU64,
+    rejected: AtomicU64,
     uploads: AtomicU64,
     skipped_uploads: AtomicU64,
     blobs_uploaded: AtomicU64,
@@ -30,6 +31,10 @@ pub struct RemoteStatsSnapshot {
     pub incomplete: u64,
     /// Downloads whose content did not match its digest (never used).
     pub corrupt: u64,
+    /// Of the misses: entries refused because a tree they reference is
+    /// invalid (a path that could leave its root, an entry below a symlink,
+    /// ...); nothing of them was written.
+    pub rejected: u64,
     /// Action results uploaded.
     pub uploads: u64,
     /// Action results not uploaded (read-only mode, or the remote was given up).
@@ -60,6 +65,7 @@ impl RemoteStats {
         note_miss => misses,
         note_incomplete => incomplete,
         note_corrupt => corrupt,
+        note_rejected => rejected,
         note_action_upload => uploads,
         note_skipped_upload => skipped_uploads,
         note_retry => retries,
@@ -87,6 +93,7 @@ impl RemoteStats {
             misses: l(&self.misses),
             incomplete: l(&self.incomplete),
             corrupt: l(&self.corrupt),
+            rejected: l(&self.rejected),
             uploads: l(&self.uploads),
             skipped_uploads: l(&self.skipped_uploads),
             blobs_uploaded: l(&self.blobs_uploaded),
@@ -120,6 +127,8 @@ pub struct CacheSummary {
     pub remote: bool,
     /// Whether the remote was given up during the build.
     pub remote_unavailable: bool,
+    /// Remote entries refused because a tree they reference is invalid.
+    pub remote_rejected: u64,
 }
 
 impl CacheSummary {
@@ -137,6 +146,7 @@ impl CacheSummary {
             bytes_downloaded: r.bytes_downloaded,
             remote: remote.is_some(),
             remote_unavailable: r.unavailable > 0,
+            remote_rejected: r.rejected,
         }
     }
 }
@@ -156,6 +166,13 @@ impl std::fmt::Display for CacheSummary {
                 crate::human_bytes(self.bytes_uploaded),
                 crate::human_bytes(self.bytes_downloaded)
             )?;
+            if self.remote_rejected > 0 {
+                write!(
+                    f,
+                    " ({} entries rejected: invalid trees, see the warnings)",
+                    self.remote_rejected
+                )?;
+            }
             if self.remote_unavailable {
                 f.write_str(" (remote unavailable: continued with the local cache only)")?;
             }
@@ -182,6 +199,12 @@ mod tests {
         assert_eq!((s.local_hits, s.remote_hits, s.misses), (7, 3, 4));
         expect_test::expect!["cache: 7 local hits, 3 remote hits, 4 misses; remote: 2 uploads, 1.5 KiB up, 5.0 MiB down (remote unavailable: continued with the local cache only)"]
             .assert_eq(&s.to_string());
+        let rejected = RemoteStatsSnapshot {
+            rejected: 2,
+            ..Default::default()
+        };
+        expect_test::expect!["cache: 10 local hits, 0 remote hits, 4 misses; remote: 0 uploads, 0 B up, 0 B down (2 entries rejected: invalid trees, see the warnings)"]
+            .assert_eq(&CacheSummary::new((10, 4), Some(rejected)).to_string());
         expect_test::expect!["cache: 10 local hits, 0 remote hits, 4 misses"]
             .assert_eq(&CacheSummary::new((10, 4), None).to_string());
     }

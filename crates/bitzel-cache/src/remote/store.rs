@@ -27,7 +27,7 @@ use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::unique_name;
 use crate::store::{decode_result, encode_result, Storage};
-use crate::tree::{EntryKind, Tree};
+use crate::tree::{read_tree, EntryKind, Tree, MAX_MANIFEST_BYTES};
 
 /// Bytes of blob content that may wait in memory in the upload queue before
 /// `put_blob` blocks (one larger blob is always admitted when the queue is
@@ -332,6 +332,48 @@ impl HttpStore {
         Ok(Some(out))
     }
 
+    /// Fetch the tree manifests of `r` (listed in `blobs`) and validate
+    /// them ([`Tree::decode`]) before any file blob is downloaded:
+    /// `Ok(Err((tree, reason)))` names the first invalid (or oversized) one.
+    /// A manifest the server lacks is left to the full fetch to report.
+    #[allow(clippy::type_complexity)]
+    fn valid_trees(
+        &self,
+        r: &ActionResult,
+        blobs: &[BlobRef],
+    ) -> std::result::Result<std::result::Result<(), (Digest, String)>, RemoteError> {
+        for t in r.trees() {
+            let Some(b) = blobs.iter().find(|b| b.digest == t) else {
+                continue;
+            };
+            if b.size > MAX_MANIFEST_BYTES {
+                let reason = format!("{} bytes (at most {MAX_MANIFEST_BYTES})", b.size);
+                return Ok(Err((t, reason)));
+            }
+            let decoded = match &self.local {
+                Some(cas) => {
+                    if !self.remote().fetch_all_into(std::slice::from_ref(b), cas)? {
+                        continue;
+                    }
+                    match read_tree(cas, &t) {
+                        Ok(_) => Ok(()),
+                        Err(Error::Corrupt { reason, .. }) => Err(reason),
+                        // Missing or corrupt locally: the full fetch decides.
+                        Err(_) => Ok(()),
+                    }
+                }
+                None => match self.remote().get_blob(b)? {
+                    Some(bytes) => Tree::decode(&bytes).map(drop),
+                    None => continue,
+                },
+            };
+            if let Err(reason) = decoded {
+                return Ok(Err((t, reason)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     fn log_ref(&self, d: Option<Digest>, blobs: &[BlobRef]) -> Option<BlobRef> {
         let d = d?;
         blobs.iter().find(|b| b.digest == d).copied()
@@ -362,6 +404,19 @@ impl HttpStore {
         {
             tracing::warn!(key = %key.short(), blob = %d.short(), "remote entry does not list a blob its result references; treated as a miss");
             return None;
+        }
+        match self.valid_trees(&r, &e.blobs) {
+            Ok(Ok(())) => {}
+            Ok(Err((tree, reason))) => {
+                self.remote().note_rejected();
+                tracing::warn!(remote = %self.remote().config().display_url(), key = %key, label = %r.label, tree = %tree,
+                    "remote cache entry rejected: its tree is invalid ({reason}); nothing of it was written, the task runs again");
+                return None;
+            }
+            Err(err) => {
+                self.note("remote download failed", &err);
+                return None;
+            }
         }
         let complete = match &self.local {
             Some(cas) => self.remote().fetch_all_into(&e.blobs, cas),

@@ -3,15 +3,19 @@
 //! helpers to make action results.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bitzel_cache::remote::{HttpStore, RemoteConfig};
 use bitzel_cache::{Action, ActionKey, ActionResult, Cache, CacheOptions, Durability, Storage};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 /// An nginx WebDAV server in a temp dir; stopped on drop.
 pub struct Nginx {
@@ -336,4 +340,54 @@ pub fn scripted_server(
         }
     });
     (url, seen)
+}
+
+/// A global subscriber keeping every WARN/ERROR event as text, so a test can
+/// count the warnings about its own server (filtered by its unique URL).
+pub struct Keep(pub Mutex<Vec<String>>);
+
+struct Text(String);
+impl Visit for Text {
+    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, "{}={:?} ", f.name(), v);
+    }
+}
+
+impl Subscriber for &'static Keep {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        *m.level() <= Level::WARN
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, e: &Event<'_>) {
+        let mut t = Text(String::new());
+        e.record(&mut t);
+        self.0.lock().unwrap().push(t.0);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+pub fn warnings() -> &'static Keep {
+    static KEEP: OnceLock<&'static Keep> = OnceLock::new();
+    KEEP.get_or_init(|| {
+        let k: &'static Keep = Box::leak(Box::new(Keep(Mutex::new(Vec::new()))));
+        tracing::subscriber::set_global_default(k).unwrap();
+        k
+    })
+}
+
+/// Warnings mentioning `needle`.
+pub fn warnings_about(needle: &str) -> Vec<String> {
+    warnings()
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.contains(needle))
+        .cloned()
+        .collect()
 }
