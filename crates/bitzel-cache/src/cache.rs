@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use crate::action::{now_unix_ms, Action, ActionResult};
 use crate::cas::Cas;
+use crate::delta::{capture_delta, prepare_work_dir, Baseline};
 use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{remove_any, syncfs, unique_name, write_atomic};
@@ -500,6 +501,33 @@ impl Cache {
             .map(|d| self.read_tree(d))
             .collect::<Result<Vec<_>>>()?;
         apply_trees(self.cas(), &trees, dest)
+    }
+
+    /// Flatten the trees `trees` (lowest first) onto `dest` as a task's
+    /// writable work directory, for backends without overlayfs: contents are
+    /// copied (never linked) out of the CAS, entries are stamped by layer, and
+    /// the returned [`Baseline`] lets [`Cache::capture_delta`] find what the
+    /// task changed.
+    pub fn prepare_work_dir(&self, trees: &[Digest], dest: &Path) -> Result<Baseline> {
+        let trees = trees
+            .iter()
+            .map(|d| self.read_tree(d))
+            .collect::<Result<Vec<_>>>()?;
+        prepare_work_dir(self.cas(), &trees, dest)
+    }
+
+    /// Capture what changed in `dir` since `base` (see
+    /// [`Cache::prepare_work_dir`]) into the CAS, as the overlay upperdir a
+    /// namespaced backend would have captured: changed and new entries,
+    /// whiteouts, opaque directories.
+    pub fn capture_delta(&self, dir: &Path, base: &Baseline) -> Result<Captured> {
+        let (tree, stats) = capture_delta(dir, base, Some(self.cas()))?;
+        let digest = self.put_tree(&tree)?;
+        Ok(Captured {
+            digest,
+            tree,
+            stats,
+        })
     }
 
     /// Run `f` with the index open (waiting up to the configured time for

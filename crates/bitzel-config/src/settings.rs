@@ -64,23 +64,24 @@ impl FromStr for SandboxChoice {
 }
 
 /// What a task's root filesystem is made of (`bitzel.build_root`, `--build-root`).
+///
+/// Only `host` exists today. `rootfs` (a base root filesystem built from a package list, so
+/// that hits can be shared between machines) is planned; until it is implemented, asking for
+/// it is an error rather than a setting that is accepted and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BuildRoot {
     /// The host's `/usr`, `/lib*`, `/bin`, read-only, tools allow-listed.
     Host,
-    /// A base root filesystem built from a package list (or given as a tarball).
-    Rootfs,
 }
 
 impl BuildRoot {
     /// Every choice.
-    pub const ALL: [BuildRoot; 2] = [BuildRoot::Host, BuildRoot::Rootfs];
+    pub const ALL: [BuildRoot; 1] = [BuildRoot::Host];
 
     /// The spelling used in the config file and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             BuildRoot::Host => "host",
-            BuildRoot::Rootfs => "rootfs",
         }
     }
 }
@@ -94,10 +95,17 @@ impl fmt::Display for BuildRoot {
 impl FromStr for BuildRoot {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if s == "rootfs" {
+            return Err("the `rootfs` build root is not implemented yet (a later release adds it); tasks can only run on the `host` build root for now: use `host` or leave the setting out".into());
+        }
         BuildRoot::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown build root `{s}` (expected one of: host, rootfs)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown build root `{s}` (expected `host`; `rootfs` is not implemented yet)"
+                )
+            })
     }
 }
 

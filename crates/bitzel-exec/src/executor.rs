@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bitzel_cache::{Action, ActionResult, Cache, Digest, Lookup};
+use bitzel_cache::{Action, ActionResult, Baseline, Cache, Digest, Lookup};
 use bitzel_graph::{
     CancelToken, Executor, FailureKind, Outcome, TaskFailure, TaskNode, TaskResult,
 };
 use bitzel_meta::{DataStore, Recipe};
-use bitzel_sandbox::{Backend, Mount, RootSpec, SandboxSpec, Stdio};
+use bitzel_sandbox::{Backend, Mount, PathMap, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
     fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
@@ -183,6 +183,15 @@ struct Prepared {
     interactive: bool,
     /// Resource limits (`BITZEL_TASK_*`, task flags); not part of the key.
     limits: bitzel_sandbox::Limits,
+}
+
+/// Where a running task's work directory is and how its output is found.
+enum WorkDir {
+    /// An overlay of the recipe's earlier outputs; this upperdir is the output.
+    Overlay { upper: PathBuf },
+    /// A flattened copy of them (backends without mounts); what changed since `baseline`
+    /// is the output.
+    Flattened { dir: PathBuf, baseline: Baseline },
 }
 
 /// What running a task in its sandbox gave.
@@ -542,15 +551,14 @@ impl BuildExecutor<'_> {
             if p.network { "on" } else { "off" }.into(),
         );
         action.policy.insert("build_root".into(), "host".into());
-        action.policy.insert(
-            "sandbox".into(),
-            if self.sandbox.hermetic() {
-                "hermetic"
-            } else {
-                "none"
-            }
-            .into(),
-        );
+        // Results of runs without isolation, or with rewritten paths (whose outputs may hold
+        // host paths), never meet those of the namespaced backends.
+        let sandbox = match (self.sandbox.hermetic(), self.sandbox.remaps_paths()) {
+            (false, _) => "none",
+            (true, false) => "hermetic",
+            (true, true) => "hermetic-remapped",
+        };
+        action.policy.insert("sandbox".into(), sandbox.into());
         action
     }
 
@@ -575,6 +583,81 @@ impl BuildExecutor<'_> {
                 Ok(p)
             })
             .collect()
+    }
+
+    /// The mounts at `/bitzel/work` and `/bitzel/sysroot`. A namespaced backend gets overlays
+    /// of the layers (the work overlay's upperdir is the output); a backend that cannot mount
+    /// gets flattened copies of them (ARCHITECTURE.md, "`--sandbox none`"), and the output is
+    /// what changed in the work copy.
+    fn work_mounts(
+        &self,
+        task: &TaskNode,
+        inputs: &TaskOutput,
+        scratch: &Path,
+    ) -> Result<(Vec<Mount>, WorkDir), TaskFailure> {
+        let sysroot_digests: Vec<Digest> = inputs.sysroots.values().copied().collect();
+        if self.sandbox.remaps_paths() {
+            let dir = scratch.join("work");
+            let baseline = self
+                .cache
+                .prepare_work_dir(&inputs.work, &dir)
+                .map_err(|e| setup_err(task, format!("preparing the work directory: {e}")))?;
+            let sysroot = scratch.join("sysroot");
+            self.cache
+                .apply(&sysroot_digests, &sysroot)
+                .map_err(|e| setup_err(task, format!("preparing the sysroot: {e}")))?;
+            let mounts = vec![
+                Mount::Bind {
+                    src: dir.clone(),
+                    dst: PathBuf::from(paths::WORK),
+                    writable: true,
+                },
+                Mount::Bind {
+                    src: sysroot,
+                    dst: PathBuf::from(paths::SYSROOT),
+                    writable: false,
+                },
+            ];
+            return Ok((mounts, WorkDir::Flattened { dir, baseline }));
+        }
+        let upper = scratch.join("upper");
+        let ovl_work = scratch.join("ovlwork");
+        let empty = scratch.join("empty");
+        for d in [&upper, &ovl_work, &empty] {
+            fs::create_dir_all(d)
+                .map_err(|e| setup_err(task, format!("creating {}: {e}", d.display())))?;
+        }
+        let mut work_lowers = self.ensure_layers(task, &inputs.work)?;
+        work_lowers.reverse(); // top first
+        if work_lowers.is_empty() {
+            work_lowers.push(empty.clone());
+        }
+        let mut sys_lowers = self.ensure_layers(task, &sysroot_digests)?;
+        sys_lowers.reverse();
+
+        let mut mounts = vec![Mount::Overlay {
+            lowers: work_lowers,
+            upper: Some((upper.clone(), ovl_work)),
+            dst: PathBuf::from(paths::WORK),
+        }];
+        mounts.push(match sys_lowers.len() {
+            0 => Mount::Bind {
+                src: empty,
+                dst: PathBuf::from(paths::SYSROOT),
+                writable: false,
+            },
+            1 => Mount::Bind {
+                src: sys_lowers.remove(0),
+                dst: PathBuf::from(paths::SYSROOT),
+                writable: false,
+            },
+            _ => Mount::Overlay {
+                lowers: sys_lowers,
+                upper: None,
+                dst: PathBuf::from(paths::SYSROOT),
+            },
+        });
+        Ok((mounts, WorkDir::Overlay { upper }))
     }
 
     fn run_in_sandbox(
@@ -612,48 +695,7 @@ impl BuildExecutor<'_> {
         cancel: &CancelToken,
         scratch: &Path,
     ) -> Result<Ran, TaskFailure> {
-        let upper = scratch.join("upper");
-        let ovl_work = scratch.join("ovlwork");
-        let empty = scratch.join("empty");
-        for d in [&upper, &ovl_work, &empty] {
-            fs::create_dir_all(d)
-                .map_err(|e| setup_err(task, format!("creating {}: {e}", d.display())))?;
-        }
-        let script_path = scratch.join("run.sh");
-        fs::write(&script_path, &p.script)
-            .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
-
-        let mut work_lowers = self.ensure_layers(task, &inputs.work)?;
-        work_lowers.reverse(); // top first
-        if work_lowers.is_empty() {
-            work_lowers.push(empty.clone());
-        }
-        let sysroot_digests: Vec<Digest> = inputs.sysroots.values().copied().collect();
-        let mut sys_lowers = self.ensure_layers(task, &sysroot_digests)?;
-        sys_lowers.reverse();
-
-        let mut mounts = vec![Mount::Overlay {
-            lowers: work_lowers,
-            upper: Some((upper.clone(), ovl_work.clone())),
-            dst: PathBuf::from(paths::WORK),
-        }];
-        match sys_lowers.len() {
-            0 => mounts.push(Mount::Bind {
-                src: empty.clone(),
-                dst: PathBuf::from(paths::SYSROOT),
-                writable: false,
-            }),
-            1 => mounts.push(Mount::Bind {
-                src: sys_lowers.remove(0),
-                dst: PathBuf::from(paths::SYSROOT),
-                writable: false,
-            }),
-            _ => mounts.push(Mount::Overlay {
-                lowers: sys_lowers,
-                upper: None,
-                dst: PathBuf::from(paths::SYSROOT),
-            }),
-        }
+        let (mut mounts, work) = self.work_mounts(task, inputs, scratch)?;
         mounts.push(Mount::Tmpfs {
             dst: PathBuf::from(paths::DOWNLOADS),
         });
@@ -683,11 +725,23 @@ impl BuildExecutor<'_> {
             dst: PathBuf::from(paths::HOSTTOOLS),
             writable: false,
         });
+        let script_path = scratch.join("run.sh");
         mounts.push(Mount::Bind {
-            src: script_path,
+            src: script_path.clone(),
             dst: PathBuf::from(paths::SCRIPT),
             writable: false,
         });
+        // Without mounts the sandbox paths are rewritten to a per-task host root, in the
+        // script too (the key keeps the fixed paths).
+        let host_root = self.sandbox.remaps_paths().then(|| scratch.join("root"));
+        let script = match &host_root {
+            Some(root) => PathMap::new(&mounts, root)
+                .map_err(|e| setup_err(task, e))?
+                .rewrite(&p.script),
+            None => p.script.clone(),
+        };
+        fs::write(&script_path, script)
+            .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
 
         let log = self.dirs.log_path(&task.pn, &task.task);
         if let Some(parent) = log.parent() {
@@ -712,6 +766,7 @@ impl BuildExecutor<'_> {
         spec.limits = p.limits.clone();
         spec.stdout = Stdio::File(log.clone());
         spec.stderr = Stdio::File(log.clone());
+        spec.host_root = host_root;
 
         if cancel.is_cancelled() {
             return Err(fail(
@@ -759,11 +814,12 @@ impl BuildExecutor<'_> {
             return Err(f);
         }
 
-        // Capture the upperdir: this task's output delta.
-        let captured = self
-            .cache
-            .capture(&upper)
-            .map_err(|e| setup_err(task, format!("capturing output: {e}")))?;
+        // This task's output delta: the upperdir, or what changed in the flattened copy.
+        let captured = match &work {
+            WorkDir::Overlay { upper } => self.cache.capture(upper),
+            WorkDir::Flattened { dir, baseline } => self.cache.capture_delta(dir, baseline),
+        }
+        .map_err(|e| setup_err(task, format!("capturing output: {e}")))?;
         let log_digest = self.cache.put_file(&log).ok();
         let d = &recipe.data;
         let mut extra = BTreeMap::new();

@@ -4,8 +4,9 @@
 //! Backends: [`NativeBackend`] (Linux namespaces through `nix`, run from a single-threaded
 //! helper process), [`BwrapBackend`] (the same spec mapped to `bwrap` arguments),
 //! [`SandboxExecBackend`] (macOS, a generated SBPL profile) and [`NoneBackend`] (no isolation,
-//! only when named). [`select`] probes them by running a trivial sandbox and reports why each
-//! was rejected.
+//! only when named); the last two have no mount namespace and rewrite sandbox paths to a
+//! per-task host directory ([`PathMap`]). [`select`] probes them by running a trivial sandbox
+//! and reports why each was rejected.
 //!
 //! The helper: the caller is multi-threaded, so the native backend forks from a separate
 //! single-threaded process — either the `bitzel-sandbox-helper` binary of this crate or the
@@ -22,6 +23,7 @@ mod native;
 mod none;
 pub mod overlay;
 mod probe;
+mod remap;
 pub mod sbpl;
 pub mod seccomp;
 mod spec;
@@ -35,6 +37,7 @@ pub use error::{SandboxError, SetupFailure};
 pub use native::{NativeBackend, DEV_NODES, HELPER_ARG};
 pub use none::NoneBackend;
 pub use probe::{host_notes, probe_all, select, BackendChoice, ProbeReport, Probed};
+pub use remap::PathMap;
 pub use sbpl::SandboxExecBackend;
 pub use spec::{ExitStatus, Limits, Mount, Outcome, RootSpec, SandboxSpec, Stdio};
 
@@ -44,6 +47,15 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether runs are isolated (false only for `none`); goes into action keys.
     fn hermetic(&self) -> bool;
+    /// Whether sandbox paths are rewritten to a per-task host directory instead of mounted
+    /// (`none`, `sandbox-exec`: no mount namespace; see [`PathMap`]). Such a backend refuses
+    /// overlay mounts (the caller flattens the layers and binds the directory) and rewrites
+    /// argv, environment values and the working directory; files the caller writes for the
+    /// task (its script) must be rewritten by the caller with [`PathMap::rewrite`] for
+    /// [`SandboxSpec::host_root`].
+    fn remaps_paths(&self) -> bool {
+        false
+    }
     /// Run the task; `Err` only when the sandbox could not be set up (never for a failing task).
     fn run(&self, spec: &SandboxSpec) -> Result<Outcome, SandboxError>;
     /// Run attached to the caller's terminal (stdio inherited, same session), for `devshell`.

@@ -113,7 +113,9 @@ pub fn host_notes() -> Vec<String> {
     n
 }
 
-fn probe_spec(dir: &Path) -> Result<SandboxSpec, SandboxError> {
+/// A trivial task that reads a lower-layer file and writes an output: through an overlay, or,
+/// for a backend that cannot mount (`remaps`), through a writable bind holding the file.
+fn probe_spec(dir: &Path, remaps: bool) -> Result<SandboxSpec, SandboxError> {
     let mk = |p: &Path| {
         std::fs::create_dir_all(p)
             .map_err(|e| SandboxError::io("creating probe dirs", Some(p.to_path_buf()), e))
@@ -121,8 +123,9 @@ fn probe_spec(dir: &Path) -> Result<SandboxSpec, SandboxError> {
     for d in ["l1", "l2", "u", "w"] {
         mk(&dir.join(d))?;
     }
-    std::fs::write(dir.join("l2/probe"), b"ok")
-        .map_err(|e| SandboxError::io("writing the probe layer", Some(dir.join("l2/probe")), e))?;
+    let lower = dir.join(if remaps { "u/probe" } else { "l2/probe" });
+    std::fs::write(&lower, b"ok")
+        .map_err(|e| SandboxError::io("writing the probe layer", Some(lower.clone()), e))?;
     let mut spec = SandboxSpec::new(
         vec![
             "sh".into(),
@@ -134,10 +137,18 @@ fn probe_spec(dir: &Path) -> Result<SandboxSpec, SandboxError> {
     spec.env.insert("PATH".into(), "/usr/bin:/bin".into());
     spec.timeout = Some(Duration::from_secs(20));
     spec.stderr = crate::Stdio::File(dir.join("stderr"));
-    spec.mounts.push(Mount::Overlay {
-        lowers: vec![dir.join("l1"), dir.join("l2")],
-        upper: Some((dir.join("u"), dir.join("w"))),
-        dst: "/work".into(),
+    spec.mounts.push(if remaps {
+        Mount::Bind {
+            src: dir.join("u"),
+            dst: "/work".into(),
+            writable: true,
+        }
+    } else {
+        Mount::Overlay {
+            lowers: vec![dir.join("l1"), dir.join("l2")],
+            upper: Some((dir.join("u"), dir.join("w"))),
+            dst: "/work".into(),
+        }
     });
     Ok(spec)
 }
@@ -148,7 +159,7 @@ fn probe(backend: &dyn Backend, cfg: &SandboxConfig) -> Probed {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("probe-{}-{}-{n}", backend.name(), std::process::id());
     let dir: PathBuf = cfg.base_dir().with_extension(name);
-    let result = probe_spec(&dir).and_then(|spec| backend.run(&spec));
+    let result = probe_spec(&dir, backend.remaps_paths()).and_then(|spec| backend.run(&spec));
     let out_ok = dir.join("u/out").exists();
     let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);

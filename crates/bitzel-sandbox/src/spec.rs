@@ -35,6 +35,13 @@ pub struct SandboxSpec {
     pub stdout: Stdio,
     /// The task's standard error.
     pub stderr: Stdio,
+    /// For backends without a mount namespace (`none`, `sandbox-exec`; see
+    /// [`crate::Backend::remaps_paths`]): the per-task host directory, which must not exist
+    /// yet, in which the mounts are realised and below which sandbox paths are rewritten
+    /// ([`crate::PathMap`]). `None`: a fresh directory in the system temp dir, removed after
+    /// the run. Namespaced backends ignore it.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
 }
 
 impl SandboxSpec {
@@ -56,6 +63,7 @@ impl SandboxSpec {
             stdin: Stdio::Null,
             stdout: Stdio::Null,
             stderr: Stdio::Null,
+            host_root: None,
         }
     }
 

@@ -86,30 +86,70 @@ fn none_is_only_used_when_named_and_is_not_hermetic() {
 }
 
 #[test]
-fn none_backend_runs_with_cleared_env_translated_cwd_and_timeout() {
+fn none_backend_runs_with_cleared_env_remapped_paths_and_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let up = dir.path().join("up");
-    std::fs::create_dir_all(&up).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    let script = dir.path().join("run.sh");
+    let root = dir.path().join("root");
     let mut spec = SandboxSpec::new(
         vec![
             "/bin/sh".into(),
             "-c".into(),
-            "env > env.txt; pwd >> env.txt".into(),
+            "set -e; . /bitzel/run.sh; cp /bitzel/run.sh \"$TMPDIR/x\"; test -f \"$TMPDIR/x\""
+                .into(),
         ],
         vec![],
     );
     spec.env.insert("ONLY".into(), "1".into());
-    spec.cwd = "/bitzel/work".into();
-    spec.mounts.push(Mount::Overlay {
-        lowers: vec![],
-        upper: Some((up.clone(), dir.path().join("wk"))),
+    spec.env.insert("WORKDIR".into(), "/bitzel/work".into());
+    spec.cwd = "/bitzel/work/sub".into();
+    spec.host_root = Some(root.clone());
+    spec.mounts.push(Mount::Bind {
+        src: work.clone(),
         dst: "/bitzel/work".into(),
+        writable: true,
     });
+    spec.mounts.push(Mount::Bind {
+        src: script.clone(),
+        dst: "/bitzel/run.sh".into(),
+        writable: false,
+    });
+    // The caller rewrites the files it writes for the task.
+    let map = PathMap::new(&spec.mounts, &root).unwrap();
+    let text = "env > /bitzel/work/env.txt; pwd -P >> /bitzel/work/env.txt\n";
+    std::fs::write(&script, map.rewrite(text)).unwrap();
     let o = NoneBackend.run(&spec).unwrap();
     assert_eq!(o.status, ExitStatus::Code(0));
-    let env = std::fs::read_to_string(up.join("env.txt")).unwrap();
+    let env = std::fs::read_to_string(work.join("env.txt")).unwrap();
     assert!(env.contains("ONLY=1") && !env.contains("HOME="), "{env}");
-    assert!(env.contains(up.to_str().unwrap()));
+    let root_work = format!("WORKDIR={}/bitzel/work\n", root.display());
+    assert!(env.contains(&root_work), "{env}");
+    assert!(env.contains(work.join("sub").to_str().unwrap()), "{env}");
+
+    // Without a host root from the caller, the backend makes one and removes it.
+    spec.host_root = None;
+    spec.argv = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo \"$TMPDIR\" > /bitzel/work/tmpdir".into(),
+    ];
+    assert_eq!(NoneBackend.run(&spec).unwrap().status, ExitStatus::Code(0));
+    let tmpdir = std::fs::read_to_string(work.join("tmpdir")).unwrap();
+    let own_root = std::path::Path::new(tmpdir.trim()).parent().unwrap();
+    let temp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+    assert!(own_root.starts_with(temp), "{tmpdir}");
+    assert!(!own_root.exists(), "{} was left behind", own_root.display());
+
+    // An overlay needs a mount namespace: refused before anything runs.
+    let mut overlay = spec.clone();
+    overlay.mounts[0] = Mount::Overlay {
+        lowers: vec![],
+        upper: Some((work.clone(), dir.path().join("wk"))),
+        dst: "/bitzel/work".into(),
+    };
+    let e = NoneBackend.run(&overlay).unwrap_err();
+    assert!(matches!(e, SandboxError::InvalidSpec { .. }), "{e}");
     spec.argv = vec![
         "/bin/sh".into(),
         "-c".into(),

@@ -188,19 +188,34 @@ pub fn build(
     let cache_dir = cache_dir(project)?;
     let cache = Cache::open(&cache_dir)
         .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
-    let remote = remote_level(out, project, req, &cache)?;
-    let cache = match &remote {
-        Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
-        None => cache,
-    };
     let choice = backend_choice(project)?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
     let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
         "no sandbox backend works here (run `bitzel doctor` to see why; `--sandbox none` runs without isolation)",
     )?;
     if !backend.hermetic() {
-        out.warn("running tasks WITHOUT a sandbox (--sandbox none): results are recorded as non-hermetic");
+        out.warn("running tasks WITHOUT a sandbox (--sandbox none): results are keyed apart from sandboxed ones and kept in the local cache only");
     }
+    // Unsandboxed results are never shared: no uploads, and no downloads either (entries
+    // keyed `sandbox: none` are never uploaded, so a remote cannot hold them).
+    let remote = if backend.hermetic() {
+        remote_level(out, project, req, &cache)?
+    } else {
+        if req.remote_cache.is_some()
+            || project
+                .bitzel
+                .remote_cache
+                .as_ref()
+                .is_some_and(|r| r.url.is_some())
+        {
+            out.warn("remote cache not used with --sandbox none: results of unsandboxed tasks are never uploaded, so none can be downloaded either");
+        }
+        None
+    };
+    let cache = match &remote {
+        Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
+        None => cache,
+    };
     let tools = host_tools(ws, &build_dir)?;
     let dl_dir = project
         .bitzel

@@ -204,7 +204,7 @@ fn flags_override_the_bitzel_section() {
             "--sandbox",
             "none",
             "--build-root",
-            "rootfs",
+            "host",
             "--cache-dir",
             "elsewhere",
         ],
@@ -214,7 +214,7 @@ fn flags_override_the_bitzel_section() {
         "cache dir:  elsewhere\n",
         "jobs:       7\n",
         "sandbox:    none\n",
-        "build root: rootfs\n",
+        "build root: host\n",
     ] {
         assert!(r.stdout.contains(line), "{line:?} not in:\n{}", r.stdout);
     }
@@ -233,6 +233,51 @@ fn flags_override_the_bitzel_section() {
         &["build", "--plan", "project/kas.yml", "-j", "0"],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn the_rootfs_build_root_is_refused_until_it_exists() {
+    let build = tempfile::tempdir().unwrap();
+    let b = build.path().to_str().unwrap();
+    let r = bitzel(
+        &testdata(),
+        &[
+            "build",
+            "--plan",
+            "project/kas.yml",
+            "--build-dir",
+            b,
+            "--build-root",
+            "rootfs",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains(
+            "invalid value 'rootfs' for '--build-root <KIND>': the `rootfs` build root is not implemented yet"
+        ),
+        "{}",
+        r.stderr
+    );
+    let cfg = build.path().join("rootfs.yml");
+    std::fs::write(
+        &cfg,
+        "header:\n  version: 14\nbitzel:\n  build_root: rootfs\n",
+    )
+    .unwrap();
+    let r = bitzel(
+        &testdata(),
+        &["build", "--plan", cfg.to_str().unwrap(), "--build-dir", b],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.trim_end(),
+        format!(
+            "error: {}:4:15: the `rootfs` build root is not implemented yet (a later release adds it); tasks can only run on the `host` build root for now: use `host` or leave the setting out",
+            cfg.display()
+        )
+    );
 }
 
 #[test]
