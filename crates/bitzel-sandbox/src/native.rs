@@ -398,35 +398,7 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             overlay::mount_overlay(&lowers, None, &root, &mut scratch)?;
         }
     }
-    let mut has_tmp = false;
-    for m in &spec.mounts {
-        let target = under(&root, m.dst());
-        has_tmp |= m.dst() == Path::new("/tmp");
-        match m {
-            Mount::Bind { src, writable, .. } => bind_host_path(src, &target, *writable)?,
-            Mount::Overlay { lowers, upper, .. } => {
-                sys::mkdir_p(&target)?;
-                let up = upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
-                overlay::mount_overlay(lowers, up, &target, &mut scratch)?;
-            }
-            Mount::Tmpfs { .. } => {
-                sys::mkdir_p(&target)?;
-                // Owned by the task's identity (root mode; else by the namespace's root).
-                let opts = match &req.map_root {
-                    Some(m) => format!("mode=0755,uid={},gid={}", m.uid, m.gid),
-                    None => "mode=0755".to_owned(),
-                };
-                sys::mount(
-                    "tmpfs",
-                    Some(Path::new("tmpfs")),
-                    &target,
-                    Some("tmpfs"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some(&opts),
-                )?;
-            }
-        }
-    }
+    mount_spec_mounts(req, &root, &mut scratch)?;
     if req.etc.is_some() {
         sys::mount(
             "remount /etc read-only",
@@ -437,7 +409,7 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             None,
         )?;
     }
-    if !has_tmp {
+    if !spec.mounts.iter().any(|m| m.dst() == Path::new("/tmp")) {
         let t = root.join("tmp");
         sys::mkdir_p(&t)?;
         sys::mount(
@@ -482,6 +454,38 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             None,
         )?;
+    }
+    Ok(())
+}
+
+/// The spec's mounts, in order, below `root`.
+fn mount_spec_mounts(req: &HelperRequest, root: &Path, scratch: &mut Scratch) -> SResult<()> {
+    for m in &req.spec.mounts {
+        let target = under(root, m.dst());
+        match m {
+            Mount::Bind { src, writable, .. } => bind_host_path(src, &target, *writable)?,
+            Mount::Overlay { lowers, upper, .. } => {
+                sys::mkdir_p(&target)?;
+                let up = upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
+                overlay::mount_overlay(lowers, up, &target, scratch)?;
+            }
+            Mount::Tmpfs { .. } => {
+                sys::mkdir_p(&target)?;
+                // Owned by the task's identity (root mode; else by the namespace's root).
+                let opts = match &req.map_root {
+                    Some(m) => format!("mode=0755,uid={},gid={}", m.uid, m.gid),
+                    None => "mode=0755".to_owned(),
+                };
+                sys::mount(
+                    "tmpfs",
+                    Some(Path::new("tmpfs")),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(&opts),
+                )?;
+            }
+        }
     }
     Ok(())
 }

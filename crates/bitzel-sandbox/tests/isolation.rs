@@ -938,6 +938,7 @@ fn task_runs_as_an_unprivileged_host_id(t: T) {
     }
 }
 
+/// Needs a host `/etc/shadow` (not in the VM of 35-isolation-vm.sh, which skips it by name).
 fn devshell_sees_no_host_secrets_and_maps_root_away(t: T) {
     let shadow = Path::new("/etc/shadow");
     assert!(shadow.exists(), "this check needs a host /etc/shadow");
@@ -961,7 +962,7 @@ fn devshell_sees_no_host_secrets_and_maps_root_away(t: T) {
 
 fn etc_is_generated(t: T) {
     let out = t.ok(
-        "ls -A /etc; echo; cat /etc/passwd /etc/group; echo; id -un; getent hosts bitzel-test localhost; \
+        "ls -A /etc; echo; cat /etc/passwd /etc/group; echo; id -un; grep -w bitzel-test /etc/hosts; \
          test -e /etc/resolv.conf && echo RESOLV; test -e /etc/ssl/certs && echo CERTS; \
          echo x > /etc/x 2>/dev/null && echo WROTE; true",
     );
@@ -976,7 +977,6 @@ fn etc_is_generated(t: T) {
         let top = rel.components().next().unwrap();
         expected.insert(top.as_os_str().to_string_lossy().into_owned());
     }
-    assert!(expected.contains("alternatives") && expected.contains("ld.so.cache"));
     let names: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
     assert_eq!(names, expected, "{}: /etc", t.kind);
     let rest = parts.collect::<Vec<_>>().join("\n\n");
@@ -992,7 +992,7 @@ fn etc_is_generated(t: T) {
     );
     assert!(rest.contains("\nroot\n"), "{}: id -un: {rest}", t.kind);
     assert!(
-        rest.contains("127.0.1.1       bitzel-test") && rest.contains("localhost"),
+        rest.contains("\n127.0.1.1\tbitzel-test\n"),
         "{}: {rest}",
         t.kind
     );
@@ -1015,6 +1015,8 @@ fn etc_with_network_has_the_resolver(t: T) {
     assert_eq!(out.contains("certs"), expect_certs, "{}: {out}", t.kind);
 }
 
+/// Needs the host's gcc, make, perl and python3 (not in the VM of 35-isolation-vm.sh, which
+/// skips it by name).
 fn toolchains_work_with_the_generated_etc(t: T) {
     std::fs::write(
         t.p("dl/h.c"),
