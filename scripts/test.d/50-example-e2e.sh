@@ -60,12 +60,24 @@ cat "$work/a2.json"
 expect_eq "$(field "$work/a2.json" executed)" 0 "second build of A: tasks executed"
 echo "no-op build of the example: $(field "$work/a2.json" total_s) s in all (target < 1 s)"
 
-echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic PATH)"
-printf 'test -f .config && test -f Makefile && echo DEVSHELL-TREE-OK\ntest "$PATH" = /bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK\nexit\n' \
+echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic PATH, no host secrets, not host root)"
+# /etc/shadow must be absent or unreadable, and the shell's uid 0 must map to a non-zero host
+# uid (this suite runs as root in CI: the sandbox maps root to an unprivileged range).
+printf '%s\n' \
+  'test -f .config && test -f Makefile && echo DEVSHELL-TREE-OK' \
+  'test "$PATH" = /bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
+  'test ! -r /etc/shadow && echo DEVSHELL-SHADOW-OK' \
+  'read inside outside count < /proc/self/uid_map; echo "DEVSHELL-UIDMAP $inside $outside"' \
+  'exit' \
   | (cd "$work/a" && "$bin" devshell examples/busybox-qemux86-64.yml busybox --cache-dir "$work/cache-a") > "$work/devshell.log" 2>&1
 grep -q DEVSHELL-TREE-OK "$work/devshell.log" && grep -q DEVSHELL-PATH-OK "$work/devshell.log" \
+  && grep -q DEVSHELL-SHADOW-OK "$work/devshell.log" \
   || { echo "FAILED: devshell:" >&2; cat "$work/devshell.log" >&2; exit 1; }
-echo "devshell: ok"
+# (the shell's prompt, on stderr, may precede the line)
+read -r _ inside outside <<<"$(grep -ao 'DEVSHELL-UIDMAP [0-9]* [0-9]*' "$work/devshell.log" | tail -n1)"
+[ "$inside" = 0 ] && [ -n "$outside" ] && [ "$outside" != 0 ] \
+  || { echo "FAILED: devshell uid 0 maps to host uid '${outside}' (want non-zero):" >&2; cat "$work/devshell.log" >&2; exit 1; }
+echo "devshell: ok (uid 0 inside is host uid $outside)"
 
 echo "--- C: checkout A copied elsewhere, same cache"
 cp -a "$work/a" "$work/c"

@@ -181,7 +181,16 @@ fn keyed(tasks: Vec<&str>) -> Vec<&str> {
 fn build_cycle() {
     let tmp = tempfile::tempdir().unwrap();
     let checkout = common::checkout(&tmp.path().join("checkout"));
-    let cache = Cache::open(&tmp.path().join("cache")).unwrap();
+    // As bitzel's binary does: under root, tasks run as an unprivileged uid
+    // that must own the layers it writes through.
+    let cache = Cache::open_with(
+        &tmp.path().join("cache"),
+        bitzel_cache::CacheOptions {
+            layer_owner: bitzel_sandbox::sandbox_identity(),
+            ..bitzel_cache::CacheOptions::default()
+        },
+    )
+    .unwrap();
 
     // 1. Cold: every keyed task misses, runs in the sandbox, is captured.
     let b = build(&checkout, tmp.path(), &cache, 2);

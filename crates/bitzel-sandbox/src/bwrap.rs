@@ -8,7 +8,11 @@
 //! mounted by the init with the shared overlay code from layers bwrap binds into a staging
 //! tmpfs (bwrap keeps all capabilities for it: `--cap-add ALL`, as overlay setup needs more
 //! than CAP_SYS_ADMIN); the init then detaches the staging area, remounts `/` read-only and drops every
-//! capability before starting the task. Because PID 1 is the (dynamically linked) helper, a
+//! capability before starting the task. bwrap always grants the init every capability, as it
+//! also writes the generated `/etc` into bwrap's `--tmpfs /etc` and remounts it read-only.
+//! Run by root, bwrap gets no `--unshare-user` (it then runs privileged, without a user
+//! namespace) and the init switches the task to unprivileged ids exactly as the native PID 1
+//! does ([`crate::identity`]); tmpfs mounts are handed to those ids. Because PID 1 is the (dynamically linked) helper, a
 //! single-layer `rootfs` root must provide the helper's libraries (libc, libgcc_s) — any real
 //! Debian rootfs does; multi-layer rootfs roots need the native backend.
 
@@ -25,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, TaskCgroup};
 use crate::error::{SandboxError, SetupFailure};
+use crate::etc::{EtcFile, GeneratedEtc};
+use crate::identity::{self, IdMap};
 use crate::init::{self, InitPlan, InitSpec, Report};
 use crate::native::HELPER_ARG;
 use crate::overlay::{self, Scratch};
@@ -49,6 +55,10 @@ pub(crate) struct BwrapInit {
     init: InitSpec,
     overlays: Vec<StagedOverlay>,
     stderr_fd: Option<RawFd>,
+    /// Generated files to write into `/etc` (then remounted read-only); empty: no generated /etc.
+    etc_files: Vec<EtcFile>,
+    /// tmpfs mounts to hand to the task's ids (root mode).
+    owned_tmpfs: Vec<PathBuf>,
 }
 
 /// The bubblewrap backend.
@@ -75,40 +85,96 @@ fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
 /// The `bwrap` arguments (before the command) for `spec`, plus the overlays the init mounts.
 /// `interactive` keeps the caller's session (no `--new-session`).
 pub fn bwrap_args(spec: &SandboxSpec, interactive: bool) -> Result<Vec<OsString>, SandboxError> {
-    Ok(plan_args(spec, interactive)?.0)
+    let etc = crate::etc::for_spec(spec);
+    Ok(plan_args(
+        spec,
+        interactive,
+        identity::root_map().as_ref(),
+        etc.as_ref(),
+    )?
+    .0)
+}
+
+/// The arguments, the overlays the init mounts and the tmpfs mounts it hands to `map`'s ids.
+type Plan = (Vec<OsString>, Vec<StagedOverlay>, Vec<PathBuf>);
+
+/// bwrap arguments being built.
+struct Args {
+    a: Vec<OsString>,
+    /// Root mode: bwrap creates missing parents of a destination with mode 0700 and owned by
+    /// real root, which the task's unprivileged ids could not enter; they are created first
+    /// with `--dir` (0755) instead. These are the directories known to exist.
+    made: Option<std::collections::BTreeSet<PathBuf>>,
+}
+
+impl Args {
+    fn push(&mut self, xs: &[&dyn AsRef<std::ffi::OsStr>]) {
+        for x in xs {
+            self.a.push(x.as_ref().to_os_string());
+        }
+    }
+
+    /// `op [src] dst`, after `--dir` for each missing parent of `dst` (root mode).
+    fn at(&mut self, op: &str, src: Option<&dyn AsRef<std::ffi::OsStr>>, dst: &Path) {
+        if let Some(made) = &mut self.made {
+            let mut missing: Vec<PathBuf> = dst
+                .ancestors()
+                .skip(1)
+                .take_while(|p| *p != Path::new("/") && !made.contains(*p))
+                .map(Path::to_path_buf)
+                .collect();
+            missing.reverse();
+            for d in missing {
+                self.a.push("--dir".into());
+                self.a.push(d.clone().into_os_string());
+                made.insert(d);
+            }
+            made.insert(dst.to_path_buf());
+        }
+        self.a.push(op.into());
+        if let Some(s) = src {
+            self.a.push(s.as_ref().to_os_string());
+        }
+        self.a.push(dst.as_os_str().to_os_string());
+    }
+
+    /// A host path (a link is recreated as a link) read-only at `dst`.
+    fn ro_path(&mut self, src: &Path, dst: &Path) {
+        match std::fs::read_link(src) {
+            Ok(to) => self.at("--symlink", Some(&to), dst),
+            Err(_) => self.at("--ro-bind", Some(&src), dst),
+        }
+    }
 }
 
 fn plan_args(
     spec: &SandboxSpec,
     interactive: bool,
-) -> Result<(Vec<OsString>, Vec<StagedOverlay>), SandboxError> {
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |xs: &[&dyn AsRef<std::ffi::OsStr>]| {
-        for x in xs {
-            a.push(x.as_ref().to_os_string());
-        }
+    map: Option<&IdMap>,
+    etc: Option<&GeneratedEtc>,
+) -> Result<Plan, SandboxError> {
+    let mut a = Args {
+        a: Vec::new(),
+        made: map.map(|_| Default::default()),
     };
-    push(&[
-        &"--unshare-user",
-        &"--unshare-pid",
-        &"--unshare-ipc",
-        &"--unshare-uts",
-    ]);
-    if !spec.network {
-        push(&[&"--unshare-net"]);
+    if map.is_none() {
+        a.push(&[&"--unshare-user"]);
     }
-    push(&[
-        &"--uid",
-        &"0",
-        &"--gid",
-        &"0",
+    a.push(&[&"--unshare-pid", &"--unshare-ipc", &"--unshare-uts"]);
+    if !spec.network {
+        a.push(&[&"--unshare-net"]);
+    }
+    if map.is_none() {
+        a.push(&[&"--uid", &"0", &"--gid", &"0"]);
+    }
+    a.push(&[
         &"--hostname",
         &spec.hostname,
         &"--die-with-parent",
         &"--as-pid-1",
     ]);
     if !interactive {
-        push(&[&"--new-session"]);
+        a.push(&[&"--new-session"]);
     }
     let overlay_dsts: Vec<&Path> = spec
         .mounts
@@ -128,13 +194,47 @@ fn plan_args(
             });
         }
     }
-    match &spec.root {
+    root_args(&mut a, &spec.root, etc)?;
+    let has_overlays = !overlay_dsts.is_empty();
+    if has_overlays {
+        a.at("--tmpfs", None, Path::new(STAGE));
+    }
+    let (staged, mut owned_tmpfs) = mount_args(&mut a, &spec.mounts);
+    if !spec.mounts.iter().any(|m| m.dst() == Path::new("/tmp")) {
+        a.at("--tmpfs", None, Path::new("/tmp"));
+        owned_tmpfs.push(PathBuf::from("/tmp"));
+    }
+    a.push(&[
+        &"--proc",
+        &"/proc",
+        &"--dev",
+        &"/dev",
+        &"--remount-ro",
+        &"/dev",
+    ]);
+    if !has_overlays {
+        a.push(&[&"--remount-ro", &"/"]);
+    }
+    a.push(&[&"--cap-add", &"ALL"]);
+    if map.is_none() {
+        owned_tmpfs.clear();
+    }
+    Ok((a.a, staged, owned_tmpfs))
+}
+
+fn root_args(
+    a: &mut Args,
+    root: &RootSpec,
+    etc: Option<&GeneratedEtc>,
+) -> Result<(), SandboxError> {
+    match root {
         RootSpec::Host { ro_paths } => {
-            for p in ro_paths {
-                match std::fs::read_link(p) {
-                    Ok(to) => push(&[&"--symlink", &to, p]),
-                    Err(_) => push(&[&"--ro-bind", p, p]),
-                }
+            if etc.is_some() {
+                a.at("--tmpfs", None, Path::new("/etc"));
+            }
+            let etc_paths = etc.map(|e| e.host.as_slice()).unwrap_or_default();
+            for p in ro_paths.iter().chain(etc_paths) {
+                a.ro_path(p, p);
             }
         }
         RootSpec::Layers(layers) => match layers.as_slice() {
@@ -148,10 +248,7 @@ fn plan_args(
                 entries.sort();
                 for e in entries {
                     let dst = Path::new("/").join(e.file_name().unwrap_or_default());
-                    match std::fs::read_link(&e) {
-                        Ok(to) => push(&[&"--symlink", &to, &dst]),
-                        Err(_) => push(&[&"--ro-bind", &e, &dst]),
-                    }
+                    a.ro_path(&e, &dst);
                 }
             }
             _ => {
@@ -164,24 +261,31 @@ fn plan_args(
             }
         },
     }
+    Ok(())
+}
+
+/// The spec's mounts: binds and tmpfs mounts for bwrap, overlays staged for the init.
+fn mount_args(a: &mut Args, mounts: &[Mount]) -> (Vec<StagedOverlay>, Vec<PathBuf>) {
     let mut staged = Vec::new();
-    let has_overlays = !overlay_dsts.is_empty();
-    if has_overlays {
-        push(&[&"--tmpfs", &STAGE]);
-    }
-    let mut has_tmp = false;
-    for (i, m) in spec.mounts.iter().enumerate() {
-        has_tmp |= m.dst() == Path::new("/tmp");
+    let mut owned_tmpfs = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
         match m {
             Mount::Bind { src, dst, writable } => {
-                push(&[if *writable { &"--bind" } else { &"--ro-bind" }, src, dst]);
+                a.at(
+                    if *writable { "--bind" } else { "--ro-bind" },
+                    Some(src),
+                    dst,
+                );
             }
-            Mount::Tmpfs { dst } => push(&[&"--tmpfs", dst]),
+            Mount::Tmpfs { dst } => {
+                a.at("--tmpfs", None, dst);
+                owned_tmpfs.push(dst.clone());
+            }
             Mount::Overlay { lowers, upper, dst } => {
                 let mut sl = Vec::new();
                 for (j, l) in lowers.iter().enumerate() {
                     let s = PathBuf::from(format!("{STAGE}/{i}/l{j}"));
-                    push(&[&"--ro-bind", l, &s]);
+                    a.at("--ro-bind", Some(l), &s);
                     sl.push(s);
                 }
                 let su = match upper {
@@ -189,13 +293,13 @@ fn plan_args(
                         // upperdir and workdir must sit on the same mount: bind their common parent.
                         let anc = common_ancestor(u, w);
                         let s = PathBuf::from(format!("{STAGE}/{i}/u"));
-                        push(&[&"--bind", &anc, &s]);
+                        a.at("--bind", Some(&anc), &s);
                         let rel = |p: &Path| s.join(p.strip_prefix(&anc).unwrap_or(p));
                         Some((rel(u), rel(w)))
                     }
                     None => None,
                 };
-                push(&[&"--dir", dst]);
+                a.at("--dir", None, dst);
                 staged.push(StagedOverlay {
                     lowers: sl,
                     upper: su,
@@ -204,23 +308,7 @@ fn plan_args(
             }
         }
     }
-    if !has_tmp {
-        push(&[&"--tmpfs", &"/tmp"]);
-    }
-    push(&[
-        &"--proc",
-        &"/proc",
-        &"--dev",
-        &"/dev",
-        &"--remount-ro",
-        &"/dev",
-    ]);
-    if has_overlays {
-        push(&[&"--cap-add", &"ALL"]);
-    } else {
-        push(&[&"--remount-ro", &"/"]);
-    }
-    Ok((a, staged))
+    (staged, owned_tmpfs)
 }
 
 impl BwrapBackend {
@@ -239,7 +327,11 @@ impl BwrapBackend {
     fn run_with(&self, spec: &SandboxSpec, interactive: bool) -> Result<Outcome, SandboxError> {
         crate::validate(spec)?;
         let start = Instant::now();
-        let (args, overlays) = plan_args(spec, interactive)?;
+        let map_root = identity::root_map();
+        identity::prepare_overlay_dirs(spec, map_root.as_ref())?;
+        let etc = crate::etc::for_spec(spec);
+        let (args, overlays, owned_tmpfs) =
+            plan_args(spec, interactive, map_root.as_ref(), etc.as_ref())?;
         let cg = TaskCgroup::for_limits(&spec.limits, cgroup::PIDS_OVERHEAD)?;
         let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let helper = self.cfg.helper_path()?;
@@ -264,9 +356,11 @@ impl BwrapBackend {
         };
         let errlog = memfd()?;
         let init = BwrapInit {
-            init: InitSpec::from_spec(spec, interactive),
+            init: InitSpec::from_spec(spec, interactive, map_root),
             overlays,
             stderr_fd: Some(task_err.as_raw_fd()),
+            etc_files: etc.map(|e| e.files).unwrap_or_default(),
+            owned_tmpfs,
         };
         let json = serde_json::to_string(&init).map_err(|e| SandboxError::InvalidSpec {
             reason: format!("cannot encode the spec (non-UTF-8 path?): {e}"),
@@ -290,12 +384,15 @@ impl BwrapBackend {
             .stderr(std::process::Stdio::from(errlog.try_clone().map_err(
                 |e| SandboxError::io("duplicating the log fd", None, e),
             )?));
-        // SAFETY: only async-signal-safe calls (prctl, fcntl, write) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, umask, fcntl, write) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // Mount points and generated files get 0755/0644 whatever the caller's umask:
+                // run as root, the task's unprivileged ids must be able to enter and read them.
+                libc::umask(0o022);
                 if let Some(fd) = cg_fd {
                     cgroup::enter(fd)?;
                 }
@@ -396,7 +493,7 @@ pub(crate) fn init_main(report_fd: RawFd, json: &str) -> i32 {
             libc::close(fd);
         }
     }
-    let prepared = mount_staged(&cfg.overlays).and_then(|()| InitPlan::new(&cfg.init));
+    let prepared = finish_mounts(&cfg).and_then(|()| InitPlan::new(&cfg.init));
     match prepared {
         Ok(plan) => init::run_init(&plan, report_fd),
         Err(f) => {
@@ -404,6 +501,38 @@ pub(crate) fn init_main(report_fd: RawFd, json: &str) -> i32 {
             1
         }
     }
+}
+
+/// What bwrap cannot do: the generated `/etc`, tmpfs ownership (root mode), the overlays.
+fn finish_mounts(cfg: &BwrapInit) -> Result<(), SetupFailure> {
+    let etc = Path::new("/etc");
+    if !cfg.etc_files.is_empty() {
+        let g = GeneratedEtc {
+            files: cfg.etc_files.clone(),
+            host: Vec::new(),
+        };
+        g.populate(etc)?;
+    }
+    if let Some(m) = &cfg.init.map_root {
+        for t in &cfg.owned_tmpfs {
+            std::os::unix::fs::lchown(t, Some(m.uid), Some(m.gid)).map_err(|e| {
+                fail(
+                    "chown tmpfs",
+                    Some(t),
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    format!("handing it to the task's ids {}:{}", m.uid, m.gid),
+                )
+            })?;
+        }
+    }
+    mount_staged(&cfg.overlays)?;
+    if !cfg.etc_files.is_empty() {
+        sys::remount_bind(
+            etc,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        )?;
+    }
+    Ok(())
 }
 
 fn mount_staged(overlays: &[StagedOverlay]) -> Result<(), SetupFailure> {
@@ -454,8 +583,14 @@ fn mount_staged(overlays: &[StagedOverlay]) -> Result<(), SetupFailure> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn maps_a_spec_to_arguments() {
+    fn words(args: &[OsString]) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn sample() -> SandboxSpec {
         let mut spec =
             SandboxSpec::new(vec!["true".into()], vec![PathBuf::from("/nonexistent-usr")]);
         spec.mounts.push(Mount::Bind {
@@ -468,27 +603,53 @@ mod tests {
             upper: Some(("/b/t/up".into(), "/b/t/work".into())),
             dst: "/bitzel/work".into(),
         });
-        let args = bwrap_args(&spec, false).unwrap();
-        let s: Vec<String> = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        expect_test::expect!["--unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --uid 0 --gid 0 --hostname bitzel --die-with-parent --as-pid-1 --new-session --ro-bind /nonexistent-usr /nonexistent-usr --tmpfs /.bitzel-stage --ro-bind /h/dl /bitzel/downloads --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /tmp --proc /proc --dev /dev --remount-ro /dev --cap-add ALL"]
-        .assert_eq(&s.join(" "));
+        spec.mounts.push(Mount::Tmpfs {
+            dst: "/bitzel/files".into(),
+        });
+        spec
+    }
+
+    #[test]
+    fn maps_a_spec_to_arguments() {
+        let (args, staged, owned) = plan_args(&sample(), false, None, None).unwrap();
+        expect_test::expect!["--unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --uid 0 --gid 0 --hostname bitzel --die-with-parent --as-pid-1 --new-session --ro-bind /nonexistent-usr /nonexistent-usr --tmpfs /.bitzel-stage --ro-bind /h/dl /bitzel/downloads --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /bitzel/files --tmpfs /tmp --proc /proc --dev /dev --remount-ro /dev --cap-add ALL"]
+        .assert_eq(&words(&args));
+        assert_eq!(staged.len(), 1);
+        assert!(
+            owned.is_empty(),
+            "rootless: tmpfs mounts belong to the namespace's root"
+        );
+    }
+
+    #[test]
+    fn as_root_no_user_namespace_and_a_generated_etc() {
+        let map = IdMap {
+            uid: 100000,
+            uid_count: 65536,
+            gid: 100000,
+            gid_count: 65536,
+        };
+        let etc = GeneratedEtc {
+            files: Vec::new(),
+            host: vec!["/etc/nonexistent-dir/x".into()],
+        };
+        let (args, _, owned) = plan_args(&sample(), false, Some(&map), Some(&etc)).unwrap();
+        expect_test::expect!["--unshare-pid --unshare-ipc --unshare-uts --unshare-net --hostname bitzel --die-with-parent --as-pid-1 --new-session --tmpfs /etc --ro-bind /nonexistent-usr /nonexistent-usr --dir /etc/nonexistent-dir --ro-bind /etc/nonexistent-dir/x /etc/nonexistent-dir/x --tmpfs /.bitzel-stage --dir /bitzel --ro-bind /h/dl /bitzel/downloads --dir /.bitzel-stage/1 --ro-bind /c/a /.bitzel-stage/1/l0 --ro-bind /c/b /.bitzel-stage/1/l1 --bind /b/t /.bitzel-stage/1/u --dir /bitzel/work --tmpfs /bitzel/files --tmpfs /tmp --proc /proc --dev /dev --remount-ro /dev --cap-add ALL"]
+        .assert_eq(&words(&args));
+        assert_eq!(
+            owned,
+            [PathBuf::from("/bitzel/files"), PathBuf::from("/tmp")]
+        );
     }
 
     #[test]
     fn network_and_interactive() {
         let mut spec = SandboxSpec::new(vec!["true".into()], vec![]);
         spec.network = true;
-        let s: Vec<String> = bwrap_args(&spec, true)
-            .unwrap()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert!(!s.contains(&"--unshare-net".to_string()));
-        assert!(!s.contains(&"--new-session".to_string()));
-        assert!(s.contains(&"--remount-ro".to_string()));
+        let s = words(&plan_args(&spec, true, None, None).unwrap().0);
+        assert!(!s.contains("--unshare-net"));
+        assert!(!s.contains("--new-session"));
+        assert!(s.contains("--remount-ro /"));
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! child, enforces the timeout (SIGTERM to everything, SIGKILL after the grace period), and
 //! exits as soon as the task's main process exits — which makes the kernel kill whatever the
 //! task left behind in the PID namespace. It reports one [`Report`] on its report fd.
+//!
+//! When the sandbox runs as root ([`InitSpec::map_root`]), PID 1 and every mount belong to
+//! the initial user namespace and only the task enters a new one: the task child drops its
+//! supplementary groups, `unshare(CLONE_NEWUSER)`s and waits; PID 1 (real root, in the parent
+//! user namespace) writes its `uid_map`/`gid_map` (`0 <first id> <count>`); the child then
+//! becomes uid/gid 0 of its namespace, i.e. the unprivileged host ids, before anything else.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
@@ -17,6 +23,7 @@ use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SetupFailure;
+use crate::identity::IdMap;
 use crate::spec::{ExitStatus, Limits, SandboxSpec};
 use crate::sys;
 
@@ -56,10 +63,16 @@ pub(crate) struct InitSpec {
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
     pub new_session: bool,
+    /// Run as root: the task's user namespace maps its 0 to these host ids.
+    pub map_root: Option<IdMap>,
 }
 
 impl InitSpec {
-    pub(crate) fn from_spec(spec: &SandboxSpec, interactive: bool) -> Self {
+    pub(crate) fn from_spec(
+        spec: &SandboxSpec,
+        interactive: bool,
+        map_root: Option<IdMap>,
+    ) -> Self {
         InitSpec {
             argv: spec.argv.clone(),
             env: spec
@@ -72,6 +85,7 @@ impl InitSpec {
             timeout: spec.timeout,
             kill_grace: spec.kill_grace,
             new_session: !interactive,
+            map_root,
         }
     }
 }
@@ -88,6 +102,7 @@ pub(crate) struct InitPlan {
     timeout: Option<Duration>,
     grace: Duration,
     new_session: bool,
+    map_root: Option<IdMap>,
     seccomp: Vec<libc::sock_filter>,
 }
 
@@ -131,6 +146,8 @@ impl InitPlan {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let cwd = sys::cpath(&spec.cwd)?;
+        let seccomp = crate::seccomp::filter()
+            .map_err(|e| sys::fail("seccomp", None, Errno::ENOSYS, e.to_string()))?;
         Ok(InitPlan {
             argv,
             envp,
@@ -142,7 +159,8 @@ impl InitPlan {
             timeout: spec.timeout,
             grace: spec.kill_grace,
             new_session: spec.new_session,
-            seccomp: crate::seccomp::filter(),
+            map_root: spec.map_root,
+            seccomp,
         })
     }
 }
@@ -167,8 +185,79 @@ fn set_rlimit(res: nix::sys::resource::Resource, v: Option<u64>) -> Result<(), E
     Ok(())
 }
 
+/// One side's ends of the user-namespace handshake pipes (root mode).
+#[derive(Clone, Copy)]
+struct Handshake {
+    /// Written when this side's step is done.
+    tell: RawFd,
+    /// Read until the other side's step is done (EOF: it failed).
+    wait: RawFd,
+}
+
+/// Read one byte; `false` on EOF or error.
+fn wait_byte(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: valid buffer of one byte.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return n == 1;
+    }
+}
+
+/// The task child's side of the switch to unprivileged ids (see the module docs).
+fn enter_user_namespace(h: Handshake) -> Result<(), SetupFailure> {
+    // SAFETY: setgroups with an empty list.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(sys::fail(
+            "setgroups",
+            None,
+            Errno::last(),
+            "dropping host root's supplementary groups",
+        ));
+    }
+    // SAFETY: plain system call with an integer argument.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err(sys::fail(
+            "unshare",
+            None,
+            Errno::last(),
+            "creating the task's user namespace",
+        ));
+    }
+    sys::write_all(h.tell, b"1")
+        .map_err(|e| sys::fail("id map", None, e, "asking PID 1 to map the task's ids"))?;
+    if !wait_byte(h.wait) {
+        return Err(sys::fail(
+            "id map",
+            None,
+            Errno::EIO,
+            "PID 1 did not map the task's user namespace",
+        ));
+    }
+    let (u, g) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    nix::unistd::setresgid(g, g, g).map_err(|e| {
+        sys::fail(
+            "setresgid",
+            None,
+            e,
+            "becoming gid 0 of the task's user namespace",
+        )
+    })?;
+    nix::unistd::setresuid(u, u, u).map_err(|e| {
+        sys::fail(
+            "setresuid",
+            None,
+            e,
+            "becoming uid 0 of the task's user namespace",
+        )
+    })
+}
+
 /// The task child: everything between fork and exec. Never returns.
-fn exec_task(plan: &InitPlan, err_w: RawFd) -> ! {
+fn exec_task(plan: &InitPlan, err_w: RawFd, userns: Option<Handshake>) -> ! {
     let report = |f: SetupFailure| -> ! {
         if let Ok(b) = serde_json::to_vec(&f) {
             let _ = sys::write_all(err_w, &b);
@@ -191,13 +280,20 @@ fn exec_task(plan: &InitPlan, err_w: RawFd) -> ! {
         let _ = nix::unistd::setsid();
     }
     use nix::sys::resource::Resource;
+    // Before the switch to unprivileged ids, so root may still raise hard limits.
     for (res, v, name) in [
         (Resource::RLIMIT_NOFILE, plan.limits.nofile, "RLIMIT_NOFILE"),
         (Resource::RLIMIT_NPROC, plan.limits.nproc, "RLIMIT_NPROC"),
         (Resource::RLIMIT_CPU, plan.limits.cpu_secs, "RLIMIT_CPU"),
+        (Resource::RLIMIT_CORE, Some(0), "RLIMIT_CORE"),
     ] {
         if let Err(e) = set_rlimit(res, v) {
             report(sys::fail("setrlimit", None, e, name));
+        }
+    }
+    if let Some(h) = userns {
+        if let Err(f) = enter_user_namespace(h) {
+            report(f);
         }
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
@@ -219,9 +315,18 @@ fn exec_task(plan: &InitPlan, err_w: RawFd) -> ! {
             "PR_SET_NO_NEW_PRIVS",
         ));
     }
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    drop_capabilities();
+    // After any change of ids (which clears it). SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        report(sys::fail(
+            "pdeathsig",
+            None,
+            Errno::last(),
+            "PR_SET_PDEATHSIG",
+        ));
+    }
+    if let Err(f) = drop_capabilities() {
+        report(f);
+    }
     if let Err(e) = crate::seccomp::install(&plan.seccomp) {
         report(sys::fail(
             "seccomp",
@@ -257,16 +362,53 @@ fn exec_task(plan: &InitPlan, err_w: RawFd) -> ! {
     ))
 }
 
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct` (two of them for 64 capabilities).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3` for the calling thread.
+const CAP_HEADER: CapHeader = CapHeader {
+    version: 0x2008_0522,
+    pid: 0,
+};
+
 /// Drop every capability: the bounding set (so exec as uid 0 grants none), the ambient set
 /// and the current sets. Without this, uid 0 in the user namespace could remount the
-/// read-only binds writable or unmount the sandbox's mounts.
-fn drop_capabilities() {
+/// read-only binds writable or unmount the sandbox's mounts. Every step is checked: a
+/// capability that cannot be dropped is a setup failure, never a task run with it.
+pub(crate) fn drop_capabilities() -> Result<(), SetupFailure> {
     for cap in 0..64 {
-        // SAFETY: prctl with integer arguments; EINVAL for caps this kernel lacks is fine.
-        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        // SAFETY: prctl with integer arguments.
+        match unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) } {
+            r if r < 0 => break, // EINVAL: past the kernel's last capability
+            0 => {}
+            _ => {
+                // SAFETY: prctl with integer arguments.
+                if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+                    return Err(sys::fail(
+                        "drop capabilities",
+                        None,
+                        Errno::last(),
+                        format!("PR_CAPBSET_DROP of capability {cap}"),
+                    ));
+                }
+            }
+        }
     }
     // SAFETY: prctl with integer arguments.
-    unsafe {
+    let r = unsafe {
         libc::prctl(
             libc::PR_CAP_AMBIENT,
             libc::PR_CAP_AMBIENT_CLEAR_ALL,
@@ -275,69 +417,91 @@ fn drop_capabilities() {
             0,
         )
     };
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
+    // EINVAL: a kernel before 4.3, which has no ambient set.
+    if r != 0 && Errno::last() != Errno::EINVAL {
+        return Err(sys::fail(
+            "drop capabilities",
+            None,
+            Errno::last(),
+            "PR_CAP_AMBIENT_CLEAR_ALL",
+        ));
     }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let hdr = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
     // SAFETY: valid header and two data structs as capset v3 requires.
-    unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
+    if unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &CAP_HEADER as *const CapHeader,
+            [CapData::default(); 2].as_ptr(),
+        )
+    } != 0
+    {
+        return Err(sys::fail(
+            "drop capabilities",
+            None,
+            Errno::last(),
+            "capset to empty sets",
+        ));
+    }
+    Ok(())
 }
 
 /// Run as PID 1: start the task, supervise it, report on `report`, exit.
 pub(crate) fn run_init(plan: &InitPlan, report: RawFd) -> ! {
+    let fatal = |f: SetupFailure| -> ! {
+        send(report, &Report::Setup(f));
+        sys::exit_now(1)
+    };
     let sigs = handled_signals();
     let _ = sigs.thread_block();
-    let (err_r, err_w) = match sys::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            send(
-                report,
-                &Report::Setup(sys::fail("pipe", None, e, "exec status pipe")),
-            );
-            sys::exit_now(1)
-        }
-    };
+    let pipe = |what: &str| sys::pipe().unwrap_or_else(|e| fatal(sys::fail("pipe", None, e, what)));
+    let (err_r, err_w) = pipe("exec status pipe");
+    // (task -> PID 1 "unshared", PID 1 -> task "mapped")
+    let userns = plan
+        .map_root
+        .map(|_| (pipe("user namespace pipe"), pipe("user namespace pipe")));
     // SAFETY: this process is single-threaded (the helper, or PID 1 of a fresh namespace).
     let task = match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             drop(err_r);
-            exec_task(plan, err_w.as_raw_fd())
+            let h = userns.map(|((go_r, go_w), (mapped_r, mapped_w))| {
+                drop(go_r);
+                drop(mapped_w);
+                let h = Handshake {
+                    tell: go_w.as_raw_fd(),
+                    wait: mapped_r.as_raw_fd(),
+                };
+                // Close-on-exec; kept open until then.
+                std::mem::forget((go_w, mapped_r));
+                h
+            });
+            exec_task(plan, err_w.as_raw_fd(), h)
         }
         Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            send(
-                report,
-                &Report::Setup(sys::fail("fork", None, e, "forking the task")),
-            );
-            sys::exit_now(1)
-        }
+        Err(e) => fatal(sys::fail("fork", None, e, "forking the task")),
     };
     drop(err_w);
+    if let (Some(map), Some(((go_r, go_w), (mapped_r, mapped_w)))) = (plan.map_root, userns) {
+        drop(go_w);
+        drop(mapped_r);
+        // EOF instead: the task failed before unsharing and reports why on the exec pipe.
+        if wait_byte(go_r.as_raw_fd()) {
+            let maps =
+                crate::identity::write_id_maps(task.as_raw(), &map.uid_line(), &map.gid_line());
+            if let Err(f) = maps {
+                let _ = nix::sys::signal::kill(task, Signal::SIGKILL);
+                let _ = waitpid(task, None);
+                fatal(f);
+            }
+            let _ = sys::write_all(mapped_w.as_raw_fd(), b"1");
+        }
+    }
     let msg = sys::read_to_end(err_r.as_raw_fd()).unwrap_or_default();
     drop(err_r);
     if !msg.is_empty() {
         let f = serde_json::from_slice::<SetupFailure>(&msg)
             .unwrap_or_else(|_| sys::fail("exec", None, Errno::EIO, "garbled setup report"));
         let _ = waitpid(task, None);
-        send(report, &Report::Setup(f));
-        sys::exit_now(1)
+        fatal(f);
     }
     let status = supervise(plan, task, &sigs);
     send(report, &Report::Exited(status));
@@ -426,5 +590,77 @@ fn wait_signal(sigs: &SigSet, wait: Option<Duration>) -> Option<i32> {
         None
     } else {
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_line(key: &str) -> String {
+        std::fs::read_to_string("/proc/thread-self/status")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Capabilities are per thread: each check runs in a thread of its own.
+    #[test]
+    fn capability_drop_failures_are_setup_failures() {
+        std::thread::spawn(|| {
+            assert_ne!(
+                status_line("CapBnd:"),
+                "CapBnd:\t0000000000000000",
+                "the bounding set is already empty: nothing to show here"
+            );
+            // Without CAP_SETPCAP in the effective set, the bounding set cannot be reduced.
+            let mut data = [CapData::default(); 2];
+            // SAFETY: valid header and two data structs (capget / capset v3).
+            unsafe {
+                assert_eq!(
+                    libc::syscall(
+                        libc::SYS_capget,
+                        &CAP_HEADER as *const CapHeader,
+                        data.as_mut_ptr()
+                    ),
+                    0
+                );
+                for d in &mut data {
+                    d.effective = 0;
+                }
+                assert_eq!(
+                    libc::syscall(
+                        libc::SYS_capset,
+                        &CAP_HEADER as *const CapHeader,
+                        data.as_ptr()
+                    ),
+                    0
+                );
+            }
+            let f = drop_capabilities().unwrap_err();
+            assert_eq!(f.step, "drop capabilities");
+            assert_eq!(f.errno, libc::EPERM, "{f:?}");
+            assert!(f.message.contains("PR_CAPBSET_DROP"), "{f:?}");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn capabilities_dropped_when_permitted() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this check needs root (cargo test runs as root in CI)"
+        );
+        std::thread::spawn(|| {
+            drop_capabilities().unwrap();
+            for key in ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"] {
+                assert_eq!(status_line(key), format!("{key}\t0000000000000000"));
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

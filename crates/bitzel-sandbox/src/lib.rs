@@ -18,6 +18,8 @@
 mod bwrap;
 mod cgroup;
 mod error;
+mod etc;
+mod identity;
 mod init;
 mod native;
 mod none;
@@ -34,6 +36,8 @@ use std::path::PathBuf;
 pub use bwrap::{bwrap_args, BwrapBackend};
 pub use cgroup::{describe as cgroup_note, ResourceUsage, PIDS_OVERHEAD};
 pub use error::{SandboxError, SetupFailure};
+pub use etc::{etc_host_paths, EtcFile, GeneratedEtc, ETC_ALLOW_LIST, ETC_NETWORK_ALLOW_LIST};
+pub use identity::{sandbox_identity, IdMap};
 pub use native::{NativeBackend, DEV_NODES, HELPER_ARG};
 pub use none::NoneBackend;
 pub use probe::{host_notes, probe_all, select, BackendChoice, ProbeReport, Probed};
@@ -178,6 +182,14 @@ pub fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
     if let RootSpec::Host { ro_paths } = &spec.root {
         for p in ro_paths {
             check(p, "host path")?;
+            if p.starts_with("/etc") {
+                return Err(SandboxError::InvalidSpec {
+                    reason: format!(
+                        "host path `{}`: a host build root gets a generated /etc (see ETC_ALLOW_LIST); bind what a task needs with a Mount instead",
+                        p.display()
+                    ),
+                });
+            }
         }
     }
     Ok(())

@@ -7,6 +7,9 @@
 //! The spec goes to the helper on an inherited pipe; the helper answers with one JSON
 //! [`HelperResult`] on another. PID 1 reports setup failures and the task's status to the
 //! helper on a close-on-exec pipe.
+//!
+//! Run by root, the clone has no `CLONE_NEWUSER`: PID 1 mounts as real root, and only the task
+//! enters a user namespace mapping its 0 to unprivileged host ids (see [`crate::identity`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,6 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, TaskCgroup};
 use crate::error::{SandboxError, SetupFailure};
+use crate::etc::GeneratedEtc;
+use crate::identity::{self, IdMap};
 use crate::init::{self, InitPlan, InitSpec, Report};
 use crate::overlay::{self, Scratch};
 use crate::spec::{ExitStatus, Mount, Outcome, RootSpec, SandboxSpec, Stdio};
@@ -37,6 +42,10 @@ pub(crate) struct HelperRequest {
     pub base_dir: PathBuf,
     pub interactive: bool,
     pub force_legacy_overlay: bool,
+    /// Run as root: the task's ids (the namespaces get no user namespace of their own).
+    pub map_root: Option<IdMap>,
+    /// The generated `/etc` (`host` build roots).
+    pub etc: Option<GeneratedEtc>,
 }
 
 /// What the helper answers.
@@ -72,6 +81,8 @@ impl NativeBackend {
         crate::validate(spec)?;
         let start = Instant::now();
         let helper = self.cfg.helper_path()?;
+        let map_root = identity::root_map();
+        identity::prepare_overlay_dirs(spec, map_root.as_ref())?;
         let cg = TaskCgroup::for_limits(&spec.limits, cgroup::PIDS_OVERHEAD)?;
         let cg_fd = cg.as_ref().map(TaskCgroup::procs_fd);
         let req = HelperRequest {
@@ -79,6 +90,8 @@ impl NativeBackend {
             base_dir: self.cfg.base_dir(),
             interactive,
             force_legacy_overlay: self.cfg.force_legacy_overlay,
+            map_root,
+            etc: crate::etc::for_spec(spec),
         };
         let body = serde_json::to_vec(&req).map_err(|e| SandboxError::InvalidSpec {
             reason: format!("cannot encode the spec (non-UTF-8 path?): {e}"),
@@ -96,12 +109,15 @@ impl NativeBackend {
         cmd.stdin(crate::open_stdio(&spec.stdin, true)?);
         cmd.stdout(crate::open_stdio(&spec.stdout, false)?);
         cmd.stderr(crate::open_stdio(&spec.stderr, false)?);
-        // SAFETY: only async-signal-safe calls (prctl, fcntl, write) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, umask, fcntl, write) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // Mount points and generated files get 0755/0644 whatever the caller's umask:
+                // run as root, the task's unprivileged ids must be able to enter and read them.
+                libc::umask(0o022);
                 if let Some(fd) = cg_fd {
                     cgroup::enter(fd)?;
                 }
@@ -221,15 +237,15 @@ fn ensure_base_dir(base: &Path) -> SResult<()> {
 
 fn run_in_helper(req: &HelperRequest, result_fd: RawFd) -> SResult<ExitStatus> {
     let spec = &req.spec;
-    let plan = InitPlan::new(&InitSpec::from_spec(spec, req.interactive))?;
+    let plan = InitPlan::new(&InitSpec::from_spec(spec, req.interactive, req.map_root))?;
     ensure_base_dir(&req.base_dir)?;
     let (rep_r, rep_w) = sys::pipe().map_err(|e| fail("pipe", None, e, "report pipe"))?;
     let (sync_r, sync_w) = sys::pipe().map_err(|e| fail("pipe", None, e, "sync pipe"))?;
-    let mut flags = libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if req.map_root.is_none() {
+        flags |= libc::CLONE_NEWUSER;
+    }
     if !spec.network {
         flags |= libc::CLONE_NEWNET;
     }
@@ -263,7 +279,16 @@ fn run_in_helper(req: &HelperRequest, result_fd: RawFd) -> SResult<ExitStatus> {
         // SAFETY: closing an fd this process inherited and owns.
         unsafe { libc::close(result_fd) };
         // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            let f = fail(
+                "pdeathsig",
+                None,
+                Errno::last(),
+                "PR_SET_PDEATHSIG in PID 1",
+            );
+            init::send(rep_w.as_raw_fd(), &Report::Setup(f));
+            sys::exit_now(1);
+        }
         let mut b = [0u8; 1];
         // SAFETY: valid buffer.
         let n = unsafe { libc::read(sync_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
@@ -280,22 +305,12 @@ fn run_in_helper(req: &HelperRequest, result_fd: RawFd) -> SResult<ExitStatus> {
     let child = nix::unistd::Pid::from_raw(pid as i32);
     drop(rep_w);
     drop(sync_r);
-    let maps = [
-        ("setgroups", "deny".to_owned()),
-        ("uid_map", format!("0 {uid} 1\n")),
-        ("gid_map", format!("0 {gid} 1\n")),
-    ];
-    for (file, content) in maps {
-        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-        if let Err(e) = std::fs::write(&path, content.as_bytes()) {
+    if req.map_root.is_none() {
+        let (u, g) = (format!("0 {uid} 1\n"), format!("0 {gid} 1\n"));
+        if let Err(f) = identity::write_id_maps(child.as_raw(), &u, &g) {
             let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(child, None);
-            return Err(fail(
-                "write id map",
-                Some(&path),
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                e.to_string(),
-            ));
+            return Err(f);
         }
     }
     let _ = sys::write_all(sync_w.as_raw_fd(), b"1");
@@ -358,6 +373,9 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             for p in ro_paths {
                 bind_host_path(p, &under(&root, p), false)?;
             }
+            if let Some(etc) = &req.etc {
+                mount_etc(&root, etc)?;
+            }
         }
         RootSpec::Layers(layers) => {
             // The layers are read-only, so every mount point is created in a skeleton layer on top.
@@ -380,31 +398,18 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             overlay::mount_overlay(&lowers, None, &root, &mut scratch)?;
         }
     }
-    let mut has_tmp = false;
-    for m in &spec.mounts {
-        let target = under(&root, m.dst());
-        has_tmp |= m.dst() == Path::new("/tmp");
-        match m {
-            Mount::Bind { src, writable, .. } => bind_host_path(src, &target, *writable)?,
-            Mount::Overlay { lowers, upper, .. } => {
-                sys::mkdir_p(&target)?;
-                let up = upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
-                overlay::mount_overlay(lowers, up, &target, &mut scratch)?;
-            }
-            Mount::Tmpfs { .. } => {
-                sys::mkdir_p(&target)?;
-                sys::mount(
-                    "tmpfs",
-                    Some(Path::new("tmpfs")),
-                    &target,
-                    Some("tmpfs"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some("mode=0755"),
-                )?;
-            }
-        }
+    mount_spec_mounts(req, &root, &mut scratch)?;
+    if req.etc.is_some() {
+        sys::mount(
+            "remount /etc read-only",
+            None,
+            &root.join("etc"),
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None,
+        )?;
     }
-    if !has_tmp {
+    if !spec.mounts.iter().any(|m| m.dst() == Path::new("/tmp")) {
         let t = root.join("tmp");
         sys::mkdir_p(&t)?;
         sys::mount(
@@ -449,6 +454,58 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             None,
         )?;
+    }
+    Ok(())
+}
+
+/// The spec's mounts, in order, below `root`.
+fn mount_spec_mounts(req: &HelperRequest, root: &Path, scratch: &mut Scratch) -> SResult<()> {
+    for m in &req.spec.mounts {
+        let target = under(root, m.dst());
+        match m {
+            Mount::Bind { src, writable, .. } => bind_host_path(src, &target, *writable)?,
+            Mount::Overlay { lowers, upper, .. } => {
+                sys::mkdir_p(&target)?;
+                let up = upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
+                overlay::mount_overlay(lowers, up, &target, scratch)?;
+            }
+            Mount::Tmpfs { .. } => {
+                sys::mkdir_p(&target)?;
+                // Owned by the task's identity (root mode; else by the namespace's root).
+                let opts = match &req.map_root {
+                    Some(m) => format!("mode=0755,uid={},gid={}", m.uid, m.gid),
+                    None => "mode=0755".to_owned(),
+                };
+                sys::mount(
+                    "tmpfs",
+                    Some(Path::new("tmpfs")),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(&opts),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tmpfs at `<root>/etc` with the generated files and the allowed host entries (left
+/// writable: mounts below `/etc` may follow; the caller remounts it read-only).
+fn mount_etc(root: &Path, etc: &GeneratedEtc) -> SResult<()> {
+    let dir = root.join("etc");
+    sys::mkdir_p(&dir)?;
+    sys::mount(
+        "tmpfs /etc",
+        Some(Path::new("tmpfs")),
+        &dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    etc.populate(&dir)?;
+    for p in &etc.host {
+        bind_host_path(p, &under(root, p), false)?;
     }
     Ok(())
 }

@@ -109,6 +109,20 @@ pub fn host_notes() -> Vec<String> {
             if v == "1" { " (AppArmor restricts unprivileged user namespaces, as on Ubuntu 24.04: add an AppArmor profile for bitzel allowing `userns`, or set the sysctl to 0)" } else { "" }
         ));
     }
+    if let Some(m) = crate::identity::root_map() {
+        n.push(format!(
+            "running as root: tasks run as host uid {} and gid {} ({} uid(s), {} gid(s) mapped; {})",
+            m.uid,
+            m.gid,
+            m.uid_count,
+            m.gid_count,
+            if m.uid == crate::identity::NOBODY {
+                "nobody: root has no range in /etc/subuid"
+            } else {
+                "root's range in /etc/subuid and /etc/subgid"
+            }
+        ));
+    }
     n.push(crate::cgroup_note());
     n
 }

@@ -68,11 +68,12 @@ impl SandboxSpec {
     }
 
     /// The usual host tool directories that exist on this machine: `/usr`, `/bin`, `/sbin`,
-    /// `/lib`, `/lib32`, `/lib64`, `/libx32`, `/etc` (symlinks such as a merged-`/usr` `/bin`
-    /// are recreated as symlinks).
+    /// `/lib`, `/lib32`, `/lib64`, `/libx32` (symlinks such as a merged-`/usr` `/bin` are
+    /// recreated as symlinks). Never `/etc`: a host build root gets a generated one
+    /// ([`crate::GeneratedEtc`], [`crate::etc_host_paths`]).
     pub fn default_host_paths() -> Vec<PathBuf> {
         [
-            "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+            "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
         ]
         .iter()
         .map(PathBuf::from)
@@ -85,9 +86,9 @@ impl SandboxSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RootSpec {
     /// `host` build root: an empty read-only tmpfs with these host paths bind-mounted
-    /// read-only at the same place (symlinks are recreated as symlinks).
+    /// read-only at the same place (symlinks are recreated as symlinks), and a generated `/etc`.
     Host {
-        /// Host paths, e.g. `/usr`, `/bin`, `/lib`, `/lib64`, `/etc`.
+        /// Host paths, e.g. `/usr`, `/bin`, `/lib`, `/lib64` (never below `/etc`).
         ro_paths: Vec<PathBuf>,
     },
     /// `rootfs` build root: a read-only overlay of these layers, **lowest first**.
@@ -97,7 +98,8 @@ pub enum RootSpec {
 /// One mount inside the sandbox. `dst` is a path inside the sandbox; sources are host paths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mount {
-    /// Bind-mount a host file or directory.
+    /// Bind-mount a host file or directory. Run as root, the task writes as
+    /// [`crate::sandbox_identity`]: a writable source must be writable by those ids.
     Bind {
         /// Host path.
         src: PathBuf,

@@ -165,24 +165,110 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
 }
 
-/// `close_range(first, ~0, flags)`; falls back to closing one by one.
+/// `close_range(first, ~0, flags)`: close (or, with `cloexec_only`, flag close-on-exec) every
+/// fd from `first` on. Without `close_range` (Linux < 5.9/5.11), [`close_from_fallback`].
+/// Async-signal-safe.
 pub(crate) fn close_from(first: u32, cloexec_only: bool) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     let flags = if cloexec_only { CLOSE_RANGE_CLOEXEC } else { 0 };
     // SAFETY: plain system call with integer arguments.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
     if r != 0 {
-        for fd in first..1024 {
-            // SAFETY: closing or flagging an fd number we own (this process is single-threaded).
-            unsafe {
-                if cloexec_only {
-                    libc::fcntl(fd as RawFd, libc::F_SETFD, libc::FD_CLOEXEC);
-                } else {
-                    libc::close(fd as RawFd);
-                }
-            }
+        close_from_fallback(first, cloexec_only);
+    }
+}
+
+fn close_or_flag(fd: RawFd, cloexec_only: bool) {
+    // SAFETY: closing or flagging an fd number of this (single-threaded) process.
+    unsafe {
+        if cloexec_only {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        } else {
+            libc::close(fd);
         }
     }
+}
+
+/// A buffer `getdents64` may fill (its records hold 8-byte fields).
+#[repr(C, align(8))]
+struct DirentBuf([u8; 2048]);
+
+/// The numeric name of the `linux_dirent64` record at `off` in `buf`, and the record length.
+fn dirent_fd(buf: &[u8], off: usize) -> Option<(Option<u32>, usize)> {
+    let reclen = usize::from(u16::from_ne_bytes([
+        *buf.get(off + 16)?,
+        *buf.get(off + 17)?,
+    ]));
+    if reclen == 0 {
+        return None;
+    }
+    let name = buf.get(off + 19..off + reclen)?;
+    let mut fd: Option<u32> = None;
+    for &c in name.iter().take_while(|c| **c != 0) {
+        fd = match (fd.unwrap_or(0).checked_mul(10), c) {
+            (Some(v), b'0'..=b'9') => v.checked_add(u32::from(c - b'0')),
+            _ => return Some((None, reclen)), // `.`, `..`
+        };
+    }
+    Some((fd, reclen))
+}
+
+/// Close every fd from `first` on without `close_range`: the numbers listed in `/proc/self/fd`
+/// (read with raw `getdents64` into a stack buffer, so async-signal-safe), repeated until a
+/// pass closes nothing; without `/proc`, every number below `RLIMIT_NOFILE`.
+pub(crate) fn close_from_fallback(first: u32, cloexec_only: bool) {
+    // SAFETY: valid C string and flags.
+    let dir = unsafe {
+        libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: valid out pointer.
+        let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+            rl.rlim_cur.min(i32::MAX as libc::rlim_t) as u32
+        } else {
+            1 << 20
+        };
+        for fd in first..max {
+            close_or_flag(fd as RawFd, cloexec_only);
+        }
+        return;
+    }
+    let mut buf = DirentBuf([0; 2048]);
+    loop {
+        let mut acted = false;
+        loop {
+            // SAFETY: valid fd and buffer of the given length.
+            let n = unsafe {
+                libc::syscall(libc::SYS_getdents64, dir, buf.0.as_mut_ptr(), buf.0.len())
+            };
+            if n <= 0 {
+                break;
+            }
+            let data = buf.0.get(..n as usize).unwrap_or_default();
+            let mut off = 0;
+            while let Some((fd, reclen)) = dirent_fd(data, off) {
+                if let Some(fd) = fd.filter(|&fd| fd >= first && fd as RawFd != dir) {
+                    close_or_flag(fd as RawFd, cloexec_only);
+                    acted = true;
+                }
+                off += reclen;
+            }
+        }
+        // Closing while listing may skip entries: list again until nothing is left.
+        // SAFETY: valid fd.
+        if cloexec_only || !acted || unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } != 0 {
+            break;
+        }
+    }
+    // SAFETY: the fd opened above.
+    unsafe { libc::close(dir) };
 }
 
 /// `_exit(2)`.
@@ -411,5 +497,106 @@ pub(crate) fn under(root: &Path, dst: &Path) -> PathBuf {
         root.to_path_buf()
     } else {
         root.join(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `f` in a forked child (which only makes system calls) and return its exit code.
+    fn in_child(f: fn() -> i32) -> i32 {
+        // SAFETY: the child only calls async-signal-safe functions and `_exit`s.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => exit_now(f()),
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, c) => c,
+                    other => panic!("child ended with {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Open fds 5 and 1500 (above the old fallback's 1024 limit), without close-on-exec.
+    fn open_high_fds() -> Result<(), i32> {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on this child's own fds and limits.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+            if rl.rlim_max < 1501 {
+                return Err(11);
+            }
+            rl.rlim_cur = rl.rlim_cur.max(1501);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            for fd in [5, 1500] {
+                if libc::dup2(0, fd) != fd {
+                    return Err(10);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flags(fd: RawFd) -> i32 {
+        // SAFETY: querying an fd number.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) }
+    }
+
+    #[test]
+    fn fallback_closes_every_fd_above_first() {
+        let code = in_child(|| {
+            if let Err(c) = open_high_fds() {
+                return c;
+            }
+            close_from_fallback(3, false);
+            match (flags(5), flags(1500), flags(2)) {
+                (-1, -1, f) if f >= 0 => 0,
+                (a, b, _) if a != -1 || b != -1 => 1,
+                _ => 2,
+            }
+        });
+        assert_eq!(
+            code, 0,
+            "1: an fd >= 3 survived; 2: stderr was closed; 10/11: setup"
+        );
+    }
+
+    #[test]
+    fn fallback_flags_every_fd_close_on_exec() {
+        let code = in_child(|| {
+            if let Err(c) = open_high_fds() {
+                return c;
+            }
+            if flags(1500) & libc::FD_CLOEXEC != 0 {
+                return 3;
+            }
+            close_from_fallback(3, true);
+            let cloexec = |fd| flags(fd) >= 0 && flags(fd) & libc::FD_CLOEXEC != 0;
+            if cloexec(5) && cloexec(1500) && flags(2) & libc::FD_CLOEXEC == 0 {
+                0
+            } else {
+                1
+            }
+        });
+        assert_eq!(
+            code, 0,
+            "1: an fd was not flagged (or stderr was); 3/10/11: setup"
+        );
+    }
+
+    #[test]
+    fn dirent_names() {
+        let mut rec = vec![0u8; 24];
+        rec[16] = 24;
+        rec[19..23].copy_from_slice(b"1500");
+        assert_eq!(dirent_fd(&rec, 0), Some((Some(1500), 24)));
+        rec[19..21].copy_from_slice(b"..");
+        rec[21] = 0;
+        assert_eq!(dirent_fd(&rec, 0), Some((None, 24)));
+        assert_eq!(dirent_fd(&rec, 24), None);
     }
 }

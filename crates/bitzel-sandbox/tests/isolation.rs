@@ -68,6 +68,13 @@ impl T {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
         std::fs::write(dir.path().join("l1/input.txt"), "from-lower\n").unwrap();
+        // Run as root, a task is an unprivileged host id: lower layers it writes into (copy-up)
+        // must belong to it, as bitzel's cache materialises them.
+        if let Some((uid, gid)) = sandbox_identity() {
+            for p in ["l1", "l1/input.txt"] {
+                std::os::unix::fs::chown(dir.path().join(p), Some(uid), Some(gid)).unwrap();
+            }
+        }
         std::fs::write(dir.path().join("dl/src.tar"), "tarball\n").unwrap();
         std::fs::write(dir.path().join("secret/key"), "secret\n").unwrap();
         T {
@@ -165,6 +172,12 @@ suite!(
     cwd_stdin_and_rlimits,
     rootfs_layers_root,
     interactive_keeps_the_callers_session,
+    task_runs_as_an_unprivileged_host_id,
+    devshell_sees_no_host_secrets_and_maps_root_away,
+    etc_is_generated,
+    etc_with_network_has_the_resolver,
+    toolchains_work_with_the_generated_etc,
+    core_dumps_disabled,
 );
 
 fn exit_code_propagated(t: T) {
@@ -863,4 +876,181 @@ fn interactive_keeps_the_callers_session(t: T) {
         "{}",
         t.kind
     );
+}
+
+/// The host ids the sandbox's 0 must map to: the unprivileged range when run as root, else
+/// the invoking user.
+fn expected_identity() -> (u32, u32) {
+    let root = nix::unistd::geteuid().is_root();
+    match sandbox_identity() {
+        Some(ids) => {
+            assert!(root, "sandbox_identity() is Some for a non-root user");
+            ids
+        }
+        None => {
+            assert!(
+                !root,
+                "run as root, tasks must be mapped to an unprivileged host range"
+            );
+            (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )
+        }
+    }
+}
+
+/// `(inside, outside, count)` of the first line of an id map.
+fn first_map_line(text: &str) -> (u32, u32, u32) {
+    let f: Vec<u32> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(f.len(), 3, "id map {text:?}");
+    (f[0], f[1], f[2])
+}
+
+fn task_runs_as_an_unprivileged_host_id(t: T) {
+    let (uid, gid) = expected_identity();
+    let out = t.ok(
+        "cat /proc/self/uid_map; echo; cat /proc/self/gid_map; echo; id -u; id -g; \
+         grep '^Groups:' /proc/self/status; echo made > /bitzel/work/made; \
+         echo appended >> /bitzel/work/input.txt; mkdir /bitzel/work/d && touch /bitzel/work/d/f",
+    );
+    let mut parts = out.split("\n\n");
+    let umap = first_map_line(parts.next().unwrap());
+    let gmap = first_map_line(parts.next().unwrap());
+    assert_eq!((umap.0, umap.1), (0, uid), "{}: uid_map {out}", t.kind);
+    assert_eq!((gmap.0, gmap.1), (0, gid), "{}: gid_map {out}", t.kind);
+    assert_ne!(umap.1, 0, "{}: the task is host root", t.kind);
+    let rest: Vec<&str> = parts.next().unwrap().lines().collect();
+    assert_eq!(rest[..2], ["0", "0"], "{}: {out}", t.kind);
+    if nix::unistd::geteuid().is_root() {
+        // Host root's supplementary groups (e.g. 0) must not come along.
+        assert_eq!(rest[2].trim_end(), "Groups:", "{}: {out}", t.kind);
+    }
+    for f in ["made", "input.txt", "d", "d/f"] {
+        let md = std::fs::symlink_metadata(t.p(&format!("up/{f}"))).unwrap();
+        assert_eq!((md.uid(), md.gid()), (uid, gid), "{}: owner of {f}", t.kind);
+    }
+}
+
+/// Needs a host `/etc/shadow` (not in the VM of 35-isolation-vm.sh, which skips it by name).
+fn devshell_sees_no_host_secrets_and_maps_root_away(t: T) {
+    let shadow = Path::new("/etc/shadow");
+    assert!(shadow.exists(), "this check needs a host /etc/shadow");
+    let (uid, _) = expected_identity();
+    let mut s = t.spec(
+        "{ test -e /etc/shadow && echo SHADOW-VISIBLE; cat /bitzel/shadow >/dev/null 2>&1 && echo SHADOW-READ; \
+           read inside outside count < /proc/self/uid_map; echo \"map $inside $outside\"; } > /bitzel/work/r",
+    );
+    // The host file bound in on purpose: even then the task cannot read it.
+    s.mounts.push(Mount::Bind {
+        src: shadow.into(),
+        dst: "/bitzel/shadow".into(),
+        writable: false,
+    });
+    let o = t.b.run_interactive(&s).unwrap();
+    assert_eq!(o.status, ExitStatus::Code(0), "{}", t.kind);
+    let r = std::fs::read_to_string(t.p("up/r")).unwrap();
+    assert_eq!(r, format!("map 0 {uid}\n"), "{}", t.kind);
+    assert_ne!(uid, 0);
+}
+
+fn etc_is_generated(t: T) {
+    let out = t.ok(
+        "ls -A /etc; echo; cat /etc/passwd /etc/group; echo; id -un; grep -w bitzel-test /etc/hosts; \
+         test -e /etc/resolv.conf && echo RESOLV; test -e /etc/ssl/certs && echo CERTS; \
+         echo x > /etc/x 2>/dev/null && echo WROTE; true",
+    );
+    let mut parts = out.split("\n\n");
+    let names: BTreeSet<&str> = parts.next().unwrap().lines().collect();
+    let mut expected: BTreeSet<String> = ["passwd", "group", "hosts", "nsswitch.conf"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for p in etc_host_paths(false) {
+        let rel = p.strip_prefix("/etc").unwrap();
+        let top = rel.components().next().unwrap();
+        expected.insert(top.as_os_str().to_string_lossy().into_owned());
+    }
+    let names: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, expected, "{}: /etc", t.kind);
+    let rest = parts.collect::<Vec<_>>().join("\n\n");
+    assert!(
+        rest.starts_with("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:"),
+        "{}: {rest}",
+        t.kind
+    );
+    assert!(
+        rest.contains("root:x:0:\nnogroup:x:65534:\n"),
+        "{}: {rest}",
+        t.kind
+    );
+    assert!(rest.contains("\nroot\n"), "{}: id -un: {rest}", t.kind);
+    assert!(
+        rest.contains("\n127.0.1.1\tbitzel-test\n"),
+        "{}: {rest}",
+        t.kind
+    );
+    for bad in ["RESOLV", "CERTS", "WROTE"] {
+        assert!(!rest.contains(bad), "{}: {bad}: {rest}", t.kind);
+    }
+}
+
+fn etc_with_network_has_the_resolver(t: T) {
+    let mut s = t.spec(
+        "cat /etc/resolv.conf; echo; ls /etc/ssl; test -e /etc/ssl/private && echo PRIVATE; true",
+    );
+    s.network = true;
+    assert_eq!(t.run(&s), ExitStatus::Code(0), "{}", t.kind);
+    let out = std::fs::read_to_string(t.p("out")).unwrap();
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert!(out.starts_with(&format!("{host}\n")), "{}: {out}", t.kind);
+    assert!(!out.contains("PRIVATE"), "{}: {out}", t.kind);
+    let expect_certs = Path::new("/etc/ssl/certs").exists();
+    assert_eq!(out.contains("certs"), expect_certs, "{}: {out}", t.kind);
+}
+
+/// Needs the host's gcc, make, perl and python3 (not in the VM of 35-isolation-vm.sh, which
+/// skips it by name).
+fn toolchains_work_with_the_generated_etc(t: T) {
+    std::fs::write(
+        t.p("dl/h.c"),
+        "#include <stdio.h>\nint main(void){puts(\"hello\");return 0;}\n",
+    )
+    .unwrap();
+    std::fs::write(t.p("dl/Makefile"), "all:\n\t@echo made\n").unwrap();
+    std::fs::write(t.p("dl/a"), "one\n").unwrap();
+    std::fs::write(t.p("dl/p.diff"), "--- a\n+++ a\n@@ -1 +1 @@\n-one\n+two\n").unwrap();
+    let out = t.ok("set -e; cd /tmp; cc -o h /bitzel/downloads/h.c; ./h; \
+         gcc -static -o hs /bitzel/downloads/h.c; ./hs; \
+         make -s -f /bitzel/downloads/Makefile; \
+         echo 'a b' | awk '{print $2}'; \
+         perl -e 'use POSIX; use File::Temp; print \"perl\\n\"'; \
+         python3 -c 'import sysconfig, json, subprocess, tempfile, shutil; print(\"python\")'; \
+         cp /bitzel/downloads/a a; patch -s a /bitzel/downloads/p.diff; cat a; \
+         tar cf x.tar a; tar tvf x.tar | awk '{print $2}'");
+    assert_eq!(
+        out, "hello\nhello\nmade\nb\nperl\npython\ntwo\nroot/root\n",
+        "{}",
+        t.kind
+    );
+    let err = std::fs::read_to_string(t.p("err")).unwrap_or_default();
+    assert_eq!(err, "", "{}: the tools complained", t.kind);
+}
+
+fn core_dumps_disabled(t: T) {
+    // Make the inherited limit non-zero, so a sandbox that did not set it would show it.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE).unwrap();
+    assert!(
+        hard > 0,
+        "the hard RLIMIT_CORE is 0 here: raise it to run this check"
+    );
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, hard, hard).unwrap();
+    assert_eq!(t.ok("ulimit -c; ulimit -Hc"), "0\n0\n", "{}", t.kind);
 }

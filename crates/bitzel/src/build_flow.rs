@@ -186,7 +186,13 @@ pub fn build(
     let progress = Progress::new(out, req.json);
 
     let cache_dir = cache_dir(project)?;
-    let cache = Cache::open(&cache_dir)
+    // Invoked as root, tasks run as an unprivileged host uid: the layers they
+    // stack (and write through by copy-up) must belong to it.
+    let cache_opts = bitzel_cache::CacheOptions {
+        layer_owner: bitzel_sandbox::sandbox_identity(),
+        ..bitzel_cache::CacheOptions::default()
+    };
+    let cache = Cache::open_with(&cache_dir, cache_opts)
         .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
     let choice = backend_choice(project)?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
