@@ -1008,11 +1008,11 @@ fn unpack_script_snapshot() {
 
         # file://static.cfg
         mkdir -p /bitzel/work
-        cp -p /bitzel/downloads/static.cfg /bitzel/work/static.cfg || bitzel_unpack_failed file://static.cfg copying
+        cp --preserve=mode,timestamps /bitzel/downloads/static.cfg /bitzel/work/static.cfg || bitzel_unpack_failed file://static.cfg copying
 
         # file://fix.patch
         mkdir -p /bitzel/work
-        cp -p /bitzel/downloads/fix.patch /bitzel/work/fix.patch || bitzel_unpack_failed file://fix.patch copying
+        cp --preserve=mode,timestamps /bitzel/downloads/fix.patch /bitzel/work/fix.patch || bitzel_unpack_failed file://fix.patch copying
 
         # file://linux-image-amd64.deb;subdir=kernel-deb
         mkdir -p /bitzel/work/kernel-deb
@@ -1025,7 +1025,7 @@ fn unpack_script_snapshot() {
 
         # file://big.deb;unpack=0
         mkdir -p /bitzel/work
-        cp -p /bitzel/downloads/big.deb /bitzel/work/big.deb || bitzel_unpack_failed 'file://big.deb;unpack=0' copying
+        cp --preserve=mode,timestamps /bitzel/downloads/big.deb /bitzel/work/big.deb || bitzel_unpack_failed 'file://big.deb;unpack=0' copying
 
         # file://data.txt.xz
         mkdir -p /bitzel/work
@@ -1040,7 +1040,7 @@ fn unpack_script_snapshot() {
         mkdir -p /bitzel/work
         rm -rf /bitzel/work/tool
         mkdir -p /bitzel/work/tool
-        cp -a /bitzel/downloads/git2/exports/x/1111111111111111111111111111111111111111/. /bitzel/work/tool/ || bitzel_unpack_failed 'git://e.org/t.git;destsuffix=tool' 'copying the git tree'
+        cp -PR --preserve=mode,timestamps,links /bitzel/downloads/git2/exports/x/1111111111111111111111111111111111111111/. /bitzel/work/tool/ || bitzel_unpack_failed 'git://e.org/t.git;destsuffix=tool' 'copying the git tree'
     "##]]
     .assert_eq(&script);
 }

@@ -108,7 +108,7 @@ pub fn unpack_script(
             let d = join(&settings.unpack_dir, e.destsuffix());
             s.push_str(&format!("rm -rf {0}\nmkdir -p {0}\n", quote(&d)));
             s.push_str(&format!(
-                "cp -a {}/. {}/{}\n",
+                "cp -PR --preserve=mode,timestamps,links {}/. {}/{}\n",
                 quote(&src),
                 quote(&d),
                 fail("copying the git tree")
@@ -119,7 +119,7 @@ pub fn unpack_script(
             let d = join(&dest, &e.local_name);
             s.push_str(&format!("mkdir -p {}\n", quote(&d)));
             s.push_str(&format!(
-                "cp -a {}/. {}/{}\n",
+                "cp -PR --preserve=mode,timestamps,links {}/. {}/{}\n",
                 quote(&src),
                 quote(&d),
                 fail("copying the directory")
@@ -191,7 +191,7 @@ pub fn unpack_script(
                     s.push_str(&format!("mkdir -p \"$(dirname {})\"\n", quote(&out)));
                 }
                 s.push_str(&format!(
-                    "cp -p {} {}{}\n",
+                    "cp --preserve=mode,timestamps {} {}{}\n",
                     quote(&src),
                     quote(&out),
                     fail("copying")
