@@ -506,7 +506,11 @@ pub fn host_root_digest(paths: &[PathBuf], cache: &HostDigestCache) -> Result<Ho
 
     let memo_file = cache.memo_file();
     let memo = memo_file.as_deref().map(read_memo).unwrap_or_default();
-    if memo.is_empty() {
+    if cache.dir.is_none() {
+        tracing::warn!(
+            "no host digest cache (set {HOST_DIGEST_CACHE_ENV} or HOME): the host root is hashed on every build"
+        );
+    } else if memo.is_empty() {
         tracing::info!("hashing the host root for task keys (first time on this machine)");
     }
     let h = Hashing {
@@ -734,8 +738,15 @@ fn save_result(dir: &Path, path: &Path, fingerprint: Digest, digest: Digest, ent
     }
 }
 
+/// Write `dest` atomically, creating `dir` (and missing parents) private to
+/// the user: the memo holds content digests of files only root may read.
 fn write_file(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    fs::create_dir_all(dir).ctx("create directory", dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .ctx("create directory", dir)?;
     write_atomic(dir, dest, bytes, false)
 }
 
@@ -864,6 +875,9 @@ mod tests {
         assert!(!a.reused);
         assert_eq!((a.hashed_files, a.hashed_bytes), (3, 31 + 19 + (3 << 20)));
         assert_eq!(a.entries, 8);
+        let mode = fs::metadata(t.path().join("digests")).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o700, "the memo directory is private");
         // Corrupt the memo: the fast path must not even read it.
         fs::write(t.path().join("digests/memo"), b"garbage").unwrap();
         let b = host_root_digest(&paths, &cache).unwrap();
