@@ -875,7 +875,9 @@ mod tests {
         assert!(!a.reused);
         assert_eq!((a.hashed_files, a.hashed_bytes), (3, 31 + 19 + (3 << 20)));
         assert_eq!(a.entries, 8);
-        let mode = fs::metadata(t.path().join("digests")).unwrap().permissions();
+        let mode = fs::metadata(t.path().join("digests"))
+            .unwrap()
+            .permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o700, "the memo directory is private");
         // Corrupt the memo: the fast path must not even read it.
