@@ -42,10 +42,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::beneath::{split_parent, Dir, Parents};
 use crate::cas::Cas;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::beneath::{split_parent, Dir, Parents};
 use crate::layer::apply_trees;
 use crate::tree::{CaptureStats, EntryKind, Tree, TreeEntry};
 

@@ -1,7 +1,7 @@
 //! bitzel-cache: digests, the canonical action encoding, the content-addressed
 //! store, trees (capture and materialisation, overlayfs whiteouts included),
 //! the action cache with its storage stack, the rebuildable sled index,
-//! `explain` diffs, host-tool digests, verification and garbage collection.
+//! `explain` diffs, host-tool and host-root digests, verification and garbage collection.
 //!
 //! Start at [`Cache`]. See ARCHITECTURE.md for the invariants.
 
@@ -15,6 +15,7 @@ pub mod digest;
 pub mod error;
 pub mod explain;
 pub(crate) mod fsutil;
+pub mod hostroot;
 pub mod hosttools;
 pub mod index;
 pub mod layer;
@@ -33,6 +34,7 @@ pub use digest::{ActionKey, Digest};
 pub use error::{Error, Result};
 pub use explain::{diff, Difference, LineChange};
 pub use fsutil::MATERIALIZED_MTIME;
+pub use hostroot::{host_root_digest, HostDigestCache, HostRootDigest};
 pub use hosttools::hosttools_file_digest;
 pub use lock::{FileLock, LockMode};
 pub use maintenance::{human_bytes, parse_size, CacheStats, GcOptions, GcReport, VerifyReport};

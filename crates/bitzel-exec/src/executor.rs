@@ -149,6 +149,10 @@ pub struct HostTools {
     pub digest: Digest,
     /// Host directories bound read-only as the build root (`/usr`, `/lib`, ...).
     pub root_paths: Vec<PathBuf>,
+    /// The content digest of everything under `root_paths`
+    /// ([`crate::hosttools::root_digest`]): the key input `host-root`, so a
+    /// changed header, library or `/etc` file the task can read re-runs it.
+    pub root_digest: Digest,
 }
 
 /// Counters for the build summary (task counts come from the runqueue's
@@ -546,6 +550,9 @@ impl BuildExecutor<'_> {
         action
             .policy
             .insert("build_root_paths".into(), roots.join(":"));
+        action
+            .inputs
+            .insert("host-root".into(), self.tools.root_digest);
         action.policy.insert(
             "network".into(),
             if p.network { "on" } else { "off" }.into(),

@@ -2,6 +2,9 @@
 //! host `PATH`, linked into one directory the sandbox sees as
 //! `/bitzel/hosttools` (its only `PATH` entry besides the sysroot), and
 //! digested by content so that a changed compiler changes every key.
+//! [`root_digest`] covers the rest of what a `host` build-root task can read:
+//! the host directories bound read-only as its root (headers, `libc.a`,
+//! `cc1`, linker plugins, Python's stdlib, `/etc`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,6 +24,9 @@ pub enum HostToolsError {
         /// The tool names.
         missing: Vec<String>,
     },
+    /// The host build root could not be digested.
+    #[error("digesting the host build root for task keys: {0}")]
+    HostRoot(#[from] bitzel_cache::Error),
     /// A file system operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -104,6 +110,24 @@ impl ToolSet {
         fs::rename(&tmp, dir).map_err(io("renaming into place", dir))?;
         Ok(())
     }
+}
+
+/// The content digest of the host build root made of `paths` (the host
+/// directories the sandbox binds read-only), through the machine-wide digest
+/// cache ([`bitzel_cache::HostDigestCache::machine_wide`]): a no-op build
+/// walks the tree and reuses the last result; changed files are rehashed.
+pub fn root_digest(paths: &[PathBuf]) -> Result<Digest, HostToolsError> {
+    let cache = bitzel_cache::HostDigestCache::machine_wide();
+    let r = bitzel_cache::host_root_digest(paths, &cache)?;
+    tracing::debug!(
+        digest = %r.digest.short(),
+        entries = r.entries,
+        reused = r.reused,
+        hashed_files = r.hashed_files,
+        walk_ms = r.walk_time.as_millis() as u64,
+        "host root digest"
+    );
+    Ok(r.digest)
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
             dir: build_dir.join("tmp/hosttools"),
             digest: Digest::of_bytes(b"no host tools"),
             root_paths: Vec::new(),
+            root_digest: Digest::default(),
         },
         no_network: true,
         timeout: None,

@@ -50,6 +50,9 @@ struct Scenario {
     download: &'static str,
     /// Seed of the host-tool digest.
     tools: &'static str,
+    /// Content of a header in the (stand-in) host root, digested as bitzel
+    /// digests the real one.
+    host_header: &'static str,
     /// Native sandbox (hermetic) or none.
     hermetic: bool,
     /// The host directories bound as the build root.
@@ -71,6 +74,7 @@ impl Scenario {
             dep_output: "dep",
             download: "download",
             tools: "tools",
+            host_header: "int host_value = 1;\n",
             hermetic: true,
             root_paths: ["/usr", "/bin", "/lib", "/etc"]
                 .iter()
@@ -86,6 +90,22 @@ impl Scenario {
 }
 
 type Change = fn(&mut Scenario);
+
+/// The digest of a stand-in host root (one directory, the same for every
+/// scenario of this process) whose `include/bitzel-key-test.h` holds
+/// `header`, computed by the same function as the real host root's.
+fn host_root_digest(header: &str) -> Digest {
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap();
+    let root = ROOT.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    fs::create_dir_all(root.join("include")).unwrap();
+    fs::write(root.join("include/bitzel-key-test.h"), header).unwrap();
+    let none = bitzel_cache::HostDigestCache::none();
+    bitzel_cache::host_root_digest(&[root.to_path_buf()], &none)
+        .unwrap()
+        .digest
+}
 
 /// Each of these must change the key of the named task.
 const CHANGES: &[(&str, &str, Change)] = &[
@@ -154,6 +174,9 @@ const CHANGES: &[(&str, &str, Change)] = &[
         s.append("do_configure[file-checksums] += \"${FILE_DIRNAME}/files/x.cfg:False\"")
     }),
     ("host tool", "do_compile", |s| s.tools = "other tools"),
+    ("host header", "do_compile", |s| {
+        s.host_header = "int host_value = 2;\n"
+    }),
     ("sandbox policy: hermetic", "do_compile", |s| {
         s.hermetic = false
     }),
@@ -251,6 +274,7 @@ fn action(s: &Scenario) -> Action {
         tools: HostTools {
             dir: build_dir.join("tmp/hosttools"),
             digest: Digest::of_bytes(s.tools.as_bytes()),
+            root_digest: host_root_digest(s.host_header),
             root_paths: s.root_paths.clone(),
         },
         no_network: true,

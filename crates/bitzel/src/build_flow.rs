@@ -124,6 +124,67 @@ fn backend_choice(project: &Project) -> anyhow::Result<BackendChoice> {
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// The host build root's digest being computed on a thread (started by
+/// [`start_host_root_digest`] while the metadata is parsed), with the paths
+/// it covers.
+type PendingRoot = (
+    Vec<PathBuf>,
+    std::thread::JoinHandle<Result<bitzel_cache::Digest, bitzel_exec::hosttools::HostToolsError>>,
+);
+
+fn pending_root() -> &'static Mutex<Option<PendingRoot>> {
+    static PENDING: Mutex<Option<PendingRoot>> = Mutex::new(None);
+    &PENDING
+}
+
+/// The host directories a task's `host` build root is made of.
+fn host_root_paths() -> Vec<PathBuf> {
+    bitzel_sandbox::SandboxSpec::default_host_paths()
+}
+
+/// Every host path a task without the network can read: the build root's
+/// directories and the host entries of its generated `/etc`. What the key's
+/// `host-root` digest covers. (The network's own configuration, which
+/// `[network]` tasks also see, is deliberately not keyed: it differs between
+/// every two machines and such tasks depend on the network anyway.)
+fn host_root_key_paths() -> Vec<PathBuf> {
+    let mut paths = host_root_paths();
+    paths.extend(bitzel_sandbox::etc_host_paths(false));
+    paths
+}
+
+/// Start digesting the host build root on a thread, so that its walk (and,
+/// the first time on a machine, its hashing) overlaps parsing. Verbs that
+/// build call this right after loading the project.
+pub fn start_host_root_digest() {
+    let paths = host_root_key_paths();
+    let for_thread = paths.clone();
+    let spawned = std::thread::Builder::new()
+        .name("host-root-digest".into())
+        .spawn(move || bitzel_exec::hosttools::root_digest(&for_thread));
+    if let Ok(handle) = spawned {
+        *pending_root().lock().unwrap_or_else(|p| p.into_inner()) = Some((paths, handle));
+    }
+}
+
+/// The digest of the host build root `paths`: the started computation's
+/// result if it covers the same paths, else computed now.
+fn host_root_digest(paths: &[PathBuf]) -> anyhow::Result<bitzel_cache::Digest> {
+    let pending = pending_root()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some((p, handle)) = pending {
+        if p == paths {
+            return match handle.join() {
+                Ok(r) => Ok(r?),
+                Err(_) => anyhow::bail!("internal error: the host root digest thread panicked"),
+            };
+        }
+    }
+    Ok(bitzel_exec::hosttools::root_digest(paths)?)
+}
+
 fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
     let list = |v: &str| -> Vec<String> {
         ws.config
@@ -137,10 +198,12 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
     let set = bitzel_exec::hosttools::resolve(&required, &optional, &path)?;
     let dir = build_dir.join("tmp").join("hosttools");
     set.link_into(&dir)?;
+    let root_paths = host_root_paths();
     Ok(HostTools {
         dir,
         digest: set.digest()?,
-        root_paths: bitzel_sandbox::SandboxSpec::default_host_paths(),
+        root_digest: host_root_digest(&host_root_key_paths())?,
+        root_paths,
     })
 }
 

@@ -50,7 +50,8 @@ impl Output {
             "error"
         } else {
             match self.verbose {
-                0 => "warn",
+                // The host root's first-time hashing takes a while: say so.
+                0 => "warn,bitzel_cache::hostroot=info",
                 1 => "info",
                 2 => "debug",
                 _ => "trace",

@@ -65,6 +65,7 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if out.verbose > 0 && !args.json {
         eprint!("{}", plan(&project, out.verbose > 1));
     }
+    crate::build_flow::start_host_root_digest();
     let ws = crate::project::load_workspace(out, &project)?;
     let req = BuildRequest {
         targets: args.targets,

@@ -30,6 +30,7 @@ pub struct ExplainArgs {
 pub fn run(out: &Output, args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let (project, _build_dir_lock) =
         load_project_locked(out, &args.project.config, &args.project.overrides())?;
+    crate::build_flow::start_host_root_digest();
     let ws = load_workspace(out, &project)?;
     if !args.task.contains(':') {
         anyhow::bail!(
@@ -145,6 +146,12 @@ fn describe(s: &mut String, cache: &Cache, d: &Difference) {
                 (None, None) => String::new(),
             };
             let _ = writeln!(s, "  input {name} changed: {what}");
+            if name == "host-root" {
+                let _ = writeln!(
+                    s,
+                    "    (something the task can read from the host build root changed: an upgraded package, an edited header, library or /etc file)"
+                );
+            }
             if let (Some(o), Some(n)) = (old, new) {
                 if let Some(paths) = tree_changes(cache, o, n) {
                     for p in paths.iter().take(10) {

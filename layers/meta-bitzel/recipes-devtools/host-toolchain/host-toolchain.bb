@@ -3,8 +3,9 @@ DESCRIPTION = "bitzel's 'host' build root lets tasks run the allow-listed host \
 compiler (gcc, binutils, libc6-dev) read-only from /usr. This recipe only \
 names that compiler as the provider of virtual/cc so that recipes can say \
 DEPENDS = \"virtual/cc\" as they would for a cross toolchain. It builds \
-nothing: the compiler's digest is already part of every task's key through \
-the host-tool set (HOSTTOOLS), so a compiler upgrade re-runs what it must."
+nothing: the compiler is already part of every task's key through the \
+host-tool set (HOSTTOOLS) and the host-root digest (headers, libraries, cc1), \
+so a compiler or libc upgrade re-runs what it must."
 LICENSE = "MIT"
 PROVIDES = "virtual/cc"
 
