@@ -40,14 +40,12 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use crate::beneath::{split_parent, Dir, Parents};
 use crate::cas::Cas;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::apply_trees;
-use crate::tree::{CaptureStats, EntryKind, Tree, TreeEntry};
+use crate::tree::{fill_file_digests, CaptureStats, EntryKind, Tree, TreeEntry};
 
 /// What kind of file an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,7 +227,7 @@ pub fn prepare_work_dir(cas: &Cas, trees: &[Tree], dest: &Path) -> Result<Baseli
             Ok(()) => {}
             // Removed by a later layer's whiteout or opaque directory.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx("set times on", &dest.join(path)),
+            Err(e) => return Err(e).ctx("set times on", dest.join(path)),
         }
     }
     Baseline::record(dest)
@@ -353,22 +351,7 @@ pub fn capture_delta(
         }
     }
     entries.extend(parents);
-    let hashed: Vec<(usize, Digest, u64)> = pending
-        .par_iter()
-        .map(|(i, p)| {
-            let (d, size) = match store {
-                Some(cas) => cas.put_file(p)?,
-                None => Digest::of_file(p).ctx("hash", p)?,
-            };
-            Ok((*i, d, size))
-        })
-        .collect::<Result<_>>()?;
-    for (i, d, sz) in hashed {
-        if let EntryKind::File { digest, size, .. } = &mut entries[i].kind {
-            *digest = d;
-            *size = sz;
-        }
-    }
+    fill_file_digests(&mut entries, &pending, store)?;
     Ok((Tree::new(entries)?, stats))
 }
 

@@ -431,6 +431,33 @@ fn is_xattr_whiteout(path: &Path) -> bool {
         .any(|n| matches!(get_xattr(path, n), Ok(Some(_))))
 }
 
+/// Hash the files `pending` names (index into `entries`, path) in parallel
+/// and fill in their entries' digests and sizes; with `store`, their
+/// content is also copied into that CAS.
+pub(crate) fn fill_file_digests(
+    entries: &mut [TreeEntry],
+    pending: &[(usize, PathBuf)],
+    store: Option<&Cas>,
+) -> Result<()> {
+    let hashed: Vec<(usize, Digest, u64)> = pending
+        .par_iter()
+        .map(|(i, p)| {
+            let (d, size) = match store {
+                Some(cas) => cas.put_file(p)?,
+                None => Digest::of_file(p).ctx("hash", p)?,
+            };
+            Ok((*i, d, size))
+        })
+        .collect::<Result<_>>()?;
+    for (i, d, sz) in hashed {
+        if let EntryKind::File { digest, size, .. } = &mut entries[i].kind {
+            *digest = d;
+            *size = sz;
+        }
+    }
+    Ok(())
+}
+
 /// Walk `root` and describe it as a tree. With `store`, every file's content
 /// is also copied into that CAS. Files are hashed in parallel (rayon); large
 /// files are memory-mapped and hashed with BLAKE3's parallel tree mode.
@@ -522,22 +549,7 @@ pub fn capture(root: &Path, store: Option<&Cas>) -> Result<(Tree, CaptureStats)>
             kind,
         });
     }
-    let hashed: Vec<(usize, Digest, u64)> = pending
-        .par_iter()
-        .map(|(i, p)| {
-            let (d, size) = match store {
-                Some(cas) => cas.put_file(p)?,
-                None => Digest::of_file(p).ctx("hash", p)?,
-            };
-            Ok((*i, d, size))
-        })
-        .collect::<Result<_>>()?;
-    for (i, d, sz) in hashed {
-        if let EntryKind::File { digest, size, .. } = &mut entries[i].kind {
-            *digest = d;
-            *size = sz;
-        }
-    }
+    fill_file_digests(&mut entries, &pending, store)?;
     // walkdir's per-directory name order is not the canonical byte order of
     // full paths ("a-b" sorts before "a/x"), so sort.
     let tree = Tree::new(entries)?;
