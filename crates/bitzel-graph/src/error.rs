@@ -48,16 +48,22 @@ pub struct Missing {
 }
 
 impl Missing {
-    /// BitBake's `. Close matches:` suffix (sorted, one per line), or nothing.
+    /// BitBake's `. Close matches:` suffix, or nothing when there is a reason.
     pub fn close_suffix(&self) -> String {
-        if self.reason.is_some() || self.close.is_empty() {
+        if self.reason.is_some() {
             return String::new();
         }
-        let mut c: Vec<&str> = self.close.iter().map(String::as_str).collect();
-        c.sort_unstable();
-        c.dedup();
-        format!(". Close matches:\n  {}", c.join("\n  "))
+        provider_close_suffix(&self.close)
     }
+}
+
+/// BitBake's `NoProvider` suffix for close matches: `. Close matches:` and
+/// the names sorted and deduplicated, one per line; nothing when empty.
+pub fn provider_close_suffix(close: &[String]) -> String {
+    let mut c: Vec<&str> = close.iter().map(String::as_str).collect();
+    c.sort_unstable();
+    c.dedup();
+    close_hint(&c)
 }
 
 impl std::fmt::Display for Missing {
@@ -168,11 +174,14 @@ pub enum GraphError {
     NoTargets,
 }
 
-fn close_hint(close: &[String]) -> String {
+/// `. Close matches:` and `close` in its order, one per line (BitBake's
+/// layout); nothing when empty.
+fn close_hint<S: AsRef<str>>(close: &[S]) -> String {
     if close.is_empty() {
         String::new()
     } else {
-        format!(". Close matches:\n  {}", close.join("\n  "))
+        let lines: Vec<&str> = close.iter().map(AsRef::as_ref).collect();
+        format!(". Close matches:\n  {}", lines.join("\n  "))
     }
 }
 

@@ -28,7 +28,7 @@ pub mod suggest;
 pub use build::{
     build_graph, explain_provider, provider_close_matches, with_do, BuildPlan, Target,
 };
-pub use error::{DepTaskError, GraphError, Missing, Requester};
+pub use error::{provider_close_suffix, DepTaskError, GraphError, Missing, Requester};
 pub use from_meta::{prefs_from_workspace, recipes_from_workspace};
 pub use graph::{CycleError, RecipeNode, TaskGraph, TaskId, TaskNode};
 pub use input::{explode_deps, vercmp, Origin, ProviderPrefs, RecipeInfo, TaskInfo, Want};
