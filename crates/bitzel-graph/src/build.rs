@@ -24,6 +24,7 @@ use crate::error::{DepTaskError, GraphError, Missing, Requester};
 use crate::graph::{RecipeNode, TaskGraph, TaskId, TaskNode};
 use crate::input::{ProviderPrefs, RecipeInfo, TaskInfo, Want};
 use crate::providers::{Namespace, ProviderChoice, ProviderIndex};
+use crate::suggest;
 
 /// A thing to build: a build-time name (PN, PROVIDES, `virtual/...`) and a task.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -290,6 +291,12 @@ impl<'a> TaskData<'a> {
                 ))
             };
             let wanted_by = self.requesters(name, ns);
+            // BitBake suggests close matches for build-time names only.
+            let close = if ns == Namespace::Build && choice.candidates.is_empty() {
+                close_provider_names(&self.idx, self.prefs, name).into()
+            } else {
+                Box::default()
+            };
             self.missing.insert(
                 (ns, name.to_string()),
                 Missing {
@@ -297,6 +304,7 @@ impl<'a> TaskData<'a> {
                     namespace: ns,
                     wanted_by,
                     reason,
+                    close,
                 },
             );
             self.choices.insert((ns, name.to_string()), choice);
@@ -549,6 +557,7 @@ impl<'a> TaskData<'a> {
                 namespace: Namespace::Build,
                 wanted_by: self.requesters(&last, Namespace::Build),
                 reason: None,
+                close: Box::default(),
             });
         GraphError::NoProvider { missing, chain }
     }
@@ -937,35 +946,47 @@ impl RunQueue {
     }
 }
 
-/// Task names close to `want`: a small edit distance, or one name (without
-/// `do_`) containing the other.
+/// BitBake's cutoff for close matches of task and provider names (its
+/// `difflib.get_close_matches` calls pass `cutoff=0.7` and keep the default
+/// `n=3`).
+const CLOSE_CUTOFF: f64 = 0.7;
+const CLOSE_COUNT: usize = 3;
+
+/// Task names close to `want`, best first (BitBake's runqueue:
+/// `difflib.get_close_matches(task, tasks, cutoff=0.7)`).
 fn close_matches<'a>(want: &str, have: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let bare = |s: &'a str| s.strip_prefix("do_").unwrap_or(s);
-    let w = want.strip_prefix("do_").unwrap_or(want).to_string();
-    let mut out: Vec<String> = have
-        .filter(|h| {
-            let b = bare(h);
-            edit_distance(want, h) <= 2
-                || (w.len() >= 3 && b.len() >= 3 && (b.contains(w.as_str()) || w.contains(b)))
-        })
-        .map(str::to_string)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    let have: BTreeSet<&str> = have.collect();
+    suggest::get_close_matches(want, have, CLOSE_COUNT, CLOSE_CUTOFF)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+/// BitBake's `TaskData.get_close_matches` for a build-time name nobody
+/// provides: the closest provided names and skipped recipes' PNs, plus
+/// `<pn> RPROVIDES <name>` for each recipe providing it at run time.
+fn close_provider_names(idx: &ProviderIndex<'_>, prefs: &ProviderPrefs, name: &str) -> Vec<String> {
+    let provided = idx
+        .build_names()
+        .chain(prefs.skipped.iter().map(String::as_str));
+    let mut close = suggest::get_close_matches(name, provided, CLOSE_COUNT, CLOSE_CUTOFF);
+    for r in idx.runtime_providers(name) {
+        let entry = format!("{} RPROVIDES {name}", idx.recipes()[r].pn);
+        if !close.contains(&entry) {
+            close.push(entry);
         }
-        prev = cur;
     }
-    prev[b.len()]
+    close
+}
+
+/// The close matches BitBake would print for a build-time `name` nobody
+/// provides (`Nothing PROVIDES 'x'. Close matches: ...`); empty when
+/// something provides it or nothing is close.
+pub fn provider_close_matches(
+    recipes: &[RecipeInfo],
+    prefs: &ProviderPrefs,
+    name: &str,
+) -> Vec<String> {
+    let idx = ProviderIndex::new(recipes);
+    if !idx.build_providers(name).is_empty() {
+        return Vec::new();
+    }
+    close_provider_names(&idx, prefs, name)
 }

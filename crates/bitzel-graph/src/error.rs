@@ -40,6 +40,30 @@ pub struct Missing {
     pub wanted_by: Vec<Requester>,
     /// Extra explanation (for example a `REQUIRED_VERSION` that matches nothing).
     pub reason: Option<String>,
+    /// BitBake's close matches for a build-time name nobody provides
+    /// ([`crate::provider_close_matches`]); shown only without a `reason`,
+    /// as BitBake shows them only when it has no reasons.
+    /// (A boxed slice keeps [`GraphError`] small.)
+    pub close: Box<[String]>,
+}
+
+impl Missing {
+    /// BitBake's `. Close matches:` suffix, or nothing when there is a reason.
+    pub fn close_suffix(&self) -> String {
+        if self.reason.is_some() {
+            return String::new();
+        }
+        provider_close_suffix(&self.close)
+    }
+}
+
+/// BitBake's `NoProvider` suffix for close matches: `. Close matches:` and
+/// the names sorted and deduplicated, one per line; nothing when empty.
+pub fn provider_close_suffix(close: &[String]) -> String {
+    let mut c: Vec<&str> = close.iter().map(String::as_str).collect();
+    c.sort_unstable();
+    c.dedup();
+    close_hint(&c)
 }
 
 impl std::fmt::Display for Missing {
@@ -65,9 +89,10 @@ impl std::fmt::Display for Missing {
 pub enum GraphError {
     /// A target (or something it needs, transitively) has no provider.
     #[error(
-        "{}; dependency chain: {}; add a recipe that provides it, correct the name, or list it in ASSUME_PROVIDED",
+        "{}; dependency chain: {}; add a recipe that provides it, correct the name, or list it in ASSUME_PROVIDED{}",
         .missing,
-        .chain.join(" -> ")
+        .chain.join(" -> "),
+        .missing.close_suffix()
     )]
     NoProvider {
         /// The name nobody provides, and who asked for it.
@@ -99,7 +124,7 @@ pub enum GraphError {
         task: String,
         /// The recipe file chosen for the target.
         file: String,
-        /// Similar task names of that recipe.
+        /// Similar task names of that recipe (difflib, cutoff 0.7, best first).
         close: Vec<String>,
     },
     /// A `[depends]`/`[rdepends]` flag names a task the provider does not have.
@@ -149,11 +174,14 @@ pub enum GraphError {
     NoTargets,
 }
 
-fn close_hint(close: &[String]) -> String {
+/// `. Close matches:` and `close` in its order, one per line (BitBake's
+/// layout); nothing when empty.
+fn close_hint<S: AsRef<str>>(close: &[S]) -> String {
     if close.is_empty() {
         String::new()
     } else {
-        format!("; close matches: {}", close.join(", "))
+        let lines: Vec<&str> = close.iter().map(AsRef::as_ref).collect();
+        format!(". Close matches:\n  {}", lines.join("\n  "))
     }
 }
 

@@ -21,7 +21,9 @@ pub fn recipes_from_workspace(ws: &Workspace) -> Vec<RecipeInfo> {
 
 /// The provider preferences of a workspace's global configuration.
 pub fn prefs_from_workspace(ws: &Workspace) -> ProviderPrefs {
-    ProviderPrefs::from_config(&ws.config, ws.recipes.iter().map(|r| r.pn.as_str()))
+    let mut p = ProviderPrefs::from_config(&ws.config, ws.recipes.iter().map(|r| r.pn.as_str()));
+    p.skipped = ws.skipped.iter().map(|r| r.pn.clone()).collect();
+    p
 }
 
 fn words(ds: &DataStore, var: &str) -> Vec<String> {

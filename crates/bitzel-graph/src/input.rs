@@ -212,6 +212,9 @@ pub struct ProviderPrefs {
     pub assume_provided: Vec<String>,
     /// `MULTI_PROVIDER_ALLOWED`: names several recipes in one build may provide.
     pub multi_provider_allowed: Vec<String>,
+    /// PNs of the recipes skipped at parse time (BitBake's skiplist): they
+    /// provide nothing, but are candidates for a missing name's close matches.
+    pub skipped: Vec<String>,
 }
 
 impl ProviderPrefs {

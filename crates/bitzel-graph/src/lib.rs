@@ -8,6 +8,7 @@
 //! - [`graph`]: the [`TaskGraph`] (nodes, edges, cycle reports, critical-path
 //!   priorities);
 //! - [`render`]: `task-depends.dot` and JSON;
+//! - [`suggest`]: difflib's close matches for misspelt names;
 //! - [`runqueue`]: executes a graph through an [`Executor`] and reports
 //!   [`Event`]s.
 //!
@@ -22,9 +23,12 @@ pub mod pattern;
 pub mod providers;
 pub mod render;
 pub mod runqueue;
+pub mod suggest;
 
-pub use build::{build_graph, explain_provider, with_do, BuildPlan, Target};
-pub use error::{DepTaskError, GraphError, Missing, Requester};
+pub use build::{
+    build_graph, explain_provider, provider_close_matches, with_do, BuildPlan, Target,
+};
+pub use error::{provider_close_suffix, DepTaskError, GraphError, Missing, Requester};
 pub use from_meta::{prefs_from_workspace, recipes_from_workspace};
 pub use graph::{CycleError, RecipeNode, TaskGraph, TaskId, TaskNode};
 pub use input::{explode_deps, vercmp, Origin, ProviderPrefs, RecipeInfo, TaskInfo, Want};

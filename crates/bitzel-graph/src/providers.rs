@@ -112,6 +112,12 @@ impl<'a> ProviderIndex<'a> {
         self.recipes
     }
 
+    /// Every name some recipe provides at build time (BitBake's
+    /// `dataCache.providers` keys), sorted.
+    pub fn build_names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.build.keys().copied()
+    }
+
     /// Every recipe providing a build-time name.
     pub fn build_providers(&self, name: &str) -> Vec<usize> {
         self.build.get(name).cloned().unwrap_or_default()

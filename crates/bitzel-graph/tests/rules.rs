@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bitzel_graph::{
-    build_graph, explain_provider, explode_deps, to_dot, GraphError, Origin, ProviderPrefs,
-    RecipeInfo, Target, TaskInfo, Want,
+    build_graph, explain_provider, explode_deps, provider_close_matches, to_dot, GraphError,
+    Missing, Namespace, Origin, ProviderPrefs, RecipeInfo, Target, TaskInfo, Want,
 };
 use expect_test::{expect, Expect};
 
@@ -567,10 +567,69 @@ fn missing_runtime_provider_and_missing_target() {
         &[std("a", "1")],
         &none(),
         &["a:do_compil"],
+        expect![[r#"
+            error: task do_compil does not exist for target a (/l/meta/recipes/a/a_1.bb). Close matches:
+              do_compile"#]],
+    );
+}
+
+/// BitBake's `Nothing PROVIDES 'x'. Close matches:` (difflib, cutoff 0.7):
+/// provided names and skipped PNs close to the name, sorted, plus
+/// `<pn> RPROVIDES <name>` for recipes providing it at run time only.
+#[test]
+fn missing_build_provider_suggests_close_matches() {
+    let a = depends(std("a", "1"), "zlibb");
+    let mut prefs = none();
+    // zlib-ng is below the cutoff (ratio 0.67); zlibc is a skipped recipe.
+    prefs.skipped = vec!["zlibc".into()];
+    check(
+        &[a, std("zlib", "1.3"), std("zlib-ng", "2")],
+        &prefs,
+        &["a"],
+        expect![[r#"
+            error: nothing PROVIDES 'zlibb' (a asks for it in DEPENDS at /l/meta/recipes/a/a_1.bb:7); dependency chain: a -> zlibb; add a recipe that provides it, correct the name, or list it in ASSUME_PROVIDED. Close matches:
+              zlib
+              zlibc"#]],
+    );
+    let b = depends(std("b", "1"), "libfoo");
+    let mut foo = std("foo", "1");
+    foo.packages = vec!["foo".into(), "libfoo".into()];
+    check(
+        &[b, foo],
+        &none(),
+        &["b"],
+        expect![[r#"
+            error: nothing PROVIDES 'libfoo' (b asks for it in DEPENDS at /l/meta/recipes/b/b_1.bb:7); dependency chain: b -> libfoo; add a recipe that provides it, correct the name, or list it in ASSUME_PROVIDED. Close matches:
+              foo RPROVIDES libfoo"#]],
+    );
+    // Nothing close: no suffix. Runtime names get none either (as BitBake).
+    check(
+        &[depends(std("c", "1"), "qqq")],
+        &none(),
+        &["c"],
         expect![[
-            r#"error: task do_compil does not exist for target a (/l/meta/recipes/a/a_1.bb); close matches: do_compile"#
+            r#"error: nothing PROVIDES 'qqq' (c asks for it in DEPENDS at /l/meta/recipes/c/c_1.bb:7); dependency chain: c -> qqq; add a recipe that provides it, correct the name, or list it in ASSUME_PROVIDED"#
         ]],
     );
+    assert_eq!(
+        provider_close_matches(&[std("zlib", "1.3")], &none(), "zlibb"),
+        ["zlib"]
+    );
+    assert!(provider_close_matches(&[std("zlib", "1.3")], &none(), "zlib").is_empty());
+}
+
+#[test]
+fn close_matches_are_not_shown_with_a_reason() {
+    let mut m = Missing {
+        name: "x".into(),
+        namespace: Namespace::Build,
+        wanted_by: Vec::new(),
+        reason: None,
+        close: vec!["xb".into(), "xa".into(), "xa".into()].into(),
+    };
+    assert_eq!(m.close_suffix(), ". Close matches:\n  xa\n  xb");
+    m.reason = Some("but x was skipped: no".into());
+    assert_eq!(m.close_suffix(), "");
 }
 
 #[test]

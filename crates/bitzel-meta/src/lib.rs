@@ -21,6 +21,7 @@ mod data;
 mod diag;
 mod emit;
 mod eval;
+mod layerdeps;
 mod parse;
 mod pattern;
 pub mod pyexpr;
@@ -116,7 +117,8 @@ pub struct Layer {
     pub priority: i32,
     /// `BBFILE_PATTERN_<collection>` (a regular expression).
     pub pattern: String,
-    /// `LAYERDEPENDS_<collection>`.
+    /// The collections named by `LAYERDEPENDS_<collection>` (sorted, version
+    /// constraints dropped).
     pub depends: Vec<String>,
     /// `LAYERSERIES_COMPAT_<collection>`.
     pub series_compat: Vec<String>,

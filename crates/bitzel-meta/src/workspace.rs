@@ -259,7 +259,13 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
                     .ds
                     .get_var(&format!("BBFILE_PATTERN_{c}"))
                     .unwrap_or_default(),
-                depends: words(&ev.ds, &format!("LAYERDEPENDS_{c}")),
+                depends: crate::layerdeps::explode_dep_versions2(
+                    &ev.ds
+                        .get_var(&format!("LAYERDEPENDS_{c}"))
+                        .unwrap_or_default(),
+                )
+                .map(|d| d.into_iter().map(|(name, _)| name).collect())
+                .unwrap_or_default(),
                 series_compat: compat,
             });
         }
@@ -313,6 +319,7 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
     for class in std::iter::once("base").chain(inherit.split_whitespace()) {
         ev.inherit(class, &conf_marker, 0, false);
     }
+    crate::layerdeps::check_layer_depends(&mut ev, &layers);
     let diags = std::mem::take(&mut ev.diags);
     let inputs = std::mem::take(&mut ev.inputs);
     BaseConfig {
@@ -697,6 +704,31 @@ pub(crate) fn parse_recipe(
     (out, diags, all_inputs)
 }
 
+/// BitBake's `show_appends_with_no_recipes`: `.bbappend` files that no
+/// recipe takes (recipes an anonymous function skips still take theirs) are
+/// an error, listed in one message worded as BitBake's. A true
+/// `BB_DANGLINGAPPENDS_WARNONLY` (`1`/`yes`/`true`, read unexpanded, as
+/// BitBake up to 2.10 did; 2.12 dropped the variable) makes it a warning.
+fn dangling_appends(config: &DataStore, dangling: &[&PathBuf]) -> Diagnostic {
+    let warn_only = config
+        .get_var_unexpanded("BB_DANGLINGAPPENDS_WARNONLY")
+        .is_some_and(|v| matches!(v.to_lowercase().as_str(), "1" | "yes" | "true"));
+    let mut message = String::from("No recipes in default available for:");
+    for a in dangling {
+        message.push_str("\n  ");
+        message.push_str(&a.to_string_lossy());
+    }
+    let severity = if warn_only {
+        Severity::Warning
+    } else {
+        message.push_str(
+            "\nupdate or remove these .bbappend files (or mask them with BBMASK) so that each matches a recipe",
+        );
+        Severity::Error
+    };
+    Diagnostic::new(severity, Path::new("BBFILES"), 0, 0, message, None)
+}
+
 /// Load the configuration and every recipe.
 pub fn load_workspace(
     input: &ConfInput,
@@ -752,17 +784,9 @@ pub fn load_workspace(
             (r.clone(), a, layer_of(&colls, r))
         })
         .collect();
-    for a in &appends {
-        if !used.contains(a) {
-            diags.push(Diagnostic::new(
-                Severity::Warning,
-                a,
-                0,
-                0,
-                "no recipe matches this .bbappend (BB_DANGLINGAPPENDS_WARNONLY behaviour)",
-                None,
-            ));
-        }
+    let dangling: Vec<&PathBuf> = appends.iter().filter(|a| !used.contains(a)).collect();
+    if !dangling.is_empty() {
+        diags.push(dangling_appends(&base.data, &dangling));
     }
 
     let cache = opts

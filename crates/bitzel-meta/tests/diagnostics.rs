@@ -310,3 +310,151 @@ BPN = \"${PN}\"\nP = \"${PN}-${PV}\"\n";
     );
     assert_eq!(ws.config.get_var("PN").as_deref(), Some("defaultpkgname"));
 }
+
+// ---- layer-level mistakes BitBake refuses ----------------------------------
+
+/// A second layer `/m` (collection `m`, recipes and appends) over `/l`, with
+/// `m_conf` appended to its layer.conf and `local` as local.conf.
+fn load_two(m_conf: &str, local: &str, files: &[(&str, &str)]) -> Result<Workspace, String> {
+    let mut m = BTreeMap::new();
+    m.insert(PathBuf::from("/l/conf/layer.conf"), LAYER_CONF.to_string());
+    m.insert(
+        PathBuf::from("/l/conf/bitbake.conf"),
+        "include conf/local.conf\n".to_string(),
+    );
+    m.insert(PathBuf::from("/l/classes/base.bbclass"), String::new());
+    m.insert(
+        PathBuf::from("/m/conf/layer.conf"),
+        format!(
+            "BBFILES += \"${{LAYERDIR}}/recipes/*.bb ${{LAYERDIR}}/recipes/*.bbappend\"\n\
+             BBFILE_COLLECTIONS += \"m\"\nBBFILE_PATTERN_m = \"^${{LAYERDIR}}/\"\n\
+             LAYERSERIES_COMPAT_m = \"x\"\n{m_conf}"
+        ),
+    );
+    for (p, t) in files {
+        m.insert(PathBuf::from(p), t.to_string());
+    }
+    let input = ConfInput {
+        topdir: PathBuf::from("/b"),
+        bblayers_conf: "BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l /m\"\n".into(),
+        local_conf: local.to_string(),
+        env: BTreeMap::new(),
+    };
+    let render = |d: &[bitzel_meta::Diagnostic]| {
+        d.iter()
+            .filter(|d| d.severity >= bitzel_meta::Severity::Warning)
+            .map(|d| format!("{d}\n"))
+            .collect::<String>()
+    };
+    match load_workspace(&input, &Mem(m), &ParseOptions::default()) {
+        Ok(ws) => Ok(ws),
+        Err(bitzel_meta::MetaError::Config { diagnostics }) => Err(render(&diagnostics)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn diags_of(ws: &Workspace) -> String {
+    ws.diagnostics
+        .iter()
+        .filter(|d| d.severity >= bitzel_meta::Severity::Warning)
+        .map(|d| format!("{d}\n"))
+        .collect()
+}
+
+const APPENDS: &[(&str, &str)] = &[
+    ("/m/recipes/r_1.0.bb", "PN = \"r\"\n"),
+    ("/m/recipes/r_%.bbappend", "X = \"1\"\n"),
+    ("/m/recipes/gone_2.0.bbappend", "X = \"1\"\n"),
+    ("/m/recipes/zz_%.bbappend", "X = \"1\"\n"),
+    // A recipe an anonymous function skips still takes its appends.
+    (
+        "/m/recipes/skip_1.0.bb",
+        "python () {\n    raise bb.parse.SkipRecipe(\"not here\")\n}\n",
+    ),
+    ("/m/recipes/skip_1.0.bbappend", "X = \"1\"\n"),
+];
+
+#[test]
+fn appends_without_a_recipe_are_an_error() {
+    let ws = load_two("", "", APPENDS).unwrap();
+    expect![[r#"
+        BBFILES: error: No recipes in default available for:
+          /m/recipes/gone_2.0.bbappend
+          /m/recipes/zz_%.bbappend
+        update or remove these .bbappend files (or mask them with BBMASK) so that each matches a recipe
+    "#]]
+    .assert_eq(&diags_of(&ws));
+    // Masked appends are not looked at.
+    let ws = load_two("", "BBMASK = \"gone_ zz_\"\n", APPENDS).unwrap();
+    assert_eq!(diags_of(&ws), "");
+}
+
+#[test]
+fn dangling_appends_warn_only_when_asked() {
+    for v in ["1", "yes", "True", "TRUE"] {
+        let local = format!("BB_DANGLINGAPPENDS_WARNONLY = \"{v}\"\n");
+        let ws = load_two("", &local, APPENDS).unwrap();
+        expect![[r#"
+            BBFILES: warning: No recipes in default available for:
+              /m/recipes/gone_2.0.bbappend
+              /m/recipes/zz_%.bbappend
+        "#]]
+        .assert_eq(&diags_of(&ws));
+    }
+    for v in ["0", "no", "false", "", "on"] {
+        let local = format!("BB_DANGLINGAPPENDS_WARNONLY = \"{v}\"\n");
+        let ws = load_two("", &local, APPENDS).unwrap();
+        assert!(
+            ws.diagnostics.iter().any(|d| d.is_error()),
+            "{v}: {}",
+            diags_of(&ws)
+        );
+    }
+}
+
+#[test]
+fn layerdepends_on_a_missing_collection_is_an_error() {
+    let err = load_two("LAYERDEPENDS_m = \"t nosuch other (>= 2)\"\n", "", &[]).unwrap_err();
+    expect![[r#"
+        /m/conf/layer.conf:5:1: error: Layer 'm' depends on layer 'nosuch', but this layer is not enabled in your configuration
+          |
+        5 | LAYERDEPENDS_m = "t nosuch other (>= 2)"
+          | ^
+        /m/conf/layer.conf:5:1: error: Layer 'm' depends on layer 'other', but this layer is not enabled in your configuration
+          |
+        5 | LAYERDEPENDS_m = "t nosuch other (>= 2)"
+          | ^
+    "#]]
+    .assert_eq(&err);
+    assert!(load_two("LAYERDEPENDS_m = \"t\"\n", "", &[]).is_ok());
+}
+
+#[test]
+fn layerdepends_versions_are_checked() {
+    let wants = |m_conf: &str| load_two(m_conf, "", &[]).err().unwrap_or_default();
+    expect![[r#"
+        /m/conf/layer.conf:5:1: error: Layer 'm' depends on version >= 2 of layer 't', but version 1.5 is currently enabled in your configuration. Check that you are using the correct matching versions/branches of these two layers.
+          |
+        5 | LAYERDEPENDS_m = "t (>= 2)"
+          | ^
+    "#]]
+    .assert_eq(&wants("LAYERDEPENDS_m = \"t (>= 2)\"\nLAYERVERSION_t = \"1.5\"\n"));
+    assert_eq!(
+        wants("LAYERDEPENDS_m = \"t (>= 1.4)\"\nLAYERVERSION_t = \"1.5\"\n"),
+        ""
+    );
+    expect![[r#"
+        /m/conf/layer.conf:5:1: error: Layer 'm' depends on version = 3 of layer 't', which exists in your configuration but does not specify a version. Check that you are using the correct matching versions/branches of these two layers.
+          |
+        5 | LAYERDEPENDS_m = "t (= 3)"
+          | ^
+    "#]]
+    .assert_eq(&wants("LAYERDEPENDS_m = \"t (= 3)\"\n"));
+    expect![[r#"
+        /m/conf/layer.conf:5:1: error: Error parsing LAYERDEPENDS_m: Invalid version specification in "(~" - invalid or missing operator
+          |
+        5 | LAYERDEPENDS_m = "t (~ 3)"
+          | ^
+    "#]]
+    .assert_eq(&wants("LAYERDEPENDS_m = \"t (~ 3)\"\n"));
+}

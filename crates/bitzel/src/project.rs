@@ -236,9 +236,29 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
         cache_dir: parse_cache,
         jobs: project.bitzel.jobs,
     };
-    let ws = bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts)?;
+    let ws = match bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts) {
+        Ok(ws) => ws,
+        // Every error of the base configuration (LAYERDEPENDS, BBLAYERS, ...),
+        // not only the first, as BitBake reports them.
+        Err(bitzel_meta::MetaError::Config { diagnostics }) => {
+            let errors = print_diagnostics(out, &diagnostics);
+            anyhow::bail!(
+                "{errors} error(s) in the base configuration (bblayers.conf, layer.conf, bitbake.conf, local.conf); fix them and run again"
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let errors = print_diagnostics(out, &ws.diagnostics);
+    if errors > 0 {
+        anyhow::bail!("{errors} error(s) while parsing the metadata; fix them and run again");
+    }
+    Ok(ws)
+}
+
+/// Print error diagnostics (and, at `-v`, the others); the number of errors.
+fn print_diagnostics(out: &Output, diagnostics: &[bitzel_meta::Diagnostic]) -> usize {
     let mut errors = 0usize;
-    for d in &ws.diagnostics {
+    for d in diagnostics {
         if d.is_error() {
             errors += 1;
             eprintln!("{d}");
@@ -246,10 +266,7 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
             eprintln!("{d}");
         }
     }
-    if errors > 0 {
-        anyhow::bail!("{errors} error(s) while parsing the metadata; fix them and run again");
-    }
-    Ok(ws)
+    errors
 }
 
 /// The recipes an anonymous function skipped that would have provided `name`

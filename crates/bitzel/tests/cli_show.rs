@@ -148,9 +148,10 @@ fn unknown_recipe() {
     check(
         &["busybx", "PN"],
         expect![[r#"
-        exit 1
-        error: no recipe named `busybx`; `bitzel show <config> --recipes` lists them
-    "#]],
+            exit 1
+            error: Nothing PROVIDES 'busybx'; `bitzel show <config> --recipes` lists the recipes. Close matches:
+              busybox
+        "#]],
     );
 }
 

@@ -283,6 +283,27 @@ fn vercmp_string(a: &str, b: &str, off: usize) -> Result<i64, PyError> {
     Ok(r)
 }
 
+/// `vercmp_string_op`'s comparison of a `vercmp_string` result with `op`;
+/// `None` for an operator BitBake does not support.
+fn compare_op(res: i64, op: &str) -> Option<bool> {
+    Some(match op {
+        "=" | "==" => res == 0,
+        "<=" => res <= 0,
+        ">=" => res >= 0,
+        ">" | ">>" => res > 0,
+        "<" | "<<" => res < 0,
+        "!=" => res != 0,
+        _ => return None,
+    })
+}
+
+/// `bb.utils.vercmp_string_op(a, b, op)` for Rust callers: whether `a op b`
+/// holds, or the message of the exception BitBake would raise.
+pub(crate) fn vercmp_string_op(a: &str, b: &str, op: &str) -> Result<bool, String> {
+    let res = vercmp_string(a, b, 0).map_err(|e| e.message)?;
+    compare_op(res, op).ok_or_else(|| format!("Unsupported comparison operator \"{op}\""))
+}
+
 fn str_arg<'v>(v: &'v Value<'_>, method: &str, off: usize) -> Result<&'v str, PyError> {
     match v {
         Value::Str(s) => Ok(s),
@@ -1020,22 +1041,14 @@ pub(crate) fn call<'a>(
                 return Ok(Value::Int(res));
             }
             let op = or_none(op);
-            let r = match op.as_str() {
-                Some("=" | "==") => res == 0,
-                Some("<=") => res <= 0,
-                Some(">=") => res >= 0,
-                Some(">" | ">>") => res > 0,
-                Some("<" | "<<") => res < 0,
-                Some("!=") => res != 0,
-                _ => {
-                    return Err(rt(
-                        off,
-                        "VersionStringException",
-                        format!("Unsupported comparison operator \"{}\"", op.to_py_str()),
-                    ))
-                }
-            };
-            Ok(Value::Bool(r))
+            match op.as_str().and_then(|o| compare_op(res, o)) {
+                Some(r) => Ok(Value::Bool(r)),
+                None => Err(rt(
+                    off,
+                    "VersionStringException",
+                    format!("Unsupported comparison operator \"{}\"", op.to_py_str()),
+                )),
+            }
         }
         Func::BbExplodeDeps => {
             let [s] = bind("explode_deps", off, args, ["s"], 1)?;

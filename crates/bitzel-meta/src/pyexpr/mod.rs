@@ -60,6 +60,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use bbfuncs::vercmp_string_op;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 pub use stmt::{compile_cached, CompileError, FuncOutcome, PyFunc};

@@ -52,20 +52,11 @@ fn pick<'a>(ws: &'a Workspace, name: &str) -> anyhow::Result<&'a Recipe> {
     if !skipped.is_empty() {
         bail!("Nothing PROVIDES '{name}' ({})", skipped.join("; "));
     }
-    let mut close: Vec<&str> = ws
-        .recipes
-        .iter()
-        .map(|r| r.pn.as_str())
-        .filter(|pn| pn.contains(name) || name.contains(*pn))
-        .collect();
-    close.sort();
-    close.dedup();
-    if close.is_empty() {
-        bail!("no recipe named `{name}`; `bitzel show <config> --recipes` lists them");
-    }
+    // BitBake: "Nothing PROVIDES 'x'. Close matches: ..." (difflib).
+    let close = bitzel_graph::provider_close_matches(&recipes, &prefs, name);
     bail!(
-        "no recipe named `{name}`; did you mean {}?",
-        close.join(", ")
+        "Nothing PROVIDES '{name}'; `bitzel show <config> --recipes` lists the recipes{}",
+        bitzel_graph::provider_close_suffix(&close)
     );
 }
 

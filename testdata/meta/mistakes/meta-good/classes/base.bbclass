@@ -1,0 +1,1 @@
+# No tasks: these fixtures stop before any task runs.

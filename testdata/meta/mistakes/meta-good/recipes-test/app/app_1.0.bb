@@ -1,0 +1,2 @@
+SUMMARY = "An application whose DEPENDS misspells zlib"
+DEPENDS = "zlibb"

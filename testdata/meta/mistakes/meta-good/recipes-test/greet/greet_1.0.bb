@@ -1,0 +1,2 @@
+SUMMARY = "A recipe the bbappend of meta-dangling extends"
+GREETING = "hello"

@@ -1,0 +1,1 @@
+SUMMARY = "The library app means"
