@@ -298,3 +298,31 @@ greet:do_configure would run if greet:do_fetch or greet:do_patch changes its out
         )
     );
 }
+
+#[test]
+fn a_key_that_cannot_be_computed_is_an_error_naming_the_task() {
+    let t = tempfile::tempdir().unwrap();
+    fixture(t.path());
+    build(t.path());
+    let recipe = t
+        .path()
+        .join("w/explain/meta-explain/recipes-test/greet/greet_1.0.bb");
+    let mut text = std::fs::read_to_string(&recipe).unwrap();
+    text.push_str("do_compile[builtin] = \"nope\"\n");
+    std::fs::write(&recipe, text).unwrap();
+    let o = bitzel(t.path(), "explain", &["greet"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    // Nothing before it would run; nothing after it is examined.
+    assert_eq!(o.stdout, "");
+    let tail: Vec<&str> = o.stderr.lines().rev().take(2).collect();
+    assert_eq!(
+        tail,
+        [
+            "3 task(s) depending on it not examined",
+            "error: cannot tell whether greet:do_compile would run: greet:do_compile: \
+             unknown built-in `nope` in do_compile[builtin] (bitzel knows fetch, unpack, patch)",
+        ],
+        "{}",
+        o.stderr
+    );
+}

@@ -117,8 +117,13 @@ pub fn report(
         ));
     }
     if !summary.failures.is_empty() && summary.not_run > 0 {
+        let which = if summary.failures.len() == 1 {
+            "it"
+        } else {
+            "them"
+        };
         out.info(&format!(
-            "{} task(s) depending on it not examined",
+            "{} task(s) depending on {which} not examined",
             summary.not_run
         ));
     }
@@ -161,11 +166,12 @@ fn record_text(cache: &Cache, label: &str, v: &Verdict<'_>) -> String {
         Verdict::Keyed(w, assuming) => {
             let _ = writeln!(s, "{label} would run:");
             if !assuming.is_empty() && !matches!(w, Why::New) {
-                let _ = writeln!(
-                    s,
-                    "  (even if {} gives its previous output)",
-                    assuming.join(" and ")
-                );
+                let gives = if assuming.len() == 1 {
+                    "gives its previous output"
+                } else {
+                    "give their previous outputs"
+                };
+                let _ = writeln!(s, "  (even if {} {gives})", assuming.join(" and "));
             }
             why_text(&mut s, cache, w);
         }
