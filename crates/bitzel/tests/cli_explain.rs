@@ -254,6 +254,8 @@ app:do_populate_sysroot would run if app:do_install changes its output
         o.stdout,
         "nothing would run: every task's result is in the cache\n"
     );
+    let o = explain(t.path(), &["--json"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "[]\n"));
 }
 
 #[test]
