@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bitzel_cache::{Action, ActionResult, Baseline, Cache, Digest, Lookup};
 use bitzel_graph::{
-    CancelToken, Executor, FailureKind, Outcome, TaskFailure, TaskNode, TaskResult,
+    CancelToken, Executor, FailureKind, Outcome, TaskFailure, TaskId, TaskNode, TaskResult,
 };
 use bitzel_meta::{DataStore, Recipe};
 use bitzel_sandbox::{Backend, Mount, PathMap, RootSpec, SandboxSpec, Stdio};
@@ -172,6 +172,109 @@ pub struct MissRecord {
     pub action: Action,
 }
 
+/// Why `bitzel explain` says a task would run.
+#[derive(Debug, Clone)]
+pub enum WouldRun {
+    /// Its key is not in the cache: the action it would run (the binary diffs
+    /// it against the closest earlier entry). `assuming` names the tasks this
+    /// one depends on that would run themselves: the key was computed as if
+    /// they gave their previous outputs again, so what differs is the task's
+    /// own doing.
+    Changed {
+        /// The action.
+        action: Box<Action>,
+        /// Tasks assumed to give their previous outputs (labels, sorted).
+        assuming: Vec<String>,
+    },
+    /// It depends on tasks (labels, sorted) that would run: it runs again
+    /// only if one of them changes its output (early cutoff), which is known
+    /// only once they have run. Either its key with their previous outputs is
+    /// in the cache, or that key cannot be computed (one of them has no
+    /// earlier result).
+    After(Vec<String>),
+    /// `do_fetch` would download a source (`explain` never does): the
+    /// message says which. Its dependents' keys are not known.
+    Fetch(String),
+}
+
+/// One task `bitzel explain` reports.
+#[derive(Debug, Clone)]
+pub struct WouldRunRecord {
+    /// The task's id in the graph (the binary prints in graph order).
+    pub id: TaskId,
+    /// `pn:do_task`.
+    pub label: String,
+    /// Why it would run.
+    pub why: WouldRun,
+}
+
+/// What an explain-only run found (`BuildExecutor::explain_only`): the tasks
+/// that would run; the `[noexec]` tasks passing on the fact that a
+/// dependency would run; the tasks whose output is not even presumably
+/// known (no earlier result to assume).
+#[derive(Debug, Default)]
+pub struct WouldRunLog {
+    records: Mutex<BTreeMap<TaskId, WouldRunRecord>>,
+    passed_on: Mutex<BTreeMap<TaskId, Vec<String>>>,
+    unknown: Mutex<BTreeSet<TaskId>>,
+}
+
+impl WouldRunLog {
+    /// The reported tasks, by task id.
+    pub fn records(&self) -> Vec<WouldRunRecord> {
+        self.records
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn record(&self, task: &TaskNode, why: WouldRun, unknown: bool) {
+        if let Ok(mut r) = self.records.lock() {
+            let (id, label) = (task.id, task.label());
+            r.insert(id, WouldRunRecord { id, label, why });
+        }
+        if unknown {
+            if let Ok(mut u) = self.unknown.lock() {
+                u.insert(task.id);
+            }
+        }
+    }
+
+    fn pass_on(&self, task: &TaskNode, waits: Vec<String>, unknown: bool) {
+        if let Ok(mut p) = self.passed_on.lock() {
+            p.insert(task.id, waits);
+        }
+        if unknown {
+            if let Ok(mut u) = self.unknown.lock() {
+                u.insert(task.id);
+            }
+        }
+    }
+
+    /// The reported tasks among `deps` (seen through `[noexec]` tasks), sorted:
+    /// what the task's key waits on; and whether one of `deps` has an output
+    /// not even presumably known.
+    fn waits_on(&self, deps: &[(&TaskNode, &TaskOutput)]) -> (Vec<String>, bool) {
+        let mut out = BTreeSet::new();
+        let (Ok(records), Ok(passed), Ok(unknown)) = (
+            self.records.lock(),
+            self.passed_on.lock(),
+            self.unknown.lock(),
+        ) else {
+            return (Vec::new(), true);
+        };
+        for (d, _) in deps {
+            if let Some(r) = records.get(&d.id) {
+                out.insert(r.label.clone());
+            } else if let Some(p) = passed.get(&d.id) {
+                out.extend(p.iter().cloned());
+            }
+        }
+        let unknown = deps.iter().any(|(d, _)| unknown.contains(&d.id));
+        (out.into_iter().collect(), unknown)
+    }
+}
+
 /// What a task will run with, besides its dependencies' outputs.
 struct Prepared {
     /// The script text.
@@ -226,10 +329,14 @@ pub struct BuildExecutor<'a> {
     pub counters: Counters,
     /// Actions that ran (for `--explain`).
     pub misses: Mutex<Vec<MissRecord>>,
-    /// Compute keys and look them up, but run nothing: a miss is recorded and
-    /// reported as a failure so that its dependents are not attempted
-    /// (`bitzel explain`).
+    /// Compute keys and look them up, but run nothing (`bitzel explain`): a
+    /// task that would run is recorded in `would_run` and succeeds with its
+    /// closest earlier entry's output presumed (when it has one), so its
+    /// dependents are keyed as if it gave that output again; nothing is
+    /// fetched over the network.
     pub explain_only: bool,
+    /// What an explain-only run found.
+    pub would_run: WouldRunLog,
     /// `pn:do_task` whose sandbox gets an interactive shell instead of the
     /// task (`bitzel devshell`).
     pub devshell: Option<String>,
@@ -340,9 +447,10 @@ impl BuildExecutor<'_> {
             parse_mirrors(v, &d.get_var(v).unwrap_or_default())
                 .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
         };
-        let no_network = self.no_network
-            || d.get_var("BB_NO_NETWORK")
-                .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
+        let configured_offline = d
+            .get_var("BB_NO_NETWORK")
+            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
+        let no_network = self.no_network || configured_offline;
         let settings = FetchSettings {
             dl_dir: self.dirs.dl_dir.clone(),
             filespath,
@@ -356,8 +464,24 @@ impl BuildExecutor<'_> {
                 format!("creating {}: {e}", self.dirs.dl_dir.display()),
             )
         })?;
-        let fetched = fetch(&entries, &settings)
-            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+        let fetched = match fetch(&entries, &settings) {
+            Ok(f) => f,
+            // `explain` never downloads; a build would (the network is allowed).
+            Err(crate::builtin::BuiltinError::NoNetwork { uri, path })
+                if self.explain_only && !configured_offline =>
+            {
+                let why = format!(
+                    "`{uri}` is not in DL_DIR yet ({}): a build downloads it",
+                    path.display()
+                );
+                self.would_run.record(task, WouldRun::Fetch(why), true);
+                return Ok(TaskResult {
+                    output: out,
+                    outcome: Outcome::Executed,
+                });
+            }
+            Err(e) => return Err(fail(FailureKind::Task, format!("{}: {e}", task.label()))),
+        };
         let outcome = fetch_outcome(&fetched);
         for f in fetched {
             let digest = f.digest.parse::<Digest>().map_err(|e| {
@@ -943,6 +1067,73 @@ fn walkdir_dirs(p: &Path) -> Vec<PathBuf> {
     out
 }
 
+impl BuildExecutor<'_> {
+    /// `bitzel explain`: compute the task's key and look it up; run nothing.
+    /// A task that depends on tasks that would run is keyed as if they gave
+    /// their previous outputs (the closest earlier entry's), so a hit means it
+    /// re-runs only if they change their output, and a miss is its own doing.
+    fn explain_task(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: TaskOutput,
+        deps: &[(&TaskNode, &TaskOutput)],
+    ) -> Result<TaskResult<TaskOutput>, TaskFailure> {
+        let log = &self.would_run;
+        let (waits, unknown) = log.waits_on(deps);
+        let pass = |output: TaskOutput, outcome: Outcome| Ok(TaskResult { output, outcome });
+        if task.noexec {
+            if !waits.is_empty() {
+                log.pass_on(task, waits, unknown);
+            }
+            return pass(inputs, Outcome::NoExec);
+        }
+        if unknown {
+            log.record(task, WouldRun::After(waits), true);
+            return pass(inputs, Outcome::Executed);
+        }
+        let builtin = recipe
+            .data
+            .get_flag(&task.task, "builtin")
+            .and_then(|b| Builtin::from_flag(&b));
+        if builtin == Some(Builtin::Fetch) {
+            // Records a download it would make (`WouldRun::Fetch`) itself.
+            return self.run_fetch(task, recipe, inputs);
+        }
+        let prepared = self.prepare(task, recipe, &inputs)?;
+        let action = self.action_for(task, recipe, &inputs, &prepared);
+        match self.cache.lookup(&action.key()) {
+            Ok(Lookup::Hit(r)) => {
+                let output = output_from_result(&inputs, &r, &task.pn);
+                if !waits.is_empty() {
+                    log.record(task, WouldRun::After(waits), false);
+                }
+                return pass(output, Outcome::Cached);
+            }
+            Ok(Lookup::Miss(reason)) => {
+                tracing::debug!(task = %task.label(), ?reason, "explain: cache miss");
+            }
+            Err(e) => {
+                tracing::warn!(task = %task.label(), error = %e, "cache lookup failed; the task would run");
+            }
+        }
+        let previous = match self.cache.closest_earlier(&action) {
+            Ok(p) => p.map(|(_, r)| output_from_result(&inputs, &r, &task.pn)),
+            Err(e) => {
+                tracing::warn!(task = %task.label(), error = %e, "cannot read the cache's history");
+                None
+            }
+        };
+        let unknown = previous.is_none();
+        let why = WouldRun::Changed {
+            action: Box::new(action),
+            assuming: waits,
+        };
+        log.record(task, why, unknown);
+        pass(previous.unwrap_or(inputs), Outcome::Executed)
+    }
+}
+
 impl Executor for BuildExecutor<'_> {
     type Output = TaskOutput;
 
@@ -954,6 +1145,9 @@ impl Executor for BuildExecutor<'_> {
     ) -> Result<TaskResult<TaskOutput>, TaskFailure> {
         let recipe = self.recipe(task)?;
         let inputs = Self::merge_inputs(task, deps);
+        if self.explain_only {
+            return self.explain_task(task, recipe, inputs, deps);
+        }
         if task.noexec {
             return Ok(TaskResult {
                 output: inputs,
@@ -990,18 +1184,6 @@ impl Executor for BuildExecutor<'_> {
             Err(e) => {
                 tracing::warn!(task = %task.label(), error = %e, "cache lookup failed; running the task");
             }
-        }
-        if self.explain_only {
-            if let Ok(mut m) = self.misses.lock() {
-                m.push(MissRecord {
-                    label: task.label(),
-                    action,
-                });
-            }
-            return Err(fail(
-                FailureKind::Task,
-                format!("{} would run", task.label()),
-            ));
         }
         let Ran::Captured(result, out) =
             self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?

@@ -120,6 +120,7 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
         counters: Counters::default(),
         misses: Mutex::new(Vec::new()),
         explain_only: false,
+        would_run: Default::default(),
         devshell: None,
     };
     let opts = RunOptions {

@@ -99,6 +99,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
         counters: Counters::default(),
         misses: Mutex::new(Vec::new()),
         explain_only: false,
+        would_run: Default::default(),
         devshell: None,
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");

@@ -282,6 +282,7 @@ fn action(s: &Scenario) -> Action {
         counters: Counters::default(),
         misses: Mutex::new(Vec::new()),
         explain_only: false,
+        would_run: Default::default(),
         devshell: None,
     };
     exec.action(task, &deps)

@@ -39,7 +39,8 @@ pub struct BuildRequest {
     pub explain: bool,
     /// Per-task timeout in seconds.
     pub timeout_secs: Option<u64>,
-    /// Only compute keys and explain what would run (`bitzel explain`).
+    /// Only compute keys and explain what would run (`bitzel explain`; `json`
+    /// then asks for its JSON list).
     pub explain_only: bool,
     /// `--remote-cache URL` (overrides `bitzel: remote_cache: url`).
     pub remote_cache: Option<String>,
@@ -246,7 +247,8 @@ pub fn build(
         dry_run: req.dry_run,
         cancel: cancel.clone(),
     };
-    let progress = Progress::new(out, req.json);
+    // `bitzel explain` prints only its report on stdout: no progress.
+    let progress = (!req.explain_only).then(|| Progress::new(out, req.json));
 
     let cache_dir = cache_dir(project)?;
     // Invoked as root, tasks run as an unprivileged host uid: the layers they
@@ -305,25 +307,31 @@ pub fn build(
         counters: Counters::default(),
         misses: Mutex::new(Vec::new()),
         explain_only: req.explain_only,
+        would_run: Default::default(),
         devshell: req.devshell.clone(),
     };
-    let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| progress.event(e));
+    let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| {
+        if let Some(p) = &progress {
+            p.event(e);
+        }
+    });
     drop(progress);
 
     if summary.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    if req.explain || req.explain_only {
-        crate::cmd::explain::print_misses(out, &cache, &exec.misses)?;
-    }
     if req.explain_only {
-        if summary.not_run > 0 {
-            println!(
-                "({} dependent task(s) not examined: their inputs depend on the tasks above)",
-                summary.not_run
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        return crate::cmd::explain::report(
+            out,
+            &cache,
+            &plan.graph,
+            &exec.would_run,
+            &summary,
+            req.json,
+        );
+    }
+    if req.explain {
+        crate::cmd::explain::print_misses(out, &cache, &exec.misses)?;
     }
     let deploy = deploy_dir(project, ws)?;
     let published = bitzel_exec::deploy::publish(&cache, &plan.graph, &outputs, &deploy)?;

@@ -52,8 +52,8 @@ pub enum Command {
     Graph(cmd::graph::GraphArgs),
     /// Probe the sandbox backends and explain why one was rejected.
     Doctor(cmd::doctor::DoctorArgs),
-    /// Say why a task would re-run: the inputs that differ from the closest
-    /// earlier cache entry for the same task.
+    /// What a build of the targets would run and why (the inputs that differ
+    /// from the closest earlier cache entry), running nothing; exit 0 either way.
     Explain(cmd::explain::ExplainArgs),
     /// An interactive shell in the sandbox a recipe's do_compile would get.
     Devshell(cmd::devshell::DevshellArgs),
