@@ -229,7 +229,7 @@ pub fn prepare_work_dir(cas: &Cas, trees: &[Tree], dest: &Path) -> Result<Baseli
             Ok(()) => {}
             // Removed by a later layer's whiteout or opaque directory.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx("set times on", &dest.join(path)),
+            Err(e) => return Err(e).ctx("set times on", dest.join(path)),
         }
     }
     Baseline::record(dest)

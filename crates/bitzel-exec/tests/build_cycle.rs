@@ -121,6 +121,7 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
         misses: Mutex::new(Vec::new()),
         explain_only: false,
         devshell: None,
+        force: Default::default(),
     };
     let opts = RunOptions {
         jobs,
