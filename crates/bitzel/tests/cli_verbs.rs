@@ -134,20 +134,20 @@ fn listtasks_prints_every_task_with_its_doc_sorted_like_bitbake() {
     let r = d.build_verbs(&["app", "-c", "listtasks"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     expect![[r#"
-        do_build
+        do_build                   The default task: everything the recipe builds
         do_clean                   Removes this project's outputs of the recipe: deployed files, logs (bitzel built-in)
         do_cleansstate             Cleans, then forgets the recipe's entries in the local cache (bitzel built-in)
         do_compile                 Makes app.h and version.txt
-        do_configure
+        do_configure               Configures the source
         do_deploy                  Deploys app-version.txt and app/app.h
-        do_fetch
-        do_install
+        do_fetch                   Fetches the source code (SRC_URI) into DL_DIR
+        do_install                 Installs the build result into the destination directory D
         do_listtasks               Lists the recipe's tasks (bitzel built-in)
-        do_patch
-        do_populate_sysroot
-        do_prepare_recipe_sysroot
+        do_patch                   Applies the SRC_URI patches to the source code
+        do_populate_sysroot        Stages what do_install installed for the recipes that depend on this one
+        do_prepare_recipe_sysroot  Gives the recipe the sysroot of its dependencies
         do_stamp                   Writes the time
-        do_unpack
+        do_unpack                  Unpacks the source code into the work directory
     "#]]
     .assert_eq(&r.stdout);
     // Nothing ran, nothing was cached.
