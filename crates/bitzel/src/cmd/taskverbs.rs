@@ -185,6 +185,12 @@ pub fn clean(
     };
     for &i in recipes {
         let pn = &ws.recipes[i].pn;
+        if pn.is_empty() || pn.contains('/') || pn == "." || pn == ".." {
+            anyhow::bail!(
+                "`{pn}` ({}) is no usable recipe name to clean: PN must not be empty or contain `/`",
+                ws.recipes[i].file.display()
+            );
+        }
         let mut removed = crate::deploy_manifest::clean(&deploy, pn)?;
         for p in build_dir_paths(&build, pn) {
             remove_path(&p).with_context(|| format!("removing {}", p.display()))?;
