@@ -281,6 +281,18 @@ impl Cache {
     /// in the local CAS (capture first); the entry is written only after
     /// they are durable, so no crash can leave an entry pointing at nothing.
     pub fn put(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
+        self.put_in(self.store.as_ref(), key, result)
+    }
+
+    /// Record `result` for `key` in the local level only, replacing a local
+    /// entry for the same key; further levels (a remote) keep what they
+    /// have. For a forced run (`bitzel build -f`): the fresh result is used
+    /// here, the shared one is not overwritten.
+    pub fn put_local(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
+        self.put_in(&self.local, key, result)
+    }
+
+    fn put_in(&self, store: &dyn Storage, key: &ActionKey, result: &ActionResult) -> Result<()> {
         match self.first_gap(result)? {
             None => {}
             Some(Gap::Missing(missing)) => {
@@ -297,7 +309,7 @@ impl Cache {
                 })
             }
         }
-        self.store.put_action(key, result)?;
+        store.put_action(key, result)?;
         self.journal_op(&IndexOp::Put {
             key: *key,
             label: result.label.clone(),

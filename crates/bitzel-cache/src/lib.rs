@@ -37,6 +37,8 @@ pub use fsutil::MATERIALIZED_MTIME;
 pub use hostroot::{host_root_digest, HostDigestCache, HostRootDigest};
 pub use hosttools::hosttools_file_digest;
 pub use lock::{FileLock, LockMode};
-pub use maintenance::{human_bytes, parse_size, CacheStats, GcOptions, GcReport, VerifyReport};
+pub use maintenance::{
+    human_bytes, parse_size, CacheStats, ForgetReport, GcOptions, GcReport, VerifyReport,
+};
 pub use store::{Durability, LocalStore, ReadOnly, Stacked, Storage};
 pub use tree::{CaptureStats, EntryKind, Tree, TreeEntry};

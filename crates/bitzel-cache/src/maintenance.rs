@@ -187,6 +187,30 @@ pub struct GcReport {
     pub layers_in_use: u64,
 }
 
+/// What [`Cache::forget`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForgetReport {
+    /// The entries forgotten, as (label, key), sorted.
+    pub entries: Vec<(String, ActionKey)>,
+    /// The entries' size on disk.
+    pub entry_bytes: u64,
+    /// Blobs only those entries referenced (deleted).
+    pub blobs_removed: u64,
+    /// Their size.
+    pub blob_bytes: u64,
+    /// Materialised layers of trees only those entries referenced (deleted).
+    pub layers_removed: u64,
+    /// Their size.
+    pub layer_bytes: u64,
+}
+
+impl ForgetReport {
+    /// Everything deleted, in bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.entry_bytes + self.blob_bytes + self.layer_bytes
+    }
+}
+
 fn older_than(p: &Path, cutoff: i64) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| m.mtime() < cutoff)
 }
@@ -504,6 +528,85 @@ impl Cache {
         }
         report.bytes_after = self.stats_sizes()?;
         Ok(report)
+    }
+
+    /// Forget every local entry whose label `matches` (`bitzel build -c
+    /// cleansstate`: the tasks of one recipe), then delete the blobs and
+    /// layers only those entries referenced. What another entry references
+    /// or a running build holds stays; nothing but this cache directory's
+    /// local level is touched (a remote keeps its entries). Entries that do
+    /// not decode are left to [`Cache::verify`]. Waits for running builds'
+    /// steps in progress, not for the builds.
+    pub fn forget(&self, matches: impl Fn(&str) -> bool) -> Result<ForgetReport> {
+        let excl = self.leases.exclusive()?;
+        let held = self.leases.live(&excl);
+        let mut report = ForgetReport::default();
+        let mut keep: BTreeSet<Digest> = held.blobs.clone();
+        for t in &held.trees {
+            keep.extend(self.closure(&[*t], &[]));
+        }
+        let mut doomed: BTreeSet<Digest> = BTreeSet::new();
+        let mut doomed_trees: BTreeSet<Digest> = BTreeSet::new();
+        for (key, _, size) in self.local().list_actions()? {
+            let Ok(Some(res)) = self.local().read_action(&key) else {
+                continue;
+            };
+            let refs = self.closure(&res.trees(), &res.log_blobs());
+            if matches(&res.label) {
+                self.local().remove_action(&key)?;
+                report.entry_bytes += size;
+                report.entries.push((res.label.clone(), key));
+                doomed.extend(refs);
+                doomed_trees.extend(res.trees());
+            } else {
+                keep.extend(refs);
+            }
+        }
+        report.entries.sort();
+        for b in doomed.difference(&keep) {
+            let path = self.cas().blob_path(b);
+            let Ok(md) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            self.cas().remove(b)?;
+            report.blobs_removed += 1;
+            report.blob_bytes += md.len();
+        }
+        for t in doomed_trees.difference(&keep) {
+            let path = self.layer_path(t);
+            if path.is_dir() && !held.trees.contains(t) {
+                report.layer_bytes += dir_bytes(&path);
+                self.remove_layer(t)?;
+                report.layers_removed += 1;
+            }
+        }
+        if !report.entries.is_empty() {
+            let res = self.with_index(|idx| {
+                for (label, key) in &report.entries {
+                    idx.forget(label, key)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = res {
+                tracing::warn!(
+                    "forgotten entries stay in the explain history until `bitzel cache verify`: {e}"
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    /// The trees `trees` (manifests and the blobs they list, as far as they
+    /// can be read) and the plain blobs `blobs`.
+    fn closure(&self, trees: &[Digest], blobs: &[Digest]) -> BTreeSet<Digest> {
+        let mut out: BTreeSet<Digest> = blobs.iter().copied().collect();
+        for t in trees {
+            out.insert(*t);
+            if let Ok(tree) = self.read_tree(t) {
+                out.extend(tree.blobs());
+            }
+        }
+        out
     }
 
     fn stats_sizes(&self) -> Result<u64> {

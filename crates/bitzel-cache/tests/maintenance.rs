@@ -258,3 +258,82 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn forget_removes_the_matching_entries_and_only_their_own_blobs_and_layers() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let (ka1, ra1) = entry(&cache, t.path(), "a:do_compile", 1, 3000);
+    let (ka2, ra2) = entry(&cache, t.path(), "a:do_install", 2, 3000);
+    let (kb, rb) = entry(&cache, t.path(), "ab:do_compile", 3, 3000);
+    let layer = cache.ensure_layer(&ra1.output).unwrap();
+    let kept_layer = cache.ensure_layer(&rb.output).unwrap();
+    let own_blobs = |r: &ActionResult| -> Vec<bitzel_cache::Digest> {
+        let tree = cache.read_tree(&r.output).unwrap();
+        let shared = bitzel_cache::Digest::of_bytes(b"same in every entry");
+        tree.blobs().into_iter().filter(|b| *b != shared).collect()
+    };
+    let a_blobs: Vec<_> = own_blobs(&ra1).into_iter().chain(own_blobs(&ra2)).collect();
+    drop(cache);
+
+    // A fresh handle, as `bitzel build -c cleansstate` would open.
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let r = cache.forget(|l| l.starts_with("a:")).unwrap();
+    assert_eq!(
+        r.entries,
+        vec![
+            ("a:do_compile".to_string(), ka1),
+            ("a:do_install".to_string(), ka2)
+        ]
+    );
+    assert!(r.entry_bytes > 0);
+    // Each entry: its data file, its manifest, its log; `shared` stays (ab uses it).
+    assert_eq!(r.blobs_removed, 6, "{r:?}");
+    assert!(r.blob_bytes >= 6000, "{r:?}");
+    assert_eq!(r.layers_removed, 1);
+    assert!(r.layer_bytes >= 3000);
+    assert_eq!(
+        r.total_bytes(),
+        r.entry_bytes + r.blob_bytes + r.layer_bytes
+    );
+    assert!(!layer.exists());
+    assert!(kept_layer.exists());
+    for b in &a_blobs {
+        assert!(
+            !cache.cas().contains(b),
+            "{b} of a forgotten entry is still there"
+        );
+    }
+    assert!(matches!(cache.lookup(&ka1).unwrap(), Lookup::Miss(_)));
+    assert!(matches!(cache.lookup(&ka2).unwrap(), Lookup::Miss(_)));
+    assert!(matches!(cache.lookup(&kb).unwrap(), Lookup::Hit(_)));
+    assert!(cache.history("a:do_compile").unwrap().is_empty());
+    assert_eq!(cache.history("ab:do_compile").unwrap().len(), 1);
+
+    // Nothing left to forget: an empty report.
+    let again = cache.forget(|l| l.starts_with("a:")).unwrap();
+    assert_eq!(again, bitzel_cache::ForgetReport::default());
+}
+
+#[test]
+fn put_local_replaces_the_local_entry_and_leaves_further_levels_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let remote = std::sync::Arc::new(
+        bitzel_cache::LocalStore::open(&t.path().join("remote"), Durability::Process).unwrap(),
+    );
+    let cache = Cache::open_with(&t.path().join("c"), opts())
+        .unwrap()
+        .with_levels(vec![
+            remote.clone() as std::sync::Arc<dyn bitzel_cache::Storage>
+        ]);
+    let (key, first) = entry(&cache, t.path(), "a:do_compile", 1, 100);
+    use bitzel_cache::Storage as _;
+    assert_eq!(remote.get_action(&key).unwrap().unwrap(), first);
+
+    let mut forced = first.clone();
+    forced.created_unix_ms = first.created_unix_ms + 1000;
+    forced.duration_ms = 77;
+    cache.put_local(&key, &forced).unwrap();
+    assert_eq!(cache.local().read_action(&key).unwrap().unwrap(), forced);
+    assert_eq!(remote.get_action(&key).unwrap().unwrap(), first);
+}

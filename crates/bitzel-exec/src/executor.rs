@@ -340,6 +340,10 @@ pub struct BuildExecutor<'a> {
     /// `pn:do_task` whose sandbox gets an interactive shell instead of the
     /// task (`bitzel devshell`).
     pub devshell: Option<String>,
+    /// `pn:do_task` labels run even when the cache has their key
+    /// (`bitzel build -f`); their results replace the local entry only
+    /// ([`Cache::put_local`]): a remote keeps its entry.
+    pub force: BTreeSet<String>,
 }
 
 fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
@@ -1171,17 +1175,22 @@ impl Executor for BuildExecutor<'_> {
             });
         }
         let key = action.key();
-        match self.cache.lookup(&key) {
-            Ok(Lookup::Hit(r)) => {
+        let forced = self.force.contains(&task.label());
+        let lookup = (!forced).then(|| self.cache.lookup(&key));
+        match lookup {
+            None => {
+                tracing::info!(task = %task.label(), "forced (-f): running it whatever the cache holds");
+            }
+            Some(Ok(Lookup::Hit(r))) => {
                 return Ok(TaskResult {
                     output: output_from_result(&inputs, &r, &task.pn),
                     outcome: Outcome::Cached,
                 });
             }
-            Ok(Lookup::Miss(reason)) => {
+            Some(Ok(Lookup::Miss(reason))) => {
                 tracing::debug!(task = %task.label(), ?reason, "cache miss");
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(task = %task.label(), error = %e, "cache lookup failed; running the task");
             }
         }
@@ -1193,7 +1202,12 @@ impl Executor for BuildExecutor<'_> {
                 format!("{}: a build run ended as a devshell", task.label()),
             ));
         };
-        if let Err(e) = self.cache.put(&key, &result) {
+        let recorded = if forced {
+            self.cache.put_local(&key, &result)
+        } else {
+            self.cache.put(&key, &result)
+        };
+        if let Err(e) = recorded {
             tracing::warn!(task = %task.label(), error = %e, "could not record the result in the cache");
         }
         if let Ok(mut m) = self.misses.lock() {

@@ -122,6 +122,7 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
         explain_only: false,
         would_run: Default::default(),
         devshell: None,
+        force: Default::default(),
     };
     let opts = RunOptions {
         jobs,

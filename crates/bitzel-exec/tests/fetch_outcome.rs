@@ -101,6 +101,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
         explain_only: false,
         would_run: Default::default(),
         devshell: None,
+        force: Default::default(),
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");
     match exec.execute(&task, &[], &CancelToken::new()) {

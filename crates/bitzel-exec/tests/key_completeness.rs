@@ -284,6 +284,7 @@ fn action(s: &Scenario) -> Action {
         explain_only: false,
         would_run: Default::default(),
         devshell: None,
+        force: Default::default(),
     };
     exec.action(task, &deps)
         .unwrap_or_else(|f| panic!("{}: {}", task.label(), f.message))

@@ -1,6 +1,7 @@
 //! The whole of `bitzel build`: config → metadata → graph → executor
 //! (keys, cache, sandbox) → deploy artifacts → summary.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,9 @@ pub struct BuildRequest {
     pub targets: Vec<String>,
     /// Task given on the command line (replaces the config's `task`).
     pub task: Option<String>,
+    /// `-f`: run the target tasks even on a hit; their results replace the
+    /// local entry only.
+    pub force: bool,
     /// Keep going after a failure.
     pub keep_going: bool,
     /// Only list what would run.
@@ -224,17 +228,14 @@ pub fn build(
             .or(project.task.as_deref())
             .unwrap_or("build"),
     );
-    let names: Vec<String> = if req.targets.is_empty() {
-        project.targets.clone()
-    } else {
-        req.targets.clone()
-    };
+    let names = crate::cmd::build::requested_targets(project, &req.targets);
     let targets: Vec<Target> = names.iter().map(|n| Target::parse(n, &task)).collect();
     let plan = build_graph(&recipes, &prefs, &targets).map_err(|e| with_skip_reasons(e, ws))?;
     for w in &plan.warnings {
         out.warn(w);
     }
 
+    let forced = forced_tasks(out, ws, &plan, req.force);
     let build_dir = build_dir(project)?;
     let cancel = CancelToken::new();
     cancel_on_ctrl_c(&cancel)?;
@@ -309,6 +310,7 @@ pub fn build(
         explain_only: req.explain_only,
         would_run: Default::default(),
         devshell: req.devshell.clone(),
+        force: forced.clone(),
     };
     let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| {
         if let Some(p) = &progress {
@@ -335,12 +337,35 @@ pub fn build(
     }
     let deploy = deploy_dir(project, ws)?;
     let published = bitzel_exec::deploy::publish(&cache, &plan.graph, &outputs, &deploy)?;
+    crate::deploy_manifest::record(&cache, &plan.graph, &outputs, &deploy)
+        .context("recording which recipe deployed which file (for `-c clean`)")?;
     for (id, f) in &summary.failures {
         let t = &plan.graph.tasks[*id];
         eprintln!("ERROR: task {} failed: {}", t.label(), f.message);
         if let Some(tail) = &f.log_tail {
             eprintln!("---- last lines of the log ----\n{tail}\n-------------------------------");
         }
+    }
+    let failed: BTreeSet<String> = summary
+        .failures
+        .iter()
+        .map(|(id, _)| plan.graph.tasks[*id].label())
+        .collect();
+    let reran: Vec<&str> = forced
+        .iter()
+        .filter(|l| !failed.contains(*l))
+        .map(String::as_str)
+        .collect();
+    if !reran.is_empty() {
+        out.info(&format!(
+            "forced (-f): {} ran again; its result replaced the local cache entry{}",
+            reran.join(", "),
+            if remote.is_some() {
+                " (the remote cache keeps its entry)"
+            } else {
+                ""
+            }
+        ));
     }
     if let Some(r) = &remote {
         r.flush();
@@ -389,10 +414,47 @@ pub fn build(
     })
 }
 
+/// The labels of the target tasks `-f` runs again: each target task that
+/// has an action (a `[noexec]` one or the fetch built-in is named in a
+/// warning instead).
+fn forced_tasks(
+    out: &Output,
+    ws: &Workspace,
+    plan: &bitzel_graph::BuildPlan,
+    force: bool,
+) -> BTreeSet<String> {
+    let mut forced = BTreeSet::new();
+    if !force {
+        return forced;
+    }
+    for &id in &plan.targets {
+        let t = &plan.graph.tasks[id];
+        let fetch = ws
+            .recipes
+            .get(t.recipe)
+            .and_then(|r| r.data.get_flag(&t.task, "builtin"))
+            .is_some_and(|b| b.trim() == "fetch");
+        if t.noexec {
+            out.warn(&format!(
+                "-f: {} has no action ([noexec]), so there is nothing to run again; name the task with -c (e.g. -c compile)",
+                t.label()
+            ));
+        } else if fetch {
+            out.warn(&format!(
+                "-f: {} is not run again: downloads are checked against their checksums in every build",
+                t.label()
+            ));
+        } else {
+            forced.insert(t.label());
+        }
+    }
+    forced
+}
+
 /// BitBake's "Nothing PROVIDES 'x' (but <recipe> was skipped: <reason>)":
 /// name the recipes an anonymous function skipped that would have provided
 /// the missing name.
-fn with_skip_reasons(e: bitzel_graph::GraphError, ws: &Workspace) -> bitzel_graph::GraphError {
+pub fn with_skip_reasons(e: bitzel_graph::GraphError, ws: &Workspace) -> bitzel_graph::GraphError {
     let bitzel_graph::GraphError::NoProvider { mut missing, chain } = e else {
         return e;
     };

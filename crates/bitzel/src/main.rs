@@ -6,6 +6,7 @@
 
 mod build_flow;
 mod cmd;
+mod deploy_manifest;
 mod output;
 mod progress;
 mod project;

@@ -116,6 +116,7 @@ do_fetch[builtin] = "fetch"
 do_fetch[network] = "1"
 do_fetch[dirs] = "${DL_DIR}"
 do_fetch[vardeps] += "SRCREV"
+do_fetch[doc] = "Fetches the source code (SRC_URI) into DL_DIR"
 addtask fetch
 
 python base_do_unpack() {
@@ -126,6 +127,7 @@ python base_do_unpack() {
 }
 do_unpack[builtin] = "unpack"
 do_unpack[dirs] = "${UNPACKDIR}"
+do_unpack[doc] = "Unpacks the source code into the work directory"
 addtask unpack after do_fetch
 
 python base_do_patch() {
@@ -135,6 +137,7 @@ python base_do_patch() {
 }
 do_patch[builtin] = "patch"
 do_patch[dirs] = "${WORKDIR}"
+do_patch[doc] = "Applies the SRC_URI patches to the source code"
 addtask patch after do_unpack
 
 # The dependencies' sysroots: bitzel mounts the [sysroot-layer] outputs of the
@@ -142,12 +145,14 @@ addtask patch after do_unpack
 # (/bitzel/sysroot); there is nothing to copy, so the task itself is empty.
 do_prepare_recipe_sysroot[noexec] = "1"
 do_prepare_recipe_sysroot[deptask] = "do_populate_sysroot"
+do_prepare_recipe_sysroot[doc] = "Gives the recipe the sysroot of its dependencies"
 addtask prepare_recipe_sysroot before do_configure after do_fetch
 
 base_do_configure() {
 	:
 }
 do_configure[dirs] = "${B}"
+do_configure[doc] = "Configures the source"
 addtask configure after do_patch do_prepare_recipe_sysroot
 
 base_do_compile() {
@@ -158,6 +163,7 @@ base_do_compile() {
 	fi
 }
 do_compile[dirs] = "${B}"
+do_compile[doc] = "Compiles the source in the build directory"
 addtask compile after do_configure
 
 base_do_install() {
@@ -165,6 +171,7 @@ base_do_install() {
 }
 do_install[dirs] = "${B}"
 do_install[cleandirs] = "${D}"
+do_install[doc] = "Installs the build result into the destination directory D"
 addtask install after do_compile
 
 # Stages what do_install put in ${D} for the recipes that DEPEND on this one.
@@ -178,9 +185,11 @@ base_do_populate_sysroot() {
 do_populate_sysroot[dirs] = "${WORKDIR}"
 do_populate_sysroot[cleandirs] = "${SYSROOT_DESTDIR}"
 do_populate_sysroot[sysroot-layer] = "sysroot-destdir"
+do_populate_sysroot[doc] = "Stages what do_install installed for the recipes that depend on this one"
 addtask populate_sysroot after do_install
 
 do_build[noexec] = "1"
+do_build[doc] = "The default task: everything the recipe builds"
 addtask build after do_populate_sysroot
 
 EXPORT_FUNCTIONS do_fetch do_unpack do_patch do_configure do_compile do_install do_populate_sysroot

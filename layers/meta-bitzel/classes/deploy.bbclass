@@ -13,6 +13,7 @@ deploy_do_deploy() {
 do_deploy[dirs] = "${WORKDIR}"
 do_deploy[cleandirs] = "${DEPLOYDIR}"
 do_deploy[deploy-dir] = "deploy-${PN}"
+do_deploy[doc] = "Writes the files to publish to the deploy directory (DEPLOY_DIR_IMAGE)"
 addtask deploy after do_install before do_build
 
 EXPORT_FUNCTIONS do_deploy

@@ -93,4 +93,5 @@ do_rootfs() {
 do_rootfs[dirs] = "${WORKDIR}"
 do_rootfs[cleandirs] = "${IMGDEPLOYDIR}"
 do_rootfs[deploy-dir] = "deploy-${PN}"
+do_rootfs[doc] = "Assembles the image root file system and packs it"
 addtask rootfs after do_prepare_recipe_sysroot before do_build

@@ -248,8 +248,8 @@ fn normalize_url(url: &str) -> Result<String, RemoteError> {
     Ok(u.trim_end_matches('/').to_string())
 }
 
-/// Hide `user:password@` in a URL.
-pub(crate) fn redact_url(url: &str) -> String {
+/// Hide `user:password@` in a URL (for messages).
+pub fn redact_url(url: &str) -> String {
     let Some(pos) = url.find("://") else {
         return url.to_string();
     };

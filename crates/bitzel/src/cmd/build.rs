@@ -5,7 +5,9 @@
 
 use std::process::ExitCode;
 
-use bitzel_config::{Project, RepoSource};
+use bitzel_config::{Project, RepoSource, SandboxChoice};
+
+use super::taskverbs::{self, Verb};
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
@@ -19,9 +21,17 @@ pub struct BuildArgs {
     pub project: ConfigArgs,
     /// Targets to build instead of the config's `target` (`name` or `name:do_task`).
     pub targets: Vec<String>,
-    /// The task to run on the targets instead of the config's `task` (default `build`).
+    /// The task to run on the targets (and what it needs) instead of the
+    /// config's `task` (default `build`), as `bitbake -c`. Also `listtasks`
+    /// (the targets' tasks), `clean` (this project's outputs of the targets:
+    /// deployed files, logs; the cache is kept) and `cleansstate` (clean,
+    /// then forget the targets' entries in the local cache; never a remote's).
     #[arg(short = 'c', long = "cmd", value_name = "TASK")]
     pub task: Option<String>,
+    /// Run the target tasks even when the cache has their result, and
+    /// replace the local cache entry (a remote cache keeps its entry).
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Only print the resolved project (config files, settings, repos, layers) and exit.
     #[arg(long)]
     pub plan: bool,
@@ -29,7 +39,7 @@ pub struct BuildArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Keep running tasks that do not depend on a failed one.
-    #[arg(short, long)]
+    #[arg(short = 'k', long)]
     pub keep_going: bool,
     /// One JSON object per event on stdout (the last is `build_finished`).
     #[arg(long)]
@@ -56,20 +66,55 @@ pub struct BuildArgs {
 
 /// Run `bitzel build`.
 pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let verb = Verb::of(args.task.as_deref());
+    if verb != Verb::Run {
+        let extra = [
+            (args.force, "-f"),
+            (args.dry_run, "-n"),
+            (args.json, "--json"),
+            (args.explain, "--explain"),
+        ];
+        if let Some((_, flag)) = extra.iter().find(|(set, _)| *set) {
+            anyhow::bail!(
+                "`-c {}` runs no task, so {flag} means nothing with it",
+                verb.name()
+            );
+        }
+    }
     let (project, _build_dir_lock) =
         load_project_locked(out, &args.project.config, &args.project.overrides())?;
+    let targets = requested_targets(&project, &args.targets);
+    let task = args.task.as_deref().or(project.task.as_deref());
     if args.plan {
-        print!("{}", plan(&project, out.verbose > 0));
+        print!("{}", plan(&project, &targets, task, out.verbose > 0));
         return Ok(ExitCode::SUCCESS);
     }
     if out.verbose > 0 && !args.json {
-        eprint!("{}", plan(&project, out.verbose > 1));
+        eprint!("{}", plan(&project, &targets, task, out.verbose > 1));
+    }
+    if verb != Verb::Run {
+        let ws = crate::project::load_workspace(out, &project)?;
+        let recipes = taskverbs::target_recipes(&ws, &targets)?;
+        if verb == Verb::ListTasks {
+            print!("{}", taskverbs::listtasks(&ws, &recipes));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let remote = (project.bitzel.sandbox != Some(SandboxChoice::None))
+            .then(|| {
+                args.remote_cache
+                    .clone()
+                    .or_else(|| project.bitzel.remote_cache.as_ref()?.url.clone())
+            })
+            .flatten()
+            .map(|u| bitzel_cache::remote::config::redact_url(&u));
+        return taskverbs::clean(&project, &ws, &recipes, verb, remote.as_deref());
     }
     crate::build_flow::start_host_root_digest();
     let ws = crate::project::load_workspace(out, &project)?;
     let req = BuildRequest {
         targets: args.targets,
         task: args.task,
+        force: args.force,
         keep_going: args.keep_going,
         dry_run: args.dry_run,
         json: args.json,
@@ -84,9 +129,19 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
     crate::build_flow::build(out, &project, &ws, &req)
 }
 
-/// What would be built, as text: machine, distro, targets, task, settings,
+/// The targets a build builds: the command line's, else the config's `target`.
+pub fn requested_targets(project: &Project, targets: &[String]) -> Vec<String> {
+    if targets.is_empty() {
+        project.targets.clone()
+    } else {
+        targets.to_vec()
+    }
+}
+
+/// What would be built, as text: machine, distro, the targets and task
+/// that will be built (the command line's, else the config's), settings,
 /// repos and layers; with `verbose`, the generated bblayers.conf/local.conf.
-pub fn plan(p: &Project, verbose: bool) -> String {
+pub fn plan(p: &Project, targets: &[String], task: Option<&str>, verbose: bool) -> String {
     let unset = || "(not set)".to_string();
     let mut s = String::new();
     s += &format!("config:     {}\n", shown(&p.file));
@@ -97,18 +152,13 @@ pub fn plan(p: &Project, verbose: bool) -> String {
     s += &format!("distro:     {}\n", p.distro.clone().unwrap_or_else(unset));
     s += &format!(
         "targets:    {}\n",
-        if p.targets.is_empty() {
+        if targets.is_empty() {
             unset()
         } else {
-            p.targets.join(" ")
+            targets.join(" ")
         }
     );
-    s += &format!(
-        "task:       {}\n",
-        p.task
-            .clone()
-            .unwrap_or_else(|| "build (default)".to_string())
-    );
+    s += &format!("task:       {}\n", task.unwrap_or("build (default)"));
     let b = &p.bitzel;
     if let Some(d) = &b.build_dir {
         s += &format!("build dir:  {}\n", shown(d));

@@ -1,6 +1,6 @@
 //! `bitzel cache stats | verify | gc`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,8 +12,10 @@ use crate::output::Output;
 /// Arguments of `bitzel cache`.
 #[derive(Debug, clap::Args)]
 pub struct CacheArgs {
-    /// The cache directory (default: `$XDG_CACHE_HOME/bitzel` or `~/.cache/bitzel`).
-    #[arg(long, global = true, env = "BITZEL_CACHE_DIR", value_name = "DIR")]
+    /// The cache directory. Default: the project's (`bitzel: cache_dir:`)
+    /// when a config is given, else `$BITZEL_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/bitzel` or `~/.cache/bitzel`.
+    #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -25,6 +27,9 @@ pub struct CacheArgs {
 pub enum CacheAction {
     /// Size, entries, layers and the hit rate of recent builds.
     Stats {
+        /// A project configuration (machine.yml): use its cache directory,
+        /// as `bitzel build` does.
+        config: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -32,10 +37,15 @@ pub enum CacheAction {
     /// Rehash every blob, check every entry and layer, remove what is
     /// broken and rebuild the index. Waits for running builds' current
     /// steps; leaves what they hold alone.
-    Verify,
+    Verify {
+        /// A project configuration (machine.yml): use its cache directory.
+        config: Option<PathBuf>,
+    },
     /// Evict least-recently-used entries until the cache fits in SIZE.
     /// Never removes what a running build holds; waits for its current step.
     Gc {
+        /// A project configuration (machine.yml): use its cache directory.
+        config: Option<PathBuf>,
         /// Target size, e.g. `10G`, `500M` (powers of 1024).
         #[arg(long, value_name = "SIZE")]
         max_size: String,
@@ -44,6 +54,44 @@ pub enum CacheAction {
         #[arg(long, default_value_t = 600, value_name = "SECS")]
         grace: u64,
     },
+}
+
+impl CacheAction {
+    fn config(&self) -> Option<&Path> {
+        match self {
+            CacheAction::Stats { config, .. }
+            | CacheAction::Verify { config }
+            | CacheAction::Gc { config, .. } => config.as_deref(),
+        }
+    }
+}
+
+/// The cache directory `bitzel cache` works on: `--cache-dir`; else the
+/// project's, as `bitzel build` would use it (its `cache_dir`, else the
+/// default); else `$BITZEL_CACHE_DIR`; else the default.
+fn cache_dir(
+    out: &Output,
+    flag: Option<PathBuf>,
+    config: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    if let Some(d) = flag {
+        let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+        return Ok(cwd.join(d));
+    }
+    if let Some(c) = config {
+        let project = bitzel_config::load(c)?;
+        for w in &project.warnings {
+            out.warn(&w.to_string());
+        }
+        return crate::build_flow::cache_dir(&project);
+    }
+    let env = std::env::var_os("BITZEL_CACHE_DIR").filter(|v| !v.is_empty());
+    match env.map(PathBuf::from).or_else(default_cache_dir) {
+        Some(d) => Ok(d),
+        None => anyhow::bail!(
+            "no cache directory: pass --cache-dir or a project config, or set BITZEL_CACHE_DIR, XDG_CACHE_HOME or HOME"
+        ),
+    }
 }
 
 fn mib(b: u64) -> String {
@@ -70,16 +118,11 @@ fn pct(h: u64, m: u64) -> String {
 
 /// Run `bitzel cache …`.
 pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
-    let dir = match args.cache_dir.or_else(default_cache_dir) {
-        Some(d) => d,
-        None => anyhow::bail!(
-            "no cache directory: pass --cache-dir or set BITZEL_CACHE_DIR, XDG_CACHE_HOME or HOME"
-        ),
-    };
+    let dir = cache_dir(out, args.cache_dir, args.action.config())?;
     let cache =
         Cache::open(&dir).with_context(|| format!("opening the cache in {}", dir.display()))?;
     match args.action {
-        CacheAction::Stats { json } => {
+        CacheAction::Stats { json, .. } => {
             let s = cache.stats()?;
             let (h, m) = s
                 .builds
@@ -139,7 +182,7 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        CacheAction::Verify => {
+        CacheAction::Verify { .. } => {
             let r = cache.verify()?;
             println!(
                 "checked {} blobs, {} entries, {} layers",
@@ -183,7 +226,9 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                 println!("cache repaired");
             }
         }
-        CacheAction::Gc { max_size, grace } => {
+        CacheAction::Gc {
+            max_size, grace, ..
+        } => {
             let max_bytes = parse_size(&max_size)?;
             let r = cache.gc(&GcOptions {
                 max_bytes,

@@ -8,3 +8,4 @@ pub mod explain;
 pub mod graph;
 pub mod runqemu;
 pub mod show;
+pub mod taskverbs;
