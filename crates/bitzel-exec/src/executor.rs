@@ -67,6 +67,8 @@ pub mod paths {
     pub const SCRIPT: &str = "/bitzel/run.sh";
     /// Files named by the task's `[file-checksums]` flag, by base name.
     pub const FILES: &str = "/bitzel/files";
+    /// In a devshell only: the recipe's kept run scripts and logs (read-only).
+    pub const TEMP: &str = "/bitzel/temp";
 }
 
 impl TaskData for DataStore {
@@ -130,13 +132,15 @@ impl HostDirs {
     pub fn scratch(&self) -> PathBuf {
         self.build_dir.join("tmp").join("sandbox")
     }
-    /// Where a task's log goes.
+    /// The newest log of a task: `<build>/tmp/work/<pn>/temp/log.do_X`, a
+    /// symlink to this or an earlier process's `log.do_X.<pid>`
+    /// ([`crate::tasklog`]).
     pub fn log_path(&self, pn: &str, task: &str) -> PathBuf {
-        self.build_dir
-            .join("tmp")
-            .join("logs")
-            .join(pn)
-            .join(format!("log.{task}"))
+        crate::tasklog::temp_dir(&self.build_dir, pn).join(format!("log.{task}"))
+    }
+    /// The files this process keeps of a run of a task (run script, log).
+    pub fn kept_files(&self, pn: &str, task: &str) -> crate::tasklog::KeptFiles {
+        crate::tasklog::KeptFiles::new(&self.build_dir, pn, task)
     }
 }
 
@@ -233,6 +237,8 @@ pub struct BuildExecutor<'a> {
     /// `pn:do_task` whose sandbox gets an interactive shell instead of the
     /// task (`bitzel devshell`).
     pub devshell: Option<String>,
+    /// The devshell's exit status once it closed (a signal as 128 + signal).
+    pub devshell_status: Mutex<Option<i32>>,
 }
 
 fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
@@ -445,6 +451,7 @@ impl BuildExecutor<'_> {
             .get_flag(&task.task, "network")
             .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
         let (script, with_downloads) = self.script_for(task, recipe, inputs)?;
+        let script = crate::tasklog::with_failure_trace(&script);
         let files = task_files(
             &task.task,
             &d.get_flag(&task.task, "file-checksums").unwrap_or_default(),
@@ -732,6 +739,17 @@ impl BuildExecutor<'_> {
             dst: PathBuf::from(paths::HOSTTOOLS),
             writable: false,
         });
+        if p.interactive {
+            // The recipe's kept run scripts and logs (`${T}`), to run or read by hand.
+            let temp = crate::tasklog::temp_dir(&self.dirs.build_dir, &task.pn);
+            fs::create_dir_all(&temp)
+                .map_err(|e| setup_err(task, format!("creating {}: {e}", temp.display())))?;
+            mounts.push(Mount::Bind {
+                src: temp,
+                dst: PathBuf::from(paths::TEMP),
+                writable: false,
+            });
+        }
         let script_path = scratch.join("run.sh");
         mounts.push(Mount::Bind {
             src: script_path.clone(),
@@ -750,12 +768,18 @@ impl BuildExecutor<'_> {
         fs::write(&script_path, script)
             .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
 
-        let log = self.dirs.log_path(&task.pn, &task.task);
-        if let Some(parent) = log.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| setup_err(task, format!("creating {}: {e}", parent.display())))?;
+        // The kept run script has the sandbox paths (what the key has, and what a devshell
+        // of the task sees), whichever backend runs it.
+        let kept = self.dirs.kept_files(&task.pn, &task.task);
+        if !p.interactive {
+            kept.create(&p.script).map_err(|e| {
+                setup_err(
+                    task,
+                    format!("writing {} and its log: {e}", kept.run.display()),
+                )
+            })?;
         }
-        let _ = fs::remove_file(&log);
+        let log = kept.log.clone();
 
         let mut spec = SandboxSpec::new(
             vec!["/bin/sh".into(), paths::SCRIPT.into()],
@@ -783,7 +807,12 @@ impl BuildExecutor<'_> {
         }
         if p.interactive {
             spec.argv = vec!["/bin/sh".into(), "-i".into()];
-            spec.cwd = PathBuf::from(devshell_cwd(&recipe.data, &task.task));
+            spec.cwd = PathBuf::from(devshell_cwd(
+                &recipe.data,
+                &task.task,
+                &inputs.work,
+                self.cache,
+            ));
             spec.env
                 .insert("PS1".into(), format!("bitzel-devshell({})# ", task.pn));
             if let Ok(term) = std::env::var("TERM") {
@@ -800,6 +829,9 @@ impl BuildExecutor<'_> {
                 )
             })?;
             tracing::info!(task = %task.label(), status = ?outcome.status, "devshell closed");
+            if let Ok(mut st) = self.devshell_status.lock() {
+                *st = Some(shell_status(outcome.status));
+            }
             return Ok(Ran::ShellClosed);
         }
         let started = Instant::now();
@@ -810,12 +842,14 @@ impl BuildExecutor<'_> {
             )
         })?;
         let duration = started.elapsed();
+        let log_text = read_log(&log);
+        show_task_messages(task, &log_text);
         if !outcome.status.success() {
             let what =
                 crate::limits::describe_failure(outcome.status, &outcome.resources, &task.task);
             let mut f = fail(
                 FailureKind::Task,
-                format!("{} {what}; full log: {}", task.label(), log.display()),
+                failure_message(task, &what, &p.script, &log_text, &kept),
             );
             f.log_tail = log_tail(&log, 30);
             return Err(f);
@@ -880,12 +914,103 @@ fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOu
     out
 }
 
-/// Where a task starts: the last of its `[dirs]`, else `B`, else `WORKDIR`.
-fn devshell_cwd(d: &DataStore, task: &str) -> String {
-    d.get_flag(task, "dirs")
+/// Where a devshell starts: where the task would (the last of its `[dirs]`,
+/// else `B`), if that exists in the recipe's work tree as its earlier tasks
+/// left it (a task's script creates its own dirs: `do_install`'s `B` need
+/// not exist before it runs); else the nearest existing parent below
+/// `WORKDIR`; else `WORKDIR`.
+fn devshell_cwd(d: &DataStore, task: &str, work: &[Digest], cache: &Cache) -> String {
+    let want = d
+        .get_flag(task, "dirs")
         .and_then(|v| v.split_whitespace().last().map(str::to_string))
         .or_else(|| d.get_var("B"))
-        .unwrap_or_else(|| paths::WORK.to_string())
+        .unwrap_or_else(|| paths::WORK.to_string());
+    let Some(rel) = want.strip_prefix(paths::WORK) else {
+        return paths::WORK.to_string();
+    };
+    let rel = rel.trim_matches('/');
+    // The directories of the stacked layers, lowest first, with deletions applied.
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for digest in work {
+        let Ok(tree) = cache.read_tree(digest) else {
+            continue;
+        };
+        for e in tree.entries() {
+            let below = format!("{}/", e.path);
+            let replaced = !matches!(e.kind, bitzel_cache::EntryKind::Dir { opaque: false, .. });
+            if replaced {
+                dirs.retain(|d| d != &e.path && !d.starts_with(&below));
+            }
+            if matches!(e.kind, bitzel_cache::EntryKind::Dir { .. }) {
+                dirs.insert(e.path.clone());
+            }
+        }
+    }
+    let mut cur = rel;
+    while !cur.is_empty() && !dirs.contains(cur) {
+        cur = cur.rsplit_once('/').map_or("", |(parent, _)| parent);
+    }
+    if cur.is_empty() {
+        paths::WORK.to_string()
+    } else {
+        format!("{}/{cur}", paths::WORK)
+    }
+}
+
+/// The exit status of a closed devshell as a process exit code.
+fn shell_status(status: bitzel_sandbox::ExitStatus) -> i32 {
+    match status {
+        bitzel_sandbox::ExitStatus::Code(c) => c,
+        bitzel_sandbox::ExitStatus::Signal(s) => 128 + s,
+        _ => 1,
+    }
+}
+
+/// A task's log as text (empty if unreadable: the failure message says where it is).
+fn read_log(log: &Path) -> String {
+    fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Show what the task said through `bbwarn`/`bberror`/`bbfatal` on the console.
+fn show_task_messages(task: &TaskNode, log_text: &str) {
+    let (messages, more) = crate::tasklog::task_messages(log_text);
+    for m in messages {
+        match m {
+            crate::tasklog::TaskMessage::Warning(w) => tracing::warn!("{}: {w}", task.label()),
+            crate::tasklog::TaskMessage::Error(e) => tracing::error!("{}: {e}", task.label()),
+        }
+    }
+    if more > 0 {
+        tracing::warn!(
+            "{}: {more} more warning/error line(s) in its log",
+            task.label()
+        );
+    }
+}
+
+/// `<label> exited with code 1 at line N of run.do_X: `cmd`; run script: ..., log: ...`.
+fn failure_message(
+    task: &TaskNode,
+    what: &str,
+    script: &str,
+    log_text: &str,
+    kept: &crate::tasklog::KeptFiles,
+) -> String {
+    let at = crate::tasklog::failed_at(log_text)
+        .filter(|f| f.line > 0)
+        .and_then(|f| {
+            let cmd = crate::tasklog::command_at(script, f.line)?;
+            Some(format!(" at line {} of run.{}: `{cmd}`", f.line, task.task))
+        })
+        .unwrap_or_default();
+    format!(
+        "{} {what}{at}; run script: {}, log: {}",
+        task.label(),
+        kept.run.display(),
+        kept.log.display()
+    )
 }
 
 /// How a fetch is reported, from what [`fetch()`] did: one that had to

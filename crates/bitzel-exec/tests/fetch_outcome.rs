@@ -100,6 +100,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
         misses: Mutex::new(Vec::new()),
         explain_only: false,
         devshell: None,
+        devshell_status: std::sync::Mutex::new(None),
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");
     match exec.execute(&task, &[], &CancelToken::new()) {

@@ -283,6 +283,7 @@ fn action(s: &Scenario) -> Action {
         misses: Mutex::new(Vec::new()),
         explain_only: false,
         devshell: None,
+        devshell_status: std::sync::Mutex::new(None),
     };
     exec.action(task, &deps)
         .unwrap_or_else(|f| panic!("{}: {}", task.label(), f.message))
