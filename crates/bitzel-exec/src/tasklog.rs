@@ -41,6 +41,12 @@ __bitzel_exit() {
 trap __bitzel_exit EXIT
 ";
 
+/// The core layer's message helpers: their lines are not marked, so a
+/// failure through `bbfatal`/`die` is reported at the line that called it.
+const UNMARKED_FUNCTIONS: &[&str] = &[
+    "bbdebug", "bberror", "bbfatal", "bbnote", "bbplain", "bbwarn", "die",
+];
+
 /// The most task messages shown on the console per task.
 pub const MAX_MESSAGES: usize = 50;
 
@@ -356,9 +362,16 @@ pub fn with_failure_trace(script: &str) -> String {
     out.push_str(HEADER);
     let mut n = out.lines().count();
     let mut lx = Lex::default();
+    let mut in_helper = false;
     for line in lines {
         n += 1;
-        if markable(&lx, line) {
+        // Function definitions as the script generator writes them: `name() {` ... `}`.
+        if let Some(name) = line.strip_suffix("() {") {
+            in_helper = UNMARKED_FUNCTIONS.contains(&name);
+        } else if line == "}" {
+            in_helper = false;
+        }
+        if !in_helper && markable(&lx, line) {
             let indent = &line[..line.len() - line.trim_start().len()];
             out.push_str(&format!("{indent}__bitzel_line={n}; "));
             let t = line.trim_start();
@@ -410,6 +423,14 @@ mod tests {
         assert_eq!(out, "one\n");
         // The header ends at line 7 (`#!` + 6 lines).
         assert_eq!(at, "1 12 test -f /nonexistent/x.h");
+    }
+
+    #[test]
+    fn a_failure_through_bbfatal_is_reported_where_it_was_called() {
+        let script = "#!/bin/sh\nset -e\nbbfatal() {\n\techo \"ERROR: $*\" >&2\n\texit 1\n}\n\nf() {\n\ttrue\n\tbbfatal \"no config\"\n}\n\nf\n";
+        let (code, at, _) = run(script);
+        assert_eq!(code, 1);
+        assert_eq!(at, "1 16 bbfatal \"no config\"");
     }
 
     #[test]

@@ -129,6 +129,34 @@ fn a_failing_task_names_the_command_its_line_and_the_kept_files() {
 }
 
 #[test]
+fn a_bbfatal_is_shown_and_reported_where_it_was_called() {
+    let t = tempfile::tempdir().unwrap();
+    let r = bitzel(t.path(), "build", &["fatal"], "");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.trim() == "ERROR fatal:do_configure: no defconfig for qemux86-64"),
+        "{}",
+        r.stderr
+    );
+    let run =
+        std::fs::canonicalize(t.path().join("build/tmp/work/fatal/temp/run.do_configure")).unwrap();
+    let prefix = "ERROR: task fatal:do_configure failed: fatal:do_configure exited with code 1 \
+                  at line 18 of run.do_configure: `bbfatal \"no defconfig for qemux86-64\"`; \
+                  run script: ";
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{}", r.stderr));
+    assert!(
+        line.contains(&format!("run script: {}, log: ", run.display())),
+        "{line}"
+    );
+}
+
+#[test]
 fn warnings_of_a_successful_task_reach_the_console() {
     let t = tempfile::tempdir().unwrap();
     let r = bitzel(t.path(), "build", &["warner"], "");
