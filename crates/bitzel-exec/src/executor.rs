@@ -807,12 +807,15 @@ impl BuildExecutor<'_> {
         }
         if p.interactive {
             spec.argv = vec!["/bin/sh".into(), "-i".into()];
-            spec.cwd = PathBuf::from(devshell_cwd(
-                &recipe.data,
-                &task.task,
-                &inputs.work,
-                self.cache,
-            ));
+            let (want, cwd) = devshell_cwd(&recipe.data, &task.task, &inputs.work, self.cache);
+            if cwd != want {
+                tracing::warn!(
+                    "{}: {want} does not exist before the task runs (its script creates it); \
+                     the shell starts in {cwd}",
+                    task.label()
+                );
+            }
+            spec.cwd = PathBuf::from(cwd);
             spec.env
                 .insert("PS1".into(), format!("bitzel-devshell({})# ", task.pn));
             if let Ok(term) = std::env::var("TERM") {
@@ -919,13 +922,24 @@ fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOu
 /// left it (a task's script creates its own dirs: `do_install`'s `B` need
 /// not exist before it runs); else the nearest existing parent below
 /// `WORKDIR`; else `WORKDIR`.
-fn devshell_cwd(d: &DataStore, task: &str, work: &[Digest], cache: &Cache) -> String {
+/// Returns (where the task would start, where the shell starts).
+fn devshell_cwd(d: &DataStore, task: &str, work: &[Digest], cache: &Cache) -> (String, String) {
     let want = d
         .get_flag(task, "dirs")
         .and_then(|v| v.split_whitespace().last().map(str::to_string))
         .or_else(|| d.get_var("B"))
         .unwrap_or_else(|| paths::WORK.to_string());
-    let Some(rel) = want.strip_prefix(paths::WORK) else {
+    let cwd = existing_work_dir(&want, work, cache);
+    (want, cwd)
+}
+
+/// `want` if the stacked `work` layers have it below `WORKDIR`, else its
+/// nearest parent they have, else `WORKDIR`.
+fn existing_work_dir(want: &str, work: &[Digest], cache: &Cache) -> String {
+    let Some(rel) = want
+        .strip_prefix(paths::WORK)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    else {
         return paths::WORK.to_string();
     };
     let rel = rel.trim_matches('/');

@@ -111,9 +111,15 @@ fn a_failing_task_names_the_command_its_line_and_the_kept_files() {
         t.path(),
         "devshell",
         &["broken"],
-        "sh /bitzel/temp/run.do_compile\n",
+        "pwd\nsh /bitzel/temp/run.do_compile\n",
     );
     assert_eq!(d.code, 1, "{}", d.stderr);
+    // The shell starts where the task does (B exists: do_configure made it).
+    assert!(
+        d.stdout.starts_with("/bitzel/work/broken-1.0\n"),
+        "{}",
+        d.stdout
+    );
     assert!(
         d.stdout.contains("compiling in /bitzel/work/broken-1.0\n"),
         "{}",
@@ -200,6 +206,13 @@ fn devshell_refuses_a_noexec_task_starts_where_it_can_and_returns_the_shells_sta
     );
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert_eq!(r.stdout, "/bitzel/work\n", "{}", r.stderr);
+    assert!(
+        r.stderr.lines().any(|l| l.trim()
+            == "WARN image:do_install: /bitzel/work/image-1.0 does not exist before the task \
+                runs (its script creates it); the shell starts in /bitzel/work"),
+        "{}",
+        r.stderr
+    );
 
     let r = bitzel(t.path(), "devshell", &["image", "--task", "do_fetch"], "");
     assert_eq!(r.code, 1, "{}", r.stderr);
