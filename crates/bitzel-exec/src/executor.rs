@@ -451,7 +451,6 @@ impl BuildExecutor<'_> {
             .get_flag(&task.task, "network")
             .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
         let (script, with_downloads) = self.script_for(task, recipe, inputs)?;
-        let script = crate::tasklog::with_failure_trace(&script);
         let files = task_files(
             &task.task,
             &d.get_flag(&task.task, "file-checksums").unwrap_or_default(),
@@ -759,11 +758,15 @@ impl BuildExecutor<'_> {
         // Without mounts the sandbox paths are rewritten to a per-task host root, in the
         // script too (the key keeps the fixed paths).
         let host_root = self.sandbox.remaps_paths().then(|| scratch.join("root"));
+        // What runs is the keyed script with the failure trace: a pure function of it (its
+        // version is in EXEC_SEMANTICS_VERSION), so the key and `explain` see the script
+        // without the line marks, which shift with every line added above them.
+        let traced = crate::tasklog::with_failure_trace(&p.script);
         let script = match &host_root {
             Some(root) => PathMap::new(&mounts, root)
                 .map_err(|e| setup_err(task, e))?
-                .rewrite(&p.script),
-            None => p.script.clone(),
+                .rewrite(&traced),
+            None => traced.clone(),
         };
         fs::write(&script_path, script)
             .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
@@ -772,7 +775,7 @@ impl BuildExecutor<'_> {
         // of the task sees), whichever backend runs it.
         let kept = self.dirs.kept_files(&task.pn, &task.task);
         if !p.interactive {
-            kept.create(&p.script).map_err(|e| {
+            kept.create(&traced).map_err(|e| {
                 setup_err(
                     task,
                     format!("writing {} and its log: {e}", kept.run.display()),
@@ -852,7 +855,7 @@ impl BuildExecutor<'_> {
                 crate::limits::describe_failure(outcome.status, &outcome.resources, &task.task);
             let mut f = fail(
                 FailureKind::Task,
-                failure_message(task, &what, &p.script, &log_text, &kept),
+                failure_message(task, &what, &traced, &log_text, &kept),
             );
             f.log_tail = log_tail(&log, 30);
             return Err(f);

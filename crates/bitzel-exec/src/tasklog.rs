@@ -8,7 +8,10 @@
 //! symlinks `run.do_X` and `log.do_X` to the newest. The run script is kept
 //! with the sandbox's fixed paths, exactly as the task's key has it, so
 //! `sh /path/in/devshell/run.do_X` reproduces the run inside
-//! `bitzel devshell --task do_X`.
+//! `bitzel devshell --task do_X` (where the recipe's temp directory is
+//! `/bitzel/temp`). It is the keyed script plus the failure trace below;
+//! the key has the script without the trace (a pure function of it, whose
+//! version `EXEC_SEMANTICS_VERSION` covers).
 //!
 //! **Finding the failing command.** The host's `/bin/sh` is dash on Debian,
 //! which has no `LINENO`, no `ERR` trap and no `DEBUG` trap, and `set -x`

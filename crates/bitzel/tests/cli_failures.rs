@@ -179,6 +179,20 @@ fn warnings_of_a_successful_task_reach_the_console() {
         "{}",
         r.stderr
     );
+    // The kept run script is the keyed script with the failure trace.
+    let cache = bitzel_cache::Cache::open(&t.path().join("cache")).unwrap();
+    let key = cache.history("warner:do_compile").unwrap()[0].key;
+    let bitzel_cache::Lookup::Hit(result) = cache.lookup(&key).unwrap() else {
+        panic!("warner:do_compile is not cached");
+    };
+    let kept = t.path().join("build/tmp/work/warner/temp/run.do_compile");
+    assert_eq!(
+        std::fs::read_to_string(kept).unwrap(),
+        bitzel_exec::tasklog::with_failure_trace(&result.action.script)
+    );
+    assert!(!result.action.script.contains("__bitzel_line"));
+    drop(cache);
+
     // A cached rerun runs nothing, so it says nothing again.
     let again = bitzel(t.path(), "build", &["warner"], "");
     assert_eq!(again.code, 0, "{}", again.stderr);
