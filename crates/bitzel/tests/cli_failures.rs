@@ -193,6 +193,15 @@ fn warnings_of_a_successful_task_reach_the_console() {
     assert!(!result.action.script.contains("__bitzel_line"));
     drop(cache);
 
+    // `-q` keeps warnings.
+    let q = tempfile::tempdir().unwrap();
+    let quiet = bitzel(q.path(), "build", &["warner", "-q"], "");
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert_eq!(
+        quiet.stderr.trim(),
+        "WARN warner:do_compile: option FOO is deprecated"
+    );
+
     // A cached rerun runs nothing, so it says nothing again.
     let again = bitzel(t.path(), "build", &["warner"], "");
     assert_eq!(again.code, 0, "{}", again.stderr);
