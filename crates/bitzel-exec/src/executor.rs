@@ -1215,6 +1215,54 @@ mod tests {
 }
 
 #[cfg(test)]
+mod devshell_cwd_tests {
+    use bitzel_cache::{EntryKind, Tree, TreeEntry};
+
+    use super::*;
+
+    fn dir(path: &str, opaque: bool) -> TreeEntry {
+        TreeEntry {
+            path: path.into(),
+            kind: EntryKind::Dir {
+                mode: 0o755,
+                opaque,
+            },
+        }
+    }
+
+    #[test]
+    fn the_shell_starts_in_the_nearest_directory_the_stacked_layers_have() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(t.path()).expect("cache");
+        let put = |entries: Vec<TreeEntry>| {
+            cache
+                .put_tree(&Tree::new(entries).expect("tree"))
+                .expect("put")
+        };
+        let base = put(vec![
+            dir("a", false),
+            dir("a/b", false),
+            dir("a/b/c", false),
+            dir("x", false),
+            dir("x/y", false),
+        ]);
+        let deleted = put(vec![TreeEntry {
+            path: "a/b".into(),
+            kind: EntryKind::Whiteout,
+        }]);
+        let opaque = put(vec![dir("x", true)]);
+        let at = |want: &str, layers: &[Digest]| existing_work_dir(want, layers, &cache);
+        assert_eq!(at("/bitzel/work/a/b/c", &[base]), "/bitzel/work/a/b/c");
+        assert_eq!(at("/bitzel/work/a/b/c/d", &[base]), "/bitzel/work/a/b/c");
+        assert_eq!(at("/bitzel/work/a/b/c", &[base, deleted]), "/bitzel/work/a");
+        assert_eq!(at("/bitzel/work/x/y", &[base, opaque]), "/bitzel/work/x");
+        assert_eq!(at("/bitzel/work/x/y", &[]), "/bitzel/work");
+        assert_eq!(at("/bitzel/workshop/a", &[base]), "/bitzel/work");
+        assert_eq!(at("/elsewhere", &[base]), "/bitzel/work");
+    }
+}
+
+#[cfg(test)]
 mod fetch_outcome_tests {
     use std::path::PathBuf;
 
