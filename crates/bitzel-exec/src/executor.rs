@@ -848,14 +848,19 @@ impl BuildExecutor<'_> {
             )
         })?;
         let duration = started.elapsed();
-        let log_text = read_log(&log);
-        show_task_messages(task, &log_text);
+        let scan = fs::File::open(&log)
+            .and_then(|f| crate::tasklog::scan_log(std::io::BufReader::new(f)))
+            .unwrap_or_else(|e| {
+                tracing::warn!(task = %task.label(), log = %log.display(), error = %e, "could not read the task's log");
+                crate::tasklog::LogScan::default()
+            });
+        show_task_messages(task, &scan);
         if !outcome.status.success() {
             let what =
                 crate::limits::describe_failure(outcome.status, &outcome.resources, &task.task);
             let mut f = fail(
                 FailureKind::Task,
-                failure_message(task, &what, &traced, &log_text, &kept),
+                failure_message(task, &what, &traced, &scan, &kept),
             );
             f.log_tail = log_tail(&log, 30);
             return Err(f);
@@ -983,26 +988,19 @@ fn shell_status(status: bitzel_sandbox::ExitStatus) -> i32 {
     }
 }
 
-/// A task's log as text (empty if unreadable: the failure message says where it is).
-fn read_log(log: &Path) -> String {
-    fs::read(log)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
 /// Show what the task said through `bbwarn`/`bberror`/`bbfatal` on the console.
-fn show_task_messages(task: &TaskNode, log_text: &str) {
-    let (messages, more) = crate::tasklog::task_messages(log_text);
-    for m in messages {
+fn show_task_messages(task: &TaskNode, scan: &crate::tasklog::LogScan) {
+    for m in &scan.messages {
         match m {
             crate::tasklog::TaskMessage::Warning(w) => tracing::warn!("{}: {w}", task.label()),
             crate::tasklog::TaskMessage::Error(e) => tracing::error!("{}: {e}", task.label()),
         }
     }
-    if more > 0 {
+    if scan.more > 0 {
         tracing::warn!(
-            "{}: {more} more warning/error line(s) in its log",
-            task.label()
+            "{}: {} more warning/error line(s) in its log",
+            task.label(),
+            scan.more
         );
     }
 }
@@ -1012,10 +1010,12 @@ fn failure_message(
     task: &TaskNode,
     what: &str,
     script: &str,
-    log_text: &str,
+    scan: &crate::tasklog::LogScan,
     kept: &crate::tasklog::KeptFiles,
 ) -> String {
-    let at = crate::tasklog::failed_at(log_text)
+    let at = scan
+        .failed_at
+        .as_ref()
         .filter(|f| f.line > 0)
         .and_then(|f| {
             let cmd = crate::tasklog::command_at(script, f.line)?;

@@ -117,16 +117,56 @@ pub struct FailedAt {
     pub line: usize,
 }
 
-/// The first failure marker in a log.
-pub fn failed_at(log_text: &str) -> Option<FailedAt> {
-    log_text.lines().find_map(|l| {
-        let rest = l.strip_prefix(MARKER)?;
-        let (code, rest) = rest.split_once(" after line ")?;
-        let line = rest.strip_suffix(" of the run script")?;
-        Some(FailedAt {
-            code: code.trim().parse().ok()?,
-            line: line.trim().parse().ok()?,
-        })
+/// What a task's log says, read in one pass (logs can be large: it is
+/// streamed, never held whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogScan {
+    /// The `WARNING: ` and `ERROR: ` lines (what `bbwarn`, `bberror` and
+    /// `bbfatal` print), at most [`MAX_MESSAGES`].
+    pub messages: Vec<TaskMessage>,
+    /// How many more such lines there were.
+    pub more: usize,
+    /// The first failure marker.
+    pub failed_at: Option<FailedAt>,
+}
+
+/// Read a log line by line (invalid UTF-8 replaced).
+pub fn scan_log(mut r: impl io::BufRead) -> io::Result<LogScan> {
+    let mut scan = LogScan::default();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(scan);
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        if scan.failed_at.is_none() {
+            scan.failed_at = marker(line);
+        }
+        let m = if let Some(m) = line.strip_prefix("WARNING: ") {
+            TaskMessage::Warning(m.to_string())
+        } else if let Some(m) = line.strip_prefix("ERROR: ") {
+            TaskMessage::Error(m.to_string())
+        } else {
+            continue;
+        };
+        if scan.messages.len() < MAX_MESSAGES {
+            scan.messages.push(m);
+        } else {
+            scan.more += 1;
+        }
+    }
+}
+
+/// The failure marker on one line, if it is one.
+fn marker(l: &str) -> Option<FailedAt> {
+    let rest = l.strip_prefix(MARKER)?;
+    let (code, rest) = rest.split_once(" after line ")?;
+    let line = rest.strip_suffix(" of the run script")?;
+    Some(FailedAt {
+        code: code.trim().parse().ok()?,
+        line: line.trim().parse().ok()?,
     })
 }
 
@@ -148,29 +188,6 @@ pub enum TaskMessage {
     Warning(String),
     /// `bberror`, `bbfatal`, `die`: `ERROR: ...`.
     Error(String),
-}
-
-/// The `WARNING: ` and `ERROR: ` lines of a log (what `bbwarn`, `bberror`
-/// and `bbfatal` print), at most [`MAX_MESSAGES`], plus how many more there
-/// were.
-pub fn task_messages(log_text: &str) -> (Vec<TaskMessage>, usize) {
-    let mut out = Vec::new();
-    let mut more = 0;
-    for l in log_text.lines() {
-        let m = if let Some(m) = l.strip_prefix("WARNING: ") {
-            TaskMessage::Warning(m.to_string())
-        } else if let Some(m) = l.strip_prefix("ERROR: ") {
-            TaskMessage::Error(m.to_string())
-        } else {
-            continue;
-        };
-        if out.len() < MAX_MESSAGES {
-            out.push(m);
-        } else {
-            more += 1;
-        }
-    }
-    (out, more)
 }
 
 /// Lexical state of the line marker at the start of a line.
@@ -407,10 +424,13 @@ mod tests {
             .output()
             .expect("run /bin/sh");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        let at = failed_at(&err).map(|f| {
-            let cmd = command_at(&traced, f.line).unwrap_or_default();
-            format!("{} {} {cmd}", f.code, f.line)
-        });
+        let at = scan_log(err.as_bytes())
+            .ok()
+            .and_then(|s| s.failed_at)
+            .map(|f| {
+                let cmd = command_at(&traced, f.line).unwrap_or_default();
+                format!("{} {} {cmd}", f.code, f.line)
+            });
         (
             out.status.code().unwrap_or(-1),
             at.unwrap_or_default(),
@@ -524,18 +544,24 @@ mod tests {
     #[test]
     fn messages_and_markers_are_read_from_the_log() {
         let log = "NOTE: x\nWARNING: careful\nmake: *** [all] Error 1\nERROR: broken\nbitzel: exit code 2 after line 40 of the run script\nbitzel: exit code 1 after line 3 of the run script\n";
-        assert_eq!(failed_at(log), Some(FailedAt { code: 2, line: 40 }));
+        let scan = scan_log(log.as_bytes()).expect("scan");
+        assert_eq!(scan.failed_at, Some(FailedAt { code: 2, line: 40 }));
         assert_eq!(
-            task_messages(log),
-            (
-                vec![
-                    TaskMessage::Warning("careful".into()),
-                    TaskMessage::Error("broken".into())
-                ],
-                0
-            )
+            scan.messages,
+            vec![
+                TaskMessage::Warning("careful".into()),
+                TaskMessage::Error("broken".into())
+            ]
         );
-        assert_eq!(failed_at("no marker\n"), None);
+        assert_eq!(scan.more, 0);
+        let mut many = "WARNING: w\n".repeat(MAX_MESSAGES + 3).into_bytes();
+        many.extend_from_slice(b"not\xffutf8\n");
+        let scan = scan_log(&many[..]).expect("scan");
+        assert_eq!((scan.messages.len(), scan.more), (MAX_MESSAGES, 3));
+        assert_eq!(
+            scan_log(&b"no marker\n\xff\n"[..]).expect("scan").failed_at,
+            None
+        );
     }
 
     #[test]

@@ -10,16 +10,16 @@
 //! built-in) has no sandbox: that is an error naming the tasks of the recipe
 //! that have one. The shell starts where the task would (its last `[dirs]`,
 //! else `B`) if that directory exists yet, else in its nearest existing
-//! parent below `WORKDIR`. The task's kept script
-//! (`<build>/tmp/work/<pn>/temp/run.do_X`, with sandbox paths) can be run in
-//! it by hand: copy it into the shell or pipe it in.
+//! parent below `WORKDIR` (saying so). The recipe's kept run scripts and
+//! logs (`<build>/tmp/work/<pn>/temp`) are at `/bitzel/temp`, read-only:
+//! `sh /bitzel/temp/run.do_compile` runs the task's script again by hand.
 
 use std::process::ExitCode;
 
-use crate::build_flow::BuildRequest;
 use anyhow::bail;
 use bitzel_meta::Workspace;
 
+use crate::build_flow::BuildRequest;
 use crate::output::Output;
 use crate::project::{load_project_locked, load_workspace, ConfigArgs};
 
