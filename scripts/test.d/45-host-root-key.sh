@@ -37,7 +37,7 @@ build() { # <name> [extra args]: build the fixture, summary in $work/<name>.json
     || { echo "FAILED: build $name:" >&2; tail -30 "$work/$name.log" >&2; exit 1; }
   echo "build $name: executed $(field "$work/$name.json" executed), $(field "$work/$name.json" total_s) s"
 }
-compile_log=$work/build/tmp/logs/hostkey/log.do_compile
+compile_log=$work/build/tmp/work/hostkey/temp/log.do_compile
 
 echo "--- 1: cold build"
 build cold

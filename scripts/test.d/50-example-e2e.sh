@@ -143,6 +143,8 @@ printf 'do_compile[nofile] = "333"\ndo_compile:append() {\n    echo "nofile=$(ul
 expect_fail failing-compile "task busybox:do_compile failed"
 grep -q "deliberate failure" "$work/failing-compile.log" \
   || { echo "FAILED: the failing task's log tail was not shown" >&2; exit 1; }
+grep -qF 'of run.do_compile: `echo "deliberate failure" >&2; false`; run script: ' "$work/failing-compile.log" \
+  || { echo "FAILED: the failure did not name the failing command" >&2; tail -20 "$work/failing-compile.log" >&2; exit 1; }
 grep -q "nofile=333" "$work/failing-compile.log" \
   || { echo "FAILED: do_compile[nofile] did not reach the task" >&2; tail -20 "$work/failing-compile.log" >&2; exit 1; }
 good_again failing-compile

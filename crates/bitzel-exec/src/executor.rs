@@ -67,6 +67,8 @@ pub mod paths {
     pub const SCRIPT: &str = "/bitzel/run.sh";
     /// Files named by the task's `[file-checksums]` flag, by base name.
     pub const FILES: &str = "/bitzel/files";
+    /// In a devshell only: the recipe's kept run scripts and logs (read-only).
+    pub const TEMP: &str = "/bitzel/temp";
 }
 
 impl TaskData for DataStore {
@@ -130,13 +132,15 @@ impl HostDirs {
     pub fn scratch(&self) -> PathBuf {
         self.build_dir.join("tmp").join("sandbox")
     }
-    /// Where a task's log goes.
+    /// The newest log of a task: `<build>/tmp/work/<pn>/temp/log.do_X`, a
+    /// symlink to this or an earlier process's `log.do_X.<pid>`
+    /// ([`crate::tasklog`]).
     pub fn log_path(&self, pn: &str, task: &str) -> PathBuf {
-        self.build_dir
-            .join("tmp")
-            .join("logs")
-            .join(pn)
-            .join(format!("log.{task}"))
+        crate::tasklog::temp_dir(&self.build_dir, pn).join(format!("log.{task}"))
+    }
+    /// The files this process keeps of a run of a task (run script, log).
+    pub fn kept_files(&self, pn: &str, task: &str) -> crate::tasklog::KeptFiles {
+        crate::tasklog::KeptFiles::new(&self.build_dir, pn, task)
     }
 }
 
@@ -344,6 +348,8 @@ pub struct BuildExecutor<'a> {
     /// (`bitzel build -f`); their results replace the local entry only
     /// ([`Cache::put_local`]): a remote keeps its entry.
     pub force: BTreeSet<String>,
+    /// The devshell's exit status once it closed (a signal as 128 + signal).
+    pub devshell_status: Mutex<Option<i32>>,
 }
 
 fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
@@ -860,6 +866,17 @@ impl BuildExecutor<'_> {
             dst: PathBuf::from(paths::HOSTTOOLS),
             writable: false,
         });
+        if p.interactive {
+            // The recipe's kept run scripts and logs (`${T}`), to run or read by hand.
+            let temp = crate::tasklog::temp_dir(&self.dirs.build_dir, &task.pn);
+            fs::create_dir_all(&temp)
+                .map_err(|e| setup_err(task, format!("creating {}: {e}", temp.display())))?;
+            mounts.push(Mount::Bind {
+                src: temp,
+                dst: PathBuf::from(paths::TEMP),
+                writable: false,
+            });
+        }
         let script_path = scratch.join("run.sh");
         mounts.push(Mount::Bind {
             src: script_path.clone(),
@@ -869,21 +886,31 @@ impl BuildExecutor<'_> {
         // Without mounts the sandbox paths are rewritten to a per-task host root, in the
         // script too (the key keeps the fixed paths).
         let host_root = self.sandbox.remaps_paths().then(|| scratch.join("root"));
+        // What runs is the keyed script with the failure trace: a pure function of it (its
+        // version is in EXEC_SEMANTICS_VERSION), so the key and `explain` see the script
+        // without the line marks, which shift with every line added above them.
+        let traced = crate::tasklog::with_failure_trace(&p.script);
         let script = match &host_root {
             Some(root) => PathMap::new(&mounts, root)
                 .map_err(|e| setup_err(task, e))?
-                .rewrite(&p.script),
-            None => p.script.clone(),
+                .rewrite(&traced),
+            None => traced.clone(),
         };
         fs::write(&script_path, script)
             .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
 
-        let log = self.dirs.log_path(&task.pn, &task.task);
-        if let Some(parent) = log.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| setup_err(task, format!("creating {}: {e}", parent.display())))?;
+        // The kept run script has the sandbox paths (what the key has, and what a devshell
+        // of the task sees), whichever backend runs it.
+        let kept = self.dirs.kept_files(&task.pn, &task.task);
+        if !p.interactive {
+            kept.create(&traced).map_err(|e| {
+                setup_err(
+                    task,
+                    format!("writing {} and its log: {e}", kept.run.display()),
+                )
+            })?;
         }
-        let _ = fs::remove_file(&log);
+        let log = kept.log.clone();
 
         let mut spec = SandboxSpec::new(
             vec!["/bin/sh".into(), paths::SCRIPT.into()],
@@ -911,7 +938,15 @@ impl BuildExecutor<'_> {
         }
         if p.interactive {
             spec.argv = vec!["/bin/sh".into(), "-i".into()];
-            spec.cwd = PathBuf::from(devshell_cwd(&recipe.data, &task.task));
+            let (want, cwd) = devshell_cwd(&recipe.data, &task.task, &inputs.work, self.cache);
+            if cwd != want {
+                tracing::warn!(
+                    "{}: {want} does not exist before the task runs (its script creates it); \
+                     the shell starts in {cwd}",
+                    task.label()
+                );
+            }
+            spec.cwd = PathBuf::from(cwd);
             spec.env
                 .insert("PS1".into(), format!("bitzel-devshell({})# ", task.pn));
             if let Ok(term) = std::env::var("TERM") {
@@ -928,6 +963,9 @@ impl BuildExecutor<'_> {
                 )
             })?;
             tracing::info!(task = %task.label(), status = ?outcome.status, "devshell closed");
+            if let Ok(mut st) = self.devshell_status.lock() {
+                *st = Some(shell_status(outcome.status));
+            }
             return Ok(Ran::ShellClosed);
         }
         let started = Instant::now();
@@ -938,12 +976,19 @@ impl BuildExecutor<'_> {
             )
         })?;
         let duration = started.elapsed();
+        let scan = fs::File::open(&log)
+            .and_then(|f| crate::tasklog::scan_log(std::io::BufReader::new(f)))
+            .unwrap_or_else(|e| {
+                tracing::warn!(task = %task.label(), log = %log.display(), error = %e, "could not read the task's log");
+                crate::tasklog::LogScan::default()
+            });
+        show_task_messages(task, &scan);
         if !outcome.status.success() {
             let what =
                 crate::limits::describe_failure(outcome.status, &outcome.resources, &task.task);
             let mut f = fail(
                 FailureKind::Task,
-                format!("{} {what}; full log: {}", task.label(), log.display()),
+                failure_message(task, &what, &traced, &scan, &kept),
             );
             f.log_tail = log_tail(&log, 30);
             return Err(f);
@@ -1008,12 +1053,109 @@ fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOu
     out
 }
 
-/// Where a task starts: the last of its `[dirs]`, else `B`, else `WORKDIR`.
-fn devshell_cwd(d: &DataStore, task: &str) -> String {
-    d.get_flag(task, "dirs")
+/// Where a devshell starts: where the task would (the last of its `[dirs]`,
+/// else `B`), if that exists in the recipe's work tree as its earlier tasks
+/// left it (a task's script creates its own dirs: `do_install`'s `B` need
+/// not exist before it runs); else the nearest existing parent below
+/// `WORKDIR`; else `WORKDIR`.
+/// Returns (where the task would start, where the shell starts).
+fn devshell_cwd(d: &DataStore, task: &str, work: &[Digest], cache: &Cache) -> (String, String) {
+    let want = d
+        .get_flag(task, "dirs")
         .and_then(|v| v.split_whitespace().last().map(str::to_string))
         .or_else(|| d.get_var("B"))
-        .unwrap_or_else(|| paths::WORK.to_string())
+        .unwrap_or_else(|| paths::WORK.to_string());
+    let cwd = existing_work_dir(&want, work, cache);
+    (want, cwd)
+}
+
+/// `want` if the stacked `work` layers have it below `WORKDIR`, else its
+/// nearest parent they have, else `WORKDIR`.
+fn existing_work_dir(want: &str, work: &[Digest], cache: &Cache) -> String {
+    let Some(rel) = want
+        .strip_prefix(paths::WORK)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    else {
+        return paths::WORK.to_string();
+    };
+    let rel = rel.trim_matches('/');
+    // The directories of the stacked layers, lowest first, with deletions applied.
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for digest in work {
+        let Ok(tree) = cache.read_tree(digest) else {
+            continue;
+        };
+        for e in tree.entries() {
+            let below = format!("{}/", e.path);
+            let replaced = !matches!(e.kind, bitzel_cache::EntryKind::Dir { opaque: false, .. });
+            if replaced {
+                dirs.retain(|d| d != &e.path && !d.starts_with(&below));
+            }
+            if matches!(e.kind, bitzel_cache::EntryKind::Dir { .. }) {
+                dirs.insert(e.path.clone());
+            }
+        }
+    }
+    let mut cur = rel;
+    while !cur.is_empty() && !dirs.contains(cur) {
+        cur = cur.rsplit_once('/').map_or("", |(parent, _)| parent);
+    }
+    if cur.is_empty() {
+        paths::WORK.to_string()
+    } else {
+        format!("{}/{cur}", paths::WORK)
+    }
+}
+
+/// The exit status of a closed devshell as a process exit code.
+fn shell_status(status: bitzel_sandbox::ExitStatus) -> i32 {
+    match status {
+        bitzel_sandbox::ExitStatus::Code(c) => c,
+        bitzel_sandbox::ExitStatus::Signal(s) => 128 + s,
+        _ => 1,
+    }
+}
+
+/// Show what the task said through `bbwarn`/`bberror`/`bbfatal` on the console.
+fn show_task_messages(task: &TaskNode, scan: &crate::tasklog::LogScan) {
+    for m in &scan.messages {
+        match m {
+            crate::tasklog::TaskMessage::Warning(w) => tracing::warn!("{}: {w}", task.label()),
+            crate::tasklog::TaskMessage::Error(e) => tracing::error!("{}: {e}", task.label()),
+        }
+    }
+    if scan.more > 0 {
+        tracing::warn!(
+            "{}: {} more warning/error line(s) in its log",
+            task.label(),
+            scan.more
+        );
+    }
+}
+
+/// `<label> exited with code 1 at line N of run.do_X: `cmd`; run script: ..., log: ...`.
+fn failure_message(
+    task: &TaskNode,
+    what: &str,
+    script: &str,
+    scan: &crate::tasklog::LogScan,
+    kept: &crate::tasklog::KeptFiles,
+) -> String {
+    let at = scan
+        .failed_at
+        .as_ref()
+        .filter(|f| f.line > 0)
+        .and_then(|f| {
+            let cmd = crate::tasklog::command_at(script, f.line)?;
+            Some(format!(" at line {} of run.{}: `{cmd}`", f.line, task.task))
+        })
+        .unwrap_or_default();
+    format!(
+        "{} {what}{at}; run script: {}, log: {}",
+        task.label(),
+        kept.run.display(),
+        kept.log.display()
+    )
 }
 
 /// How a fetch is reported, from what [`fetch()`] did: one that had to
@@ -1265,6 +1407,54 @@ mod tests {
             vec![("lib".to_string(), d("lib-sysroot"))]
         );
         assert!(merged.deploy.is_none());
+    }
+}
+
+#[cfg(test)]
+mod devshell_cwd_tests {
+    use bitzel_cache::{EntryKind, Tree, TreeEntry};
+
+    use super::*;
+
+    fn dir(path: &str, opaque: bool) -> TreeEntry {
+        TreeEntry {
+            path: path.into(),
+            kind: EntryKind::Dir {
+                mode: 0o755,
+                opaque,
+            },
+        }
+    }
+
+    #[test]
+    fn the_shell_starts_in_the_nearest_directory_the_stacked_layers_have() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(t.path()).expect("cache");
+        let put = |entries: Vec<TreeEntry>| {
+            cache
+                .put_tree(&Tree::new(entries).expect("tree"))
+                .expect("put")
+        };
+        let base = put(vec![
+            dir("a", false),
+            dir("a/b", false),
+            dir("a/b/c", false),
+            dir("x", false),
+            dir("x/y", false),
+        ]);
+        let deleted = put(vec![TreeEntry {
+            path: "a/b".into(),
+            kind: EntryKind::Whiteout,
+        }]);
+        let opaque = put(vec![dir("x", true)]);
+        let at = |want: &str, layers: &[Digest]| existing_work_dir(want, layers, &cache);
+        assert_eq!(at("/bitzel/work/a/b/c", &[base]), "/bitzel/work/a/b/c");
+        assert_eq!(at("/bitzel/work/a/b/c/d", &[base]), "/bitzel/work/a/b/c");
+        assert_eq!(at("/bitzel/work/a/b/c", &[base, deleted]), "/bitzel/work/a");
+        assert_eq!(at("/bitzel/work/x/y", &[base, opaque]), "/bitzel/work/x");
+        assert_eq!(at("/bitzel/work/x/y", &[]), "/bitzel/work");
+        assert_eq!(at("/bitzel/workshop/a", &[base]), "/bitzel/work");
+        assert_eq!(at("/elsewhere", &[base]), "/bitzel/work");
     }
 }
 

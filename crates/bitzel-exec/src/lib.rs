@@ -7,6 +7,7 @@ pub mod file_checksums;
 pub mod hosttools;
 pub mod limits;
 pub mod script;
+pub mod tasklog;
 
 /// The version of bitzel's execution semantics, part of every task's key
 /// (`policy["semantics"]`).

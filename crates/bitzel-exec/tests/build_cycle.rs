@@ -123,6 +123,7 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
         would_run: Default::default(),
         devshell: None,
         force: Default::default(),
+        devshell_status: std::sync::Mutex::new(None),
     };
     let opts = RunOptions {
         jobs,
@@ -207,7 +208,7 @@ fn build_cycle() {
         "hello from SRC_URI\nCONFIG_A=y\nCONFIG_B=y\nEXTRA=1\nhello from do_compile\npost\n"
     );
     assert_eq!(files["pre.txt"], "pre ran in /bitzel/work/tiny-1.0\n");
-    let log = tmp.path().join("build/tmp/logs/tiny/log.do_compile");
+    let log = tmp.path().join("build/tmp/work/tiny/temp/log.do_compile");
     assert!(log.exists(), "no task log at {}", log.display());
 
     // 2. Warm, another -j: every keyed task hits; nothing runs.

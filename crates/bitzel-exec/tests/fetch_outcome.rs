@@ -102,6 +102,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
         would_run: Default::default(),
         devshell: None,
         force: Default::default(),
+        devshell_status: std::sync::Mutex::new(None),
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");
     match exec.execute(&task, &[], &CancelToken::new()) {

@@ -285,6 +285,7 @@ fn action(s: &Scenario) -> Action {
         would_run: Default::default(),
         devshell: None,
         force: Default::default(),
+        devshell_status: std::sync::Mutex::new(None),
     };
     exec.action(task, &deps)
         .unwrap_or_else(|f| panic!("{}: {}", task.label(), f.message))

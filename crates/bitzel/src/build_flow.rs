@@ -311,6 +311,7 @@ pub fn build(
         would_run: Default::default(),
         devshell: req.devshell.clone(),
         force: forced.clone(),
+        devshell_status: Mutex::new(None),
     };
     let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| {
         if let Some(p) = &progress {
@@ -369,6 +370,9 @@ pub fn build(
     }
     if let Some(r) = &remote {
         r.flush();
+    }
+    if let Some(code) = devshell_exit(req, &exec, &summary)? {
+        return Ok(code);
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
     if let Some(path) = &req.summary_json {
@@ -449,6 +453,29 @@ fn forced_tasks(
         }
     }
     forced
+}
+
+/// `bitzel devshell`'s exit code: the shell's status when it opened; 1 when
+/// a dependency failed (the failures are printed); an error when the shell
+/// never opened although nothing failed. `None` for other verbs.
+fn devshell_exit(
+    req: &BuildRequest,
+    exec: &BuildExecutor<'_>,
+    summary: &bitzel_graph::RunSummary,
+) -> anyhow::Result<Option<ExitCode>> {
+    let Some(label) = &req.devshell else {
+        return Ok(None);
+    };
+    let status = *exec
+        .devshell_status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match status {
+        Some(code) => Ok(Some(ExitCode::from(u8::try_from(code).unwrap_or(1)))),
+        None if summary.cancelled => Ok(Some(ExitCode::from(130))),
+        None if !summary.success() => Ok(Some(ExitCode::from(1))),
+        None => anyhow::bail!("{label}: the shell did not open (the task runs nothing)"),
+    }
 }
 
 /// BitBake's "Nothing PROVIDES 'x' (but <recipe> was skipped: <reason>)":

@@ -47,7 +47,8 @@ impl Output {
     /// Install the tracing subscriber (the only place one is installed).
     pub fn init_tracing(&self) {
         let default = if self.quiet {
-            "error"
+            // `-q` promises warnings and errors (task warnings among them).
+            "warn"
         } else {
             match self.verbose {
                 // The host root's first-time hashing takes a while: say so.
