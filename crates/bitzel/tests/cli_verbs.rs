@@ -209,7 +209,7 @@ fn clean_removes_this_projects_outputs_of_the_recipe_and_keeps_the_cache() {
     expect![[r#"
         app: removed <BUILD>/tmp/deploy/images/qemux86-64/app-version.txt
         app: removed <BUILD>/tmp/deploy/images/qemux86-64/app/app.h
-        app: removed <BUILD>/tmp/logs/app
+        app: removed <BUILD>/tmp/work/app
         app: cache entries kept: the next build restores its tasks from the cache (`-c cleansstate` forgets them)
     "#]]
     .assert_eq(&r.stdout);
@@ -220,7 +220,7 @@ fn clean_removes_this_projects_outputs_of_the_recipe_and_keeps_the_cache() {
     );
     assert!(d.deploy().join("app/other.txt").is_file());
     assert!(!d.deploy().join("app/app.h").exists());
-    assert!(d.build().join("tmp/logs/other").is_dir());
+    assert!(d.build().join("tmp/work/other/temp").is_dir());
     assert_eq!(d.entries(), entries);
 
     // Nothing left to clean: said so.
@@ -263,7 +263,7 @@ fn cleansstate_forgets_the_recipes_local_entries_and_its_tasks_run_again() {
         [
             "app: removed <BUILD>/tmp/deploy/images/qemux86-64/app-version.txt",
             "app: removed <BUILD>/tmp/deploy/images/qemux86-64/app/app.h",
-            "app: removed <BUILD>/tmp/logs/app",
+            "app: removed <BUILD>/tmp/work/app",
         ]
     );
     let forgot = lines[3];
