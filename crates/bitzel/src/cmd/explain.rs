@@ -306,6 +306,22 @@ pub fn explain_one(cache: &Cache, action: &Action) -> String {
     s
 }
 
+/// Why an action that ran did: its first difference from the closest earlier
+/// cache entry (or that there was none), a few lines of text (the build
+/// record's `why`).
+pub fn first_difference(cache: &Cache, action: &Action) -> String {
+    let mut s = String::new();
+    match why(cache, action) {
+        Why::Changed(diffs) if !diffs.is_empty() => describe(&mut s, cache, &diffs[0]),
+        w => why_text(&mut s, cache, &w),
+    }
+    s.lines()
+        .take(6)
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn short(d: &Digest) -> String {
     d.to_string().chars().take(12).collect()
 }
