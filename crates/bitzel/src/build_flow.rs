@@ -452,17 +452,12 @@ fn finish_record(
             .lock()
             .unwrap_or_else(|p| p.into_inner()),
     );
-    let why: std::collections::HashMap<String, String> = exec
-        .misses
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let misses = exec.misses.lock().unwrap_or_else(|p| p.into_inner());
+    let actions: Vec<&bitzel_cache::Action> = misses.iter().map(|m| &m.action).collect();
+    let why: std::collections::HashMap<String, String> = misses
         .iter()
-        .map(|m| {
-            (
-                m.label.clone(),
-                crate::cmd::explain::first_difference(cache, &m.action),
-            )
-        })
+        .map(|m| m.label.clone())
+        .zip(crate::cmd::explain::first_differences(cache, &actions))
         .collect();
     recorder.finish(graph, summary, jobs, &stats, &why)
 }
