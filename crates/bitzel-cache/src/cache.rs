@@ -570,9 +570,36 @@ impl Cache {
     /// `action` (fewest differences, then newest), excluding `action`'s own
     /// key. For `explain`: diff it with [`crate::explain::diff`].
     pub fn closest_earlier(&self, action: &Action) -> Result<Option<(ActionKey, ActionResult)>> {
+        Ok(self.closest_earlier_all(&[action])?.pop().flatten())
+    }
+
+    /// [`Cache::closest_earlier`] of each of `actions`, in order, opening
+    /// the index once (the build record asks for every task that ran).
+    pub fn closest_earlier_all(
+        &self,
+        actions: &[&Action],
+    ) -> Result<Vec<Option<(ActionKey, ActionResult)>>> {
+        let histories = self.with_index(|idx| {
+            actions
+                .iter()
+                .map(|a| idx.history(&a.label))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(actions
+            .iter()
+            .zip(histories)
+            .map(|(action, history)| self.closest_in(action, history))
+            .collect())
+    }
+
+    fn closest_in(
+        &self,
+        action: &Action,
+        history: Vec<HistoryItem>,
+    ) -> Option<(ActionKey, ActionResult)> {
         let own = action.key();
         let mut best: Option<(usize, u64, ActionKey, ActionResult)> = None;
-        for h in self.history(&action.label)? {
+        for h in history {
             if h.key == own {
                 continue;
             }
@@ -588,7 +615,7 @@ impl Cache {
                 best = Some((n, h.created_ms, h.key, r));
             }
         }
-        Ok(best.map(|(_, _, k, r)| (k, r)))
+        best.map(|(_, _, k, r)| (k, r))
     }
 
     /// Hits and misses counted by this handle so far.

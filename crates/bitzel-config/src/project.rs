@@ -414,6 +414,17 @@ fn bitzel_settings(node: Option<&Node>) -> Result<BitzelSettings, ConfigError> {
                 .map_err(|_| ConfigError::invalid(at, "`bitzel.jobs` is out of range"))?,
         );
     }
+    if let Some(Node {
+        value: Value::Int(j),
+        at,
+        ..
+    }) = node.get("build_records")
+    {
+        s.build_records = Some(
+            usize::try_from(*j)
+                .map_err(|_| ConfigError::invalid(at, "`bitzel.build_records` is out of range"))?,
+        );
+    }
     if let Some(n) = node.get("sandbox") {
         if let Some(v) = n.text() {
             s.sandbox = Some(

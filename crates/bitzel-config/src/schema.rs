@@ -51,6 +51,7 @@ const BITZEL_KEYS: &[&str] = &[
     "build_dir",
     "downloads_dir",
     "remote_cache",
+    "build_records",
 ];
 const REMOTE_CACHE_KEYS: &[&str] = &[
     "url",
@@ -354,6 +355,18 @@ fn check_bitzel(node: &Node) -> Result<(), ConfigError> {
                     ))
                 }
             },
+            "build_records" => match v.value {
+                Value::Int(j) if j >= 0 => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &v.at,
+                        format!(
+                            "`{what}` must be a whole number (0 keeps no build records), found {}",
+                            describe(&v.value)
+                        ),
+                    ))
+                }
+            },
             "sandbox" => {
                 let s = string(v, &what)?;
                 s.parse::<SandboxChoice>()
@@ -549,6 +562,11 @@ mod tests {
         assert!(err("header:\n  version: 14\nenv:\n  A: [1]\n")
             .contains("`env.A` must be a string or nothing"));
         assert!(err("header:\n  version: 14\nbitzel:\n  jobs: 0\n").contains("at least 1"));
+        assert!(check("header:\n  version: 14\nbitzel:\n  build_records: 0\n").is_ok());
+        assert!(
+            err("header:\n  version: 14\nbitzel:\n  build_records: -1\n")
+                .contains("`bitzel.build_records` must be a whole number")
+        );
         assert!(err("header:\n  version: 14\nbitzel:\n  sandbox: docker\n")
             .contains("unknown sandbox `docker`"));
         assert!(err("header:\n  version: 14\nrepos:\n  r:\n    type: hg\n").contains("only git"));

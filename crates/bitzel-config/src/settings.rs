@@ -147,4 +147,7 @@ pub struct BitzelSettings {
     pub downloads_dir: Option<PathBuf>,
     /// Remote cache (reserved).
     pub remote_cache: Option<RemoteCacheSettings>,
+    /// How many build records (`<build>/tmp/buildstats/`) are kept; 0 writes
+    /// none. The binary's default applies when unset.
+    pub build_records: Option<usize>,
 }

@@ -414,10 +414,11 @@ fn bitzel_settings_are_typed() {
     let t = Tree::new();
     let top = t.file(
         "k.yml",
-        "header:\n  version: 14\nbitzel:\n  jobs: 3\n  sandbox: sandbox-exec\n  build_root: host\n  remote_cache:\n    url: http://cache.invalid/\n    read_only: true\n    instance: main\n    auth_header_env: BITZEL_CACHE_AUTH\n    digest_function: blake3\n",
+        "header:\n  version: 14\nbitzel:\n  jobs: 3\n  build_records: 7\n  sandbox: sandbox-exec\n  build_root: host\n  remote_cache:\n    url: http://cache.invalid/\n    read_only: true\n    instance: main\n    auth_header_env: BITZEL_CACHE_AUTH\n    digest_function: blake3\n",
     );
     let p = load(&top).unwrap();
     assert_eq!(p.bitzel.jobs, Some(3));
+    assert_eq!(p.bitzel.build_records, Some(7));
     assert_eq!(p.bitzel.sandbox, Some(SandboxChoice::SandboxExec));
     assert_eq!(p.bitzel.build_root, Some(bitzel_config::BuildRoot::Host));
     let rc = p.bitzel.remote_cache.unwrap();

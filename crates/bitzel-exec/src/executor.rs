@@ -9,7 +9,7 @@
 //! and layers are created from the CAS only when a task that needs them
 //! really runs ("build without the bytes").
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -165,6 +165,25 @@ pub struct HostTools {
 pub struct Counters {
     /// Layers materialised from the CAS for running tasks.
     pub layers_materialised: AtomicU64,
+    /// What was measured of each task that ran in a sandbox, by label
+    /// (`pn:do_task`), for the build record.
+    pub tasks: Mutex<HashMap<String, TaskStats>>,
+}
+
+impl Counters {
+    fn record(&self, label: String, update: impl FnOnce(&mut TaskStats)) {
+        let mut m = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        update(m.entry(label).or_default());
+    }
+}
+
+/// What the executor measured of one task (each `None` when not measured).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    /// Bytes of file content captured from its output.
+    pub bytes_captured: Option<u64>,
+    /// Peak memory of its sandbox (the cgroup's `memory.peak`), in bytes.
+    pub memory_peak: Option<u64>,
 }
 
 /// Why a task missed, kept for `--explain`.
@@ -976,6 +995,10 @@ impl BuildExecutor<'_> {
             )
         })?;
         let duration = started.elapsed();
+        if let Some(peak) = outcome.resources.memory_peak {
+            self.counters
+                .record(task.label(), |s| s.memory_peak = Some(peak));
+        }
         let scan = fs::File::open(&log)
             .and_then(|f| crate::tasklog::scan_log(std::io::BufReader::new(f)))
             .unwrap_or_else(|e| {
@@ -1000,6 +1023,9 @@ impl BuildExecutor<'_> {
             WorkDir::Flattened { dir, baseline } => self.cache.capture_delta(dir, baseline),
         }
         .map_err(|e| setup_err(task, format!("capturing output: {e}")))?;
+        let bytes = captured.stats.bytes;
+        self.counters
+            .record(task.label(), |s| s.bytes_captured = Some(bytes));
         let log_digest = self.cache.put_file(&log).ok();
         let d = &recipe.data;
         let mut extra = BTreeMap::new();

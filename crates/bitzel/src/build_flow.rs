@@ -55,6 +55,10 @@ pub struct BuildRequest {
     /// `pn:do_task` to open an interactive shell in instead of running it
     /// (`bitzel devshell`); its dependencies are built or restored first.
     pub devshell: Option<String>,
+    /// `--timings`: write the HTML report of this build.
+    pub timings: bool,
+    /// `--trace FILE`: write this build as Chrome trace events.
+    pub trace: Option<PathBuf>,
 }
 
 /// The remote cache level, if one is configured (flag over config).
@@ -313,12 +317,24 @@ pub fn build(
         force: forced.clone(),
         devshell_status: Mutex::new(None),
     };
+    // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
+    let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())
+        .then(crate::buildstats::Recorder::new);
     let (summary, outputs) = run_with_outputs(&plan.graph, &exec, &opts, &|e| {
         if let Some(p) = &progress {
             p.event(e);
         }
+        if let Some(r) = &recorder {
+            r.event(e);
+        }
     });
     drop(progress);
+    let record =
+        recorder.map(|r| finish_record(r, &plan.graph, &summary, opts.jobs, &exec, &cache));
+    if let Some(record) = &record {
+        out.info(&crate::buildstats::summary_line(record));
+        save_record(out, project, &build_dir, record, req)?;
+    }
 
     if summary.dry_run {
         return Ok(ExitCode::SUCCESS);
@@ -383,6 +399,7 @@ pub fn build(
             "failed": summary.failed,
             "not_run": summary.not_run,
             "wall_s": summary.wall.as_secs_f64(),
+            "critical_path_s": record.as_ref().map(|r| r.critical_path_us as f64 / 1e6),
             "total_s": t0.elapsed().as_secs_f64(),
             "local_hits": cache_summary.local_hits,
             "remote_hits": cache_summary.remote_hits,
@@ -416,6 +433,59 @@ pub fn build(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The build record of a finished run: the recorder's timings with what
+/// the executor measured and why each executed task ran.
+fn finish_record(
+    recorder: crate::buildstats::Recorder,
+    graph: &bitzel_graph::TaskGraph,
+    summary: &bitzel_graph::RunSummary,
+    jobs: usize,
+    exec: &BuildExecutor<'_>,
+    cache: &Cache,
+) -> crate::buildstats::BuildRecord {
+    let stats = std::mem::take(
+        &mut *exec
+            .counters
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    let misses = exec.misses.lock().unwrap_or_else(|p| p.into_inner());
+    let actions: Vec<&bitzel_cache::Action> = misses.iter().map(|m| &m.action).collect();
+    let why: std::collections::HashMap<String, String> = misses
+        .iter()
+        .map(|m| m.label.clone())
+        .zip(crate::cmd::explain::first_differences(cache, &actions))
+        .collect();
+    recorder.finish(graph, summary, jobs, &stats, &why)
+}
+
+/// Keep the record (unless `build_records` is 0), and write the HTML report
+/// (`--timings`) and the Chrome trace (`--trace`) the request asks for.
+fn save_record(
+    out: &Output,
+    project: &Project,
+    build_dir: &Path,
+    record: &crate::buildstats::BuildRecord,
+    req: &BuildRequest,
+) -> anyhow::Result<()> {
+    let keep = crate::buildstats::records_to_keep(project.bitzel.build_records)?;
+    let dir = crate::buildstats::records_dir(build_dir);
+    if keep > 0 {
+        crate::buildstats::write(&dir, record, keep).context("writing the build record")?;
+    }
+    if req.timings {
+        let stem = crate::buildstats::stem(record);
+        let path = crate::cmd::report::write_html(&dir, &stem, record)?;
+        out.info(&format!("timings: {}", crate::project::shown(&path)));
+    }
+    if let Some(path) = &req.trace {
+        crate::cmd::report::write_trace(path, record)?;
+        out.info(&format!("trace: {}", crate::project::shown(path)));
+    }
+    Ok(())
 }
 
 /// The labels of the target tasks `-f` runs again: each target task that

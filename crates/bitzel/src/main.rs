@@ -5,11 +5,13 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod build_flow;
+mod buildstats;
 mod cmd;
 mod deploy_manifest;
 mod output;
 mod progress;
 mod project;
+mod report;
 
 use std::process::ExitCode;
 
@@ -61,6 +63,10 @@ pub enum Command {
     /// Show final variable values in `bitbake -e` format (`--history`:
     /// every assignment that shaped them; `--recipes`: list the recipes).
     Show(cmd::show::ShowArgs),
+    /// Write the HTML timing report of a recorded build (default the latest
+    /// under <build>/tmp/buildstats/): timeline, critical path, slowest
+    /// tasks, why tasks ran; `--trace FILE` for Perfetto.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd::explain::run(&out, args),
         Command::Devshell(args) => cmd::devshell::run(&out, args),
         Command::Show(args) => cmd::show::run(&out, args),
+        Command::Report(args) => cmd::report::run(&out, args),
     };
     match result {
         Ok(code) => code,

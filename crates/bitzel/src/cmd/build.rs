@@ -62,6 +62,14 @@ pub struct BuildArgs {
     /// uploads, bytes moved, wall time) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<std::path::PathBuf>,
+    /// Write an HTML timing report of this build (timeline per worker slot,
+    /// critical path, slowest tasks, why tasks ran) under
+    /// `<build>/tmp/buildstats/` and print where.
+    #[arg(long)]
+    pub timings: bool,
+    /// Write this build as Chrome trace events to FILE (Perfetto, chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// Run `bitzel build`.
@@ -73,6 +81,8 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
             (args.dry_run, "-n"),
             (args.json, "--json"),
             (args.explain, "--explain"),
+            (args.timings, "--timings"),
+            (args.trace.is_some(), "--trace"),
         ];
         if let Some((_, flag)) = extra.iter().find(|(set, _)| *set) {
             anyhow::bail!(
@@ -125,6 +135,8 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
         remote_read_only: args.remote_cache_read_only,
         summary_json: args.summary_json,
         devshell: None,
+        timings: args.timings,
+        trace: args.trace,
     };
     crate::build_flow::build(out, &project, &ws, &req)
 }

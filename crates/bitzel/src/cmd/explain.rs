@@ -306,6 +306,41 @@ pub fn explain_one(cache: &Cache, action: &Action) -> String {
     s
 }
 
+/// Why each action that ran did: its first difference from the closest
+/// earlier cache entry (or that there was none), a few lines of text (the
+/// build record's `why`), in order. The index is opened once for all.
+pub fn first_differences(cache: &Cache, actions: &[&Action]) -> Vec<String> {
+    let closest: Vec<Why> = match cache.closest_earlier_all(actions) {
+        Ok(all) => actions
+            .iter()
+            .zip(all)
+            .map(|(a, c)| match c {
+                Some((_key, earlier)) => Why::Changed(bitzel_cache::diff(&earlier.action, a)),
+                None => Why::New,
+            })
+            .collect(),
+        Err(e) => actions
+            .iter()
+            .map(|_| Why::Unknown(e.to_string()))
+            .collect(),
+    };
+    closest
+        .into_iter()
+        .map(|w| {
+            let mut s = String::new();
+            match w {
+                Why::Changed(diffs) if !diffs.is_empty() => describe(&mut s, cache, &diffs[0]),
+                w => why_text(&mut s, cache, &w),
+            }
+            s.lines()
+                .take(6)
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
 fn short(d: &Digest) -> String {
     d.to_string().chars().take(12).collect()
 }

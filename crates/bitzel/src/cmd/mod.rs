@@ -6,6 +6,7 @@ pub mod devshell;
 pub mod doctor;
 pub mod explain;
 pub mod graph;
+pub mod report;
 pub mod runqemu;
 pub mod show;
 pub mod taskverbs;
