@@ -23,7 +23,7 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 echo "--- crate level: bitzel-cache remote tests against nginx"
 cargo test -p bitzel-cache --locked --test remote_nginx --test remote_faults --test remote_stream -- --test-threads=4
 
-echo "--- benchmark smoke run (small sizes; full run: cargo bench -p bitzel-cache --bench remote_throughput)"
-BITZEL_BENCH_QUICK=1 cargo test -p bitzel-cache --locked --bench remote_throughput -- --nocapture
+echo "--- benchmark smoke run (small sizes; full run: scripts/bench remote)"
+BITZEL_BENCH_QUICK=1 cargo test -p bitzel-benches --locked --bench remote -- --nocapture
 
 echo "--- end to end (two checkouts, two empty local caches, one remote): scripts/test.d/50-example-e2e.sh"

@@ -24,8 +24,15 @@ pub struct Nginx {
     running: bool,
 }
 
+/// `scripts/nginx-dav` of the checkout: the first ancestor of the including package's
+/// manifest dir that has it (a crate under `crates/`, or the top-level `benches/`).
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nginx-dav")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|d| d.join("scripts/nginx-dav"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no scripts/nginx-dav above {}", manifest.display()))
 }
 
 impl Nginx {

@@ -8,7 +8,7 @@
 //!   of time a slot sat idle while a task was ready ("starvation"), and the
 //!   speed-up over `-j 1` measured in the same run.
 //!
-//! `cargo bench -p bitzel-graph --bench scheduler [-- --tasks N --sleep-us N]`
+//! `cargo bench -p bitzel-benches --bench scheduler [-- --tasks N --sleep-us N]`
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Mutex;

@@ -8,11 +8,11 @@
 //! with the process's peak RSS growth, which stays far below the blob's size
 //! because large blobs stream (see `remote::store::STREAM_UPLOAD_BYTES`).
 //!
-//! Run: `cargo bench -p bitzel-cache --bench remote_throughput`
+//! Run: `cargo bench -p bitzel-benches --bench remote`
 //! (`BITZEL_BENCH_QUICK=1` for a smoke run with small sizes).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/remote_common/mod.rs"]
+#[path = "../crates/bitzel-cache/tests/remote_common/mod.rs"]
 mod remote_common;
 
 use std::collections::HashMap;

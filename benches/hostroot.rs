@@ -6,7 +6,7 @@
 //! `BITZEL_BENCH_HOST_COLD=1` also times the real root's first-time hashing
 //! (into a temporary memo; minutes on a large `/usr`).
 //!
-//! Run: `scripts/bench hostroot` or `cargo bench -p bitzel-cache --bench hostroot`.
+//! Run: `scripts/bench hostroot` or `cargo bench -p bitzel-benches --bench hostroot`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

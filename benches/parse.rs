@@ -3,7 +3,7 @@
 //! and appends) and parses it cold (no parse cache) and warm (parse cache
 //! filled by the previous run), printing recipes/second.
 //!
-//! Run: `cargo bench -p bitzel-meta --bench parse` (optionally
+//! Run: `cargo bench -p bitzel-benches --bench parse` (optionally
 //! `-- --recipes N --jobs N`).
 #![allow(
     clippy::unwrap_used,

@@ -2,7 +2,10 @@
 //! `unshare -Urmpn --fork true`, measured in the same run. Every sandbox run `true` over the
 //! host build root with a 50-layer overlay at /bitzel/work (fresh upperdir).
 //!
-//! `cargo bench -p bitzel-sandbox --bench overhead [-- ITERATIONS]`
+//! `cargo bench -p bitzel-benches --bench sandbox [-- ITERATIONS]`
+//!
+//! This binary is its own sandbox helper (`HelperExe::CurrentExe`, as `bitzel` itself): a
+//! bench target of another package cannot name bitzel-sandbox's helper binary.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +13,6 @@
     missing_docs
 )]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bitzel_sandbox::*;
@@ -52,6 +54,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    if is_helper_invocation() {
+        helper_main();
+    }
     let iters: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -77,8 +82,7 @@ fn main() {
         upper: Some((up, wk)),
         dst: "/bitzel/work".into(),
     });
-    let helper = PathBuf::from(env!("CARGO_BIN_EXE_bitzel-sandbox-helper"));
-    let cfg = SandboxConfig::new(HelperExe::Path(helper));
+    let cfg = SandboxConfig::new(HelperExe::CurrentExe);
     let native = NativeBackend::new(cfg.clone());
     let bwrap = BwrapBackend::new(cfg);
     let check = |b: &dyn Backend| {

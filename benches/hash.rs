@@ -3,7 +3,7 @@
 //! `b3sum` on the same files in the same run.
 //!
 //! Run: `scripts/bench-hash` (installs b3sum if missing) or
-//! `cargo bench -p bitzel-cache --bench hash`.
+//! `cargo bench -p bitzel-benches --bench hash`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
