@@ -2,7 +2,9 @@
 # End to end on the shipped example (issues 7 and 8), with a real nginx WebDAV
 # remote cache:
 #   A  cold build from checkout A, empty local cache A, remote attached
-#      -> builds everything, uploads; runqemu --check boots it
+#      -> builds everything, uploads; runqemu --check boots it; `bitzel report`
+#      renders its record: every task present, the critical path is the longest
+#      path this script computes from the recorded durations and the graph
 #   A' the same again -> zero tasks executed, time printed (target < 1 s)
 #      bitzel devshell opens busybox:do_compile's sandbox (tree and PATH checked)
 #   C  checkout A copied to another directory, cache A -> zero tasks executed
@@ -53,6 +55,36 @@ cat "$work/a.json"
 [ "$(field "$work/a.json" executed)" -gt 0 ] || { echo "FAILED: build A executed nothing" >&2; exit 1; }
 [ "$(field "$work/a.json" uploads)" -gt 0 ] || { echo "FAILED: build A uploaded nothing" >&2; exit 1; }
 (cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
+
+echo "--- report: the record of build A and its HTML (every task; the critical path is the longest path)"
+(cd "$work/a" && "$bin" report examples/busybox-qemux86-64.yml -o "$work/a-report.html") \
+  || { echo "FAILED: bitzel report" >&2; exit 1; }
+python3 - "$work/a/build/tmp/buildstats" "$work/a-report.html" <<'PY'
+import json, os, sys
+d, html_path = sys.argv[1], sys.argv[2]
+records = sorted(f for f in os.listdir(d) if f.endswith(".json"))
+# build A is the first build of checkout A: the oldest record.
+rec = json.load(open(os.path.join(d, records[0])))
+tasks = rec["tasks"]
+dur = [(t["end_us"] - t["start_us"]) if t.get("start_us") is not None and t.get("end_us") is not None else 0 for t in tasks]
+memo = {}
+def best(i):
+    if i not in memo:
+        memo[i] = dur[i] + max([best(x) for x in tasks[i]["deps"]] or [0])
+    return memo[i]
+length = max(best(i) for i in range(len(tasks)))
+path = rec["critical_path"]
+assert rec["critical_path_us"] == length, (rec["critical_path_us"], length)
+assert sum(dur[i] for i in path) == length, "the recorded path has the longest length"
+for a, b in zip(path, path[1:]):
+    assert a in tasks[b]["deps"], f"{tasks[a]['label']} -> {tasks[b]['label']} is not an edge"
+html = open(html_path).read()
+for t in tasks:
+    row = f"<tr data-task><td>{t['label']}</td>"
+    assert html.count(row) == 1, f"{t['label']} missing from the report"
+print(f"report: {len(tasks)} tasks, critical path {length/1e6:.1f} s through {len(path)} tasks:",
+      " -> ".join(tasks[i]["label"] for i in path))
+PY
 
 echo "--- A again: nothing to do"
 build "$work/a" "$work/cache-a" "$work/a2.json"
