@@ -9,21 +9,11 @@ use std::process::Command;
 
 use expect_test::expect;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod common;
+use common::{repo_root, Run};
 
 fn testdata() -> PathBuf {
     repo_root().join("testdata/config")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 /// Run `bitzel <args>` in `cwd`.
@@ -35,11 +25,7 @@ fn bitzel(cwd: &Path, args: &[&str]) -> Run {
         .env_remove("BITZEL_LOG")
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// A broken config: exit code 1, nothing on stdout, exactly one line on stderr.

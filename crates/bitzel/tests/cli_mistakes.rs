@@ -5,17 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use expect_test::{expect, Expect};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod common;
+use common::repo_root;
 
 /// `bitzel [-v] <verb> testdata/meta/mistakes/<project> --build-dir <tmp>
 /// <args>`, as `exit N` then stdout and stderr, with the repository path

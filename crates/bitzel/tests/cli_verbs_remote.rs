@@ -15,11 +15,8 @@ use std::process::Command;
 
 use bitzel_cache::{ActionResult, Cache};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
+use common::Run;
 
 fn bitzel(dir: &Path, url: &str, args: &[&str]) -> Run {
     let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -34,11 +31,7 @@ fn bitzel(dir: &Path, url: &str, args: &[&str]) -> Run {
         .env_remove("BITZEL_LOG")
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 fn stamp_entry(dir: &Path) -> (bitzel_cache::ActionKey, ActionResult) {
