@@ -37,7 +37,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::beneath::{split_parent, Dir, Parents};
@@ -45,7 +45,7 @@ use crate::cas::Cas;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::apply_trees;
-use crate::tree::{fill_file_digests, CaptureStats, EntryKind, Tree, TreeEntry};
+use crate::tree::{fill_file_digests, uncacheable, CaptureStats, EntryKind, Tree, TreeEntry};
 
 /// What kind of file an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,19 +145,7 @@ fn stamp_of(path: &Path, md: &fs::Metadata) -> Result<Stamp> {
     } else if ft.is_file() {
         Kind::File
     } else {
-        let what = if ft.is_fifo() {
-            "a named pipe"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "a device node"
-        };
-        return Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            reason: format!(
-                "it is {what}; only files, directories and symlinks can be cached (remove it at the end of the task)"
-            ),
-        });
+        return Err(uncacheable(path, ft));
     };
     let dir = kind == Kind::Dir;
     Ok(Stamp {

@@ -431,6 +431,22 @@ fn is_xattr_whiteout(path: &Path) -> bool {
         .any(|n| matches!(get_xattr(path, n), Ok(Some(_))))
 }
 
+/// The error for a fifo, socket or device node found in a task's output:
+/// only files, directories, symlinks and (overlayfs) whiteouts are cached.
+pub(crate) fn uncacheable(path: &Path, ft: fs::FileType) -> Error {
+    let what = if ft.is_fifo() {
+        "a named pipe"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a device node"
+    };
+    Error::Unsupported {
+        path: path.to_path_buf(),
+        reason: format!("it is {what}; only files, directories, symlinks and overlayfs whiteouts can be cached (remove it at the end of the task)"),
+    }
+}
+
 /// Hash the files `pending` names (index into `entries`, path) in parallel
 /// and fill in their entries' digests and sizes; with `store`, their
 /// content is also copied into that CAS.
@@ -532,17 +548,7 @@ pub fn capture(root: &Path, store: Option<&Cas>) -> Result<(Tree, CaptureStats)>
                 }
             }
         } else {
-            let what = if ft.is_fifo() {
-                "a named pipe"
-            } else if ft.is_socket() {
-                "a socket"
-            } else {
-                "a device node"
-            };
-            return Err(Error::Unsupported {
-                path: abs.to_path_buf(),
-                reason: format!("it is {what}; only files, directories, symlinks and overlayfs whiteouts can be cached (remove it at the end of the task)"),
-            });
+            return Err(uncacheable(abs, ft));
         };
         entries.push(TreeEntry {
             path: rel.to_string(),

@@ -536,9 +536,7 @@ impl BuildExecutor<'_> {
         inputs: &TaskOutput,
     ) -> Result<(String, bool), TaskFailure> {
         let d = &recipe.data;
-        let builtin = d
-            .get_flag(&task.task, "builtin")
-            .and_then(|b| Builtin::from_flag(&b));
+        let builtin = builtin_of(recipe, task);
         let bad =
             |e: &dyn std::fmt::Display| fail(FailureKind::Task, format!("{}: {e}", task.label()));
         match builtin {
@@ -637,10 +635,7 @@ impl BuildExecutor<'_> {
         deps: &[(&TaskNode, &TaskOutput)],
     ) -> Result<Option<Action>, TaskFailure> {
         let recipe = self.recipe(task)?;
-        let builtin = recipe
-            .data
-            .get_flag(&task.task, "builtin")
-            .and_then(|b| Builtin::from_flag(&b));
+        let builtin = builtin_of(recipe, task);
         if task.noexec || builtin == Some(Builtin::Fetch) {
             return Ok(None);
         }
@@ -1066,6 +1061,14 @@ impl BuildExecutor<'_> {
     }
 }
 
+/// The Rust built-in a task is marked as (`do_X[builtin]`), if bitzel knows it.
+fn builtin_of(recipe: &Recipe, task: &TaskNode) -> Option<Builtin> {
+    recipe
+        .data
+        .get_flag(&task.task, "builtin")
+        .and_then(|b| Builtin::from_flag(&b))
+}
+
 /// Reconstruct a task's output from a cached result.
 fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOutput {
     let mut out = inputs.clone();
@@ -1264,10 +1267,7 @@ impl BuildExecutor<'_> {
             log.record(task, WouldRun::After(waits), true);
             return pass(inputs, Outcome::Executed);
         }
-        let builtin = recipe
-            .data
-            .get_flag(&task.task, "builtin")
-            .and_then(|b| Builtin::from_flag(&b));
+        let builtin = builtin_of(recipe, task);
         if builtin == Some(Builtin::Fetch) {
             // Records a download it would make (`WouldRun::Fetch`) itself.
             return self.run_fetch(task, recipe, inputs);
@@ -1326,10 +1326,7 @@ impl Executor for BuildExecutor<'_> {
                 outcome: Outcome::NoExec,
             });
         }
-        let d = &recipe.data;
-        let builtin = d
-            .get_flag(&task.task, "builtin")
-            .and_then(|b| Builtin::from_flag(&b));
+        let builtin = builtin_of(recipe, task);
         if builtin == Some(Builtin::Fetch) {
             return self.run_fetch(task, recipe, inputs);
         }
