@@ -167,6 +167,15 @@ pub enum ConfigError {
         /// The directory that was looked for.
         path: PathBuf,
     },
+    /// No BitBake library (a directory holding `bb/__init__.py`) was found
+    /// for metadata that needs CPython, or a configured one is not one.
+    #[error("{at}: {message}")]
+    BitbakeLib {
+        /// The `bitzel.bitbake_lib` setting, else the start of the config file.
+        at: Location,
+        /// Where bitzel looked and how to set it.
+        message: String,
+    },
     /// Cloning or checking out a git repo failed.
     #[error("{at}: repo `{repo}`: {message}")]
     Git {
@@ -191,6 +200,7 @@ impl ConfigError {
             | ConfigError::IncludeCycle { at, .. }
             | ConfigError::MissingRepo { at, .. }
             | ConfigError::MissingLayer { at, .. }
+            | ConfigError::BitbakeLib { at, .. }
             | ConfigError::Git { at, .. } => at,
         }
     }

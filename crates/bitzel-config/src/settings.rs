@@ -150,4 +150,8 @@ pub struct BitzelSettings {
     /// How many build records (`<build>/tmp/buildstats/`) are kept; 0 writes
     /// none. The binary's default applies when unset.
     pub build_records: Option<usize>,
+    /// `bitzel.bitbake_lib`: the BitBake library directory (the one
+    /// holding `bb/`) that metadata needing CPython imports `bb` from, and
+    /// where it is set. See [`crate::find_bitbake_lib`].
+    pub bitbake_lib: Option<(PathBuf, crate::Location)>,
 }
