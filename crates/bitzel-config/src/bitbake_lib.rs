@@ -171,7 +171,9 @@ mod tests {
         let yml = tmp.join("p.yml");
         std::fs::write(
             &yml,
-            format!("header:\n  version: 14\nrepos:\n  zz:\n    path: zz\n  aa:\n    path: aa\n{extra}"),
+            format!(
+                "header:\n  version: 14\nrepos:\n  zz:\n    path: zz\n  aa:\n    path: aa\n{extra}"
+            ),
         )
         .unwrap();
         crate::load(&yml).unwrap()
@@ -217,12 +219,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = project(t.path(), "bitzel:\n  bitbake_lib: nowhere\n");
         let e = find_bitbake_lib(&p, None).unwrap_err().to_string();
-        assert!(e.contains("p.yml:9:16") && e.contains("no bb/__init__.py"), "{e}");
+        assert!(
+            e.contains("p.yml:9:16") && e.contains("no bb/__init__.py"),
+            "{e}"
+        );
         let p = project(t.path(), "");
         let e = find_bitbake_lib(&p, Some(t.path().join("nowhere").as_os_str()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("BITZEL_BITBAKE_LIB") && e.contains("unset it"), "{e}");
+        assert!(
+            e.contains("BITZEL_BITBAKE_LIB") && e.contains("unset it"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::data::{DataStore, ExpandError, HistoryEntry};
 use crate::diag::Severity;
 use crate::eval::Eval;
 use crate::pyexpr::{self, DataOp, FuncOutcome, LogLevel, PyContext};
+use crate::python::{python_host, PyRun};
+use std::ops::ControlFlow;
 
 /// The variable holding the reason a recipe was skipped
 /// (`bb.parse.SkipRecipe`); bitzel's own, not BitBake's.
@@ -25,7 +27,7 @@ pub const SKIP_VAR: &str = "__BITZEL_SKIPPED";
 const NOT_RUN: &str = "anonymous python function not executed";
 
 /// The datastore as an anonymous function sees it.
-struct AnonCtx<'d> {
+pub(crate) struct AnonCtx<'d> {
     ds: RefCell<&'d mut DataStore>,
     file: Arc<Path>,
     line: u32,
@@ -33,7 +35,17 @@ struct AnonCtx<'d> {
     expand_error: RefCell<Option<ExpandError>>,
 }
 
-impl AnonCtx<'_> {
+impl<'d> AnonCtx<'d> {
+    pub(crate) fn new(ds: &'d mut DataStore, file: Arc<Path>, line: u32) -> AnonCtx<'d> {
+        AnonCtx {
+            ds: RefCell::new(ds),
+            file,
+            line,
+            logs: RefCell::new(Vec::new()),
+            expand_error: RefCell::new(None),
+        }
+    }
+
     fn read<T>(&self, f: impl FnOnce(&DataStore) -> T) -> T {
         f(&self.ds.borrow())
     }
@@ -155,6 +167,18 @@ impl PyContext for AnonCtx<'_> {
         Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
     }
 
+    fn keys(&self) -> Result<Vec<String>, String> {
+        Ok(self.read(|d| d.keys()))
+    }
+
+    fn has_overrides(&self, var: &str) -> Result<bool, String> {
+        Ok(self.read(|d| d.has_overrides(var)))
+    }
+
+    fn snapshot(&self) -> Result<DataStore, String> {
+        Ok(self.read(|d| d.clone()))
+    }
+
     fn log(&self, level: LogLevel, msg: &str) {
         self.logs.borrow_mut().push((level, msg.to_string()));
     }
@@ -186,6 +210,12 @@ impl Eval<'_> {
             let compiled = pyexpr::compile_cached(body);
             let func = match &*compiled {
                 Ok(f) => f,
+                Err(_) if python_host().is_some() => {
+                    match self.run_anon_in_host(fname, body, &file, lineno) {
+                        ControlFlow::Break(skip) => return skip,
+                        ControlFlow::Continue(()) => continue,
+                    }
+                }
                 Err(ce) => {
                     self.diag(
                         Severity::Note,
@@ -197,13 +227,7 @@ impl Eval<'_> {
                 }
             };
             self.ds.begin_transaction();
-            let ctx = AnonCtx {
-                ds: RefCell::new(&mut self.ds),
-                file: file.clone(),
-                line: lineno,
-                logs: RefCell::new(Vec::new()),
-                expand_error: RefCell::new(None),
-            };
+            let ctx = AnonCtx::new(&mut self.ds, file.clone(), lineno);
             let result = func.run(&ctx);
             let AnonCtx {
                 logs, expand_error, ..
@@ -219,6 +243,16 @@ impl Eval<'_> {
                 );
             };
             match result {
+                // CPython is the reference: a function the subset could not
+                // run to its end (outside the subset, or a name it cannot see
+                // such as a `def`) runs again there from the start.
+                Err(_) if python_host().is_some() => {
+                    self.ds.rollback();
+                    match self.run_anon_in_host(fname, body, &file, lineno) {
+                        ControlFlow::Break(skip) => return skip,
+                        ControlFlow::Continue(()) => continue,
+                    }
+                }
                 Err((l, e)) if e.is_unsupported() => {
                     self.ds.rollback();
                     let what = e.message.trim_start_matches(pyexpr::UNSUPPORTED);
@@ -248,18 +282,7 @@ impl Eval<'_> {
                 }
                 _ => {}
             }
-            for (level, msg) in logs.into_inner() {
-                let sev = match level {
-                    LogLevel::Debug => {
-                        tracing::debug!(file = %file.display(), msg, "bb.debug");
-                        continue;
-                    }
-                    LogLevel::Note | LogLevel::Plain => Severity::Note,
-                    LogLevel::Warn => Severity::Warning,
-                    LogLevel::Error => Severity::Error,
-                };
-                self.diag(sev, &file, lineno, msg);
-            }
+            self.emit_logs(&file, lineno, logs.into_inner());
             match result {
                 Ok(outcome) => {
                     self.ds.commit();
@@ -281,4 +304,86 @@ impl Eval<'_> {
         }
         None
     }
+
+    /// Run one anonymous function through the installed Python host (the
+    /// reference for everything the subset does not cover), as a
+    /// transaction: an exception keeps nothing it did. `Break` carries
+    /// what `run_anon_funcs` returns when the remaining functions must not
+    /// run (a skip, or an error).
+    fn run_anon_in_host(
+        &mut self,
+        fname: &str,
+        body: &str,
+        file: &Arc<Path>,
+        lineno: u32,
+    ) -> ControlFlow<Option<String>> {
+        let Some(host) = python_host() else {
+            return ControlFlow::Continue(());
+        };
+        self.ds.begin_transaction();
+        let ctx = AnonCtx::new(&mut self.ds, file.clone(), lineno);
+        // The body starts on the line after `python () {`.
+        let result = host.run_anonymous(fname, body, file, lineno + 1, &ctx);
+        let AnonCtx {
+            logs, expand_error, ..
+        } = ctx;
+        self.emit_logs(file, lineno, logs.into_inner());
+        if let Some(e) = expand_error.into_inner() {
+            self.ds.rollback();
+            self.error(
+                file,
+                lineno,
+                format!("anonymous python function failed: a value it read did not expand ({e})"),
+            );
+            return ControlFlow::Break(None);
+        }
+        match result {
+            Ok(PyRun::Done) => {
+                self.ds.commit();
+                ControlFlow::Continue(())
+            }
+            Ok(PyRun::Skip(reason)) => {
+                self.ds.commit();
+                ControlFlow::Break(Some(reason))
+            }
+            Err(f) => {
+                self.ds.rollback();
+                self.error(
+                    file,
+                    f.line.unwrap_or(lineno),
+                    format!("anonymous python function failed: {}", f.message),
+                );
+                ControlFlow::Break(None)
+            }
+        }
+    }
+
+    fn emit_logs(&mut self, file: &Arc<Path>, lineno: u32, logs: Vec<(LogLevel, String)>) {
+        for (level, msg) in logs {
+            let sev = match level {
+                LogLevel::Debug => {
+                    tracing::debug!(file = %file.display(), msg, "bb.debug");
+                    continue;
+                }
+                LogLevel::Note | LogLevel::Plain => Severity::Note,
+                LogLevel::Warn => Severity::Warning,
+                LogLevel::Error => Severity::Error,
+            };
+            self.diag(sev, file, lineno, msg);
+        }
+    }
+}
+
+/// Run `f` with `ds` as a writable [`PyContext`] (what Python code sees as
+/// `d`), its changes recorded in history at `file`:`line`. Messages logged
+/// through it (`bb.note`, ...) are returned with `f`'s result.
+pub fn with_data_context<T>(
+    ds: &mut DataStore,
+    file: &Path,
+    line: u32,
+    f: impl FnOnce(&dyn PyContext) -> T,
+) -> (T, Vec<(LogLevel, String)>) {
+    let ctx = AnonCtx::new(ds, Arc::from(file), line);
+    let r = f(&ctx);
+    (r, ctx.logs.into_inner())
 }

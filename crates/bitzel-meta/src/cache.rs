@@ -76,6 +76,12 @@ impl ParseCache {
         let semantics = current_semantics();
         h.update(&(semantics.len() as u64).to_le_bytes());
         h.update(semantics.as_bytes());
+        // What the Python host imports (BitBake's library, addpylib
+        // directories) decides values too: a change there is a new key.
+        match crate::python::python_host() {
+            Some(host) => h.update(&host.fingerprint()),
+            None => h.update(b"no python host"),
+        };
         for (p, d) in &base.inputs {
             h.update(p.to_string_lossy().as_bytes());
             h.update(&[0]);

@@ -761,6 +761,11 @@ impl DataStore {
         out
     }
 
+    /// BitBake's `hasOverrides`: override forms of `var` exist.
+    pub fn has_overrides(&self, var: &str) -> bool {
+        self.find(var).is_some_and(|e| !e.overrides.is_empty())
+    }
+
     /// Expand `${...}` references (and `${@...}` inline Python) in `s`.
     pub fn expand(&self, s: &str) -> Result<String, ExpandError> {
         self.with_expander(|ex| ex.expand(s, None))
@@ -1241,7 +1246,16 @@ impl<'a> Expander<'a> {
 
     fn eval_python(&self, code: &str, varname: Option<&str>) -> Result<String, ExpandError> {
         let ctx = PyCtx { ex: self };
-        let r = pyexpr::eval_inline(code, &ctx);
+        let mut r = pyexpr::eval_inline(code, &ctx);
+        // CPython (when installed) is the reference: whatever the Rust
+        // subset does not evaluate (outside it, or a name it cannot see such
+        // as a `def` or an `addpylib` module) is evaluated there.
+        if r.as_ref().is_err_and(|e| !e.is_syntax_error()) {
+            if let Some(host) = crate::python::python_host() {
+                *self.pending.borrow_mut() = None;
+                r = host.eval_inline(code, &ctx);
+            }
+        }
         if let Some(e) = self.pending.borrow_mut().take() {
             return Err(e);
         }
@@ -1365,6 +1379,24 @@ impl PyContext for PyCtx<'_, '_> {
                 s.to_string()
             }
         }
+    }
+
+    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
+        self.ex.note_dep(var);
+        let flags = self.ex.ds.flags(var);
+        Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
+    }
+
+    fn keys(&self) -> Result<Vec<String>, String> {
+        Ok(self.ex.ds.keys())
+    }
+
+    fn has_overrides(&self, var: &str) -> Result<bool, String> {
+        Ok(self.ex.ds.has_overrides(var))
+    }
+
+    fn snapshot(&self) -> Result<DataStore, String> {
+        Ok(self.ex.ds.clone())
     }
 }
 

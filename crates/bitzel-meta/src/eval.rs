@@ -312,8 +312,34 @@ impl<'e> Eval<'e> {
                 );
                 self.ds
                     .set_var_flag(name, "lineno", Arc::from(line.to_string()), None);
+                if let Some(host) = crate::python::python_host() {
+                    if let Err(f) = host.define(text, file, line) {
+                        self.error(file, f.line.unwrap_or(line), f.message);
+                    }
+                }
             }
-            StmtKind::AddPyLib { .. } => {}
+            StmtKind::AddPyLib { dir, namespace } => self.add_pylib(file, line, dir, namespace),
+        }
+    }
+
+    /// `addpylib`: handed to the Python host; without one it only matters
+    /// to metadata that needs CPython, which reports its own error.
+    fn add_pylib(&mut self, file: &Arc<Path>, line: u32, dir: &str, namespace: &str) {
+        let Some(host) = crate::python::python_host() else {
+            return;
+        };
+        let Some(dir) = self.expand_at(dir, None, file, line) else {
+            return;
+        };
+        let ctx = crate::anon::AnonCtx::new(&mut self.ds, file.clone(), line);
+        let r = host.add_pylib(Path::new(&dir), namespace, &ctx);
+        drop(ctx);
+        if let Err(f) = r {
+            self.error(
+                file,
+                line,
+                format!("addpylib {dir} {namespace}: {}", f.message),
+            );
         }
     }
 

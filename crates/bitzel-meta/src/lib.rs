@@ -25,15 +25,18 @@ mod layerdeps;
 mod parse;
 mod pattern;
 pub mod pyexpr;
+mod python;
 mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use anon::with_data_context;
 pub use data::{DataStore, ExpandError, HistoryEntry};
 pub use diag::{Diagnostic, MetaError, Severity};
 pub use emit::{emit_env, emit_history, EmitOptions};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
+pub use python::{install_python_host, python_host, PyFailure, PyRun, PythonHost};
 pub use workspace::load_workspace;
 
 /// The only source of file content.

@@ -114,6 +114,13 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
             ev.ds.set_var_flag(k, "export", Arc::from("1"), None);
         }
     }
+    // BitBake's cooker names the configuration being parsed ("default"
+    // for the only one bitzel parses) before reading any file.
+    ev.ds.set_var(
+        "BB_CURRENT_MC",
+        Arc::from("default"),
+        internal(&bitzel_file, "set", "default"),
+    );
     let topdir_s = topdir.to_string_lossy().into_owned();
     ev.ds.set_var(
         "TOPDIR",

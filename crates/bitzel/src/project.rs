@@ -236,8 +236,17 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
         cache_dir: parse_cache,
         jobs: project.bitzel.jobs,
     };
+    let missing_bitbake = start_python(project)?;
     let ws = match bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts) {
         Ok(ws) => ws,
+        Err(bitzel_meta::MetaError::Config { diagnostics })
+            if missing_bitbake.is_some() && needs_python(&diagnostics) =>
+        {
+            print_diagnostics(out, &diagnostics);
+            return Err(missing_bitbake.map(anyhow::Error::from).unwrap_or_else(|| {
+                anyhow::anyhow!("the metadata needs BitBake's Python library")
+            }));
+        }
         // Every error of the base configuration (LAYERDEPENDS, BBLAYERS, ...),
         // not only the first, as BitBake reports them.
         Err(bitzel_meta::MetaError::Config { diagnostics }) => {
@@ -249,10 +258,46 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
         Err(e) => return Err(e.into()),
     };
     let errors = print_diagnostics(out, &ws.diagnostics);
+    if let Some(e) = missing_bitbake.filter(|_| needs_python(&ws.diagnostics)) {
+        return Err(e.into());
+    }
     if errors > 0 {
         anyhow::bail!("{errors} error(s) while parsing the metadata; fix them and run again");
     }
     Ok(ws)
+}
+
+/// Start embedded CPython with the project's BitBake library, once per
+/// process. Metadata that needs no Python beyond bitzel's Rust subset
+/// needs no BitBake: when none is found, the error is returned (as
+/// `Ok(Some)`) for the caller to report only if the parse needed it. A
+/// library named by the config or `BITZEL_BITBAKE_LIB` that is not one is
+/// an error at once.
+fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::ConfigError>> {
+    if bitzel_meta::python_host().is_some() {
+        return Ok(None);
+    }
+    let env = std::env::var_os("BITZEL_BITBAKE_LIB");
+    let lib = match bitzel_config::find_bitbake_lib(project, env.as_deref()) {
+        Ok(lib) => lib,
+        Err(e) if project.bitzel.bitbake_lib.is_none() && env.is_none() => return Ok(Some(e)),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::debug!(dir = %lib.dir.display(), source = ?lib.source, "BitBake library");
+    let host = bitzel_python::CPython::new(&lib.dir)?;
+    bitzel_meta::install_python_host(std::sync::Arc::new(host));
+    Ok(None)
+}
+
+/// True when a diagnostic says the metadata used Python outside bitzel's
+/// Rust subset (which only CPython with a BitBake library can run).
+fn needs_python(diagnostics: &[bitzel_meta::Diagnostic]) -> bool {
+    let needle = bitzel_meta::pyexpr::UNSUPPORTED.trim_end_matches(": ");
+    diagnostics.iter().any(|d| {
+        d.message.contains(needle)
+            || d.message
+                .contains("bitzel's Python subset does not support")
+    })
 }
 
 /// Print error diagnostics (and, at `-v`, the others); the number of errors.

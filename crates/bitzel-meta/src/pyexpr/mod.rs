@@ -145,6 +145,22 @@ pub trait PyContext {
         let _ = var;
         Err("d.getVarFlags in inline Python".to_string())
     }
+    /// `d.keys()`: every variable name. An `Err` names what is
+    /// unsupported.
+    fn keys(&self) -> Result<Vec<String>, String> {
+        Err("d.keys()".to_string())
+    }
+    /// `d.hasOverrides(var)`: whether override forms of `var` exist
+    /// (`VAR:foo = ...`). An `Err` names what is unsupported.
+    fn has_overrides(&self, var: &str) -> Result<bool, String> {
+        let _ = var;
+        Err("d.hasOverrides".to_string())
+    }
+    /// `d.createCopy()`: an independent copy of the datastore as it is now.
+    /// An `Err` names what is unsupported.
+    fn snapshot(&self) -> Result<crate::DataStore, String> {
+        Err("d.createCopy".to_string())
+    }
     /// `bb.note(msg)` and friends. The default traces the message.
     fn log(&self, level: LogLevel, msg: &str) {
         tracing::debug!(?level, msg, "python message");

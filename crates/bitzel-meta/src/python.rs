@@ -1,0 +1,88 @@
+//! The seam to a real Python interpreter.
+//!
+//! bitzel-meta runs no interpreter itself: `${@...}` expressions and
+//! anonymous functions go through the Rust subset in [`crate::pyexpr`]
+//! first. When a [`PythonHost`] is installed (the binary installs
+//! `bitzel-python`'s embedded CPython for metadata that needs it), whatever
+//! the subset does not support is handed to it, together with the
+//! datastore as a [`PyContext`] (what Python code sees as `d`): inline
+//! expressions, anonymous functions, metadata `def`s (BitBake's method
+//! pool) and `addpylib`. Without a host, such constructs stay errors or
+//! notes that name them, as before.
+//!
+//! The host is process-wide, as BitBake's `bb.utils._context` is: install
+//! it once, before the first parse.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use crate::pyexpr::{PyContext, PyError};
+
+/// What running a function through the host gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PyRun {
+    /// It returned.
+    Done,
+    /// It raised `bb.parse.SkipRecipe(reason)` (BitBake's skip message).
+    Skip(String),
+}
+
+/// An exception raised by metadata Python, located in the metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PyFailure {
+    /// The exception (`NameError: name 'x' is not defined`) and the
+    /// traceback trimmed to metadata frames.
+    pub message: String,
+    /// The metadata line (1-based, absolute in its file) the innermost
+    /// metadata frame was at, when known.
+    pub line: Option<u32>,
+}
+
+/// A Python interpreter bitzel-meta can hand metadata code to.
+///
+/// Every method gets the datastore as `d`; the host must not keep `d`
+/// beyond the call (a stored `d` is re-bound to the datastore of the call
+/// in progress). Re-entrancy is expected: `d.getVar` from Python expands
+/// values, which may evaluate `${@...}` through the host again.
+pub trait PythonHost: Send + Sync {
+    /// Evaluate the code of a `${@...}` expression (BitBake's
+    /// `python_sub`: `eval` with `d` and the datastore as a fallback for
+    /// bare names) and return `str()` of the value.
+    fn eval_inline(&self, code: &str, d: &dyn PyContext) -> Result<String, PyError>;
+    /// Run the body of a `python () {}` (or a handler) as
+    /// `def <name>(d): <body>`, its first body line at `line` of `file`.
+    fn run_anonymous(
+        &self,
+        name: &str,
+        body: &str,
+        file: &Path,
+        line: u32,
+        d: &dyn PyContext,
+    ) -> Result<PyRun, PyFailure>;
+    /// A metadata `def` (`text` is the whole definition, its `def` line at
+    /// `line` of `file`): put it into the shared globals; the last
+    /// definition of a name wins (BitBake's `bb.methodpool`).
+    fn define(&self, text: &str, file: &Path, line: u32) -> Result<(), PyFailure>;
+    /// `addpylib <dir> <namespace>`: make `dir` importable and import
+    /// `namespace` (and its `BBIMPORTS`) into the shared globals, with the
+    /// modules named by `BB_GLOBAL_PYMODULES` (read through `d`).
+    fn add_pylib(&self, dir: &Path, namespace: &str, d: &dyn PyContext) -> Result<(), PyFailure>;
+    /// A digest of every Python library the host imports code from
+    /// (BitBake's library, the layers' `addpylib` directories), for the
+    /// parse cache's key: a change to one of them never reuses an entry.
+    fn fingerprint(&self) -> [u8; 32];
+}
+
+static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();
+
+/// Install the process-wide host. Returns false (and changes nothing) when
+/// one is already installed.
+pub fn install_python_host(host: Arc<dyn PythonHost>) -> bool {
+    HOST.set(host).is_ok()
+}
+
+/// The installed host, if any.
+pub fn python_host() -> Option<&'static Arc<dyn PythonHost>> {
+    HOST.get()
+}

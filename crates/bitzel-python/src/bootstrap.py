@@ -1,0 +1,311 @@
+# bitzel's side of embedded CPython (bitzel's own code, not BitBake's).
+#
+# `d` is a DataProxy over bitzel's Rust datastore (the `_core` object the
+# Rust side provides). Metadata code runs in BitBake's shared globals,
+# `bb.utils._context`, from the user's own BitBake library.
+import builtins
+import logging
+import sys
+import traceback
+
+import bb
+import bb.codeparser
+import bb.parse
+import bb.utils
+
+_ctx = bb.utils.get_context()
+_EXCLUDED = set(i for i in dir(builtins) if not i.startswith('_')) | {'oe'}
+
+# Values that are not strings cross the Rust datastore as marked strings:
+# literals by repr (they survive the parse cache), other objects by a
+# number valid in this process only.
+_MARK = '\x00bitzel-py:'
+_objects = {}
+_object_ids = {}
+
+
+def _to_store(value):
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return _MARK + 'lit:' + repr(value)
+    if isinstance(value, (tuple, list, dict, set, frozenset)):
+        try:
+            text = repr(value)
+            import ast
+            if ast.literal_eval(text) == value:
+                return _MARK + 'lit:' + text
+        except Exception:
+            pass
+    key = id(value)
+    n = _object_ids.get(key)
+    if n is None or _objects.get(n) is not value:
+        n = len(_objects) + 1
+        _objects[n] = value
+        _object_ids[key] = n
+    return _MARK + 'obj:%d' % n
+
+
+def _from_store(value):
+    if value is None or not value.startswith(_MARK):
+        return value
+    kind, _, rest = value[len(_MARK):].partition(':')
+    if kind == 'lit':
+        import ast
+        return ast.literal_eval(rest)
+    try:
+        return _objects[int(rest)]
+    except (KeyError, ValueError):
+        raise RuntimeError("bitzel: a Python object value stored by an earlier process "
+                           "is not available (clear the parse cache)") from None
+
+
+# BitBake keeps these internal values as Python lists; bitzel's datastore
+# keeps them as whitespace-separated words.
+_LIST_VARS = frozenset(('__BBTASKS', '__BBANONFUNCS', '__BBHANDLERS', '__inherit_cache'))
+_LIST_FLAGS = frozenset(('deps',))
+
+
+def _list_in(value):
+    return None if value is None else value.split()
+
+
+def _list_out(value):
+    if isinstance(value, (list, tuple)):
+        return ' '.join(value)
+    return _to_store(value)
+
+
+class DataProxy:
+    """The datastore as BitBake's bb.data_smart.DataSmart presents it."""
+    __slots__ = ('_c',)
+
+    def __init__(self, core):
+        self._c = core
+
+    def getVar(self, var, expand=True, noweakdefault=False, parsing=False):
+        if var in _LIST_VARS:
+            return _list_in(self._c.get(var, False))
+        return _from_store(self._c.get(var, bool(expand)))
+
+    def getVarFlag(self, var, flag, expand=True, noweakdefault=False, parsing=False):
+        if flag == '_content':
+            return self.getVar(var, expand)
+        if flag in _LIST_FLAGS:
+            return _list_in(self._c.flag(var, flag, False))
+        return _from_store(self._c.flag(var, flag, bool(expand)))
+
+    def setVar(self, var, value, **loginfo):
+        if var in _LIST_VARS:
+            self._c.op('set', var, None, _list_out(value))
+        else:
+            self._c.op('set', var, None, _to_store(value))
+
+    def setVarFlag(self, var, flag, value, **loginfo):
+        if flag in _LIST_FLAGS:
+            value = _list_out(value)
+        elif flag == 'task':
+            # bitzel's datastore marks tasks with the text "1".
+            value = str(value)
+        else:
+            value = _to_store(value)
+        self._c.op('setflag', var, flag, value)
+
+    def setVarFlags(self, var, flags, **loginfo):
+        for f, v in flags.items():
+            self.setVarFlag(var, f, v)
+
+    def appendVar(self, var, value, **loginfo):
+        self._c.op('append', var, None, value)
+
+    def prependVar(self, var, value, **loginfo):
+        self._c.op('prepend', var, None, value)
+
+    def appendVarFlag(self, var, flag, value, **loginfo):
+        self._c.op('appendflag', var, flag, value)
+
+    def prependVarFlag(self, var, flag, value, **loginfo):
+        self._c.op('prependflag', var, flag, value)
+
+    def delVar(self, var, **loginfo):
+        self._c.op('del', var, None, None)
+
+    def delVarFlag(self, var, flag, **loginfo):
+        self._c.op('delflag', var, flag, None)
+
+    def delVarFlags(self, var, flags, **loginfo):
+        for f in flags:
+            self.delVarFlag(var, f)
+
+    def renameVar(self, key, newkey, **loginfo):
+        self._c.op('rename', key, None, newkey)
+
+    def getVarFlags(self, var, expand=False, internalflags=False):
+        flags = self._c.flags(var)
+        if flags is None:
+            return None
+        out = {}
+        for f, v in flags:
+            v = _from_store(v)
+            if expand is True or (expand and f in expand):
+                v = self.expand(v, var + '[' + f + ']') if isinstance(v, str) else v
+            out[f] = v
+        return out
+
+    def expand(self, s, varname=None):
+        if not isinstance(s, str):
+            return s
+        return self._c.expand(s)
+
+    def expandWithRefs(self, s, varname):
+        class _Refs:
+            pass
+        r = _Refs()
+        r.value = self.expand(s, varname)
+        r.references = set()
+        r.execs = set()
+        r.funcs = set()
+        r.contains = {}
+        return r
+
+    def hasOverrides(self, var):
+        return self._c.has_overrides(var)
+
+    def createCopy(self):
+        return DataProxy(self._c.copy())
+
+    def keys(self):
+        return iter(self._c.keys())
+
+    def __iter__(self):
+        return iter(self._c.keys())
+
+    def __contains__(self, var):
+        return self._c.get(var, False) is not None
+
+    def __len__(self):
+        return len(self._c.keys())
+
+    def getVarHistory(self, var):
+        return []
+
+
+class _Locals(dict):
+    """BitBake's DataContext: a bare name is a datastore variable."""
+    __slots__ = ()
+
+    def __missing__(self, key):
+        if key in _EXCLUDED or key in _ctx:
+            raise KeyError(key)
+        value = self['d'].getVar(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+
+class _LogToCore(logging.Handler):
+    def __init__(self, core):
+        super().__init__(logging.DEBUG)
+        self._core = core
+
+    def emit(self, record):
+        try:
+            self._core.log(record.levelno, record.getMessage())
+        except Exception:
+            pass
+
+
+def install(core):
+    """Called once by bitzel: `d` is the proxy of the calling datastore."""
+    d = DataProxy(core)
+    logger = logging.getLogger('BitBake')
+    logger.addHandler(_LogToCore(core))
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return d
+
+
+def _trim(exc, files):
+    """The exception and its traceback from the first metadata frame on."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    start = 0
+    for i, f in enumerate(frames):
+        if f.filename in files:
+            start = i
+            break
+    lines = ['Traceback (most recent call last):']
+    line = None
+    for f in frames[start:]:
+        lines.append('  File "%s", line %d, in %s' % (f.filename, f.lineno, f.name))
+        if f.line:
+            lines.append('    ' + f.line)
+        if f.filename in files:
+            line = f.lineno
+    lines.append('%s: %s' % (type(exc).__name__, exc))
+    return '\n'.join(lines), line
+
+
+_code_cache = {}
+_meta_files = set()
+
+
+def eval_inline(d, code):
+    co = _code_cache.get(code)
+    if co is None:
+        co = compile(code.strip(), '<inline ${@...}>', 'eval')
+        _code_cache[code] = co
+    g = dict(_ctx)
+    g['d'] = d
+    return str(eval(co, g, _Locals(d=d)))
+
+
+def run_anonymous(d, name, body, filename, line):
+    """Returns None, or ('skip', reason), or ('error', message, line)."""
+    key = ('anon', name, filename, line, body)
+    co = _code_cache.get(key)
+    if co is None:
+        text = '\n' * max(line - 2, 0) + 'def %s(d):\n%s\n' % (name, body)
+        co = compile(text, filename, 'exec')
+        _code_cache[key] = co
+        _meta_files.add(filename)
+    try:
+        exec(co, _ctx)
+        _ctx[name](d)
+    except bb.parse.SkipRecipe as e:
+        return ('skip', str(e))
+    except Exception as e:
+        msg, at = _trim(e, _meta_files)
+        return ('error', msg, at)
+    return None
+
+
+def define(text, filename, line):
+    key = ('def', filename, line, text)
+    co = _code_cache.get(key)
+    if co is None:
+        co = compile('\n' * max(line - 1, 0) + text, filename, 'exec')
+        _code_cache[key] = co
+        _meta_files.add(filename)
+    exec(co, _ctx)
+
+
+def add_pylib(d, libdir, namespace):
+    for m in (d.getVar('BB_GLOBAL_PYMODULES') or '').split():
+        if m not in _ctx:
+            _ctx[m] = __import__(m)
+    if libdir not in sys.path:
+        sys.path.append(libdir)
+    _ctx[namespace] = __import__(namespace)
+    for sub in getattr(_ctx[namespace], 'BBIMPORTS', []):
+        _ctx[namespace] = __import__(namespace + '.' + sub)
+        mod = getattr(_ctx[namespace], sub)
+        funcs = {}
+        for f in dir(mod):
+            if not f.startswith('_') and callable(getattr(mod, f)):
+                funcs[f] = getattr(mod, f)
+        bb.codeparser.add_module_functions(mod.__file__, funcs, namespace + '.' + sub)
+
+
+def format_exc(e):
+    msg, at = _trim(e, _meta_files)
+    return msg, at

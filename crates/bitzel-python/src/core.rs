@@ -1,0 +1,161 @@
+//! The Rust object behind Python's `d`: every call goes to the datastore of
+//! the call into Python in progress on this thread (a stack, so Rust →
+//! Python → `d.getVar` → `${@...}` → Python nests), or to a datastore of
+//! its own for `d.createCopy()`.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Mutex;
+
+use bitzel_meta::pyexpr::{DataOp, LogLevel, PyContext};
+use bitzel_meta::{with_data_context, DataStore};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+type CtxPtr = *const (dyn PyContext + 'static);
+
+thread_local! {
+    static STACK: RefCell<Vec<CtxPtr>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a datastore bound as `d` while alive.
+pub(crate) struct Binding(());
+
+/// Bind `ctx` as the datastore Python's `d` reaches on this thread until
+/// the returned guard is dropped.
+pub(crate) fn bind(ctx: &dyn PyContext) -> Binding {
+    let p: *const (dyn PyContext + '_) = ctx;
+    // SAFETY: only the lifetime is erased. The pointer is popped when the
+    // `Binding` drops, which happens before `ctx`'s borrow ends (the guard
+    // lives in a frame that holds the borrow), and it is dereferenced only
+    // while on the stack (`with_current`).
+    let p: CtxPtr = unsafe { std::mem::transmute::<*const (dyn PyContext + '_), CtxPtr>(p) };
+    STACK.with(|s| s.borrow_mut().push(p));
+    Binding(())
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        STACK.with(|s| {
+            s.borrow_mut().pop();
+        });
+    }
+}
+
+fn with_current<T>(f: impl FnOnce(&dyn PyContext) -> T) -> PyResult<T> {
+    let top = STACK.with(|s| s.borrow().last().copied());
+    match top {
+        // SAFETY: entries are live while on the stack (see `bind`); the
+        // RefCell borrow is released before `f` runs, so nested binds work.
+        Some(p) => Ok(f(unsafe { &*p })),
+        None => Err(PyRuntimeError::new_err(
+            "bitzel: `d` was used outside of a parse (a stored datastore reference outlived its recipe)",
+        )),
+    }
+}
+
+/// The native side of Python's `DataProxy`.
+#[pyclass(frozen, module = "bitzel")]
+pub(crate) struct Core {
+    /// `None`: the datastore bound on this thread; `Some`: a copy.
+    owned: Option<Mutex<DataStore>>,
+}
+
+impl Core {
+    pub(crate) fn current() -> Core {
+        Core { owned: None }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&dyn PyContext) -> T) -> PyResult<T> {
+        match &self.owned {
+            None => with_current(f),
+            Some(m) => {
+                // try_lock: a copy re-entered from its own expansion is an
+                // error, never a deadlock.
+                let mut ds = m.try_lock().map_err(|_| {
+                    PyRuntimeError::new_err(
+                        "bitzel: a datastore copy was used re-entrantly from its own expansion",
+                    )
+                })?;
+                let (r, logs) =
+                    with_data_context(&mut ds, Path::new("<createCopy>"), 0, |ctx| f(ctx));
+                drop(ds);
+                for (level, msg) in logs {
+                    let _ = with_current(|c| c.log(level, &msg));
+                }
+                Ok(r)
+            }
+        }
+    }
+}
+
+fn unsupported(what: String) -> PyErr {
+    PyRuntimeError::new_err(format!("bitzel: {what} is not supported here"))
+}
+
+#[pymethods]
+impl Core {
+    fn get(&self, var: &str, expand: bool) -> PyResult<Option<String>> {
+        self.with(|c| c.get_var(var, expand))
+    }
+
+    fn flag(&self, var: &str, flag: &str, expand: bool) -> PyResult<Option<String>> {
+        self.with(|c| c.get_var_flag(var, flag, expand))
+    }
+
+    #[pyo3(signature = (kind, var, flag, value))]
+    fn op(&self, kind: &str, var: &str, flag: Option<&str>, value: Option<&str>) -> PyResult<()> {
+        let flag = flag.unwrap_or("");
+        let value = value.unwrap_or("");
+        let op = match kind {
+            "set" => DataOp::SetVar { var, value },
+            "append" => DataOp::AppendVar { var, value },
+            "prepend" => DataOp::PrependVar { var, value },
+            "del" => DataOp::DelVar { var },
+            "setflag" => DataOp::SetVarFlag { var, flag, value },
+            "appendflag" => DataOp::AppendVarFlag { var, flag, value },
+            "prependflag" => DataOp::PrependVarFlag { var, flag, value },
+            "delflag" => DataOp::DelVarFlag { var, flag },
+            "rename" => DataOp::RenameVar { var, new: value },
+            other => return Err(unsupported(format!("datastore operation `{other}`"))),
+        };
+        self.with(|c| c.modify(op))?.map_err(|w| {
+            PyRuntimeError::new_err(format!(
+                "bitzel: {w} is not possible here (the datastore is read-only while a value is being expanded)"
+            ))
+        })
+    }
+
+    fn flags(&self, var: &str) -> PyResult<Option<Vec<(String, String)>>> {
+        self.with(|c| c.var_flags(var))?.map_err(unsupported)
+    }
+
+    fn expand(&self, s: &str) -> PyResult<String> {
+        self.with(|c| c.expand(s))
+    }
+
+    fn has_overrides(&self, var: &str) -> PyResult<bool> {
+        self.with(|c| c.has_overrides(var))?.map_err(unsupported)
+    }
+
+    fn keys(&self) -> PyResult<Vec<String>> {
+        self.with(|c| c.keys())?.map_err(unsupported)
+    }
+
+    fn copy(&self) -> PyResult<Core> {
+        let ds = self.with(|c| c.snapshot())?.map_err(unsupported)?;
+        Ok(Core {
+            owned: Some(Mutex::new(ds)),
+        })
+    }
+
+    fn log(&self, level: u32, msg: &str) -> PyResult<()> {
+        let level = match level {
+            0..=19 => LogLevel::Debug,
+            20..=29 => LogLevel::Note,
+            30..=39 => LogLevel::Warn,
+            _ => LogLevel::Error,
+        };
+        with_current(|c| c.log(level, msg))
+    }
+}

@@ -1,0 +1,245 @@
+//! bitzel-python: the metadata's own Python, run in embedded CPython.
+//!
+//! [`CPython`] implements bitzel-meta's [`PythonHost`]: `${@...}` the Rust
+//! subset does not cover, anonymous functions, metadata `def`s and
+//! `addpylib` run in the host's Python 3 (the interpreter at
+//! `/usr/bin/python3`, linked through pyo3), with `bb` imported from the
+//! user's own BitBake library and `d` backed by bitzel's Rust datastore.
+//! Values come from bitzel's parser and datastore; BitBake's parser and
+//! `DataSmart` are never used to produce them.
+//!
+//! Layer Python runs unsandboxed, as in BitBake.
+
+#![deny(missing_docs)]
+
+mod core;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bitzel_meta::pyexpr::{PyContext, PyError};
+use bitzel_meta::{PyFailure, PyRun, PythonHost};
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+/// Why the interpreter could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonError {
+    /// Importing `bb` (or bitzel's bootstrap) from the BitBake library failed.
+    #[error("cannot import BitBake's Python library from {}: {message}; check that it is the `lib` directory of a BitBake checkout that works with {}", dir.display(), python)]
+    Import {
+        /// The BitBake library directory.
+        dir: PathBuf,
+        /// Python's error with its traceback.
+        message: String,
+        /// The interpreter's version.
+        python: String,
+    },
+}
+
+/// Embedded CPython with the user's BitBake library.
+pub struct CPython {
+    module: Py<PyModule>,
+    d: Py<PyAny>,
+    bitbake_lib: PathBuf,
+    pylibs: Mutex<Vec<PathBuf>>,
+}
+
+impl std::fmt::Debug for CPython {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CPython")
+            .field("bitbake_lib", &self.bitbake_lib)
+            .finish_non_exhaustive()
+    }
+}
+
+fn describe(py: Python<'_>, e: &PyErr) -> String {
+    let tb = e
+        .traceback(py)
+        .and_then(|t| t.format().ok())
+        .unwrap_or_default();
+    format!("{tb}{e}")
+}
+
+impl CPython {
+    /// Start the interpreter (once per process), put `bitbake_lib` first on
+    /// `sys.path` and import `bb` from it.
+    pub fn new(bitbake_lib: &Path) -> Result<CPython, PythonError> {
+        Python::with_gil(|py| {
+            let fail = |e: PyErr| PythonError::Import {
+                dir: bitbake_lib.to_path_buf(),
+                message: describe(py, &e),
+                python: py.version().lines().next().unwrap_or("").to_string(),
+            };
+            let sys = py.import("sys").map_err(fail)?;
+            let path = sys.getattr("path").map_err(fail)?;
+            path.call_method1("insert", (0, bitbake_lib.to_string_lossy().as_ref()))
+                .map_err(fail)?;
+            let code =
+                CString::new(include_str!("bootstrap.py")).map_err(|e| PythonError::Import {
+                    dir: bitbake_lib.to_path_buf(),
+                    message: e.to_string(),
+                    python: String::new(),
+                })?;
+            let module =
+                PyModule::from_code(py, &code, c"bitzel_bootstrap.py", c"bitzel_bootstrap")
+                    .map_err(fail)?;
+            let core = Py::new(py, core::Core::current()).map_err(fail)?;
+            let d = module
+                .getattr("install")
+                .and_then(|f| f.call1((core,)))
+                .map_err(fail)?;
+            Ok(CPython {
+                module: module.unbind(),
+                d: d.unbind(),
+                bitbake_lib: bitbake_lib.to_path_buf(),
+                pylibs: Mutex::new(Vec::new()),
+            })
+        })
+    }
+
+    /// The BitBake library `bb` was imported from.
+    pub fn bitbake_lib(&self) -> &Path {
+        &self.bitbake_lib
+    }
+
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: impl pyo3::call::PyCallArgs<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.module.bind(py).getattr(name)?.call1(args)
+    }
+
+    fn failure(&self, py: Python<'_>, e: &PyErr) -> PyFailure {
+        let trimmed = self
+            .call(py, "format_exc", (e.value(py),))
+            .and_then(|r| r.extract::<(String, Option<u32>)>());
+        match trimmed {
+            Ok((message, line)) => PyFailure { message, line },
+            Err(_) => PyFailure {
+                message: describe(py, e),
+                line: None,
+            },
+        }
+    }
+}
+
+impl PythonHost for CPython {
+    fn eval_inline(&self, code: &str, d: &dyn PyContext) -> Result<String, PyError> {
+        let _bound = core::bind(d);
+        Python::with_gil(|py| {
+            self.call(py, "eval_inline", (self.d.bind(py), code))
+                .and_then(|v| v.extract::<String>())
+                .map_err(|e| PyError {
+                    message: self.failure(py, &e).message,
+                    offset: 0,
+                })
+        })
+    }
+
+    fn run_anonymous(
+        &self,
+        name: &str,
+        body: &str,
+        file: &Path,
+        line: u32,
+        d: &dyn PyContext,
+    ) -> Result<PyRun, PyFailure> {
+        let _bound = core::bind(d);
+        Python::with_gil(|py| {
+            let r = self
+                .call(
+                    py,
+                    "run_anonymous",
+                    (self.d.bind(py), name, body, file.to_string_lossy(), line),
+                )
+                .map_err(|e| self.failure(py, &e))?;
+            if r.is_none() {
+                return Ok(PyRun::Done);
+            }
+            let kind: String = r
+                .get_item(0)
+                .and_then(|k| k.extract())
+                .map_err(|e| self.failure(py, &e))?;
+            if kind == "skip" {
+                let reason: String = r
+                    .get_item(1)
+                    .and_then(|k| k.extract())
+                    .map_err(|e| self.failure(py, &e))?;
+                return Ok(PyRun::Skip(reason));
+            }
+            let (_, message, at): (String, String, Option<u32>) =
+                r.extract().map_err(|e| self.failure(py, &e))?;
+            Err(PyFailure { message, line: at })
+        })
+    }
+
+    fn define(&self, text: &str, file: &Path, line: u32) -> Result<(), PyFailure> {
+        Python::with_gil(|py| {
+            self.call(py, "define", (text, file.to_string_lossy(), line))
+                .map(|_| ())
+                .map_err(|e| self.failure(py, &e))
+        })
+    }
+
+    fn add_pylib(&self, dir: &Path, namespace: &str, d: &dyn PyContext) -> Result<(), PyFailure> {
+        let _bound = core::bind(d);
+        if let Ok(mut libs) = self.pylibs.lock() {
+            if !libs.iter().any(|l| l == dir) {
+                libs.push(dir.to_path_buf());
+            }
+        }
+        Python::with_gil(|py| {
+            self.call(
+                py,
+                "add_pylib",
+                (self.d.bind(py), dir.to_string_lossy(), namespace),
+            )
+            .map(|_| ())
+            .map_err(|e| self.failure(py, &e))
+        })
+    }
+
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"bitzel-python 1\0");
+        h.update(include_str!("bootstrap.py").as_bytes());
+        h.update(&[Python::with_gil(|py| py.version().len() as u8)]);
+        Python::with_gil(|py| h.update(py.version().as_bytes()));
+        let libs = self.pylibs.lock().map(|l| l.clone()).unwrap_or_default();
+        for dir in std::iter::once(&self.bitbake_lib).chain(libs.iter()) {
+            hash_tree(&mut h, dir);
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// Hash every `.py` file below `dir` (path and content, sorted).
+fn hash_tree(h: &mut blake3::Hasher, dir: &Path) {
+    h.update(dir.to_string_lossy().as_bytes());
+    h.update(&[0]);
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "py"))
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(&[0]);
+        match std::fs::read(&f) {
+            Ok(bytes) => {
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(e) => {
+                h.update(b"unreadable:");
+                h.update(e.to_string().as_bytes());
+            }
+        }
+    }
+}

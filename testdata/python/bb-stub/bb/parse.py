@@ -1,0 +1,2 @@
+class SkipRecipe(Exception):
+    pass

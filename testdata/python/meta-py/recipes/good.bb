@@ -1,0 +1,20 @@
+PN = "good"
+FLAVOURS = "sweet sour"
+
+python () {
+    def helper(x):
+        return x + "!"
+    n = 0
+    while n < 2:
+        d.appendVar("COUNTED", " " + helper(str(n)))
+        n += 1
+    d.setVar("OBJ", {"k": (1, 2)})
+    o = d.getVar("OBJ")
+    d.setVar("OBJ_KIND", type(o).__name__ + ":" + str(o["k"][1]))
+    d.setVarFlag("do_thing", "cleandirs", "/x")
+    local = d.createCopy()
+    local.setVar("FLAVOURS", "bitter")
+    d.setVar("COPY_SEEN", local.getVar("FLAVOURS") + "/" + d.getVar("FLAVOURS"))
+    d.setVar("HAS_OV", str(d.hasOverrides("FLAVOURS")))
+    d.setVar("IN_D", str("FLAVOURS" in d) + str("NOPE" in d))
+}
