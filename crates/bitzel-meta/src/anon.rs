@@ -17,7 +17,7 @@ use crate::data::{DataStore, ExpandError, HistoryEntry};
 use crate::diag::Severity;
 use crate::eval::Eval;
 use crate::pyexpr::{self, DataOp, FuncOutcome, LogLevel, PyContext};
-use crate::python::{python_host, PyRun};
+use crate::python::{python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost};
 use std::ops::ControlFlow;
 
 /// The variable holding the reason a recipe was skipped
@@ -306,10 +306,9 @@ impl Eval<'_> {
     }
 
     /// Run one anonymous function through the installed Python host (the
-    /// reference for everything the subset does not cover), as a
-    /// transaction: an exception keeps nothing it did. `Break` carries
-    /// what `run_anon_funcs` returns when the remaining functions must not
-    /// run (a skip, or an error).
+    /// reference for everything the subset does not cover). `Break`
+    /// carries what `run_anon_funcs` returns when the remaining functions
+    /// must not run (a skip, or an error).
     fn run_anon_in_host(
         &mut self,
         fname: &str,
@@ -317,13 +316,28 @@ impl Eval<'_> {
         file: &Arc<Path>,
         lineno: u32,
     ) -> ControlFlow<Option<String>> {
+        // The body starts on the line after `python () {`.
+        self.in_host(file, lineno, "anonymous python function", |host, ctx| {
+            host.run_anonymous(fname, body, file, lineno + 1, ctx)
+        })
+    }
+
+    /// Run `f` with the Python host as a transaction on the datastore: an
+    /// exception keeps nothing it did and is an error of `what` at the
+    /// metadata line Python names; a skip is `Break(Some(reason))`.
+    fn in_host(
+        &mut self,
+        file: &Arc<Path>,
+        lineno: u32,
+        what: &str,
+        f: impl FnOnce(&dyn PythonHost, &dyn PyContext) -> Result<PyRun, PyFailure>,
+    ) -> ControlFlow<Option<String>> {
         let Some(host) = python_host() else {
             return ControlFlow::Continue(());
         };
         self.ds.begin_transaction();
         let ctx = AnonCtx::new(&mut self.ds, file.clone(), lineno);
-        // The body starts on the line after `python () {`.
-        let result = host.run_anonymous(fname, body, file, lineno + 1, &ctx);
+        let result = f(host.as_ref(), &ctx);
         let AnonCtx {
             logs, expand_error, ..
         } = ctx;
@@ -333,7 +347,7 @@ impl Eval<'_> {
             self.error(
                 file,
                 lineno,
-                format!("anonymous python function failed: a value it read did not expand ({e})"),
+                format!("{what} failed: a value it read did not expand ({e})"),
             );
             return ControlFlow::Break(None);
         }
@@ -349,13 +363,124 @@ impl Eval<'_> {
             Err(f) => {
                 self.ds.rollback();
                 self.error(
-                    file,
+                    f.file.as_deref().unwrap_or(file),
                     f.line.unwrap_or(lineno),
-                    format!("anonymous python function failed: {}", f.message),
+                    format!("{what} failed: {}", f.message),
                 );
                 ControlFlow::Break(None)
             }
         }
+    }
+
+    /// BitBake's `ast.finalize` for one datastore: deferred inherits,
+    /// `RecipePreFinalise`, key expansion, `RecipePostKeyExpansion`, the
+    /// anonymous functions, `RecipeTaskPreProcess`, `RecipeParsed` (events
+    /// only with a Python host). Returns the skip reason, if any; an error
+    /// stops the remaining steps as in BitBake.
+    pub(crate) fn finalize(&mut self, file: &Arc<Path>) -> Option<String> {
+        self.run_deferred();
+        let f = Some(&**file);
+        if let ControlFlow::Break(b) = self.fire_event("RecipePreFinalise", f, None) {
+            return b;
+        }
+        self.expand_keys(file);
+        if let ControlFlow::Break(b) = self.fire_event("RecipePostKeyExpansion", f, None) {
+            return b;
+        }
+        let errors = self.diags.iter().filter(|d| d.is_error()).count();
+        if let Some(skip) = self.run_anon_funcs() {
+            return Some(skip);
+        }
+        if self.diags.iter().filter(|d| d.is_error()).count() > errors {
+            return None;
+        }
+        let tasks = self.ds.tasks();
+        if let ControlFlow::Break(b) = self.fire_event("RecipeTaskPreProcess", f, Some(&tasks)) {
+            return b;
+        }
+        match self.fire_event("RecipeParsed", f, None) {
+            ControlFlow::Break(b) => b,
+            ControlFlow::Continue(()) => None,
+        }
+    }
+
+    /// Fire `ConfigParsed` to the base configuration's handlers. A handler
+    /// that sets `BB_INVALIDCONF` asks BitBake's cooker to parse the
+    /// configuration again; bitzel does not yet, and says so.
+    pub(crate) fn config_parsed(&mut self, at: &Path) {
+        if self.fire_event("ConfigParsed", None, None).is_break() {
+            return;
+        }
+        let invalid = self
+            .ds
+            .get_var_unexpanded("BB_INVALIDCONF")
+            .is_some_and(|v| !v.is_empty() && v != "0" && !v.ends_with("lit:False"));
+        if invalid {
+            self.error(
+                at,
+                0,
+                "a ConfigParsed handler set BB_INVALIDCONF (it changed the configuration files and asks for a re-parse), which bitzel does not do yet: run again",
+            );
+        }
+    }
+
+    /// Fire `bb.event.<class>` to the datastore's handlers (`__BBHANDLERS`,
+    /// in order) through the Python host; nothing without one. Returns the
+    /// skip reason when a handler raised `SkipRecipe`; an exception is an
+    /// error of the recipe and also stops its finalisation (`Break(None)`).
+    pub(crate) fn fire_event(
+        &mut self,
+        class: &str,
+        file: Option<&Path>,
+        tasks: Option<&[String]>,
+    ) -> ControlFlow<Option<String>> {
+        if python_host().is_none() {
+            return ControlFlow::Continue(());
+        }
+        let handlers = self.handlers();
+        if handlers.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let at: Arc<Path> = Arc::from(file.unwrap_or(Path::new("[event handlers]")));
+        let event = PyEvent { class, file, tasks };
+        let what = format!("event handler for {class}");
+        self.in_host(&at, 0, &what, |host, ctx| host.fire(&event, &handlers, ctx))
+    }
+
+    /// The handlers of `__BBHANDLERS`, with their bodies and event masks.
+    fn handlers(&self) -> Vec<PyHandler> {
+        let Some(names) = self.ds.content_parsing("__BBHANDLERS") else {
+            return Vec::new();
+        };
+        names
+            .split_whitespace()
+            .filter_map(|name| {
+                let body = self.ds.content_parsing(name)?;
+                let file = self
+                    .ds
+                    .flag_raw(name, "filename", false)
+                    .map(|f| std::path::PathBuf::from(&*f))
+                    .unwrap_or_else(|| "<handler>".into());
+                let line = self
+                    .ds
+                    .flag_raw(name, "lineno", false)
+                    .and_then(|l| l.parse::<u32>().ok())
+                    .unwrap_or(0);
+                let mask = self
+                    .ds
+                    .try_get_flag(name, "eventmask")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                Some(PyHandler {
+                    name: name.to_string(),
+                    body: body.to_string(),
+                    file,
+                    line: line + 1,
+                    mask: mask.split_whitespace().map(str::to_string).collect(),
+                })
+            })
+            .collect()
     }
 
     fn emit_logs(&mut self, file: &Arc<Path>, lineno: u32, logs: Vec<(LogLevel, String)>) {

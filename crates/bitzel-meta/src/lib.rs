@@ -36,7 +36,9 @@ pub use data::{DataStore, ExpandError, HistoryEntry};
 pub use diag::{Diagnostic, MetaError, Severity};
 pub use emit::{emit_env, emit_history, EmitOptions};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
-pub use python::{install_python_host, python_host, PyFailure, PyRun, PythonHost};
+pub use python::{
+    install_python_host, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
+};
 pub use workspace::load_workspace;
 
 /// The only source of file content.

@@ -34,6 +34,9 @@ pub struct PyFailure {
     /// The exception (`NameError: name 'x' is not defined`) and the
     /// traceback trimmed to metadata frames.
     pub message: String,
+    /// The metadata file of the innermost metadata frame, when it is not
+    /// the one the code was handed in from (a handler or `def` of a class).
+    pub file: Option<std::path::PathBuf>,
     /// The metadata line (1-based, absolute in its file) the innermost
     /// metadata frame was at, when known.
     pub line: Option<u32>,
@@ -60,6 +63,17 @@ pub trait PythonHost: Send + Sync {
         line: u32,
         d: &dyn PyContext,
     ) -> Result<PyRun, PyFailure>;
+    /// Fire a BitBake event (`bb.event.<class>`, built with the recipe
+    /// file and the task list where the class takes them) to `handlers`
+    /// in order, each as `def <name>(e, d): <body>` with `e.data` = `d`; a
+    /// handler's `eventmask` limits the classes it gets. `SkipRecipe` and
+    /// exceptions stop the remaining handlers.
+    fn fire(
+        &self,
+        event: &PyEvent<'_>,
+        handlers: &[PyHandler],
+        d: &dyn PyContext,
+    ) -> Result<PyRun, PyFailure>;
     /// A metadata `def` (`text` is the whole definition, its `def` line at
     /// `line` of `file`): put it into the shared globals; the last
     /// definition of a name wins (BitBake's `bb.methodpool`).
@@ -72,6 +86,32 @@ pub trait PythonHost: Send + Sync {
     /// (BitBake's library, the layers' `addpylib` directories), for the
     /// parse cache's key: a change to one of them never reuses an entry.
     fn fingerprint(&self) -> [u8; 32];
+}
+
+/// An event to fire.
+#[derive(Debug, Clone, Copy)]
+pub struct PyEvent<'a> {
+    /// The class name in `bb.event` (`RecipePreFinalise`, `ConfigParsed`).
+    pub class: &'a str,
+    /// The recipe file, for recipe events.
+    pub file: Option<&'a Path>,
+    /// The task list, for `RecipeTaskPreProcess`.
+    pub tasks: Option<&'a [String]>,
+}
+
+/// An event handler (`addhandler name`): a Python function of the datastore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyHandler {
+    /// The function's name.
+    pub name: String,
+    /// Its body.
+    pub body: String,
+    /// Where it is defined.
+    pub file: std::path::PathBuf,
+    /// The line of its first body line.
+    pub line: u32,
+    /// Its `eventmask` flag (full class names); empty: every event.
+    pub mask: Vec<String>,
 }
 
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();

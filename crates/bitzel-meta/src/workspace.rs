@@ -327,6 +327,7 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
         ev.inherit(class, &conf_marker, 0, false);
     }
     crate::layerdeps::check_layer_depends(&mut ev, &layers);
+    ev.config_parsed(&bblayers_path);
     let diags = std::mem::take(&mut ev.diags);
     let inputs = std::mem::take(&mut ev.inputs);
     BaseConfig {
@@ -616,9 +617,7 @@ pub(crate) fn parse_recipe(
     let appends_v: Vec<PathBuf> = appends.iter().map(|a| (*a).clone()).collect();
 
     let mut finish = |mut ev: Eval<'_>, variant: Option<String>| {
-        ev.run_deferred();
-        ev.expand_keys(&farc);
-        if let Some(reason) = ev.run_anon_funcs() {
+        if let Some(reason) = ev.finalize(&farc) {
             ev.ds
                 .set_var(crate::anon::SKIP_VAR, Arc::from(reason.as_str()), None);
         }

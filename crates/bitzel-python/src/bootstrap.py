@@ -10,6 +10,7 @@ import traceback
 
 import bb
 import bb.codeparser
+import bb.event
 import bb.parse
 import bb.utils
 
@@ -226,7 +227,8 @@ def install(core):
 
 
 def _trim(exc, files):
-    """The exception and its traceback from the first metadata frame on."""
+    """The exception and its traceback from the first metadata frame on,
+    and the file and line of the innermost metadata frame."""
     frames = traceback.extract_tb(exc.__traceback__)
     start = 0
     for i, f in enumerate(frames):
@@ -234,15 +236,39 @@ def _trim(exc, files):
             start = i
             break
     lines = ['Traceback (most recent call last):']
-    line = None
+    where = (None, None)
     for f in frames[start:]:
         lines.append('  File "%s", line %d, in %s' % (f.filename, f.lineno, f.name))
         if f.line:
             lines.append('    ' + f.line)
         if f.filename in files:
-            line = f.lineno
+            where = (f.filename, f.lineno)
     lines.append('%s: %s' % (type(exc).__name__, exc))
-    return '\n'.join(lines), line
+    return '\n'.join(lines), where[0], where[1]
+
+
+def _run(call, *args):
+    """None, ('skip', reason) or ('error', message, file, line)."""
+    try:
+        call(*args)
+    except bb.parse.SkipRecipe as e:
+        return ('skip', str(e))
+    except Exception as e:
+        msg, filename, line = _trim(e, _meta_files)
+        return ('error', msg, filename, line)
+    return None
+
+
+def _compile_def(kind, name, params, body, filename, line):
+    """`def name(params):` + body, its body's first line at `line`."""
+    key = (kind, name, filename, line, body)
+    co = _code_cache.get(key)
+    if co is None:
+        text = '\n' * max(line - 2, 0) + 'def %s(%s):\n%s\n' % (name, params, body)
+        co = compile(text, filename, 'exec')
+        _code_cache[key] = co
+        _meta_files.add(filename)
+    return co
 
 
 _code_cache = {}
@@ -260,22 +286,31 @@ def eval_inline(d, code):
 
 
 def run_anonymous(d, name, body, filename, line):
-    """Returns None, or ('skip', reason), or ('error', message, line)."""
-    key = ('anon', name, filename, line, body)
-    co = _code_cache.get(key)
-    if co is None:
-        text = '\n' * max(line - 2, 0) + 'def %s(d):\n%s\n' % (name, body)
-        co = compile(text, filename, 'exec')
-        _code_cache[key] = co
-        _meta_files.add(filename)
-    try:
-        exec(co, _ctx)
-        _ctx[name](d)
-    except bb.parse.SkipRecipe as e:
-        return ('skip', str(e))
-    except Exception as e:
-        msg, at = _trim(e, _meta_files)
-        return ('error', msg, at)
+    # BitBake puts anonymous functions into the shared globals (methodpool).
+    exec(_compile_def('anon', name, 'd', body, filename, line), _ctx)
+    return _run(_ctx[name], d)
+
+
+def fire(d, cls, fn, tasks, handlers):
+    """Fire bb.event.<cls> to handlers [(name, body, file, line, mask)]."""
+    ev_cls = getattr(bb.event, cls)
+    if fn is None:
+        e = ev_cls()
+    elif tasks is None:
+        e = ev_cls(fn)
+    else:
+        e = ev_cls(fn, tasks)
+    e.data = d
+    eid = 'bb.event.' + cls
+    for name, body, filename, line, mask in handlers:
+        if mask and eid not in mask:
+            continue
+        env = {}
+        # As bb.event.register: the handler's globals are the shared ones.
+        exec(_compile_def('handler', name, 'e, d', body, filename, line), _ctx, env)
+        r = _run(env[name], e, d)
+        if r is not None:
+            return r
     return None
 
 
@@ -307,5 +342,4 @@ def add_pylib(d, libdir, namespace):
 
 
 def format_exc(e):
-    msg, at = _trim(e, _meta_files)
-    return msg, at
+    return _trim(e, _meta_files)

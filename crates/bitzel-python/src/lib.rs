@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bitzel_meta::pyexpr::{PyContext, PyError};
-use bitzel_meta::{PyFailure, PyRun, PythonHost};
+use bitzel_meta::{PyEvent, PyFailure, PyHandler, PyRun, PythonHost};
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
@@ -116,14 +116,45 @@ impl CPython {
     fn failure(&self, py: Python<'_>, e: &PyErr) -> PyFailure {
         let trimmed = self
             .call(py, "format_exc", (e.value(py),))
-            .and_then(|r| r.extract::<(String, Option<u32>)>());
+            .and_then(|r| r.extract::<(String, Option<PathBuf>, Option<u32>)>());
         match trimmed {
-            Ok((message, line)) => PyFailure { message, line },
+            Ok((message, file, line)) => PyFailure {
+                message,
+                file,
+                line,
+            },
             Err(_) => PyFailure {
                 message: describe(py, e),
+                file: None,
                 line: None,
             },
         }
+    }
+
+    /// A `_run` result: None, ('skip', reason), ('error', msg, file, line).
+    fn outcome(&self, py: Python<'_>, r: PyResult<Bound<'_, PyAny>>) -> Result<PyRun, PyFailure> {
+        let r = r.map_err(|e| self.failure(py, &e))?;
+        if r.is_none() {
+            return Ok(PyRun::Done);
+        }
+        let kind: String = r
+            .get_item(0)
+            .and_then(|k| k.extract())
+            .map_err(|e| self.failure(py, &e))?;
+        if kind == "skip" {
+            let reason: String = r
+                .get_item(1)
+                .and_then(|k| k.extract())
+                .map_err(|e| self.failure(py, &e))?;
+            return Ok(PyRun::Skip(reason));
+        }
+        let (_, message, file, line): (String, String, Option<PathBuf>, Option<u32>) =
+            r.extract().map_err(|e| self.failure(py, &e))?;
+        Err(PyFailure {
+            message,
+            file,
+            line,
+        })
     }
 }
 
@@ -150,30 +181,47 @@ impl PythonHost for CPython {
     ) -> Result<PyRun, PyFailure> {
         let _bound = core::bind(d);
         Python::with_gil(|py| {
-            let r = self
-                .call(
-                    py,
-                    "run_anonymous",
-                    (self.d.bind(py), name, body, file.to_string_lossy(), line),
+            let r = self.call(
+                py,
+                "run_anonymous",
+                (self.d.bind(py), name, body, file.to_string_lossy(), line),
+            );
+            self.outcome(py, r)
+        })
+    }
+
+    fn fire(
+        &self,
+        event: &PyEvent<'_>,
+        handlers: &[PyHandler],
+        d: &dyn PyContext,
+    ) -> Result<PyRun, PyFailure> {
+        let _bound = core::bind(d);
+        let list: Vec<(&str, &str, String, u32, Vec<String>)> = handlers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.body.as_str(),
+                    h.file.to_string_lossy().into_owned(),
+                    h.line,
+                    h.mask.clone(),
                 )
-                .map_err(|e| self.failure(py, &e))?;
-            if r.is_none() {
-                return Ok(PyRun::Done);
-            }
-            let kind: String = r
-                .get_item(0)
-                .and_then(|k| k.extract())
-                .map_err(|e| self.failure(py, &e))?;
-            if kind == "skip" {
-                let reason: String = r
-                    .get_item(1)
-                    .and_then(|k| k.extract())
-                    .map_err(|e| self.failure(py, &e))?;
-                return Ok(PyRun::Skip(reason));
-            }
-            let (_, message, at): (String, String, Option<u32>) =
-                r.extract().map_err(|e| self.failure(py, &e))?;
-            Err(PyFailure { message, line: at })
+            })
+            .collect();
+        Python::with_gil(|py| {
+            let r = self.call(
+                py,
+                "fire",
+                (
+                    self.d.bind(py),
+                    event.class,
+                    event.file.map(|f| f.to_string_lossy().into_owned()),
+                    event.tasks.map(|t| t.to_vec()),
+                    list,
+                ),
+            );
+            self.outcome(py, r)
         })
     }
 

@@ -106,3 +106,32 @@ fn a_python_error_names_the_metadata_line_with_a_trimmed_traceback() {
     let r = ws().recipes.iter().find(|r| r.pn == "broken").unwrap();
     assert_eq!(r.data.try_get_var("X").unwrap(), None);
 }
+
+#[test]
+fn event_handlers_run_in_bitbake_order_with_their_masks() {
+    assert_eq!(
+        ws().config.try_get_var("CONFIG_SEEN").unwrap().as_deref(),
+        Some("yes:ConfigParsed")
+    );
+    assert_eq!(
+        var("good", "EVENTS").as_deref(),
+        Some(" RecipePreFinalise RecipeTaskPreProcess RecipeParsed")
+    );
+    assert_eq!(
+        var("good", "TASKLIST").as_deref(),
+        Some("do_thing do_other do_extra")
+    );
+    let s = ws().skipped.iter().find(|r| r.pn == "vetoed").unwrap();
+    assert_eq!(s.skipped().as_deref(), Some("vetoed by a handler"));
+}
+
+#[test]
+fn bitbake_lists_cross_d_as_python_lists() {
+    let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
+    assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);
+    assert_eq!(r.data.task_deps("do_extra"), ["do_other", "do_thing"]);
+    assert_eq!(
+        r.data.get_flag_unexpanded("do_extra", "task").as_deref(),
+        Some("1")
+    );
+}

@@ -10,3 +10,20 @@ def reentrant(d):
 
 TWICE = "${@twice(d, 'WORDS')}"
 NESTED = "${@reentrant(d)}"
+
+addhandler py_config_handler
+py_config_handler[eventmask] = "bb.event.ConfigParsed"
+python py_config_handler() {
+    d.setVar("CONFIG_SEEN", "yes:" + type(e).__name__)
+}
+
+addhandler py_recipe_handler
+py_recipe_handler[eventmask] = "bb.event.RecipePreFinalise bb.event.RecipeTaskPreProcess bb.event.RecipeParsed"
+python py_recipe_handler() {
+    kind = type(e).__name__
+    e.data.appendVar("EVENTS", " " + kind)
+    if kind == "RecipeTaskPreProcess":
+        d.setVar("TASKLIST", " ".join(e.tasklist))
+    if kind == "RecipeParsed" and d.getVar("PN") == "vetoed":
+        raise bb.parse.SkipRecipe("vetoed by a handler")
+}

@@ -18,3 +18,16 @@ python () {
     d.setVar("HAS_OV", str(d.hasOverrides("FLAVOURS")))
     d.setVar("IN_D", str("FLAVOURS" in d) + str("NOPE" in d))
 }
+
+addtask thing after do_other
+addtask other
+
+python () {
+    # BitBake's internal lists are Python lists, as bb.build.addtask uses them.
+    tasks = d.getVar("__BBTASKS", False)
+    tasks.append("do_extra")
+    d.setVar("__BBTASKS", tasks)
+    deps = d.getVarFlag("do_thing", "deps", False)
+    d.setVarFlag("do_extra", "deps", deps + ["do_thing"])
+    d.setVarFlag("do_extra", "task", 1)
+}
