@@ -77,6 +77,41 @@ def _list_out(value):
     return _to_store(value)
 
 
+class _OrigEnv:
+    """BB_ORIGENV: the environment bitzel was started in, as a read-only
+    datastore (BitBake keeps the client's environment there)."""
+    __slots__ = ('_env',)
+
+    def __init__(self, env):
+        self._env = dict(env)
+
+    def getVar(self, var, expand=True, noweakdefault=False, parsing=False):
+        return self._env.get(var)
+
+    def getVarFlag(self, var, flag, expand=True, noweakdefault=False, parsing=False):
+        return None
+
+    def keys(self):
+        return iter(sorted(self._env))
+
+    def __iter__(self):
+        return self.keys()
+
+    def __contains__(self, var):
+        return var in self._env
+
+
+_origenv = None
+
+
+def _orig_env():
+    global _origenv
+    if _origenv is None:
+        import os
+        _origenv = _OrigEnv(os.environ)
+    return _origenv
+
+
 class DataProxy:
     """The datastore as BitBake's bb.data_smart.DataSmart presents it."""
     __slots__ = ('_c',)
@@ -87,7 +122,10 @@ class DataProxy:
     def getVar(self, var, expand=True, noweakdefault=False, parsing=False):
         if var in _LIST_VARS:
             return _list_in(self._c.get(var, False))
-        return _from_store(self._c.get(var, bool(expand)))
+        value = _from_store(self._c.get(var, bool(expand)))
+        if value is None and var == 'BB_ORIGENV':
+            return _orig_env()
+        return value
 
     def getVarFlag(self, var, flag, expand=True, noweakdefault=False, parsing=False):
         if flag == '_content':
