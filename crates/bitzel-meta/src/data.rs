@@ -903,6 +903,14 @@ pub(crate) struct Expander<'a> {
     pending: RefCell<Option<ExpandError>>,
     /// When set, the base name of every variable read is recorded here.
     deps: Option<RefCell<HashSet<Box<str>>>>,
+    /// Writes Python made while this expansion runs (`d.setVar` from a
+    /// `${@...}`, as `oe.classextend` does): BitBake's non-parsing
+    /// `setVar`/`delVar` give the variable exactly that value (appends,
+    /// removes and active overrides dropped), so a written variable reads
+    /// as the value here. They last for this expansion only (the
+    /// datastore being expanded is not changed); once there is one, no
+    /// value is cached.
+    overlay: RefCell<HashMap<Box<str>, Option<Arc<str>>>>,
 }
 
 impl<'a> Expander<'a> {
@@ -914,18 +922,55 @@ impl<'a> Expander<'a> {
             stack: RefCell::new(Vec::new()),
             pending: RefCell::new(None),
             deps: None,
+            overlay: RefCell::new(HashMap::new()),
         }
     }
 
+    fn caching(&self) -> bool {
+        self.use_cache && self.overlay.borrow().is_empty()
+    }
+
+    fn overlaid(&self, var: &str) -> Option<Option<String>> {
+        let o = self.overlay.borrow();
+        if o.is_empty() {
+            return None;
+        }
+        o.get(var).map(|v| v.as_deref().map(str::to_string))
+    }
+
+    /// A write from Python during the expansion (see `overlay`).
+    fn write(&self, op: pyexpr::DataOp<'_>) -> Result<(), String> {
+        use pyexpr::DataOp;
+        let (var, value): (&str, Option<String>) = match op {
+            DataOp::SetVar { var, value } => (var, Some(value.to_string())),
+            DataOp::DelVar { var } => (var, None),
+            DataOp::AppendVar { var, value } | DataOp::PrependVar { var, value } => {
+                let cur = self.raw(var, false).map_err(|e| e.to_string())?.0;
+                let cur = cur.unwrap_or_default();
+                let new = if matches!(op, DataOp::AppendVar { .. }) {
+                    format!("{cur}{value}")
+                } else {
+                    format!("{value}{cur}")
+                };
+                (var, Some(new))
+            }
+            other => return Err(format!("{other:?} while a value is being expanded")),
+        };
+        self.overlay
+            .borrow_mut()
+            .insert(Box::from(var), value.map(Arc::from));
+        Ok(())
+    }
+
     fn cached(&self, key: &str) -> Option<ExpandResult> {
-        if !self.use_cache {
+        if !self.caching() {
             return None;
         }
         self.ds.cache.lock().ok().and_then(|c| c.get(key).cloned())
     }
 
     fn store(&self, key: &str, v: &ExpandResult) {
-        if self.use_cache {
+        if self.caching() {
             if let Ok(mut c) = self.ds.cache.lock() {
                 c.insert(Box::from(key), v.clone());
             }
@@ -942,6 +987,9 @@ impl<'a> Expander<'a> {
     ) -> Result<(Option<String>, Vec<Arc<str>>), ExpandError> {
         let ds = self.ds;
         self.note_dep(var);
+        if let Some(v) = self.overlaid(var) {
+            return Ok((v, Vec::new()));
+        }
         let entry = ds.find(var);
         let mut value: Option<String> = None;
         let mut removes: Vec<Arc<str>> = Vec::new();
@@ -1379,6 +1427,10 @@ impl PyContext for PyCtx<'_, '_> {
                 s.to_string()
             }
         }
+    }
+
+    fn modify(&self, op: pyexpr::DataOp<'_>) -> Result<(), String> {
+        self.ex.write(op)
     }
 
     fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {

@@ -135,3 +135,12 @@ fn bitbake_lists_cross_d_as_python_lists() {
         Some("1")
     );
 }
+
+#[test]
+fn python_may_write_to_d_while_a_value_expands() {
+    assert_eq!(var("good", "VIA_WRITE").as_deref(), Some("mark=temporary"));
+    // The write lasted for that expansion only and polluted no cache.
+    assert_eq!(var("good", "MARK").as_deref(), Some("orig"));
+    assert_eq!(var("good", "USES_MARK").as_deref(), Some("mark=orig"));
+    assert_eq!(var("good", "VIA_WRITE").as_deref(), Some("mark=temporary"));
+}

@@ -27,3 +27,15 @@ python py_recipe_handler() {
     if kind == "RecipeParsed" and d.getVar("PN") == "vetoed":
         raise bb.parse.SkipRecipe("vetoed by a handler")
 }
+
+# Writes during expansion, as oe.classextend's map_depends_variable does.
+def extend_like(d):
+    orig = d.getVar("MARK", False)
+    d.setVar("MARK", "temporary")
+    v = d.getVar("USES_MARK")
+    d.setVar("MARK", orig)
+    return v
+
+MARK = "orig"
+USES_MARK = "mark=${MARK}"
+VIA_WRITE = "${@extend_like(d)}"
