@@ -172,6 +172,15 @@ impl ParseCache {
             w.digest_opt(d.as_ref());
         }
         encode_parsed(&mut w, parsed, &base.data);
+        if w.table
+            .iter()
+            .any(|s| s.contains(crate::python::PROCESS_LOCAL))
+        {
+            // A Python object that lives in this process only: an entry
+            // would read back wrong, so there is none.
+            tracing::debug!(file = %file.display(), "holds a process-local Python object; not cached");
+            return Ok(());
+        }
         let path = self.entry_path(file, appends, layer);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let data = w.finish();

@@ -38,6 +38,7 @@ pub use emit::{emit_env, emit_history, EmitOptions};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
 pub use python::{
     install_python_host, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
+    PROCESS_LOCAL,
 };
 pub use workspace::load_workspace;
 

@@ -114,6 +114,11 @@ pub struct PyHandler {
     pub mask: Vec<String>,
 }
 
+/// The start of a value a host stores for a Python object that exists in
+/// this process only (a `ClassExtender`, a datastore): a datastore holding
+/// one is never written to the parse cache.
+pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
+
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();
 
 /// Install the process-wide host. Returns false (and changes nothing) when

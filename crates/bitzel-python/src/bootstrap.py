@@ -19,8 +19,10 @@ _EXCLUDED = set(i for i in dir(builtins) if not i.startswith('_')) | {'oe'}
 
 # Values that are not strings cross the Rust datastore as marked strings:
 # literals by repr (they survive the parse cache), other objects by a
-# number valid in this process only.
+# number valid in this process only (_OBJ, bitzel-meta's PROCESS_LOCAL,
+# set by install()).
 _MARK = '\x00bitzel-py:'
+_OBJ = None
 _objects = {}
 _object_ids = {}
 
@@ -44,18 +46,17 @@ def _to_store(value):
         n = len(_objects) + 1
         _objects[n] = value
         _object_ids[key] = n
-    return _MARK + 'obj:%d' % n
+    return _OBJ + '%d' % n
 
 
 def _from_store(value):
     if value is None or not value.startswith(_MARK):
         return value
-    kind, _, rest = value[len(_MARK):].partition(':')
-    if kind == 'lit':
+    if not value.startswith(_OBJ):
         import ast
-        return ast.literal_eval(rest)
+        return ast.literal_eval(value[len(_MARK) + len('lit:'):])
     try:
-        return _objects[int(rest)]
+        return _objects[int(value[len(_OBJ):])]
     except (KeyError, ValueError):
         raise RuntimeError("bitzel: a Python object value stored by an earlier process "
                            "is not available (clear the parse cache)") from None
@@ -236,7 +237,10 @@ class _Locals(dict):
     def __missing__(self, key):
         if key in _EXCLUDED or key in _ctx:
             raise KeyError(key)
-        value = self['d'].getVar(key)
+        d = self['d']
+        if _define_from(d, key):
+            return _ctx[key]
+        value = d.getVar(key)
         if value is None:
             raise KeyError(key)
         return value
@@ -254,8 +258,12 @@ class _LogToCore(logging.Handler):
             pass
 
 
-def install(core):
+def install(core, obj_mark):
     """Called once by bitzel: `d` is the proxy of the calling datastore."""
+    global _OBJ
+    if not obj_mark.startswith(_MARK):
+        raise RuntimeError('bitzel: object marker %r does not start with %r' % (obj_mark, _MARK))
+    _OBJ = obj_mark
     d = DataProxy(core)
     logger = logging.getLogger('BitBake')
     logger.addHandler(_LogToCore(core))
@@ -309,18 +317,40 @@ def _compile_def(kind, name, params, body, filename, line):
     return co
 
 
+_INLINE = '<inline ${@...}>'
 _code_cache = {}
-_meta_files = set()
+_meta_files = {_INLINE}
 
 
 def eval_inline(d, code):
     co = _code_cache.get(code)
     if co is None:
-        co = compile(code.strip(), '<inline ${@...}>', 'eval')
+        co = compile(code.strip(), _INLINE, 'eval')
         _code_cache[code] = co
-    g = dict(_ctx)
-    g['d'] = d
-    return str(eval(co, g, _Locals(d=d)))
+    tried = set()
+    while True:
+        g = dict(_ctx)
+        g['d'] = d
+        try:
+            return str(eval(co, g, _Locals(d=d)))
+        except NameError as e:
+            # A metadata def this process has not parsed (its recipe came
+            # from the parse cache): define it from the datastore, retry.
+            if e.name in tried or not _define_from(d, e.name):
+                raise
+            tried.add(e.name)
+
+
+def _define_from(d, name):
+    if not name or d.getVarFlag(name, 'python', False) is None:
+        return False
+    text = d.getVar(name, False)
+    if not isinstance(text, str) or not text.startswith('def '):
+        return False
+    filename = d.getVarFlag(name, 'filename', False) or '<def %s>' % name
+    line = int(d.getVarFlag(name, 'lineno', False) or 1)
+    define(text, filename, line)
+    return True
 
 
 def run_anonymous(d, name, body, filename, line):

@@ -88,7 +88,7 @@ impl CPython {
             let core = Py::new(py, core::Core::current()).map_err(fail)?;
             let d = module
                 .getattr("install")
-                .and_then(|f| f.call1((core,)))
+                .and_then(|f| f.call1((core, bitzel_meta::PROCESS_LOCAL)))
                 .map_err(fail)?;
             Ok(CPython {
                 module: module.unbind(),

@@ -16,24 +16,33 @@ fn root() -> PathBuf {
         .unwrap()
 }
 
+fn install() {
+    static HOST: OnceLock<()> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let host = CPython::new(&root().join("bb-stub")).unwrap();
+        assert!(bitzel_meta::install_python_host(Arc::new(host)));
+    });
+}
+
+fn load(opts: &ParseOptions) -> Workspace {
+    install();
+    let r = root();
+    let input = ConfInput {
+        topdir: r.join("build"),
+        bblayers_conf: format!(
+            "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{}/meta-py\"\n",
+            r.display()
+        ),
+        local_conf: String::new(),
+        env: BTreeMap::new(),
+    };
+    load_workspace(&input, &FsLoader, opts).unwrap()
+}
+
 /// The workspace, parsed once per test process with the host installed.
 fn ws() -> &'static Workspace {
     static WS: OnceLock<Workspace> = OnceLock::new();
-    WS.get_or_init(|| {
-        let r = root();
-        let host = CPython::new(&r.join("bb-stub")).unwrap();
-        assert!(bitzel_meta::install_python_host(Arc::new(host)));
-        let input = ConfInput {
-            topdir: r.join("build"),
-            bblayers_conf: format!(
-                "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{}/meta-py\"\n",
-                r.display()
-            ),
-            local_conf: String::new(),
-            env: BTreeMap::new(),
-        };
-        load_workspace(&input, &FsLoader, &ParseOptions::default()).unwrap()
-    })
+    WS.get_or_init(|| load(&ParseOptions::default()))
 }
 
 fn var(pn: &str, name: &str) -> Option<String> {
@@ -69,6 +78,8 @@ fn anonymous_functions_outside_the_subset_run_in_cpython() {
     );
     assert_eq!(var("good", "HAS_OV").as_deref(), Some("False"));
     assert_eq!(var("good", "IN_D").as_deref(), Some("TrueFalse"));
+    // An object holding `d` gets back the same `d`.
+    assert_eq!(var("good", "EXTENDER_BACK").as_deref(), Some("True"));
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(
         r.data
@@ -143,4 +154,99 @@ fn python_may_write_to_d_while_a_value_expands() {
     assert_eq!(var("good", "MARK").as_deref(), Some("orig"));
     assert_eq!(var("good", "USES_MARK").as_deref(), Some("mark=orig"));
     assert_eq!(var("good", "VIA_WRITE").as_deref(), Some("mark=temporary"));
+}
+
+#[test]
+fn values_holding_process_local_objects_are_marked_so() {
+    let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
+    // A literal (a dict of tuples) survives a parse cache round trip.
+    let obj = r.data.get_var_unexpanded("OBJ").unwrap();
+    assert!(obj.contains("lit:{'k': (1, 2)}"), "{obj:?}");
+    assert!(!obj.starts_with(bitzel_meta::PROCESS_LOCAL));
+    let ext = r.data.get_var_unexpanded("EXTENDER").unwrap();
+    assert!(ext.starts_with(bitzel_meta::PROCESS_LOCAL), "{ext:?}");
+}
+
+#[test]
+fn a_warm_parse_equals_a_cold_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = ParseOptions {
+        cache_dir: Some(tmp.path().to_path_buf()),
+        jobs: None,
+    };
+    let show = |ws: &Workspace| -> Vec<String> {
+        let mut out: Vec<String> = ws
+            .recipes
+            .iter()
+            .map(|r| {
+                let vars = [
+                    "COUNTED",
+                    "OBJ_KIND",
+                    "VIA_WRITE",
+                    "EVENTS",
+                    "LOUD",
+                    "TASKLIST",
+                ];
+                let vals: Vec<String> = vars
+                    .iter()
+                    .map(|v| format!("{v}={:?}", r.data.try_get_var(v).unwrap()))
+                    .collect();
+                format!("{} {}", r.pn, vals.join(" "))
+            })
+            .collect();
+        out.extend(
+            ws.skipped
+                .iter()
+                .map(|r| format!("skipped {} {:?}", r.pn, r.skipped())),
+        );
+        out.sort();
+        out
+    };
+    let cold = load(&opts);
+    let warm = load(&opts);
+    assert_eq!(show(&cold), show(&warm));
+    assert_eq!(show(&cold), show(ws()));
+    assert!(std::fs::read_dir(tmp.path()).unwrap().count() > 0);
+}
+
+/// A datastore of plain values, for calling the host directly.
+struct Plain(BTreeMap<&'static str, &'static str>);
+
+impl bitzel_meta::pyexpr::PyContext for Plain {
+    fn get_var(&self, name: &str, _expand: bool) -> Option<String> {
+        self.0.get(name).map(|s| s.to_string())
+    }
+    fn get_var_flag(&self, name: &str, flag: &str, _expand: bool) -> Option<String> {
+        self.0
+            .get(format!("{name}[{flag}]").as_str())
+            .map(|s| s.to_string())
+    }
+    fn expand(&self, s: &str) -> String {
+        s.to_string()
+    }
+}
+
+#[test]
+fn a_def_known_only_to_the_datastore_is_defined_when_called() {
+    // As for a recipe read back from the parse cache: its defs were never
+    // evaluated in this process.
+    install();
+    let d = Plain(BTreeMap::from([
+        (
+            "cached_only_def",
+            "def cached_only_def(d):\n    return d.getVar('X') + '!'\n",
+        ),
+        ("cached_only_def[python]", "1"),
+        ("cached_only_def[filename]", "/layer/recipe.bb"),
+        ("cached_only_def[lineno]", "3"),
+        ("X", "x"),
+    ]));
+    let host = bitzel_meta::python_host().unwrap();
+    assert_eq!(host.eval_inline("cached_only_def(d)", &d).unwrap(), "x!");
+    let e = host.eval_inline("never_defined(d)", &d).unwrap_err();
+    assert!(
+        e.message
+            .contains("NameError: name 'never_defined' is not defined"),
+        "{e}"
+    );
 }

@@ -17,6 +17,12 @@ python () {
     d.setVar("COPY_SEEN", local.getVar("FLAVOURS") + "/" + d.getVar("FLAVOURS"))
     d.setVar("HAS_OV", str(d.hasOverrides("FLAVOURS")))
     d.setVar("IN_D", str("FLAVOURS" in d) + str("NOPE" in d))
+
+    class Extender:
+        def __init__(self, d):
+            self.d = d
+    d.setVar("EXTENDER", Extender(d))
+    d.setVar("EXTENDER_BACK", str(d.getVar("EXTENDER").d is d))
 }
 
 addtask thing after do_other
