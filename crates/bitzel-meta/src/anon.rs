@@ -207,6 +207,12 @@ impl Eval<'_> {
                 .flag_raw(fname, "lineno", false)
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(0);
+            if python_host().is_some_and(|h| !h.fast_path()) {
+                match self.run_anon_in_host(fname, body, &file, lineno) {
+                    ControlFlow::Break(skip) => return skip,
+                    ControlFlow::Continue(()) => continue,
+                }
+            }
             let compiled = pyexpr::compile_cached(body);
             let func = match &*compiled {
                 Ok(f) => f,

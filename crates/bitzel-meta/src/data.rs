@@ -1294,12 +1294,16 @@ impl<'a> Expander<'a> {
 
     fn eval_python(&self, code: &str, varname: Option<&str>) -> Result<String, ExpandError> {
         let ctx = PyCtx { ex: self };
-        let mut r = pyexpr::eval_inline(code, &ctx);
+        let host = crate::python::python_host();
+        let mut r = match host {
+            Some(h) if !h.fast_path() => h.eval_inline(code, &ctx),
+            _ => pyexpr::eval_inline(code, &ctx),
+        };
         // CPython (when installed) is the reference: whatever the Rust
         // subset does not evaluate (outside it, or a name it cannot see such
         // as a `def` or an `addpylib` module) is evaluated there.
         if r.as_ref().is_err_and(|e| !e.is_syntax_error()) {
-            if let Some(host) = crate::python::python_host() {
+            if let Some(host) = host.filter(|h| h.fast_path()) {
                 *self.pending.borrow_mut() = None;
                 r = host.eval_inline(code, &ctx);
             }

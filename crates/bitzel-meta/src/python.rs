@@ -82,6 +82,11 @@ pub trait PythonHost: Send + Sync {
     /// `namespace` (and its `BBIMPORTS`) into the shared globals, with the
     /// modules named by `BB_GLOBAL_PYMODULES` (read through `d`).
     fn add_pylib(&self, dir: &Path, namespace: &str, d: &dyn PyContext) -> Result<(), PyFailure>;
+    /// Whether bitzel's Rust subset is tried first (the default). Off, the
+    /// host evaluates everything: for measuring what the fast path saves.
+    fn fast_path(&self) -> bool {
+        true
+    }
     /// A digest of every Python library the host imports code from
     /// (BitBake's library, the layers' `addpylib` directories), for the
     /// parse cache's key: a change to one of them never reuses an entry.

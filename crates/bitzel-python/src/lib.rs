@@ -44,6 +44,7 @@ pub struct CPython {
     d: Py<PyAny>,
     bitbake_lib: PathBuf,
     pylibs: Mutex<Vec<PathBuf>>,
+    fast_path: bool,
 }
 
 impl std::fmt::Debug for CPython {
@@ -95,8 +96,15 @@ impl CPython {
                 d: d.unbind(),
                 bitbake_lib: bitbake_lib.to_path_buf(),
                 pylibs: Mutex::new(Vec::new()),
+                fast_path: true,
             })
         })
+    }
+
+    /// Evaluate everything in CPython, without bitzel's Rust subset first
+    /// (`false`), to measure what the subset saves; on by default.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
     }
 
     /// The BitBake library `bb` was imported from.
@@ -251,10 +259,15 @@ impl PythonHost for CPython {
         })
     }
 
+    fn fast_path(&self) -> bool {
+        self.fast_path
+    }
+
     fn fingerprint(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"bitzel-python 1\0");
         h.update(include_str!("bootstrap.py").as_bytes());
+        h.update(&[u8::from(self.fast_path)]);
         h.update(&[Python::with_gil(|py| py.version().len() as u8)]);
         Python::with_gil(|py| h.update(py.version().as_bytes()));
         let libs = self.pylibs.lock().map(|l| l.clone()).unwrap_or_default();

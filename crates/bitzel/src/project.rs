@@ -284,7 +284,11 @@ fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::Confi
         Err(e) => return Err(e.into()),
     };
     tracing::debug!(dir = %lib.dir.display(), source = ?lib.source, "BitBake library");
-    let host = bitzel_python::CPython::new(&lib.dir)?;
+    let mut host = bitzel_python::CPython::new(&lib.dir)?;
+    // A measurement switch: everything through CPython, no Rust fast path.
+    if std::env::var_os("BITZEL_PYTHON_NO_FAST_PATH").is_some_and(|v| v == "1") {
+        host.set_fast_path(false);
+    }
     bitzel_meta::install_python_host(std::sync::Arc::new(host));
     Ok(None)
 }
