@@ -240,7 +240,14 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
     let ws = match bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts) {
         Ok(ws) => ws,
         Err(bitzel_meta::MetaError::Config { diagnostics })
-            if missing_bitbake.is_some() && needs_python(&diagnostics) =>
+            if missing_bitbake.is_some()
+                && needs_python(
+                    &diagnostics
+                        .iter()
+                        .filter(|d| d.is_error())
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                ) =>
         {
             print_diagnostics(out, &diagnostics);
             return Err(missing_bitbake.map(anyhow::Error::from).unwrap_or_else(|| {
@@ -258,8 +265,22 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
         Err(e) => return Err(e.into()),
     };
     let errors = print_diagnostics(out, &ws.diagnostics);
-    if let Some(e) = missing_bitbake.filter(|_| needs_python(&ws.diagnostics)) {
-        return Err(e.into());
+    if let Some(e) = missing_bitbake {
+        let errs: Vec<bitzel_meta::Diagnostic> = ws
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        if needs_python(&errs) {
+            return Err(e.into());
+        }
+        if needs_python(&ws.diagnostics) {
+            // Only notes (anonymous functions not run): say how to run them.
+            out.warn(&format!(
+                "some Python was not run (notes at -v) because no BitBake library was found: {e}"
+            ));
+        }
     }
     if errors > 0 {
         anyhow::bail!("{errors} error(s) while parsing the metadata; fix them and run again");

@@ -170,7 +170,9 @@ fn skipped_recipes() {
     expect![[r#"
         exit 0
         PN="x11-gui"
+        warning: some Python was not run (notes at -v) because no BitBake library was found: testdata/meta/show/anon.yml:1:1: this metadata needs BitBake's Python library (`bb`) and none was found; looked at: `bitzel: bitbake_lib:` in the kas file (not set); the BITZEL_BITBAKE_LIB environment variable (not set); <REPO>/testdata/meta/anon/meta-anon/bitbake/lib (repo `meta-anon`); `import bb` in /usr/bin/python3. Set `bitzel: bitbake_lib: <path to bitbake/lib>` in the kas file or BITZEL_BITBAKE_LIB=<path>, or add a repo that carries bitbake/ (poky does)
         exit 1
+        warning: some Python was not run (notes at -v) because no BitBake library was found: testdata/meta/show/anon.yml:1:1: this metadata needs BitBake's Python library (`bb`) and none was found; looked at: `bitzel: bitbake_lib:` in the kas file (not set); the BITZEL_BITBAKE_LIB environment variable (not set); <REPO>/testdata/meta/anon/meta-anon/bitbake/lib (repo `meta-anon`); `import bb` in /usr/bin/python3. Set `bitzel: bitbake_lib: <path to bitbake/lib>` in the kas file or BITZEL_BITBAKE_LIB=<path>, or add a repo that carries bitbake/ (poky does)
         error: Nothing PROVIDES 'virtual/lonely' (<REPO>/testdata/meta/anon/meta-anon/recipes-test/lonely/lonely_1.0.bb was skipped: incompatible with lonely)
     "#]].assert_eq(&format!(
         "exit {code}\n{stdout}{stderr}exit {code2}\n{stdout2}{stderr2}"

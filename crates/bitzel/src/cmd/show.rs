@@ -85,6 +85,20 @@ pub fn run(out: &Output, args: ShowArgs) -> anyhow::Result<ExitCode> {
         for (pn, pv, layer, file) in rows {
             println!("{pn:w0$} {pv:w1$} {layer:w2$} {file}");
         }
+        // Recipes an anonymous function or handler skipped, with the
+        // reason, as `bitbake-layers show-recipes` marks them.
+        let mut skipped: Vec<(String, String)> = ws
+            .skipped
+            .iter()
+            .map(|r| (r.virtual_name(), r.skipped().unwrap_or_default()))
+            .collect();
+        skipped.sort();
+        if !skipped.is_empty() {
+            println!("\nSKIPPED ({})", skipped.len());
+            for (file, reason) in skipped {
+                println!("{file}: {reason}");
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let data = match args.recipe.as_deref() {
