@@ -276,6 +276,14 @@ def _trim(exc, files):
     """The exception and its traceback from the first metadata frame on,
     and the file and line of the innermost metadata frame."""
     frames = traceback.extract_tb(exc.__traceback__)
+    handled = getattr(bb, 'BBHandledException', None)
+    if handled is not None and isinstance(exc, handled):
+        # bb.fatal: the message was logged (and is reported) already.
+        where = (None, None)
+        for f in frames:
+            if f.filename in files:
+                where = (f.filename, f.lineno)
+        return 'bb.fatal (the error above)', where[0], where[1]
     start = 0
     for i, f in enumerate(frames):
         if f.filename in files:

@@ -250,3 +250,21 @@ fn a_def_known_only_to_the_datastore_is_defined_when_called() {
         "{e}"
     );
 }
+
+#[test]
+fn bb_fatal_reports_its_message_once() {
+    let errs: Vec<String> = ws()
+        .diagnostics
+        .iter()
+        .filter(|d| d.file.ends_with("fatal.bb") && d.is_error())
+        .map(|d| format!("{}: {}", d.line, d.message))
+        .collect();
+    assert_eq!(
+        errs,
+        [
+            "3: no toolchain for fatal",
+            "5: anonymous python function failed: bb.fatal (the error above)"
+        ],
+        "{errs:#?}"
+    );
+}

@@ -10,3 +10,13 @@ def note(*args):
 def warn(*args):
     import logging
     logging.getLogger("BitBake").warning("".join(args))
+
+
+class BBHandledException(Exception):
+    pass
+
+
+def fatal(*args):
+    import logging
+    logging.getLogger("BitBake").critical("".join(args))
+    raise BBHandledException()
