@@ -38,8 +38,53 @@ pub enum PythonError {
     },
 }
 
+/// Calls into CPython and the wall time they took (including the Rust
+/// datastore work Python asked for, and waiting for the GIL).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// `${@...}` evaluations.
+    pub inline: Counter,
+    /// Anonymous functions.
+    pub anonymous: Counter,
+    /// Event firings (each may run several handlers).
+    pub events: Counter,
+    /// `def`s put into the shared globals.
+    pub defs: Counter,
+}
+
+/// A number of calls and their total time.
+#[derive(Debug, Default)]
+pub struct Counter {
+    calls: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+impl Counter {
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let r = f();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.nanos
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    /// How many calls.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Their total wall time (nested calls count in both).
+    pub fn total(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Embedded CPython with the user's BitBake library.
 pub struct CPython {
+    stats: Stats,
     module: Py<PyModule>,
     d: Py<PyAny>,
     bitbake_lib: PathBuf,
@@ -92,6 +137,7 @@ impl CPython {
                 .and_then(|f| f.call1((core, bitzel_meta::PROCESS_LOCAL)))
                 .map_err(fail)?;
             Ok(CPython {
+                stats: Stats::default(),
                 module: module.unbind(),
                 d: d.unbind(),
                 bitbake_lib: bitbake_lib.to_path_buf(),
@@ -105,6 +151,11 @@ impl CPython {
     /// (`false`), to measure what the subset saves; on by default.
     pub fn set_fast_path(&mut self, on: bool) {
         self.fast_path = on;
+    }
+
+    /// What was run in CPython so far, and how long it took.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The BitBake library `bb` was imported from.
@@ -169,13 +220,15 @@ impl CPython {
 impl PythonHost for CPython {
     fn eval_inline(&self, code: &str, d: &dyn PyContext) -> Result<String, PyError> {
         let _bound = core::bind(d);
-        Python::with_gil(|py| {
-            self.call(py, "eval_inline", (self.d.bind(py), code))
-                .and_then(|v| v.extract::<String>())
-                .map_err(|e| PyError {
-                    message: self.failure(py, &e).message,
-                    offset: 0,
-                })
+        self.stats.inline.time(|| {
+            Python::with_gil(|py| {
+                self.call(py, "eval_inline", (self.d.bind(py), code))
+                    .and_then(|v| v.extract::<String>())
+                    .map_err(|e| PyError {
+                        message: self.failure(py, &e).message,
+                        offset: 0,
+                    })
+            })
         })
     }
 
@@ -188,13 +241,15 @@ impl PythonHost for CPython {
         d: &dyn PyContext,
     ) -> Result<PyRun, PyFailure> {
         let _bound = core::bind(d);
-        Python::with_gil(|py| {
-            let r = self.call(
-                py,
-                "run_anonymous",
-                (self.d.bind(py), name, body, file.to_string_lossy(), line),
-            );
-            self.outcome(py, r)
+        self.stats.anonymous.time(|| {
+            Python::with_gil(|py| {
+                let r = self.call(
+                    py,
+                    "run_anonymous",
+                    (self.d.bind(py), name, body, file.to_string_lossy(), line),
+                );
+                self.outcome(py, r)
+            })
         })
     }
 
@@ -217,27 +272,31 @@ impl PythonHost for CPython {
                 )
             })
             .collect();
-        Python::with_gil(|py| {
-            let r = self.call(
-                py,
-                "fire",
-                (
-                    self.d.bind(py),
-                    event.class,
-                    event.file.map(|f| f.to_string_lossy().into_owned()),
-                    event.tasks.map(|t| t.to_vec()),
-                    list,
-                ),
-            );
-            self.outcome(py, r)
+        self.stats.events.time(|| {
+            Python::with_gil(|py| {
+                let r = self.call(
+                    py,
+                    "fire",
+                    (
+                        self.d.bind(py),
+                        event.class,
+                        event.file.map(|f| f.to_string_lossy().into_owned()),
+                        event.tasks.map(|t| t.to_vec()),
+                        list,
+                    ),
+                );
+                self.outcome(py, r)
+            })
         })
     }
 
     fn define(&self, text: &str, file: &Path, line: u32) -> Result<(), PyFailure> {
-        Python::with_gil(|py| {
-            self.call(py, "define", (text, file.to_string_lossy(), line))
-                .map(|_| ())
-                .map_err(|e| self.failure(py, &e))
+        self.stats.defs.time(|| {
+            Python::with_gil(|py| {
+                self.call(py, "define", (text, file.to_string_lossy(), line))
+                    .map(|_| ())
+                    .map_err(|e| self.failure(py, &e))
+            })
         })
     }
 

@@ -264,6 +264,7 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
         }
         Err(e) => return Err(e.into()),
     };
+    log_python_stats();
     let errors = print_diagnostics(out, &ws.diagnostics);
     if let Some(e) = missing_bitbake {
         let errs: Vec<bitzel_meta::Diagnostic> = ws
@@ -310,8 +311,33 @@ fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::Confi
     if std::env::var_os("BITZEL_PYTHON_NO_FAST_PATH").is_some_and(|v| v == "1") {
         host.set_fast_path(false);
     }
-    bitzel_meta::install_python_host(std::sync::Arc::new(host));
+    let host = std::sync::Arc::new(host);
+    bitzel_meta::install_python_host(host.clone());
+    let _ = PYTHON.set(host);
     Ok(None)
+}
+
+/// The embedded interpreter, when this process started one.
+static PYTHON: std::sync::OnceLock<std::sync::Arc<bitzel_python::CPython>> =
+    std::sync::OnceLock::new();
+
+/// Log what ran in CPython (`-v`).
+fn log_python_stats() {
+    if let Some(py) = PYTHON.get() {
+        let s = py.stats();
+        for (what, c) in [
+            ("inline ${@...}", &s.inline),
+            ("anonymous functions", &s.anonymous),
+            ("event firings", &s.events),
+            ("defs", &s.defs),
+        ] {
+            tracing::info!(
+                "CPython: {} {what}, {:.2} s (nested calls count in both)",
+                c.calls(),
+                c.total().as_secs_f64()
+            );
+        }
+    }
 }
 
 /// True when a diagnostic says the metadata used Python outside bitzel's
