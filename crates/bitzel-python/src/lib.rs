@@ -108,10 +108,49 @@ fn describe(py: Python<'_>, e: &PyErr) -> String {
     format!("{tb}{e}")
 }
 
+/// Start the interpreter with a fixed hash seed (`PYTHONHASHSEED=0`): set
+/// iteration order of strings then does not change between runs, so the
+/// same metadata gives the same values (`' '.join(some_set)` is common in
+/// layers) and a warm parse equals a cold one. Once per process; a no-op
+/// when the interpreter already runs.
+fn start_interpreter() -> Result<(), String> {
+    use pyo3::ffi;
+    // SAFETY: the documented embedding sequence (PEP 587): initialise a
+    // config, set fields, initialise from it, clear it; then release the
+    // GIL the initialising thread holds, as pyo3's own initialisation does,
+    // so any thread can take it with `Python::with_gil`. Guarded by a Once.
+    static START: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    START.call_once(|| unsafe {
+        if ffi::Py_IsInitialized() != 0 {
+            return;
+        }
+        let mut config = std::mem::MaybeUninit::<ffi::PyConfig>::uninit();
+        ffi::PyConfig_InitPythonConfig(config.as_mut_ptr());
+        let mut config = config.assume_init();
+        config.use_hash_seed = 1;
+        config.hash_seed = 0;
+        config.install_signal_handlers = 0;
+        let status = ffi::Py_InitializeFromConfig(&config);
+        ffi::PyConfig_Clear(&mut config);
+        if ffi::PyStatus_Exception(status) != 0 {
+            result = Err("the embedded Python interpreter did not start".to_string());
+            return;
+        }
+        ffi::PyEval_SaveThread();
+    });
+    result
+}
+
 impl CPython {
     /// Start the interpreter (once per process), put `bitbake_lib` first on
     /// `sys.path` and import `bb` from it.
     pub fn new(bitbake_lib: &Path) -> Result<CPython, PythonError> {
+        start_interpreter().map_err(|message| PythonError::Import {
+            dir: bitbake_lib.to_path_buf(),
+            message,
+            python: String::new(),
+        })?;
         Python::with_gil(|py| {
             let fail = |e: PyErr| PythonError::Import {
                 dir: bitbake_lib.to_path_buf(),

@@ -268,3 +268,14 @@ fn bb_fatal_reports_its_message_once() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn string_hashing_is_fixed_so_set_order_is_stable() {
+    install();
+    let d = Plain(BTreeMap::new());
+    let host = bitzel_meta::python_host().unwrap();
+    let eval = |code: &str| host.eval_inline(code, &d).unwrap();
+    assert_eq!(eval("__import__('sys').flags.hash_randomization"), "0");
+    // `PYTHONHASHSEED=0 python3 -c "print(hash('a'))"` on 64-bit CPython.
+    assert_eq!(eval("hash('a')"), "4644417185603328019");
+}
