@@ -299,20 +299,26 @@ impl WouldRunLog {
 }
 
 /// What a task will run with, besides its dependencies' outputs.
-struct Prepared {
+pub(crate) struct Prepared {
     /// The script text.
-    script: String,
+    pub(crate) script: String,
     /// Whether the recipe's downloads are mounted and keyed.
-    with_downloads: bool,
+    pub(crate) with_downloads: bool,
     /// Whether the task may use the network.
-    network: bool,
+    pub(crate) network: bool,
     /// What the `[file-checksums]` flag gives the task.
-    files: TaskFiles,
+    pub(crate) files: TaskFiles,
     /// Run an interactive shell in the task's sandbox instead of the task
     /// (`bitzel devshell`); nothing is captured.
-    interactive: bool,
+    pub(crate) interactive: bool,
     /// Resource limits (`BITZEL_TASK_*`, task flags); not part of the key.
-    limits: bitzel_sandbox::Limits,
+    pub(crate) limits: bitzel_sandbox::Limits,
+    /// `[sysroot-layer]`: the output subtree exported as the recipe's sysroot.
+    pub(crate) sysroot_layer: Option<String>,
+    /// `[deploy-dir]`: the output subtree published as deploy output.
+    pub(crate) deploy_dir: Option<String>,
+    /// The run's time limit.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// Where a running task's work directory is and how its output is found.
@@ -325,7 +331,7 @@ enum WorkDir {
 }
 
 /// What running a task in its sandbox gave.
-enum Ran {
+pub(crate) enum Ran {
     /// The task ran and its output was captured.
     Captured(Box<ActionResult>, TaskOutput),
     /// `bitzel devshell`: the shell closed; nothing was captured.
@@ -369,13 +375,16 @@ pub struct BuildExecutor<'a> {
     pub force: BTreeSet<String>,
     /// The devshell's exit status once it closed (a signal as 128 + signal).
     pub devshell_status: Mutex<Option<i32>>,
+    /// Runs misses on a remote engine instead of here (`--remote-executor`);
+    /// see [`crate::remote`].
+    pub remote: Option<&'a dyn crate::remote::RemoteRunner>,
 }
 
-fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
+pub(crate) fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
     TaskFailure::new(kind, msg)
 }
 
-fn setup_err(task: &TaskNode, what: impl std::fmt::Display) -> TaskFailure {
+pub(crate) fn setup_err(task: &TaskNode, what: impl std::fmt::Display) -> TaskFailure {
     fail(FailureKind::Setup, format!("{}: {what}", task.label()))
 }
 
@@ -394,6 +403,15 @@ pub fn log_tail(path: &Path, n: usize) -> Option<String> {
 }
 
 impl BuildExecutor<'_> {
+    fn note_miss(&self, task: &TaskNode, action: Action) {
+        if let Ok(mut m) = self.misses.lock() {
+            m.push(MissRecord {
+                label: task.label(),
+                action,
+            });
+        }
+    }
+
     fn recipe(&self, task: &TaskNode) -> Result<&Recipe, TaskFailure> {
         self.recipes.get(task.recipe).ok_or_else(|| {
             fail(
@@ -621,6 +639,9 @@ impl BuildExecutor<'_> {
             files,
             interactive,
             limits,
+            sysroot_layer: d.get_flag(&task.task, "sysroot-layer"),
+            deploy_dir: d.get_flag(&task.task, "deploy-dir"),
+            timeout: self.timeout,
         })
     }
 
@@ -815,10 +836,10 @@ impl BuildExecutor<'_> {
         Ok((mounts, WorkDir::Overlay { upper }))
     }
 
-    fn run_in_sandbox(
+    pub(crate) fn run_in_sandbox(
         &self,
         task: &TaskNode,
-        recipe: &Recipe,
+        recipe: Option<&Recipe>,
         inputs: &TaskOutput,
         p: &Prepared,
         action: &Action,
@@ -843,7 +864,7 @@ impl BuildExecutor<'_> {
     fn run_in_scratch(
         &self,
         task: &TaskNode,
-        recipe: &Recipe,
+        recipe: Option<&Recipe>,
         inputs: &TaskOutput,
         p: &Prepared,
         action: &Action,
@@ -938,7 +959,7 @@ impl BuildExecutor<'_> {
         spec.mounts = mounts;
         spec.network = p.network;
         spec.hostname = "bitzel".into();
-        spec.timeout = self.timeout;
+        spec.timeout = p.timeout;
         spec.limits = p.limits.clone();
         spec.stdout = Stdio::File(log.clone());
         spec.stderr = Stdio::File(log.clone());
@@ -952,6 +973,9 @@ impl BuildExecutor<'_> {
         }
         if p.interactive {
             spec.argv = vec!["/bin/sh".into(), "-i".into()];
+            let Some(recipe) = recipe else {
+                return Err(setup_err(task, "a devshell needs the recipe"));
+            };
             let (want, cwd) = devshell_cwd(&recipe.data, &task.task, &inputs.work, self.cache);
             if cwd != want {
                 tracing::warn!(
@@ -1022,13 +1046,12 @@ impl BuildExecutor<'_> {
         self.counters
             .record(task.label(), |s| s.bytes_captured = Some(bytes));
         let log_digest = self.cache.put_file(&log).ok();
-        let d = &recipe.data;
         let mut extra = BTreeMap::new();
         let mut out = inputs.clone();
         out.work.push(captured.digest);
         out.exported_sysroots
             .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
-        if let Some(sub) = d.get_flag(&task.task, "sysroot-layer") {
+        if let Some(sub) = &p.sysroot_layer {
             let t = captured.tree.subtree(sub.trim().trim_matches('/'));
             let sd = self
                 .cache
@@ -1037,7 +1060,7 @@ impl BuildExecutor<'_> {
             extra.insert("sysroot".to_string(), sd);
             out.exported_sysroots.insert(task.pn.clone(), sd);
         }
-        if let Some(sub) = d.get_flag(&task.task, "deploy-dir") {
+        if let Some(sub) = &p.deploy_dir {
             let t = captured.tree.subtree(sub.trim().trim_matches('/'));
             let dd = self
                 .cache
@@ -1070,7 +1093,7 @@ fn builtin_of(recipe: &Recipe, task: &TaskNode) -> Option<Builtin> {
 }
 
 /// Reconstruct a task's output from a cached result.
-fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOutput {
+pub(crate) fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOutput {
     let mut out = inputs.clone();
     out.work.push(r.output);
     out.exported_sysroots
@@ -1333,7 +1356,7 @@ impl Executor for BuildExecutor<'_> {
         let prepared = self.prepare(task, recipe, &inputs)?;
         let action = self.action_for(task, recipe, &inputs, &prepared);
         if prepared.interactive {
-            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?;
+            self.run_in_sandbox(task, Some(recipe), &inputs, &prepared, &action, cancel)?;
             return Ok(TaskResult {
                 output: inputs,
                 outcome: Outcome::NoExec,
@@ -1359,8 +1382,20 @@ impl Executor for BuildExecutor<'_> {
                 tracing::warn!(task = %task.label(), error = %e, "cache lookup failed; running the task");
             }
         }
+        if let Some(runner) = self.remote {
+            match self.run_remotely(runner, task, &inputs, &prepared, &action, &key)? {
+                Some((result, outcome)) => {
+                    self.note_miss(task, action);
+                    return Ok(TaskResult {
+                        output: output_from_result(&inputs, &result, &task.pn),
+                        outcome,
+                    });
+                }
+                None => {} // --remote-executor-fallback local
+            }
+        }
         let Ran::Captured(result, out) =
-            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?
+            self.run_in_sandbox(task, Some(recipe), &inputs, &prepared, &action, cancel)?
         else {
             return Err(fail(
                 FailureKind::Internal,
@@ -1375,12 +1410,7 @@ impl Executor for BuildExecutor<'_> {
         if let Err(e) = recorded {
             tracing::warn!(task = %task.label(), error = %e, "could not record the result in the cache");
         }
-        if let Ok(mut m) = self.misses.lock() {
-            m.push(MissRecord {
-                label: task.label(),
-                action,
-            });
-        }
+        self.note_miss(task, action);
         Ok(TaskResult {
             output: out,
             outcome: Outcome::Executed,

@@ -316,6 +316,7 @@ pub fn build(
         devshell: req.devshell.clone(),
         force: forced.clone(),
         devshell_status: Mutex::new(None),
+        remote: None,
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())
