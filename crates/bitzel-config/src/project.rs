@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Diagnostic, Location};
 use crate::load::{self, resolve_against_file, Loaded};
-use crate::settings::{BitzelSettings, RemoteCacheSettings};
+use crate::settings::{BitzelSettings, RemoteCacheSettings, RemoteExecutorSettings};
 use crate::yaml::{Key, Node, Value};
 
 /// A loaded kas-style project configuration (the top file merged with
@@ -452,6 +452,16 @@ fn bitzel_settings(node: Option<&Node>) -> Result<BitzelSettings, ConfigError> {
                 instance: opt_string(rc, "instance"),
                 auth_header_env: opt_string(rc, "auth_header_env"),
                 digest_function: opt_string(rc, "digest_function"),
+            });
+        }
+    }
+    if let Some(rx) = node.get("remote_executor") {
+        if let Value::Map(_) = rx.value {
+            s.remote_executor = Some(RemoteExecutorSettings {
+                url: opt_string(rx, "url"),
+                instance: opt_string(rx, "instance"),
+                auth_header_env: opt_string(rx, "auth_header_env"),
+                fallback: opt_string(rx, "fallback"),
             });
         }
     }

@@ -51,8 +51,10 @@ const BITZEL_KEYS: &[&str] = &[
     "build_dir",
     "downloads_dir",
     "remote_cache",
+    "remote_executor",
     "build_records",
 ];
+const REMOTE_EXECUTOR_KEYS: &[&str] = &["url", "instance", "auth_header_env", "fallback"];
 const REMOTE_CACHE_KEYS: &[&str] = &[
     "url",
     "read_only",
@@ -395,6 +397,27 @@ fn check_bitzel(node: &Node) -> Result<(), ConfigError> {
                         }
                     } else {
                         string(rv, &what)?;
+                    }
+                }
+            }
+            "remote_executor" => {
+                let e = mapping(v, &what)?;
+                check_keys(
+                    e,
+                    REMOTE_EXECUTOR_KEYS,
+                    &[],
+                    "`bitzel.remote_executor`",
+                    "bitzel.remote_executor.",
+                    &mut Vec::new(),
+                )?;
+                for (rk, rv) in e {
+                    let what = format!("bitzel.remote_executor.{}", rk.name);
+                    let s = string(rv, &what)?;
+                    if rk.name == "fallback" && !matches!(s, "local" | "none") {
+                        return Err(ConfigError::invalid(
+                            &rv.at,
+                            format!("{what}: `{s}` (expected `local` or `none`)"),
+                        ));
                     }
                 }
             }

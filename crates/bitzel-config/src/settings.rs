@@ -127,6 +127,21 @@ pub struct RemoteCacheSettings {
     pub digest_function: Option<String>,
 }
 
+/// `bitzel.remote_executor`: a REAPI engine that runs cache misses
+/// (`grpc://host:port` or `grpcs://…`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteExecutorSettings {
+    /// The engine's endpoint.
+    pub url: Option<String>,
+    /// REAPI instance name.
+    pub instance: Option<String>,
+    /// Name of an environment variable holding a `Name: value` header sent
+    /// with every call.
+    pub auth_header_env: Option<String>,
+    /// `local`: run a task here when the engine cannot; `none` (default): fail.
+    pub fallback: Option<String>,
+}
+
 /// The `bitzel:` section. Every field is optional: unset means "the
 /// binary's default", and command-line flags override what is set here.
 /// Paths are absolute (relative ones resolved against the directory of the
@@ -147,6 +162,8 @@ pub struct BitzelSettings {
     pub downloads_dir: Option<PathBuf>,
     /// Remote cache (reserved).
     pub remote_cache: Option<RemoteCacheSettings>,
+    /// Remote executor.
+    pub remote_executor: Option<RemoteExecutorSettings>,
     /// How many build records (`<build>/tmp/buildstats/`) are kept; 0 writes
     /// none. The binary's default applies when unset.
     pub build_records: Option<usize>,

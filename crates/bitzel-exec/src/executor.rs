@@ -729,12 +729,9 @@ impl BuildExecutor<'_> {
         action.policy.insert("build_root".into(), "host".into());
         // Results of runs without isolation, or with rewritten paths (whose outputs may hold
         // host paths), never meet those of the namespaced backends.
-        let sandbox = match (self.sandbox.hermetic(), self.sandbox.remaps_paths()) {
-            (false, _) => "none",
-            (true, false) => "hermetic",
-            (true, true) => "hermetic-remapped",
-        };
-        action.policy.insert("sandbox".into(), sandbox.into());
+        action
+            .policy
+            .insert("sandbox".into(), sandbox_kind(self.sandbox).into());
         action
     }
 
@@ -1081,6 +1078,15 @@ impl BuildExecutor<'_> {
             action: action.clone(),
         };
         Ok(Ran::Captured(Box::new(result), out))
+    }
+}
+
+/// The `sandbox` policy of actions run by backend `b`.
+pub fn sandbox_kind(b: &dyn Backend) -> &'static str {
+    match (b.hermetic(), b.remaps_paths()) {
+        (false, _) => "none",
+        (true, false) => "hermetic",
+        (true, true) => "hermetic-remapped",
     }
 }
 

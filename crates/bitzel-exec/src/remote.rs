@@ -65,6 +65,9 @@ pub struct RemoteJob {
     pub sysroot_layer: Option<String>,
     /// `[deploy-dir]`.
     pub deploy_dir: Option<String>,
+    /// The host tools linked at `/bitzel/hosttools`, by name (the worker
+    /// resolves them on its own `PATH`; their digest must be the action's).
+    pub hosttools: Vec<String>,
 }
 
 /// The [`RemoteJob::version`] this build writes and reads.
@@ -117,6 +120,9 @@ pub enum RemoteOutcome {
 pub struct RemoteFailure {
     /// For people: what failed, where, and what to do.
     pub message: String,
+    /// The engine answered with an unusable result (treated like a bad
+    /// cache entry: warned, and the task runs here).
+    pub run_locally: bool,
 }
 
 /// Runs a job remotely (implemented in `bitzel-remote`).
@@ -174,6 +180,8 @@ impl BuildExecutor<'_> {
             timeout_secs: p.timeout.map(|t| t.as_secs()),
             sysroot_layer: p.sysroot_layer.clone(),
             deploy_dir: p.deploy_dir.clone(),
+            hosttools: tool_names(&self.tools.dir)
+                .map_err(|e| setup_err(task, format!("listing {}: {e}", self.tools.dir.display())))?,
         })
     }
 
@@ -216,6 +224,10 @@ impl BuildExecutor<'_> {
                     }
                 }
                 Err(f)
+            }
+            Err(e) if e.run_locally => {
+                tracing::warn!(task = %task.label(), "{}; running it locally", e.message);
+                Ok(None)
             }
             Err(e) if runner.fallback_local() => {
                 tracing::warn!(task = %task.label(), "{}; running it locally (--remote-executor-fallback local)", e.message);
@@ -309,4 +321,14 @@ impl BuildExecutor<'_> {
             )),
         }
     }
+}
+
+/// The names of the tool links in `dir`, sorted.
+fn tool_names(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        v.push(e?.file_name().to_string_lossy().into_owned());
+    }
+    v.sort();
+    Ok(v)
 }

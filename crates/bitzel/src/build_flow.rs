@@ -50,6 +50,9 @@ pub struct BuildRequest {
     pub remote_cache: Option<String>,
     /// `--remote-cache-read-only`.
     pub remote_read_only: bool,
+    /// `--remote-executor` and its options (`None`: verbs that run nothing
+    /// remotely, whatever the config says).
+    pub remote_exec: Option<RemoteExecRequest>,
     /// Write the build summary as JSON to this file.
     pub summary_json: Option<PathBuf>,
     /// `pn:do_task` to open an interactive shell in instead of running it
@@ -59,6 +62,58 @@ pub struct BuildRequest {
     pub timings: bool,
     /// `--trace FILE`: write this build as Chrome trace events.
     pub trace: Option<PathBuf>,
+}
+
+/// `--remote-executor URL [--remote-instance NAME] [--remote-executor-fallback local]`.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteExecRequest {
+    /// The engine (overrides `bitzel: remote_executor: url`).
+    pub url: Option<String>,
+    /// Its instance (overrides `bitzel: remote_executor: instance`).
+    pub instance: Option<String>,
+    /// `Some(true)`: run a task locally when the engine cannot.
+    pub fallback_local: Option<bool>,
+}
+
+/// The remote executor, if one is configured (flags over config): the
+/// engine, its cache level (adopting results) and the runner.
+fn remote_executor(
+    project: &Project,
+    req: &BuildRequest,
+    cache: &Cache,
+) -> anyhow::Result<Option<(Arc<HttpStore>, bitzel_remote::RemoteExecutor)>> {
+    let Some(rx) = &req.remote_exec else {
+        return Ok(None);
+    };
+    let settings = project.bitzel.remote_executor.clone().unwrap_or_default();
+    let Some(url) = rx.url.clone().or(settings.url.clone()) else {
+        return Ok(None);
+    };
+    let instance = rx
+        .instance
+        .clone()
+        .or(settings.instance.clone())
+        .unwrap_or_default();
+    let fallback = rx
+        .fallback_local
+        .unwrap_or(settings.fallback.as_deref() == Some("local"));
+    let auth = settings
+        .auth_header_env
+        .as_deref()
+        .map(bitzel_cache::remote::AuthHeader::from_env)
+        .transpose()
+        .context("the remote executor's auth header")?;
+    let mut ec = bitzel_remote::EngineConfig::new(&url, &instance);
+    ec.auth = auth.clone();
+    let engine = Arc::new(bitzel_remote::Engine::new(ec)?);
+    let mut rc = RemoteConfig::new(&url)?.with_auth(auth);
+    if !instance.is_empty() {
+        rc = rc.with_instance(&instance)?;
+    }
+    let store = Arc::new(bitzel_remote::cache_level(engine.clone(), rc, cache)?);
+    let runner =
+        bitzel_remote::RemoteExecutor::new(engine, store.clone(), cache.cas().clone(), fallback);
+    Ok(Some((store, runner)))
 }
 
 /// The remote cache level, if one is configured (flag over config).
@@ -147,7 +202,7 @@ fn pending_root() -> &'static Mutex<Option<PendingRoot>> {
 }
 
 /// The host directories a task's `host` build root is made of.
-fn host_root_paths() -> Vec<PathBuf> {
+pub fn host_root_paths() -> Vec<PathBuf> {
     bitzel_sandbox::SandboxSpec::default_host_paths()
 }
 
@@ -156,7 +211,7 @@ fn host_root_paths() -> Vec<PathBuf> {
 /// `host-root` digest covers. (The network's own configuration, which
 /// `[network]` tasks also see, is deliberately not keyed: it differs between
 /// every two machines and such tasks depend on the network anyway.)
-fn host_root_key_paths() -> Vec<PathBuf> {
+pub fn host_root_key_paths() -> Vec<PathBuf> {
     let mut paths = host_root_paths();
     paths.extend(bitzel_sandbox::etc_host_paths(false));
     paths
@@ -288,6 +343,19 @@ pub fn build(
         }
         None
     };
+    let executor = if backend.hermetic() {
+        remote_executor(project, req, &cache)?
+    } else {
+        if remote_executor(project, req, &cache)?.is_some() {
+            anyhow::bail!("--remote-executor needs a sandbox: results of unsandboxed tasks are never shared (drop --sandbox none)");
+        }
+        None
+    };
+    // The engine is the remote cache level unless another one is configured.
+    let remote = match (&remote, &executor) {
+        (None, Some((store, _))) => Some(store.clone()),
+        _ => remote,
+    };
     let cache = match &remote {
         Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
         None => cache,
@@ -316,7 +384,9 @@ pub fn build(
         devshell: req.devshell.clone(),
         force: forced.clone(),
         devshell_status: Mutex::new(None),
-        remote: None,
+        remote: executor
+            .as_ref()
+            .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())
@@ -414,6 +484,9 @@ pub fn build(
     }
     if remote.is_some() {
         out.info(&cache_summary.to_string());
+    }
+    if let Some((_, r)) = &executor {
+        out.info(&r.summary_line());
     }
     let layers = exec
         .counters

@@ -67,6 +67,9 @@ pub enum Command {
     /// under <build>/tmp/buildstats/): timeline, critical path, slowest
     /// tasks, why tasks ran; `--trace FILE` for Perfetto.
     Report(cmd::report::ReportArgs),
+    /// Serve a REAPI engine as a bot (`--engine grpc://host:port`): run the
+    /// bitzel actions it leases in the local sandbox, until SIGTERM.
+    Worker(cmd::worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Devshell(args) => cmd::devshell::run(&out, args),
         Command::Show(args) => cmd::show::run(&out, args),
         Command::Report(args) => cmd::report::run(&out, args),
+        Command::Worker(args) => cmd::worker::run(&out, args),
     };
     match result {
         Ok(code) => code,

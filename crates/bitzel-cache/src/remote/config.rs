@@ -93,7 +93,8 @@ impl AuthHeader {
         &self.name
     }
 
-    pub(crate) fn value(&self) -> &str {
+    /// The header value (never logged).
+    pub fn value(&self) -> &str {
         &self.value
     }
 }

@@ -251,6 +251,36 @@ impl RemoteCache {
         }
     }
 
+    /// The server-side name of the blob `d` stored at `path` (hashed once,
+    /// checking its BLAKE3, and remembered).
+    pub fn blob_name_of_file(&self, d: &Digest, path: &Path) -> Result<String, RemoteError> {
+        match self.config.digest_function {
+            DigestFunction::Blake3 => Ok(d.to_hex()),
+            DigestFunction::Sha256 => {
+                if let Some(s) = self.map.get(d) {
+                    return Ok(hex32(&s));
+                }
+                let s = sha256_checked(d, path)?;
+                self.map.insert(d, s);
+                Ok(hex32(&s))
+            }
+        }
+    }
+
+    /// Learn that the blob whose BLAKE3 is `d` (of `size` bytes) is named
+    /// `remote` (lowercase hex) on the server, as an entry listing it would
+    /// teach; downloads still verify both names.
+    pub fn learn_name(&self, d: &Digest, size: u64, remote: &str) {
+        if self.config.digest_function == DigestFunction::Sha256 {
+            if let Ok(s) = remote.parse::<Digest>() {
+                self.map.insert(d, s.0);
+            }
+        }
+        if let Ok(mut sizes) = self.sizes.lock() {
+            sizes.insert(*d, size);
+        }
+    }
+
     /// The server-side name of `bytes` whose BLAKE3 is `d` (learning the
     /// SHA-256 map entry on the way).
     fn blob_name_of(&self, d: &Digest, bytes: &[u8]) -> String {

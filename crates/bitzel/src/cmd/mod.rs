@@ -10,3 +10,4 @@ pub mod report;
 pub mod runqemu;
 pub mod show;
 pub mod taskverbs;
+pub mod worker;
