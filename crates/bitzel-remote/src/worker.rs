@@ -414,8 +414,16 @@ impl WorkerSetup<'_> {
             ));
         }
         let dir = tools_dir.join(tools_digest.to_hex());
-        set.link_into(&dir)
-            .map_err(|e| status(Code::Internal, format!("linking host tools: {e}")))?;
+        {
+            // Once per tool set: a running lease's tools must not be relinked under it.
+            static LINKED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+            let mut linked = LINKED.lock().unwrap_or_else(|p| p.into_inner());
+            if !linked.contains(&dir) {
+                set.link_into(&dir)
+                    .map_err(|e| status(Code::Internal, format!("linking host tools: {e}")))?;
+                linked.push(dir.clone());
+            }
+        }
         let exec = BuildExecutor {
             recipes: &[],
             cache: self.cache,
