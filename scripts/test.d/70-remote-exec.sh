@@ -51,7 +51,7 @@ build() { # <checkout> <cache> <summary> [extra args]
 }
 worker() { # <name> [extra args]: starts a worker, records its pid in $work/<name>.pid
   local name=$1; shift
-  setsid "$bin" worker --engine "$engine" --cache-dir "$work/$name" --bot-id "$name" "$@" \
+  setsid "$bin" -v worker --engine "$engine" --cache-dir "$work/$name" --bot-id "$name" "$@" \
     > "$work/$name.log" 2>&1 < /dev/null &
   echo $! > "$work/$name.pid"
   pids+=("$!")
