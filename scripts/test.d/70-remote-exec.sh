@@ -25,6 +25,7 @@ case $CARGO_TARGET_DIR in /*) tdir=$CARGO_TARGET_DIR ;; *) tdir=$root/$CARGO_TAR
 bin=$tdir/debug/bitzel
 
 work=$(mktemp -d /tmp/bitzel-rx.XXXXXX)
+chmod 755 "$work" # PostgreSQL runs as `postgres` under it
 bg=$work/buildgrid
 port=$((50100 + RANDOM % 800))
 engine=grpc://127.0.0.1:$port
@@ -58,22 +59,24 @@ worker() { # <name> [extra args]: starts a worker, records its pid in $work/<nam
 }
 session_of() { grep -o 'session=[^ ]*' "$work/$1.log" | tail -1 | cut -d= -f2; }
 
+# (stage runs each step under `if`, where set -e does not apply: every
+# command that may fail says `|| return`.)
 setup() {
-  scripts/buildgrid install
-  cargo build --locked -p bitzel
-  scripts/preseed-downloads "$work/downloads"
-  scripts/buildgrid start "$bg" "$port"
+  scripts/buildgrid install || return
+  cargo build --locked -p bitzel || return
+  scripts/preseed-downloads "$work/downloads" || return
+  scripts/buildgrid start "$bg" "$port" || return
   worker w1 --instance main
   worker w2 --instance main
 }
 stage "setup: BuildGrid, two workers, downloads" setup
 
 step_a() {
-  checkout "$work/a"
-  build "$work/a" "$work/cache-a" "$work/a.json" --remote-executor "$engine" --remote-instance main
+  checkout "$work/a" || return
+  build "$work/a" "$work/cache-a" "$work/a.json" --remote-executor "$engine" --remote-instance main || return
   cat "$work/a.json"
   [ "$(field "$work/a.json" executed)" -gt 0 ] || fail "build A executed nothing"
-  (cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
+  (cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml) || return
   scripts/buildgrid jobs "$bg" | tee "$work/jobs"
   local s1 s2
   s1=$(session_of w1); s2=$(session_of w2)
@@ -85,8 +88,8 @@ step_a() {
 stage "A: the example through the engine, runqemu --check" step_a
 
 step_local() {
-  checkout "$work/l"
-  build "$work/l" "$work/cache-l" "$work/l.json"
+  checkout "$work/l" || return
+  build "$work/l" "$work/cache-l" "$work/l.json" || return
   (cd "$work/a/build/tmp/deploy" && find . -type f | sort | xargs sha256sum) > "$work/a.sums"
   (cd "$work/l/build/tmp/deploy" && find . -type f | sort | xargs sha256sum) > "$work/l.sums"
   diff -u "$work/l.sums" "$work/a.sums" || fail "artifacts built remotely differ from a local build's"
@@ -95,12 +98,12 @@ step_local() {
 stage "L: a local build; artifacts bit-identical" step_local
 
 step_b() {
-  checkout "$work/b"
-  build "$work/b" "$work/cache-b" "$work/b.json" --remote-executor "$engine" --remote-instance main
+  checkout "$work/b" || return
+  build "$work/b" "$work/cache-b" "$work/b.json" --remote-executor "$engine" --remote-instance main || return
   [ "$(field "$work/b.json" executed)" -eq 0 ] || fail "checkout B executed $(field "$work/b.json" executed) tasks"
   if [ "${BITZEL_REMOTE_EXEC_NODL:-0}" = 1 ]; then
     checkout "$work/n" nodl
-    build "$work/n" "$work/cache-n" "$work/n.json" --remote-executor "$engine" --remote-instance main
+    build "$work/n" "$work/cache-n" "$work/n.json" --remote-executor "$engine" --remote-instance main || return
     [ "$(field "$work/n.json" executed)" -eq 0 ] || fail "the checkout without downloads executed tasks"
   fi
 }

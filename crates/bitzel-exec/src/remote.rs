@@ -149,7 +149,12 @@ impl BuildExecutor<'_> {
             } else {
                 self.cache.put_file(path)
             }
-            .map_err(|e| setup_err(task, format!("storing {} for the remote: {e}", path.display())))?;
+            .map_err(|e| {
+                setup_err(
+                    task,
+                    format!("storing {} for the remote: {e}", path.display()),
+                )
+            })?;
             Ok::<_, TaskFailure>(JobInput {
                 name: name.to_string(),
                 digest,
@@ -180,8 +185,9 @@ impl BuildExecutor<'_> {
             timeout_secs: p.timeout.map(|t| t.as_secs()),
             sysroot_layer: p.sysroot_layer.clone(),
             deploy_dir: p.deploy_dir.clone(),
-            hosttools: tool_names(&self.tools.dir)
-                .map_err(|e| setup_err(task, format!("listing {}: {e}", self.tools.dir.display())))?,
+            hosttools: tool_names(&self.tools.dir).map_err(|e| {
+                setup_err(task, format!("listing {}: {e}", self.tools.dir.display()))
+            })?,
         })
     }
 
@@ -244,7 +250,11 @@ impl BuildExecutor<'_> {
     /// layers and directory inputs are materialised from the local CAS,
     /// which must hold every blob the job names. Returns the captured
     /// result; a failed task is `Err` with its log tail.
-    pub fn run_job(&self, job: &RemoteJob, cancel: &CancelToken) -> Result<ActionResult, TaskFailure> {
+    pub fn run_job(
+        &self,
+        job: &RemoteJob,
+        cancel: &CancelToken,
+    ) -> Result<ActionResult, TaskFailure> {
         let task = TaskNode::new(0, 0, job.pn.clone(), job.task.clone());
         if job.version != JOB_VERSION {
             return Err(fail(
@@ -264,7 +274,10 @@ impl BuildExecutor<'_> {
             } else if self.cache.cas().contains(&i.digest) {
                 Ok(self.cache.cas().blob_path(&i.digest))
             } else {
-                Err(setup_err(&task, format!("input {} ({}) is not in the local CAS", i.name, i.digest)))
+                Err(setup_err(
+                    &task,
+                    format!("input {} ({}) is not in the local CAS", i.name, i.digest),
+                ))
             }
         };
         let mut inputs = TaskOutput {

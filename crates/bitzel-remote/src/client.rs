@@ -58,7 +58,12 @@ impl std::fmt::Debug for RemoteExecutor {
 impl RemoteExecutor {
     /// An executor on `engine`, adopting results through `store` (the
     /// engine as the cache level of the local cache whose CAS is `cas`).
-    pub fn new(engine: Arc<Engine>, store: Arc<HttpStore>, cas: Cas, fallback_local: bool) -> RemoteExecutor {
+    pub fn new(
+        engine: Arc<Engine>,
+        store: Arc<HttpStore>,
+        cas: Cas,
+        fallback_local: bool,
+    ) -> RemoteExecutor {
         RemoteExecutor {
             engine,
             store,

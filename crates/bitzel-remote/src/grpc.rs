@@ -342,12 +342,7 @@ impl Engine {
         check: Box<dyn FnMut(Option<&[u8]>) -> bool + Send>,
     ) -> Result<(), Error> {
         let name = match self.config.instance.as_str() {
-            "" => format!(
-                "uploads/{}/blobs/{}/{}",
-                unique_id(),
-                d.hash,
-                d.size_bytes
-            ),
+            "" => format!("uploads/{}/blobs/{}/{}", unique_id(), d.hash, d.size_bytes),
             i => format!(
                 "{i}/uploads/{}/blobs/{}/{}",
                 unique_id(),

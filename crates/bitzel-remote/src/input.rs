@@ -64,7 +64,11 @@ pub fn platform(job: &RemoteJob) -> Platform {
     let mut properties = vec![
         Property {
             name: PROP_BUILD_ROOT.into(),
-            value: a.inputs.get("host-root").map(B3::to_hex).unwrap_or_default(),
+            value: a
+                .inputs
+                .get("host-root")
+                .map(B3::to_hex)
+                .unwrap_or_default(),
         },
         Property {
             name: PROP_NETWORK.into(),
@@ -98,7 +102,11 @@ pub struct InputRoot {
 
 /// Build the input root of `job`: every tree manifest and file blob it
 /// names, read from `cas`; SHA-256 names come from (and go to) `remote`'s map.
-pub fn build(job: &RemoteJob, cas: &Cas, remote: &RemoteCache) -> Result<InputRoot, RemoteExecError> {
+pub fn build(
+    job: &RemoteJob,
+    cas: &Cas,
+    remote: &RemoteCache,
+) -> Result<InputRoot, RemoteExecError> {
     let mut blobs: BTreeMap<B3, ()> = BTreeMap::new();
     for t in job.trees() {
         blobs.insert(t, ());
@@ -115,7 +123,10 @@ pub fn build(job: &RemoteJob, cas: &Cas, remote: &RemoteCache) -> Result<InputRo
         let path = cas.blob_path(b3);
         let size = std::fs::metadata(&path)
             .map_err(|source| RemoteExecError::Local {
-                what: format!("blob {b3} of the job is missing from the local CAS ({})", path.display()),
+                what: format!(
+                    "blob {b3} of the job is missing from the local CAS ({})",
+                    path.display()
+                ),
                 source,
             })?
             .len();
@@ -142,32 +153,28 @@ pub fn build(job: &RemoteJob, cas: &Cas, remote: &RemoteCache) -> Result<InputRo
         messages.push((d.clone(), bytes));
         d
     };
-    let cas_dir = add(
-        Directory {
-            files: nodes,
-            directories: vec![],
-        }
-        .encode_to_vec(),
-    );
+    let cas_dir = add(Directory {
+        files: nodes,
+        directories: vec![],
+    }
+    .encode_to_vec());
     let job_bytes = serde_json::to_vec(job).map_err(|e| RemoteExecError::Local {
         what: "encoding the job".into(),
         source: std::io::Error::other(e),
     })?;
     let job_d = add(job_bytes);
-    let root = add(
-        Directory {
-            files: vec![FileNode {
-                name: JOB_FILE.into(),
-                digest: Some(job_d),
-                is_executable: false,
-            }],
-            directories: vec![DirectoryNode {
-                name: CAS_DIR.into(),
-                digest: Some(cas_dir),
-            }],
-        }
-        .encode_to_vec(),
-    );
+    let root = add(Directory {
+        files: vec![FileNode {
+            name: JOB_FILE.into(),
+            digest: Some(job_d),
+            is_executable: false,
+        }],
+        directories: vec![DirectoryNode {
+            name: CAS_DIR.into(),
+            digest: Some(cas_dir),
+        }],
+    }
+    .encode_to_vec());
     let platform = platform(job);
     let command = Command {
         arguments: vec!["bitzel".into(), "run-job".into(), JOB_FILE.into()],

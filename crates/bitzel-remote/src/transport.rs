@@ -96,7 +96,10 @@ impl GrpcTransport {
                 }
             }
         }
-        self.give_up(&format!("{what}: {last} (after {} attempts)", self.attempts));
+        self.give_up(&format!(
+            "{what}: {last} (after {} attempts)",
+            self.attempts
+        ));
         Err(self.unavailable())
     }
 

@@ -124,7 +124,10 @@ impl WorkerSetup<'_> {
     fn create(&self) -> Option<BotSession> {
         let mut warned = false;
         while !self.stop.load(Ordering::Relaxed) {
-            match self.engine.create_bot_session(self.session(), POLL_DEADLINE) {
+            match self
+                .engine
+                .create_bot_session(self.session(), POLL_DEADLINE)
+            {
                 Ok(s) => {
                     tracing::info!(bot = %self.bot_id, session = %s.name, "bot session created");
                     return Some(s);
@@ -301,7 +304,12 @@ impl WorkerSetup<'_> {
     }
 
     /// Run one lease: the status and result to report.
-    fn run_lease(&self, lease: &Lease, cancel: &CancelToken, report: &WorkerReport) -> (Status, Option<Any>) {
+    fn run_lease(
+        &self,
+        lease: &Lease,
+        cancel: &CancelToken,
+        report: &WorkerReport,
+    ) -> (Status, Option<Any>) {
         match self.run_lease_inner(lease, cancel) {
             Ok(ar) => {
                 report.completed.fetch_add(1, Ordering::Relaxed);
@@ -321,7 +329,8 @@ impl WorkerSetup<'_> {
     }
 
     fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, Status> {
-        M::decode(bytes).map_err(|e| status(Code::InvalidArgument, format!("an undecodable {what}: {e}")))
+        M::decode(bytes)
+            .map_err(|e| status(Code::InvalidArgument, format!("an undecodable {what}: {e}")))
     }
 
     /// The job of `lease`, its platform checked; its blobs made local.
@@ -336,14 +345,21 @@ impl WorkerSetup<'_> {
             let d: Digest = Self::decode(&payload.value, "Digest")?;
             Self::decode(&self.fetch(&d)?, "Action")?
         } else {
-            return Err(status(Code::InvalidArgument, format!("a lease payload of type {}", payload.type_url)));
+            return Err(status(
+                Code::InvalidArgument,
+                format!("a lease payload of type {}", payload.type_url),
+            ));
         };
         let cmd_d = action
             .command_digest
             .as_ref()
             .ok_or_else(|| status(Code::InvalidArgument, "an Action without command"))?;
         let command: Command = Self::decode(&self.fetch(cmd_d)?, "Command")?;
-        let platform = action.platform.clone().or(command.platform.clone()).unwrap_or_default();
+        let platform = action
+            .platform
+            .clone()
+            .or(command.platform.clone())
+            .unwrap_or_default();
         self.check_platform(&platform)?;
         let root_d = action
             .input_root_digest
@@ -356,18 +372,31 @@ impl WorkerSetup<'_> {
             job_node.and_then(|n| n.digest.clone()),
             cas_node.and_then(|n| n.digest.clone()),
         ) else {
-            return Err(status(Code::InvalidArgument, "not a bitzel action: its input root has no job.json and cas/"));
+            return Err(status(
+                Code::InvalidArgument,
+                "not a bitzel action: its input root has no job.json and cas/",
+            ));
         };
-        let job: RemoteJob = serde_json::from_slice(&self.fetch(&job_d)?)
-            .map_err(|e| status(Code::InvalidArgument, format!("an unreadable job.json: {e} (is the client the same bitzel version?)")))?;
+        let job: RemoteJob = serde_json::from_slice(&self.fetch(&job_d)?).map_err(|e| {
+            status(
+                Code::InvalidArgument,
+                format!("an unreadable job.json: {e} (is the client the same bitzel version?)"),
+            )
+        })?;
         if input::platform(&job) != platform {
-            return Err(status(Code::InvalidArgument, "the platform does not match the job"));
+            return Err(status(
+                Code::InvalidArgument,
+                "the platform does not match the job",
+            ));
         }
         let cas_dir: Directory = Self::decode(&self.fetch(&cas_d)?, "Directory")?;
         let mut refs = Vec::new();
         for f in &cas_dir.files {
             let (Ok(b3), Some(d)) = (f.name.parse::<B3>(), f.digest.as_ref()) else {
-                return Err(status(Code::InvalidArgument, format!("cas/{} is not a blob name", f.name)));
+                return Err(status(
+                    Code::InvalidArgument,
+                    format!("cas/{} is not a blob name", f.name),
+                ));
             };
             let size = u64::try_from(d.size_bytes).unwrap_or(0);
             self.store.remote().learn_name(&b3, size, &d.hash);
@@ -375,13 +404,24 @@ impl WorkerSetup<'_> {
         }
         match self.store.remote().fetch_all_into(&refs, self.cache.cas()) {
             Ok(true) => Ok(job),
-            Ok(false) => Err(status(Code::FailedPrecondition, "input blobs are missing or corrupt in the engine's CAS")),
-            Err(e) => Err(status(Code::Unavailable, format!("downloading inputs: {e}"))),
+            Ok(false) => Err(status(
+                Code::FailedPrecondition,
+                "input blobs are missing or corrupt in the engine's CAS",
+            )),
+            Err(e) => Err(status(
+                Code::Unavailable,
+                format!("downloading inputs: {e}"),
+            )),
         }
     }
 
     fn check_platform(&self, p: &Platform) -> Result<(), Status> {
-        let refuse = |m: String| status(Code::FailedPrecondition, format!("bitzel worker {} refuses this action: {m}", self.bot_id));
+        let refuse = |m: String| {
+            status(
+                Code::FailedPrecondition,
+                format!("bitzel worker {} refuses this action: {m}", self.bot_id),
+            )
+        };
         let root = property(p, input::PROP_BUILD_ROOT).unwrap_or("");
         if root != self.root_digest.to_hex() {
             return Err(refuse(format!(
@@ -392,7 +432,10 @@ impl WorkerSetup<'_> {
         let want = property(p, input::PROP_SANDBOX).unwrap_or("");
         let have = sandbox_kind(self.sandbox);
         if want != have {
-            return Err(refuse(format!("it needs sandbox kind `{want}`, this worker runs `{have}` ({})", self.sandbox.name())));
+            return Err(refuse(format!(
+                "it needs sandbox kind `{want}`, this worker runs `{have}` ({})",
+                self.sandbox.name()
+            )));
         }
         Ok(())
     }
@@ -402,8 +445,15 @@ impl WorkerSetup<'_> {
         let label = job.action.label.clone();
         let tools_dir = self.work_dir.join("hosttools");
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        let set = bitzel_exec::hosttools::resolve(&job.hosttools, &[], &path)
-            .map_err(|e| status(Code::FailedPrecondition, format!("bitzel worker {} refuses {label}: host tools: {e}", self.bot_id)))?;
+        let set = bitzel_exec::hosttools::resolve(&job.hosttools, &[], &path).map_err(|e| {
+            status(
+                Code::FailedPrecondition,
+                format!(
+                    "bitzel worker {} refuses {label}: host tools: {e}",
+                    self.bot_id
+                ),
+            )
+        })?;
         let tools_digest = set
             .digest()
             .map_err(|e| status(Code::FailedPrecondition, format!("host tools: {e}")))?;
@@ -455,16 +505,24 @@ impl WorkerSetup<'_> {
             Ok(result) => match self.store.upload_result(&key, &result) {
                 Ok(Some(ac)) => ActionResult::decode(&ac[..])
                     .map_err(|e| status(Code::Internal, format!("re-reading the result: {e}"))),
-                Ok(None) | Err(_) => Err(status(Code::Internal, format!("could not upload the outputs of {label}"))),
+                Ok(None) | Err(_) => Err(status(
+                    Code::Internal,
+                    format!("could not upload the outputs of {label}"),
+                )),
             },
             Err(f) if f.kind == FailureKind::Task => {
                 let kept = exec.dirs.kept_files(&job.pn, &job.task);
-                let log = std::fs::read(&kept.log).unwrap_or_else(|_| f.message.clone().into_bytes());
+                let log =
+                    std::fs::read(&kept.log).unwrap_or_else(|_| f.message.clone().into_bytes());
                 let d = digest_of(&log);
                 let up = if log.len() <= MAX_BATCH_BYTES {
                     self.engine.batch_update(vec![(d.clone(), log)])
                 } else {
-                    self.engine.write_stream(&d, Box::new(std::io::Cursor::new(log)), Box::new(|_| true))
+                    self.engine.write_stream(
+                        &d,
+                        Box::new(std::io::Cursor::new(log)),
+                        Box::new(|_| true),
+                    )
                 };
                 Ok(ActionResult {
                     exit_code: 1,

@@ -38,8 +38,8 @@ pub use store::HttpStore;
 
 use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
-pub use http::{BlobTransport, Namespace, Received};
 use http::Transport;
+pub use http::{BlobTransport, Namespace, Received};
 use shamap::{hex32, sha256, Sha256Map};
 
 /// Largest `ac/` entry accepted (an entry lists one line per referenced blob).
@@ -184,7 +184,8 @@ impl RemoteCache {
         if config.is_grpc() {
             return Err(RemoteError::BadUrl {
                 url: config.display_url(),
-                reason: "a grpc:// remote needs the REAPI transport (bitzel-remote), not the HTTP one",
+                reason:
+                    "a grpc:// remote needs the REAPI transport (bitzel-remote), not the HTTP one",
             });
         }
         RemoteCache::with_transport(config, map_dir, &|c, stats| {
@@ -386,9 +387,15 @@ impl RemoteCache {
             })?;
         let limit = size.unwrap_or(MAX_UNSIZED_BLOB_BYTES);
         let want_sha = self.config.digest_function == DigestFunction::Sha256;
-        let res =
-            self.transport
-                .get_to_file(Namespace::Cas, &remote, size, limit, &mut file, path, want_sha);
+        let res = self.transport.get_to_file(
+            Namespace::Cas,
+            &remote,
+            size,
+            limit,
+            &mut file,
+            path,
+            want_sha,
+        );
         drop(file);
         let ok = match res {
             Ok(Some(got)) if self.verify_received(d, size, &remote, &got) => true,
@@ -494,7 +501,9 @@ impl RemoteCache {
                 }
             },
         };
-        if size >= HEAD_BEFORE_PUT_BYTES && self.transport.head(Namespace::Cas, &name, Some(size))? {
+        if size >= HEAD_BEFORE_PUT_BYTES
+            && self.transport.head(Namespace::Cas, &name, Some(size))?
+        {
             self.mark_present(d);
             return Ok(true);
         }
@@ -554,14 +563,12 @@ impl RemoteCache {
         }
         // The result blob's BLAKE3 is unknown until it arrives: check the
         // server name, then take the BLAKE3 of what arrived.
-        let Some(result) =
-            self.transport
-                .get(
-                    Namespace::Cas,
-                    &decoded.result_remote,
-                    Some(decoded.result_size),
-                    decoded.result_size,
-                )?
+        let Some(result) = self.transport.get(
+            Namespace::Cas,
+            &decoded.result_remote,
+            Some(decoded.result_size),
+            decoded.result_size,
+        )?
         else {
             self.stats.note_incomplete();
             return Ok(None);

@@ -430,7 +430,10 @@ impl HttpStore {
             return Ok(None);
         };
         let e = self.entry_for(result, blobs);
-        let read = |d: &Digest| -> std::result::Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>> {
+        let read = |d: &Digest| -> std::result::Result<
+            Option<Vec<u8>>,
+            Box<dyn std::error::Error + Send + Sync>,
+        > {
             match &self.local {
                 Some(cas) if cas.contains(d) => Ok(Some(cas.read(d)?)),
                 _ => Ok(None),

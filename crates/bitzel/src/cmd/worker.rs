@@ -53,8 +53,9 @@ pub struct WorkerArgs {
 pub fn run(out: &Output, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cache_dir = match &args.cache_dir {
         Some(d) => d.clone(),
-        None => bitzel_cache::default_cache_dir()
-            .context("no cache directory: pass --cache-dir")?,
+        None => {
+            bitzel_cache::default_cache_dir().context("no cache directory: pass --cache-dir")?
+        }
     };
     let cache_opts = bitzel_cache::CacheOptions {
         layer_owner: bitzel_sandbox::sandbox_identity(),
