@@ -1389,15 +1389,15 @@ impl Executor for BuildExecutor<'_> {
             }
         }
         if let Some(runner) = self.remote {
-            match self.run_remotely(runner, task, &inputs, &prepared, &action, &key)? {
-                Some((result, outcome)) => {
-                    self.note_miss(task, action);
-                    return Ok(TaskResult {
-                        output: output_from_result(&inputs, &result, &task.pn),
-                        outcome,
-                    });
-                }
-                None => {} // --remote-executor-fallback local
+            // `None`: the runner fell back to running the task here.
+            if let Some((result, outcome)) =
+                self.run_remotely(runner, task, &inputs, &prepared, &action, &key)?
+            {
+                self.note_miss(task, action);
+                return Ok(TaskResult {
+                    output: output_from_result(&inputs, &result, &task.pn),
+                    outcome,
+                });
             }
         }
         let Ran::Captured(result, out) =

@@ -62,6 +62,13 @@ pub struct Engine {
     auth: Option<(AsciiMetadataKey, AsciiMetadataValue)>,
 }
 
+/// Blobs read: each digest with its content, `None` when absent.
+pub type ReadBlobs = Vec<(Digest, Option<Vec<u8>>)>;
+
+/// Sees each chunk of an upload (`Some`), then says at the end (`None`)
+/// whether the content may be committed.
+pub type ChunkCheck = Box<dyn FnMut(Option<&[u8]>) -> bool + Send>;
+
 /// What `Execute` ended with.
 #[derive(Debug, Clone)]
 pub struct Executed {
@@ -250,7 +257,7 @@ impl Engine {
     }
 
     /// `BatchReadBlobs`: each blob's content, `None` when the server lacks it.
-    pub fn batch_read(&self, blobs: &[Digest]) -> Result<Vec<(Digest, Option<Vec<u8>>)>, Error> {
+    pub fn batch_read(&self, blobs: &[Digest]) -> Result<ReadBlobs, Error> {
         let r: BatchReadBlobsResponse = self.unary(
             "BatchReadBlobs",
             "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs",
@@ -339,7 +346,7 @@ impl Engine {
         &self,
         d: &Digest,
         mut src: Box<dyn Read + Send>,
-        check: Box<dyn FnMut(Option<&[u8]>) -> bool + Send>,
+        check: ChunkCheck,
     ) -> Result<(), Error> {
         let name = match self.config.instance.as_str() {
             "" => format!("uploads/{}/blobs/{}/{}", unique_id(), d.hash, d.size_bytes),
