@@ -430,6 +430,29 @@ fn bitzel_settings_are_typed() {
 }
 
 #[test]
+fn remote_executor_settings_are_typed_and_checked() {
+    let t = Tree::new();
+    let top = t.file(
+        "k.yml",
+        "header:\n  version: 14\nbitzel:\n  remote_executor:\n    url: grpc://127.0.0.1:50051\n    instance: main\n    auth_header_env: BITZEL_REAPI_AUTH\n    fallback: local\n",
+    );
+    let rx = load(&top).unwrap().bitzel.remote_executor.unwrap();
+    assert_eq!(rx.url.as_deref(), Some("grpc://127.0.0.1:50051"));
+    assert_eq!(rx.instance.as_deref(), Some("main"));
+    assert_eq!(rx.auth_header_env.as_deref(), Some("BITZEL_REAPI_AUTH"));
+    assert_eq!(rx.fallback.as_deref(), Some("local"));
+    let bad = t.file(
+        "b.yml",
+        "header:\n  version: 14\nbitzel:\n  remote_executor:\n    fallback: sometimes\n",
+    );
+    let e = load(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("b.yml:5:15") && e.contains("expected `local` or `none`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn url_repos_must_be_pinned() {
     let t = Tree::new();
     let top = t.file(
