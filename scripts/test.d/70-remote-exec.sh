@@ -9,8 +9,8 @@
 # 2. checkout B, empty local cache, same engine: executes 0 tasks (the
 #    engine's action cache answers every key);
 # 3. instance `fresh` (its own CAS and action cache): one worker is SIGKILLed
-#    while it holds a running lease; the build still succeeds (the engine
-#    requeues the lease after the bot's keepalive);
+#    while it holds a running lease of busybox up to do_configure; the build
+#    still succeeds (the engine requeues the lease after the bot's keepalive);
 # 4. a worker whose build root differs (--root-path) refuses work with a reason.
 #
 # BITZEL_REMOTE_EXEC_NODL=1 adds a checkout with no downloads at all that must
@@ -57,7 +57,6 @@ worker() { # <name> [extra args]: starts a worker, records its pid in $work/<nam
   echo $! > "$work/$name.pid"
   pids+=("$!")
 }
-session_of() { grep -o 'session=[^ ]*' "$work/$1.log" | tail -1 | cut -d= -f2; }
 
 # (stage runs each step under `if`, where set -e does not apply: every
 # command that may fail says `|| return`.)
@@ -78,10 +77,8 @@ step_a() {
   [ "$(field "$work/a.json" executed)" -gt 0 ] || fail "build A executed nothing"
   (cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml) || return
   scripts/buildgrid jobs "$bg" | tee "$work/jobs"
-  local s1 s2
-  s1=$(session_of w1); s2=$(session_of w2)
-  local n1 n2
-  n1=$(awk -v s="$s1" '$1 == s {print $2}' "$work/jobs"); n2=$(awk -v s="$s2" '$1 == s {print $2}' "$work/jobs")
+  local n1 n2 # the engine records the bot id as the job's worker
+  n1=$(awk '$1 == "w1" {print $2}' "$work/jobs"); n2=$(awk '$1 == "w2" {print $2}' "$work/jobs")
   echo "jobs run by the engine: w1 ${n1:-0}, w2 ${n2:-0}"
   [ "${n1:-0}" -gt 0 ] && [ "${n2:-0}" -gt 0 ] || fail "both workers should have run jobs (w1 ${n1:-0}, w2 ${n2:-0})"
 }
@@ -110,15 +107,17 @@ step_b() {
 stage "B: a second checkout, empty local cache: 0 tasks executed" step_b
 
 step_kill() {
-  checkout "$work/k"
+  checkout "$work/k" || return
   kill -TERM "$(cat "$work/w1.pid")" "$(cat "$work/w2.pid")"; sleep 2
   worker k1 --instance fresh
   worker k2 --instance fresh
-  build "$work/k" "$work/cache-k" "$work/k.json" --remote-executor "$engine" --remote-instance fresh &
+  # busybox up to do_configure: long enough tasks to kill a worker under.
+  build "$work/k" "$work/cache-k" "$work/k.json" busybox -c configure \
+    --remote-executor "$engine" --remote-instance fresh &
   local bpid=$! victim="" s
   for _ in $(seq 600); do
     for s in $(scripts/buildgrid executing "$bg"); do
-      for w in k1 k2; do [ "$(session_of $w)" = "$s" ] && victim=$w; done
+      for w in k1 k2; do [ "$w" = "$s" ] && victim=$w; done
     done
     [ -n "$victim" ] && break
     sleep 0.2
