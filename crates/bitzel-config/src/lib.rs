@@ -47,7 +47,7 @@ use std::path::Path;
 pub use error::{ConfigError, Diagnostic, Location};
 pub use project::{Layer, Project, Repo, RepoSource};
 pub use schema::{KAS_FORMAT_MAX, KAS_FORMAT_MIN};
-pub use settings::{BitzelSettings, BuildRoot, RemoteCacheSettings, SandboxChoice};
+pub use settings::{BitzelSettings, BuildRoot, RemoteCacheSettings, RootfsSettings, SandboxChoice};
 
 /// Read the configuration at `path`, follow its `header.includes`, check it
 /// and return the merged project. Local repos get their directory here;

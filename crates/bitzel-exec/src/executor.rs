@@ -156,7 +156,42 @@ pub struct HostTools {
     /// The content digest of everything under `root_paths`
     /// ([`crate::hosttools::root_digest`]): the key input `host-root`, so a
     /// changed header, library or `/etc` file the task can read re-runs it.
+    /// In `rootfs` mode, the root's tree digest (key input `build-root`).
     pub root_digest: Digest,
+    /// `rootfs` mode: the root every task runs on (then `root_paths` is empty, `dir`'s links
+    /// point into the root, and `digest` covers only their names and targets).
+    pub rootfs: Option<RootfsLayer>,
+}
+
+/// The key input naming the build root's digest in `rootfs` mode (`host-root` in `host`
+/// mode): [`HostTools::build_root_digest`].
+pub const BUILD_ROOT_INPUT: &str = "build-root";
+
+/// A `rootfs` build root: its tree in the CAS and that tree's layer on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsLayer {
+    /// The tree digest (the `build-root` key input of every task).
+    pub digest: Digest,
+    /// The materialised layer (`Cache::ensure_layer`), the lowest layer of every task.
+    pub layer: PathBuf,
+}
+
+impl HostTools {
+    /// The one value that says which build root a task ran on: the `rootfs` tree digest,
+    /// or the host root's content digest. Two machines with equal values run a task on
+    /// the same files (a remote executor compares it before taking an action).
+    pub fn build_root_digest(&self) -> Digest {
+        self.root_digest
+    }
+
+    /// `"rootfs"` or `"host"` (the key's `policy["build_root"]`).
+    pub fn build_root_kind(&self) -> &'static str {
+        if self.rootfs.is_some() {
+            "rootfs"
+        } else {
+            "host"
+        }
+    }
 }
 
 /// Counters for the build summary (task counts come from the runqueue's
@@ -689,23 +724,32 @@ impl BuildExecutor<'_> {
             "semantics".into(),
             crate::EXEC_SEMANTICS_VERSION.to_string(),
         );
-        let roots: Vec<String> = self
-            .tools
-            .root_paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        action
-            .policy
-            .insert("build_root_paths".into(), roots.join(":"));
-        action
-            .inputs
-            .insert("host-root".into(), self.tools.root_digest);
+        if self.tools.rootfs.is_some() {
+            // Nothing of the host is visible: the root's tree digest is the whole build root.
+            action
+                .inputs
+                .insert(BUILD_ROOT_INPUT.into(), self.tools.root_digest);
+        } else {
+            let roots: Vec<String> = self
+                .tools
+                .root_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            action
+                .policy
+                .insert("build_root_paths".into(), roots.join(":"));
+            action
+                .inputs
+                .insert("host-root".into(), self.tools.root_digest);
+        }
         action.policy.insert(
             "network".into(),
             if p.network { "on" } else { "off" }.into(),
         );
-        action.policy.insert("build_root".into(), "host".into());
+        action
+            .policy
+            .insert("build_root".into(), self.tools.build_root_kind().into());
         // Results of runs without isolation, or with rewritten paths (whose outputs may hold
         // host paths), never meet those of the namespaced backends.
         let sandbox = match (self.sandbox.hermetic(), self.sandbox.remaps_paths()) {
@@ -930,8 +974,11 @@ impl BuildExecutor<'_> {
             vec!["/bin/sh".into(), paths::SCRIPT.into()],
             self.tools.root_paths.clone(),
         );
-        spec.root = RootSpec::Host {
-            ro_paths: self.tools.root_paths.clone(),
+        spec.root = match &self.tools.rootfs {
+            Some(r) => RootSpec::Layers(vec![r.layer.clone()]),
+            None => RootSpec::Host {
+                ro_paths: self.tools.root_paths.clone(),
+            },
         };
         spec.env = action.env.clone();
         spec.cwd = PathBuf::from(paths::WORK);

@@ -93,6 +93,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
             digest: Digest::of_bytes(b"no host tools"),
             root_paths: Vec::new(),
             root_digest: Digest::default(),
+            rootfs: None,
         },
         no_network: true,
         timeout: None,

@@ -276,6 +276,7 @@ fn action(s: &Scenario) -> Action {
             digest: Digest::of_bytes(s.tools.as_bytes()),
             root_digest: host_root_digest(s.host_header),
             root_paths: s.root_paths.clone(),
+            rootfs: None,
         },
         no_network: true,
         timeout: None,

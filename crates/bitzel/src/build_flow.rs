@@ -123,6 +123,19 @@ pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> 
         .join(machine))
 }
 
+/// The project's cache, its layers owned by the sandbox identity (invoked as root, tasks run
+/// as an unprivileged host uid: the layers they stack, and write through by copy-up, must
+/// belong to it).
+pub fn open_cache(project: &Project) -> anyhow::Result<Cache> {
+    let cache_dir = cache_dir(project)?;
+    let cache_opts = bitzel_cache::CacheOptions {
+        layer_owner: bitzel_sandbox::sandbox_identity(),
+        ..bitzel_cache::CacheOptions::default()
+    };
+    Cache::open_with(&cache_dir, cache_opts)
+        .with_context(|| format!("opening the cache {}", cache_dir.display()))
+}
+
 fn backend_choice(project: &Project) -> anyhow::Result<BackendChoice> {
     let s = project
         .bitzel
@@ -165,7 +178,10 @@ fn host_root_key_paths() -> Vec<PathBuf> {
 /// Start digesting the host build root on a thread, so that its walk (and,
 /// the first time on a machine, its hashing) overlaps parsing. Verbs that
 /// build call this right after loading the project.
-pub fn start_host_root_digest() {
+pub fn start_host_root_digest(project: &Project) {
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
+        return; // nothing of the host is in a rootfs task's key
+    }
     let paths = host_root_key_paths();
     let for_thread = paths.clone();
     let spawned = std::thread::Builder::new()
@@ -194,7 +210,13 @@ fn host_root_digest(paths: &[PathBuf]) -> anyhow::Result<bitzel_cache::Digest> {
     Ok(bitzel_exec::hosttools::root_digest(paths)?)
 }
 
-fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
+fn host_tools(
+    out: &Output,
+    project: &Project,
+    ws: &Workspace,
+    cache: &Cache,
+    build_dir: &Path,
+) -> anyhow::Result<HostTools> {
     let list = |v: &str| -> Vec<String> {
         ws.config
             .get_var(v)
@@ -203,6 +225,9 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
     };
     let required = list("HOSTTOOLS");
     let optional = list("HOSTTOOLS_NONFATAL");
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
+        return crate::cmd::rootfs::tools(out, project, cache, build_dir, &required, &optional);
+    }
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let set = bitzel_exec::hosttools::resolve(&required, &optional, &path)?;
     let dir = build_dir.join("tmp").join("hosttools");
@@ -213,6 +238,7 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
         digest: set.digest()?,
         root_digest: host_root_digest(&host_root_key_paths())?,
         root_paths,
+        rootfs: None,
     })
 }
 
@@ -255,20 +281,20 @@ pub fn build(
     // `bitzel explain` prints only its report on stdout: no progress.
     let progress = (!req.explain_only).then(|| Progress::new(out, req.json));
 
-    let cache_dir = cache_dir(project)?;
-    // Invoked as root, tasks run as an unprivileged host uid: the layers they
-    // stack (and write through by copy-up) must belong to it.
-    let cache_opts = bitzel_cache::CacheOptions {
-        layer_owner: bitzel_sandbox::sandbox_identity(),
-        ..bitzel_cache::CacheOptions::default()
-    };
-    let cache = Cache::open_with(&cache_dir, cache_opts)
-        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
+    let cache = open_cache(project)?;
     let choice = backend_choice(project)?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
     let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
         "no sandbox backend works here (run `bitzel doctor` to see why; `--sandbox none` runs without isolation)",
     )?;
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs)
+        && (!backend.hermetic() || backend.remaps_paths())
+    {
+        anyhow::bail!(
+            "the rootfs build root needs a sandbox that mounts it as the task's `/` (native or bwrap); the {} backend cannot hide the host: use `--sandbox native`/`bwrap` (see `bitzel doctor`) or `--build-root host`",
+            backend.name()
+        );
+    }
     if !backend.hermetic() {
         out.warn("running tasks WITHOUT a sandbox (--sandbox none): results are keyed apart from sandboxed ones and kept in the local cache only");
     }
@@ -292,7 +318,7 @@ pub fn build(
         Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
         None => cache,
     };
-    let tools = host_tools(ws, &build_dir)?;
+    let tools = host_tools(out, project, ws, &cache, &build_dir)?;
     let dl_dir = project
         .bitzel
         .downloads_dir

@@ -67,6 +67,9 @@ pub enum Command {
     /// under <build>/tmp/buildstats/): timeline, critical path, slowest
     /// tasks, why tasks ran; `--trace FILE` for Perfetto.
     Report(cmd::report::ReportArgs),
+    /// The pinned Debian root of `build_root: rootfs`: `lock` pins every package version
+    /// into `<name>.rootfs.lock`, `build` puts the root into the cache, `show` reports both.
+    Rootfs(cmd::rootfs::RootfsArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Devshell(args) => cmd::devshell::run(&out, args),
         Command::Show(args) => cmd::show::run(&out, args),
         Command::Report(args) => cmd::report::run(&out, args),
+        Command::Rootfs(args) => cmd::rootfs::run(&out, args),
     };
     match result {
         Ok(code) => code,

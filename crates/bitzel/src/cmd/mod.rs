@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod explain;
 pub mod graph;
 pub mod report;
+pub mod rootfs;
 pub mod runqemu;
 pub mod show;
 pub mod taskverbs;
