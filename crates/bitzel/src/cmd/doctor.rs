@@ -30,7 +30,10 @@ pub fn run(_out: &Output, args: DoctorArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if args.build_root != "host" {
-        anyhow::bail!("unknown build root `{}` (expected `host` or `rootfs`)", args.build_root);
+        anyhow::bail!(
+            "unknown build root `{}` (expected `host` or `rootfs`)",
+            args.build_root
+        );
     }
     let choice: BackendChoice = args.sandbox.parse()?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
@@ -119,7 +122,11 @@ fn print_rootfs(report: &bitzel_sandbox::ProbeReport) -> bool {
     }
     println!(
         "  => rootfs mode {}",
-        if ok { "can work here" } else { "cannot work here: fix the lines marked above" }
+        if ok {
+            "can work here"
+        } else {
+            "cannot work here: fix the lines marked above"
+        }
     );
     ok
 }
