@@ -475,7 +475,7 @@ fn check_build_root(v: &Node) -> Result<(), ConfigError> {
         }
     }
     let has = |k: &str| r.get(k).is_some();
-    if !has("tarball") && !(has("suite") && has("packages")) {
+    if !(has("tarball") || (has("suite") && has("packages"))) {
         return Err(ConfigError::invalid(
             &rk.at,
             "`bitzel.build_root.rootfs` needs `suite:` and `packages:` (or a `tarball:` of a root filesystem)",
