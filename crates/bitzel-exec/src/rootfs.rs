@@ -411,19 +411,12 @@ impl Drop for Scratch {
     }
 }
 
-/// Remove a tree that may hold read-only directories.
+/// Remove a tree that may hold read-only directories (a root has some: they are made
+/// writable first).
 fn remove_all(p: &Path) -> std::io::Result<()> {
     if p.symlink_metadata().is_err() {
         return Ok(());
     }
-    for e in walkdir_dirs(p) {
-        let _ = fs::set_permissions(&e, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    }
-    fs::remove_dir_all(p)
-}
-
-fn walkdir_dirs(p: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
     let mut stack = vec![p.to_path_buf()];
     while let Some(d) = stack.pop() {
         let _ = fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700));
@@ -434,9 +427,8 @@ fn walkdir_dirs(p: &Path) -> Vec<PathBuf> {
                 }
             }
         }
-        out.push(d);
     }
-    out
+    fs::remove_dir_all(p)
 }
 
 /// Make the lock for `decl`: build the root from the package list as the archive has it
@@ -647,7 +639,10 @@ fn run_builder(
             })?;
             let untar = untar_from(out, dest);
             let st = mm.wait().map_err(io("waiting for", exe))?;
-            untar?;
+            // A failed build streams no tarball: its own error is the one to report.
+            if st.success() {
+                untar?;
+            }
             ("mmdebstrap", st)
         }
         Builder::Debootstrap(exe) => {
@@ -691,13 +686,18 @@ fn untar_from(input: impl Into<Stdio>, dest: &Path) -> Result<(), RootfsError> {
         .arg(dest)
         .args(["--no-same-owner", "--delay-directory-restore", "-xpf", "-"])
         .stdin(input)
-        .status()
+        .stderr(Stdio::piped())
+        .output()
         .map_err(io("running tar into", dest))?;
-    if !st.success() {
+    if !st.status.success() {
         return Err(RootfsError::Io {
             what: "unpacking the root filesystem into",
             path: dest.to_path_buf(),
-            source: std::io::Error::other(format!("tar: {st}")),
+            source: std::io::Error::other(format!(
+                "tar: {}: {}",
+                st.status,
+                String::from_utf8_lossy(&st.stderr).trim()
+            )),
         });
     }
     Ok(())
@@ -705,10 +705,8 @@ fn untar_from(input: impl Into<Stdio>, dest: &Path) -> Result<(), RootfsError> {
 
 fn extract_tarball(tarball: &Path, dest: &Path) -> Result<(), RootfsError> {
     fs::create_dir_all(dest).map_err(io("creating", dest))?;
-    let f = fs::File::open(tarball).map_err(io("opening", tarball))?;
-    // `tar -x` of a file on stdin: compression is detected by GNU tar only for files, so
-    // name it instead.
-    drop(f);
+    fs::metadata(tarball).map_err(io("reading", tarball))?;
+    // Named, not on stdin: GNU tar detects the compression of a file it opens.
     let st = Command::new("tar")
         .arg("-C")
         .arg(dest)
@@ -937,7 +935,8 @@ pub fn resolve_tools_in_root(
     Ok(out)
 }
 
-/// Read a small file fully (for the lock).
+/// Read and parse the lock file `path` of the kas file `config` (a missing one is
+/// [`RootfsError::NoLock`], naming the command that makes it).
 pub fn read_lock(path: &Path, config: &Path) -> Result<Lock, RootfsError> {
     let mut text = String::new();
     match fs::File::open(path) {
