@@ -291,16 +291,20 @@ fn rootfs_mode_without_a_lock_names_the_command_that_makes_it() {
         "header:\n  version: 14\nbitzel:\n  build_root:\n    rootfs:\n      suite: bookworm\n      packages: [build-essential]\n",
     )
     .unwrap();
-    let r = bitzel(
-        &testdata(),
-        &[
-            "rootfs",
-            "build",
-            cfg.to_str().unwrap(),
-            "--cache-dir",
-            build.path().join("c").to_str().unwrap(),
-        ],
-    );
+    let cache = build.path().join("c");
+    let rootfs_build = || {
+        bitzel(
+            &testdata(),
+            &[
+                "rootfs",
+                "build",
+                cfg.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        )
+    };
+    let r = rootfs_build();
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains(
@@ -314,16 +318,7 @@ fn rootfs_mode_without_a_lock_names_the_command_that_makes_it() {
         "format bitzel-rootfs/1\nsuite bookworm\narch amd64\nrequested bc\npackage bc 1\n",
     )
     .unwrap();
-    let r = bitzel(
-        &testdata(),
-        &[
-            "rootfs",
-            "build",
-            cfg.to_str().unwrap(),
-            "--cache-dir",
-            build.path().join("c").to_str().unwrap(),
-        ],
-    );
+    let r = rootfs_build();
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains(
