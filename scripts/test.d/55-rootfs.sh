@@ -45,7 +45,7 @@ expect_eq() { [ "$1" = "$2" ] || { echo "FAILED: $3: got $1, expected $2" >&2; e
 keys() { find "$1/v1/ac" -type f -printf '%f\n' | sort; }
 busybox_of() { # <cpio.gz> <out>: the BusyBox binary inside the image
   local d; d=$(mktemp -d "$work/cpio.XXXX")
-  (cd "$d" && zcat "$1" | cpio -i --quiet bin/busybox) && cp "$d/bin/busybox" "$2"
+  (cd "$d" && zcat "$1" | cpio -id --quiet bin/busybox) && cp "$d/bin/busybox" "$2"
 }
 image=build/tmp/deploy/images/qemux86-64/core-image-busybox-qemux86-64.cpio.gz
 

@@ -216,6 +216,7 @@ fn host_tools(
     ws: &Workspace,
     cache: &Cache,
     build_dir: &Path,
+    may_build_root: bool,
 ) -> anyhow::Result<HostTools> {
     let list = |v: &str| -> Vec<String> {
         ws.config
@@ -226,7 +227,14 @@ fn host_tools(
     let required = list("HOSTTOOLS");
     let optional = list("HOSTTOOLS_NONFATAL");
     if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
-        return crate::cmd::rootfs::tools(out, project, cache, build_dir, &required, &optional);
+        return crate::cmd::rootfs::tools(
+            out,
+            project,
+            cache,
+            build_dir,
+            (&required, &optional),
+            may_build_root,
+        );
     }
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let set = bitzel_exec::hosttools::resolve(&required, &optional, &path)?;
@@ -318,7 +326,7 @@ pub fn build(
         Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
         None => cache,
     };
-    let tools = host_tools(out, project, ws, &cache, &build_dir)?;
+    let tools = host_tools(out, project, ws, &cache, &build_dir, !req.explain_only)?;
     let dl_dir = project
         .bitzel
         .downloads_dir

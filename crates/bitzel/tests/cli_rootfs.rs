@@ -143,7 +143,7 @@ fn a_tarball_root_is_locked_stored_found_and_checked() {
 }
 
 #[test]
-fn rootfs_mode_refuses_the_unsandboxed_backend() {
+fn rootfs_mode_refuses_the_unsandboxed_backend_and_explain_builds_no_root() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let verbs = common::repo_root().join("testdata/verbs/project.yml");
@@ -163,4 +163,19 @@ fn rootfs_mode_refuses_the_unsandboxed_backend() {
         "{}",
         r.stderr
     );
+    // `explain` runs nothing: a root not in the cache is an error naming the command.
+    make_tarball(d, None);
+    let r = bitzel(d, &["rootfs", "lock", "k.yml", "--cache-dir", "lock-cache"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = bitzel(d, &["explain", "k.yml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "is not in the cache, and its digest is in every key: run `bitzel rootfs build"
+        ),
+        "{}",
+        r.stderr
+    );
+    let layers = d.join("cache/v1/layers");
+    assert!(!layers.is_dir() || fs::read_dir(&layers).unwrap().next().is_none());
 }

@@ -81,10 +81,18 @@ pub fn ensure_layer(
     out: &Output,
     project: &Project,
     cache: &Cache,
+    may_build: bool,
 ) -> anyhow::Result<(RootfsLayer, rootfs::Built)> {
     let d = decl(project)?;
     let (lock, lock_file) = checked_lock(project, &d)?;
     if rootfs::remembered(cache, &lock)?.is_none() {
+        if !may_build {
+            anyhow::bail!(
+                "the root of {} is not in the cache, and its digest is in every key: run `bitzel rootfs build {}` first",
+                shown(&lock_file),
+                project.file.display()
+            );
+        }
         out.info(&format!(
             "rootfs: building the {} root of {} ({} locked packages) into the cache",
             d.suite,
@@ -107,15 +115,18 @@ pub fn ensure_layer(
 
 /// `bitzel build`'s tools in `rootfs` mode: the root's layer, and `HOSTTOOLS` resolved
 /// inside it (links to paths in the root, so no host file is reachable through them).
+/// Without `may_build` (`bitzel explain`, which runs nothing) a root not in the cache yet
+/// is an error.
 pub fn tools(
     out: &Output,
     project: &Project,
     cache: &Cache,
     build_dir: &Path,
-    required: &[String],
-    optional: &[String],
+    tool_names: (&[String], &[String]),
+    may_build: bool,
 ) -> anyhow::Result<HostTools> {
-    let (root, built) = ensure_layer(out, project, cache)?;
+    let (required, optional) = tool_names;
+    let (root, built) = ensure_layer(out, project, cache, may_build)?;
     if built.fresh {
         out.info(&format!(
             "rootfs: {} built in {:.1}s",
@@ -159,7 +170,7 @@ pub fn run(out: &Output, args: RootfsArgs) -> anyhow::Result<ExitCode> {
         RootfsAction::Build(c) => {
             let (project, _l) = load_project_locked(out, &c.config, &c.overrides())?;
             let cache = crate::build_flow::open_cache(&project)?;
-            let (root, built) = ensure_layer(out, &project, &cache)?;
+            let (root, built) = ensure_layer(out, &project, &cache, true)?;
             println!(
                 "rootfs {}: {} in {:.1}s; layer {}",
                 root.digest,
