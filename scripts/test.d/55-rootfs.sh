@@ -23,6 +23,10 @@ yml=examples/busybox-qemux86-64-rootfs.yml
 lockname=examples/busybox-qemux86-64-rootfs.rootfs.lock
 
 work=$(mktemp -d /tmp/bitzel-rootfs.XXXXXX)
+# A copy: a rebuild of target/ while the suite runs must not pull the binary (and the
+# sandbox helper it re-executes) from under a running build.
+cp "$bin" "$work/bitzel"
+bin=$work/bitzel
 marker=/usr/share/bitzel-rootfs-marker.$$
 cleanup() { rm -f "$marker"; rm -rf "$work"; }
 trap cleanup EXIT

@@ -301,6 +301,8 @@ fn rootfs_mode_without_a_lock_names_the_command_that_makes_it() {
                 cfg.to_str().unwrap(),
                 "--cache-dir",
                 cache.to_str().unwrap(),
+                "--build-dir",
+                build.path().join("b").to_str().unwrap(),
             ],
         )
     };
