@@ -3,6 +3,7 @@
 //! made while locking is found by the next build, a second cache makes the same digest,
 //! machine-specific files and special files are gone from the layer, and a changed tarball
 //! makes the lock stale. (`scripts/test.d/55-rootfs.sh` covers mmdebstrap and the example.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
