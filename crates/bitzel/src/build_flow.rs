@@ -391,6 +391,7 @@ pub fn build(
         return Ok(code);
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
+    let sources = exec.counters.download_summary();
     if let Some(path) = &req.summary_json {
         let v = serde_json::json!({
             "executed": summary.executed,
@@ -407,6 +408,9 @@ pub fn build(
             "bytes_uploaded": cache_summary.bytes_uploaded,
             "bytes_downloaded": cache_summary.bytes_downloaded,
             "remote_unavailable": cache_summary.remote_unavailable,
+            "downloads_done": sources.done,
+            "downloads_bytes": sources.bytes,
+            "downloads_avoided": sources.avoided,
         });
         std::fs::write(path, format!("{v}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -414,6 +418,10 @@ pub fn build(
     if remote.is_some() {
         out.info(&cache_summary.to_string());
     }
+    out.info(&format!(
+        "sources: {} downloaded ({} bytes), {} not needed (every task reading them was cached)",
+        sources.done, sources.bytes, sources.avoided
+    ));
     let layers = exec
         .counters
         .layers_materialised
@@ -515,7 +523,7 @@ fn forced_tasks(
             ));
         } else if fetch {
             out.warn(&format!(
-                "-f: {} is not run again: downloads are checked against their checksums in every build",
+                "-f: {} is not run again: downloads are fetched, and checked against their checksums, when a task that needs them runs",
                 t.label()
             ));
         } else {
