@@ -25,10 +25,11 @@ use bitzel_meta::{DataStore, Recipe};
 use bitzel_sandbox::{Backend, Mount, PathMap, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
-    fetch, filespath_dirs, fixed_output, parse_mirrors, patch_script, unpack_script, Builtin,
-    FetchSettings, Fetched, PatchSettings, SrcEntry, SrcUri, UnpackSettings,
+    fetch, fixed_output, patch_script, unpack_script, Builtin, FetchSettings, Fetched,
+    PatchSettings, SrcEntry, UnpackSettings,
 };
 use crate::file_checksums::{task_files, TaskFiles};
+use crate::prefetch::{parse_src_uri, recipe_fetch_settings};
 use crate::script::{exported_env, task_script, TaskData};
 
 /// The task flags bitzel-exec reads that change what a task runs or what is
@@ -527,25 +528,8 @@ impl BuildExecutor<'_> {
         task: &TaskNode,
         d: &DataStore,
     ) -> Result<(FetchSettings, bool), TaskFailure> {
-        let filespath = filespath_dirs(
-            &d.get_var("FILESPATH").unwrap_or_default(),
-            &d.get_var("FILESOVERRIDES").unwrap_or_default(),
-        );
-        let mirrors = |v: &str| -> Result<_, TaskFailure> {
-            parse_mirrors(v, &d.get_var(v).unwrap_or_default())
-                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
-        };
-        let configured_offline = d
-            .get_var("BB_NO_NETWORK")
-            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
-        let settings = FetchSettings {
-            dl_dir: self.dirs.dl_dir.clone(),
-            filespath,
-            premirrors: mirrors("PREMIRRORS")?,
-            mirrors: mirrors("MIRRORS")?,
-            no_network: self.no_network || configured_offline,
-        };
-        Ok((settings, configured_offline))
+        recipe_fetch_settings(d, &self.dirs.dl_dir, self.no_network)
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
     }
 
     /// `do_fetch`: a fixed-output entry ([`fixed_output`]) is only declared
@@ -1377,14 +1361,6 @@ fn failure_message(
         kept.run.display(),
         kept.log.display()
     )
-}
-
-/// `SRC_URI` of a recipe, with checksums and `SRCREV`s filled in.
-fn parse_src_uri(
-    d: &DataStore,
-) -> Result<Vec<crate::builtin::SrcEntry>, crate::builtin::BuiltinError> {
-    let src = d.get_var("SRC_URI").unwrap_or_default();
-    SrcUri::parse_with(&src, &|f| d.get_flag("SRC_URI", f), &|v| d.get_var(v))
 }
 
 /// Remove a directory tree that may contain read-only directories.

@@ -109,6 +109,14 @@ pub fn build_dir(project: &Project) -> anyhow::Result<PathBuf> {
         .context("the build directory is not set")
 }
 
+/// The host `DL_DIR`: `bitzel: downloads_dir`, else `<build>/downloads`.
+pub fn downloads_dir(project: &Project) -> anyhow::Result<PathBuf> {
+    match &project.bitzel.downloads_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(build_dir(project)?.join("downloads")),
+    }
+}
+
 /// Where deploy artifacts are published on the host.
 pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> {
     let machine = ws
@@ -293,11 +301,7 @@ pub fn build(
         None => cache,
     };
     let tools = host_tools(ws, &build_dir)?;
-    let dl_dir = project
-        .bitzel
-        .downloads_dir
-        .clone()
-        .unwrap_or_else(|| build_dir.join("downloads"));
+    let dl_dir = downloads_dir(project)?;
     let exec = BuildExecutor {
         recipes: &ws.recipes,
         cache: &cache,

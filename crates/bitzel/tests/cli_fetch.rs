@@ -197,3 +197,41 @@ fn a_wrong_checksum_with_the_file_present_fails_naming_url_and_both_checksums() 
     assert_eq!(std::fs::read(&aside).unwrap(), VERSION_A);
     assert!(!p.dl_dir().join(NAME).exists());
 }
+
+#[test]
+fn bitzel_fetch_fills_an_empty_dl_dir_from_a_premirror_and_the_build_then_needs_nothing_else() {
+    let p = Project::new();
+    std::fs::remove_dir_all(p.dl_dir()).unwrap();
+    let b = std::fs::read(p.path(MIRRORED)).unwrap();
+    p.declare(&sha256_hex(&b));
+    let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
+        .args(["--color", "never", "fetch", "testdata/fetch/project.yml"])
+        .arg("--build-dir")
+        .arg(p.path("build"))
+        .current_dir(p.tmp.path())
+        .env_remove("BITZEL_LOG")
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    ok(&r);
+    assert!(
+        r.stderr.contains("payload: payload-1.0.txt (fetched)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "1 recipes: 1 downloads fetched (38 bytes), 0 already present, 0 recipes failed"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(p.dl_dir().join(NAME)).unwrap(), b);
+
+    // The mirror gone, BB_NO_NETWORK set: the build takes it from DL_DIR.
+    std::fs::remove_file(p.path(MIRRORED)).unwrap();
+    let r = p.build();
+    ok(&r);
+    assert_eq!(executed(&r.stderr), FROM_UNPACK_ON);
+    assert_eq!(p.summary("downloads_done"), 0);
+}

@@ -229,6 +229,13 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
             searched.push(dir.clone());
         }
     }
+    // A declared file that lives only in DL_DIR (a download in disguise) may
+    // come from a mirror, as a download does: into DL_DIR, verified.
+    let has_mirrors = !(s.premirrors.is_empty() && s.mirrors.is_empty());
+    if e.sha256.is_some() && has_mirrors {
+        let _lock = lock_download(e, s)?;
+        return fetch_http(e, s);
+    }
     Err(BuiltinError::LocalFileNotFound {
         uri: e.uri.clone(),
         name: e.path.clone(),
@@ -630,6 +637,9 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
         return fetched_at(e, export_name, export, false);
     }
     let mut downloaded = false;
+    if !mirror.is_dir() {
+        downloaded |= unpack_mirror_tarball(e, s, &mirror)?;
+    }
     if !has_commit(e, &mirror, &rev) {
         let mut attempts = Vec::new();
         let mut network_skipped = false;
@@ -724,6 +734,125 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
         }
     }
     fetched_at(e, export_name, export, downloaded)
+}
+
+/// BitBake's name for the tarball of a git mirror: `git2_<mirror name>.tar.gz`.
+fn git_tarball_name(e: &SrcEntry) -> String {
+    format!("git2_{}.tar.gz", e.local_name.trim_start_matches("git2/"))
+}
+
+/// Run a command; its standard error (trimmed) when it fails.
+fn run_tool(e: &SrcEntry, cmd: &mut Command) -> Result<(), BuiltinError> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| BuiltinError::Git {
+            uri: e.uri.clone(),
+            command: shown.clone(),
+            detail: format!("cannot run it: {err}"),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BuiltinError::Git {
+            uri: e.uri.clone(),
+            command: shown,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// A git entry without a mirror in `DL_DIR`: take it from a mirror tarball
+/// (`git2_<mirror>.tar.gz`) in the directory of a `file://` `PREMIRRORS` or
+/// `MIRRORS` rule, as BitBake does with `BB_GENERATE_MIRROR_TARBALLS`
+/// tarballs. `Ok(true)` when one was unpacked into `mirror`.
+fn unpack_mirror_tarball(
+    e: &SrcEntry,
+    s: &FetchSettings,
+    mirror: &Path,
+) -> Result<bool, BuiltinError> {
+    let name = git_tarball_name(e);
+    let found = s
+        .premirrors
+        .iter()
+        .chain(&s.mirrors)
+        .filter_map(|r| rewrite_for_mirror(e, r))
+        .filter_map(|u| {
+            let path = strip_params(u.strip_prefix("file://")?);
+            // `file:///dir/` names the directory; `file:///dir/x.git` a file in it.
+            let dir = if path.ends_with('/') {
+                Path::new(path)
+            } else {
+                Path::new(path).parent()?
+            };
+            Some(dir.join(&name))
+        })
+        .find(|p| p.is_file());
+    let Some(tarball) = found else {
+        return Ok(false);
+    };
+    let tmp = temp_beside(mirror);
+    std::fs::create_dir_all(&tmp).map_err(|err| BuiltinError::io("creating", &tmp, err))?;
+    let r = run_tool(
+        e,
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&tmp),
+    )
+    .and_then(|()| {
+        std::fs::rename(&tmp, mirror)
+            .map_err(|err| BuiltinError::io("renaming a git mirror to", mirror, err))
+    });
+    if let Err(err) = r {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    tracing::info!(uri = %e.uri, tarball = %tarball.display(), "git mirror taken from a mirror tarball");
+    Ok(true)
+}
+
+/// `BB_GENERATE_MIRROR_TARBALLS`: pack the git mirror of `e` in `dl_dir`
+/// as `dl_dir/git2_<mirror>.tar.gz` (written to a temp name, then renamed)
+/// when it is missing or `refresh` (the mirror was just updated). `None`
+/// when there is nothing to pack (no mirror: the export was already there)
+/// or the tarball is current.
+pub fn git_mirror_tarball(
+    e: &SrcEntry,
+    dl_dir: &Path,
+    refresh: bool,
+) -> Result<Option<PathBuf>, BuiltinError> {
+    let settings = FetchSettings {
+        dl_dir: dl_dir.to_path_buf(),
+        ..FetchSettings::default()
+    };
+    let _lock = lock_download(e, &settings)?;
+    let mirror = dl_dir.join(&e.local_name);
+    let dest = dl_dir.join(git_tarball_name(e));
+    if !mirror.is_dir() || (dest.is_file() && !refresh) {
+        return Ok(None);
+    }
+    let tmp = temp_beside(&dest);
+    let r = run_tool(
+        e,
+        Command::new("tar")
+            .arg("-czf")
+            .arg(&tmp)
+            .arg("-C")
+            .arg(&mirror)
+            .arg("."),
+    )
+    .and_then(|()| {
+        std::fs::rename(&tmp, &dest)
+            .map_err(|err| BuiltinError::io("renaming a mirror tarball to", &dest, err))
+    });
+    if let Err(err) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    Ok(Some(dest))
 }
 
 fn export_tree(e: &SrcEntry, mirror: &Path, rev: &str, to: &Path) -> Result<(), BuiltinError> {
