@@ -14,6 +14,9 @@
 #      declared checksums); runqemu --check boots the restored artifacts
 #   E  checkout A with an empty DL_DIR, warm local cache -> zero tasks
 #      executed, nothing downloaded
+#   G  `bitzel fetch` in checkout B (no DL_DIR) with PREMIRRORS at a file://
+#      directory fills DL_DIR; then, without the mirror, a forced unpack of
+#      every recipe that has downloads succeeds offline
 #   F  the BusyBox config fragment changed in A -> only busybox's tasks from
 #      do_configure on re-run, and --explain names the changed input
 #   X  bad paths, each a clear message and a non-zero exit, and the next good
@@ -147,9 +150,24 @@ expect_eq "$(field "$work/b.json" downloads_done)" 0 "build B: downloads"
 [ "$(field "$work/b.json" remote_hits)" -gt 0 ] || { echo "FAILED: build B had no remote hits" >&2; exit 1; }
 echo "remote-only no-op build of the example (empty local cache, no DL_DIR): $(field "$work/b.json" total_s) s in all, $(field "$work/b.json" bytes_downloaded) bytes downloaded (target < 2 s)"
 (cd "$work/b" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
-# The wrong-sha256 check below needs the sources in checkout B.
-rm -rf "$work/b/build/downloads"
-cp -al "$work/downloads" "$work/b/build/downloads"
+
+echo "--- G: bitzel fetch fills an empty DL_DIR from a file:// premirror; an offline build then uses it"
+yml="$work/b/examples/busybox-qemux86-64.yml"
+cp "$yml" "$work/yml.orig"
+printf '    PREMIRRORS = "https?://.*/.* file://%s/ file://.* file://%s/"\n' "$work/downloads" "$work/downloads" >> "$yml"
+(cd "$work/b" && "$bin" fetch examples/busybox-qemux86-64.yml) 2> "$work/fetch.log" \
+  || { echo "FAILED: bitzel fetch:" >&2; cat "$work/fetch.log" >&2; exit 1; }
+cat "$work/fetch.log"
+for f in busybox-1.35.0.tar.bz2 linux-image-amd64.deb; do
+  cmp "$work/downloads/$f" "$work/b/build/downloads/$f" || { echo "FAILED: bitzel fetch did not bring $f" >&2; exit 1; }
+done
+cp "$work/yml.orig" "$yml"
+(cd "$work/b" && "$bin" build examples/busybox-qemux86-64.yml busybox linux-debian -c unpack -f \
+    --cache-dir "$work/cache-b" --summary-json "$work/g.json") > "$work/g.log" 2>&1 \
+  || { echo "FAILED: offline unpack after bitzel fetch:" >&2; tail -20 "$work/g.log" >&2; exit 1; }
+expect_eq "$(field "$work/g.json" downloads_done)" 0 "offline build after bitzel fetch: downloads"
+[ "$(field "$work/g.json" executed)" -ge 2 ] || { echo "FAILED: the forced unpacks did not run" >&2; exit 1; }
+echo "bitzel fetch then offline unpack: ok"
 
 echo "--- F: change only the BusyBox config fragment"
 frag="$work/a/examples/meta-busybox-example/recipes-core/busybox/files/static.cfg"
