@@ -25,10 +25,11 @@ use bitzel_meta::{DataStore, Recipe};
 use bitzel_sandbox::{Backend, Mount, PathMap, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
-    fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
-    Fetched, PatchSettings, SrcUri, UnpackSettings,
+    fetch, fixed_output, patch_script, unpack_script, Builtin, FetchSettings, Fetched,
+    PatchSettings, SrcEntry, UnpackSettings,
 };
 use crate::file_checksums::{task_files, TaskFiles};
+use crate::prefetch::{parse_src_uri, recipe_fetch_settings};
 use crate::script::{exported_env, task_script, TaskData};
 
 /// The task flags bitzel-exec reads that change what a task runs or what is
@@ -92,13 +93,29 @@ impl TaskData for DataStore {
     }
 }
 
-/// One fetched download as later tasks of the recipe see it.
+/// One download as later tasks of the recipe see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Download {
-    /// What the fetch built-in returned.
+    /// What the fetch built-in returned. For a download not fetched yet
+    /// (`pending`): its name and kind, `local_path` where it will be in
+    /// `DL_DIR`, and `digest` its declared identity text
+    /// ([`crate::builtin::FixedOutput::identity`]).
     pub fetched: Fetched,
-    /// The content digest (files) or tree digest (directories).
+    /// What enters the keys of the tasks that consume it: the content digest
+    /// (files) or tree digest (directories) of what `do_fetch` read, or, for
+    /// a fixed-output download, [`fixed_output_digest`] of its identity.
     pub digest: Digest,
+    /// A fixed-output download whose bytes `do_fetch` did not fetch: the
+    /// entry to fetch (and verify against its declaration) when a task that
+    /// needs the bytes really runs. `None`: `fetched` is in place.
+    pub pending: Option<SrcEntry>,
+}
+
+/// The key input of a fixed-output download: a digest of its declared
+/// identity (`sha256:<hex>`, `git-export:<commit>`), the same whether or not
+/// its bytes were ever fetched, on any machine.
+pub fn fixed_output_digest(identity: &str) -> Digest {
+    Digest::of_bytes(format!("bitzel fixed-output download v1\0{identity}").as_bytes())
 }
 
 /// What a task hands to its dependents: digests only, never bytes.
@@ -200,6 +217,8 @@ impl HostTools {
 pub struct Counters {
     /// Layers materialised from the CAS for running tasks.
     pub layers_materialised: AtomicU64,
+    /// The fixed-output downloads of this build and which were fetched.
+    pub downloads: Mutex<DownloadLog>,
     /// What was measured of each task that ran in a sandbox, by label
     /// (`pn:do_task`), for the build record.
     pub tasks: Mutex<HashMap<String, TaskStats>>,
@@ -209,6 +228,49 @@ impl Counters {
     fn record(&self, label: String, update: impl FnOnce(&mut TaskStats)) {
         let mut m = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         update(m.entry(label).or_default());
+    }
+}
+
+/// The fixed-output downloads a build met: declared by `do_fetch`, fetched
+/// (or found and verified in `DL_DIR`) only for the tasks that ran.
+#[derive(Debug, Default)]
+pub struct DownloadLog {
+    /// Every fixed-output download (identity digest, name) `do_fetch` declared.
+    declared: BTreeSet<(Digest, String)>,
+    /// Those whose bytes are in place (verified), with where they are.
+    ready: BTreeMap<(Digest, String), PathBuf>,
+    /// How many were transferred into `DL_DIR` (downloaded, copied from a
+    /// mirror, cloned), and their bytes (files only).
+    done: u64,
+    bytes: u64,
+}
+
+/// What the build did with its downloads (the summary and `--summary-json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownloadSummary {
+    /// Downloads transferred into `DL_DIR`.
+    pub done: u64,
+    /// Their bytes (files; a git clone counts 0).
+    pub bytes: u64,
+    /// Fixed-output downloads whose bytes no task needed (every consumer a
+    /// cache hit), so they were neither fetched nor read.
+    pub avoided: u64,
+}
+
+impl Counters {
+    /// What the build did with its downloads.
+    pub fn download_summary(&self) -> DownloadSummary {
+        let log = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        let avoided = log
+            .declared
+            .iter()
+            .filter(|k| !log.ready.contains_key(*k))
+            .count();
+        DownloadSummary {
+            done: log.done,
+            bytes: log.bytes,
+            avoided: u64::try_from(avoided).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -494,6 +556,21 @@ impl BuildExecutor<'_> {
         env
     }
 
+    /// `DL_DIR`, `FILESPATH`, the mirrors and `BB_NO_NETWORK` of a recipe;
+    /// and whether the configuration itself says `BB_NO_NETWORK`.
+    fn fetch_settings(
+        &self,
+        task: &TaskNode,
+        d: &DataStore,
+    ) -> Result<(FetchSettings, bool), TaskFailure> {
+        recipe_fetch_settings(d, &self.dirs.dl_dir, self.no_network)
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
+    }
+
+    /// `do_fetch`: a fixed-output entry ([`fixed_output`]) is only declared
+    /// (its identity keys the tasks after it; its bytes come when one of
+    /// them runs, [`Self::download_sources`]); the others (`file://` entries
+    /// of the layer, unpinned entries) are fetched now, as before.
     fn run_fetch(
         &self,
         task: &TaskNode,
@@ -503,32 +580,39 @@ impl BuildExecutor<'_> {
         let d = &recipe.data;
         let entries = parse_src_uri(d)
             .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
-        let filespath = filespath_dirs(
-            &d.get_var("FILESPATH").unwrap_or_default(),
-            &d.get_var("FILESOVERRIDES").unwrap_or_default(),
-        );
-        let mirrors = |v: &str| -> Result<_, TaskFailure> {
-            parse_mirrors(v, &d.get_var(v).unwrap_or_default())
-                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
-        };
-        let configured_offline = d
-            .get_var("BB_NO_NETWORK")
-            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
-        let no_network = self.no_network || configured_offline;
-        let settings = FetchSettings {
-            dl_dir: self.dirs.dl_dir.clone(),
-            filespath,
-            premirrors: mirrors("PREMIRRORS")?,
-            mirrors: mirrors("MIRRORS")?,
-            no_network,
-        };
-        fs::create_dir_all(&self.dirs.dl_dir).map_err(|e| {
-            setup_err(
-                task,
-                format!("creating {}: {e}", self.dirs.dl_dir.display()),
-            )
-        })?;
-        let fetched = match fetch(&entries, &settings) {
+        let (settings, configured_offline) = self.fetch_settings(task, d)?;
+        let mut now = Vec::new();
+        for e in entries {
+            let Some(fo) = fixed_output(&e) else {
+                now.push(e);
+                continue;
+            };
+            let digest = fixed_output_digest(&fo.identity);
+            let fetched = Fetched {
+                entry_index: e.index,
+                local_path: self.dirs.dl_dir.join(&fo.local_name),
+                local_name: fo.local_name.clone(),
+                digest: fo.identity,
+                sha256: e.sha256.clone(),
+                is_dir: fo.is_dir,
+                downloaded: false,
+            };
+            self.counters
+                .downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .declared
+                .insert((digest, fo.local_name.clone()));
+            out.downloads.insert(
+                fo.local_name,
+                Download {
+                    fetched,
+                    digest,
+                    pending: Some(e),
+                },
+            );
+        }
+        let fetched = match fetch(&now, &settings) {
             Ok(f) => f,
             // `explain` never downloads; a build would (the network is allowed).
             Err(crate::builtin::BuiltinError::NoNetwork { uri, path })
@@ -546,21 +630,113 @@ impl BuildExecutor<'_> {
             }
             Err(e) => return Err(fail(FailureKind::Task, format!("{}: {e}", task.label()))),
         };
-        let outcome = fetch_outcome(&fetched);
         for f in fetched {
+            self.note_transfer(&f);
             let digest = f.digest.parse::<Digest>().map_err(|e| {
                 fail(
                     FailureKind::Internal,
                     format!("{}: bad digest from fetch: {e}", task.label()),
                 )
             })?;
-            out.downloads
-                .insert(f.local_name.clone(), Download { fetched: f, digest });
+            out.downloads.insert(
+                f.local_name.clone(),
+                Download {
+                    fetched: f,
+                    digest,
+                    pending: None,
+                },
+            );
         }
+        // What it did is a cache hit's work: local files read and digested,
+        // fixed-output downloads declared. (A download without a checksum
+        // is an error, so nothing reaches here after transferring bytes.)
         Ok(TaskResult {
             output: out,
-            outcome,
+            outcome: Outcome::Cached,
         })
+    }
+
+    /// Count a fetch that brought something into `DL_DIR`.
+    fn note_transfer(&self, f: &Fetched) {
+        if !f.downloaded {
+            return;
+        }
+        let bytes = if f.is_dir {
+            0
+        } else {
+            fs::metadata(&f.local_path).map(|m| m.len()).unwrap_or(0)
+        };
+        let mut log = self
+            .counters
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        log.done += 1;
+        log.bytes += bytes;
+    }
+
+    /// Where on the host each of the recipe's downloads is, for a task that
+    /// runs with them: fixed-output downloads not fetched yet are fetched
+    /// now (premirrors, upstream, mirrors; `BB_NO_NETWORK` honoured) and
+    /// verified against their declaration, once per build.
+    fn download_sources(
+        &self,
+        task: &TaskNode,
+        recipe: &Recipe,
+        inputs: &TaskOutput,
+    ) -> Result<BTreeMap<String, PathBuf>, TaskFailure> {
+        let mut out = BTreeMap::new();
+        let mut settings = None;
+        for (name, dl) in &inputs.downloads {
+            let Some(entry) = &dl.pending else {
+                out.insert(name.clone(), dl.fetched.local_path.clone());
+                continue;
+            };
+            let key = (dl.digest, name.clone());
+            let ready = self
+                .counters
+                .downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready
+                .get(&key)
+                .cloned();
+            if let Some(p) = ready {
+                out.insert(name.clone(), p);
+                continue;
+            }
+            let s = match &settings {
+                Some(s) => s,
+                None => &*settings.insert(self.fetch_settings(task, &recipe.data)?.0),
+            };
+            let mut got = fetch(std::slice::from_ref(entry), s)
+                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+            let f = got.pop().filter(|f| {
+                f.local_name == *name && f.is_dir == dl.fetched.is_dir && got.is_empty()
+            });
+            let Some(f) = f else {
+                return Err(fail(
+                    FailureKind::Internal,
+                    format!(
+                        "{}: fetching `{}` gave something else than its declaration `{}`",
+                        task.label(),
+                        entry.uri,
+                        dl.fetched.digest
+                    ),
+                ));
+            };
+            tracing::info!(task = %task.label(), uri = %entry.uri, path = %f.local_path.display(),
+                downloaded = f.downloaded, "fetched a declared download for a task that runs");
+            self.note_transfer(&f);
+            self.counters
+                .downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready
+                .insert(key, f.local_path.clone());
+            out.insert(name.clone(), f.local_path);
+        }
+        Ok(out)
     }
 
     /// The script for a task and whether it needs the downloads mounted.
@@ -899,9 +1075,9 @@ impl BuildExecutor<'_> {
             dst: PathBuf::from(paths::DOWNLOADS),
         });
         if p.with_downloads {
-            for (name, dl) in &inputs.downloads {
+            for (name, src) in self.download_sources(task, recipe, inputs)? {
                 mounts.push(Mount::Bind {
-                    src: dl.fetched.local_path.clone(),
+                    src,
                     dst: Path::new(paths::DOWNLOADS).join(name),
                     writable: false,
                 });
@@ -1234,27 +1410,6 @@ fn failure_message(
     )
 }
 
-/// How a fetch is reported, from what [`fetch()`] did: one that had to
-/// download (or clone, or copy from a mirror) something did real work; one
-/// that only verified what `DL_DIR` (or `FILESPATH`) already held is a cache
-/// hit. A file in `DL_DIR` with the wrong checksum is downloaded again, so it
-/// counts as executed although the name existed before.
-fn fetch_outcome(fetched: &[Fetched]) -> Outcome {
-    if fetched.iter().any(|f| f.downloaded) {
-        Outcome::Executed
-    } else {
-        Outcome::Cached
-    }
-}
-
-/// `SRC_URI` of a recipe, with checksums and `SRCREV`s filled in.
-fn parse_src_uri(
-    d: &DataStore,
-) -> Result<Vec<crate::builtin::SrcEntry>, crate::builtin::BuiltinError> {
-    let src = d.get_var("SRC_URI").unwrap_or_default();
-    SrcUri::parse_with(&src, &|f| d.get_flag("SRC_URI", f), &|v| d.get_var(v))
-}
-
 /// Remove a directory tree that may contain read-only directories.
 fn remove_tree(p: &Path) -> std::io::Result<()> {
     match fs::remove_dir_all(p) {
@@ -1525,37 +1680,5 @@ mod devshell_cwd_tests {
         assert_eq!(at("/bitzel/work/x/y", &[]), "/bitzel/work");
         assert_eq!(at("/bitzel/workshop/a", &[base]), "/bitzel/work");
         assert_eq!(at("/elsewhere", &[base]), "/bitzel/work");
-    }
-}
-
-#[cfg(test)]
-mod fetch_outcome_tests {
-    use std::path::PathBuf;
-
-    use super::*;
-
-    fn fetched(name: &str, downloaded: bool) -> Fetched {
-        Fetched {
-            entry_index: 0,
-            local_name: name.into(),
-            local_path: PathBuf::from("/dl").join(name),
-            digest: blake3::hash(name.as_bytes()).to_hex().to_string(),
-            sha256: None,
-            is_dir: false,
-            downloaded,
-        }
-    }
-
-    #[test]
-    fn a_fetch_is_executed_if_any_entry_was_downloaded() {
-        assert_eq!(fetch_outcome(&[]), Outcome::Cached);
-        assert_eq!(
-            fetch_outcome(&[fetched("a", false), fetched("b", false)]),
-            Outcome::Cached
-        );
-        assert_eq!(
-            fetch_outcome(&[fetched("a", false), fetched("b", true)]),
-            Outcome::Executed
-        );
     }
 }

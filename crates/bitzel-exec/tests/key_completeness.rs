@@ -260,8 +260,14 @@ fn action(s: &Scenario) -> Action {
                     downloaded: false,
                 };
                 let digest = Digest::of_bytes(s.download.as_bytes());
-                out.downloads
-                    .insert("hello.txt".into(), Download { fetched, digest });
+                out.downloads.insert(
+                    "hello.txt".into(),
+                    Download {
+                        fetched,
+                        digest,
+                        pending: None,
+                    },
+                );
             }
             (dep, out)
         })

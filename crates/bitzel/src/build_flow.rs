@@ -109,6 +109,14 @@ pub fn build_dir(project: &Project) -> anyhow::Result<PathBuf> {
         .context("the build directory is not set")
 }
 
+/// The host `DL_DIR`: `bitzel: downloads_dir`, else `<build>/downloads`.
+pub fn downloads_dir(project: &Project) -> anyhow::Result<PathBuf> {
+    match &project.bitzel.downloads_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(build_dir(project)?.join("downloads")),
+    }
+}
+
 /// Where deploy artifacts are published on the host.
 pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> {
     let machine = ws
@@ -327,11 +335,7 @@ pub fn build(
         None => cache,
     };
     let tools = host_tools(out, project, ws, &cache, &build_dir, !req.explain_only)?;
-    let dl_dir = project
-        .bitzel
-        .downloads_dir
-        .clone()
-        .unwrap_or_else(|| build_dir.join("downloads"));
+    let dl_dir = downloads_dir(project)?;
     let exec = BuildExecutor {
         recipes: &ws.recipes,
         cache: &cache,
@@ -425,6 +429,7 @@ pub fn build(
         return Ok(code);
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
+    let sources = exec.counters.download_summary();
     if let Some(path) = &req.summary_json {
         let v = serde_json::json!({
             "executed": summary.executed,
@@ -441,6 +446,9 @@ pub fn build(
             "bytes_uploaded": cache_summary.bytes_uploaded,
             "bytes_downloaded": cache_summary.bytes_downloaded,
             "remote_unavailable": cache_summary.remote_unavailable,
+            "downloads_done": sources.done,
+            "downloads_bytes": sources.bytes,
+            "downloads_avoided": sources.avoided,
         });
         std::fs::write(path, format!("{v}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -448,6 +456,10 @@ pub fn build(
     if remote.is_some() {
         out.info(&cache_summary.to_string());
     }
+    out.info(&format!(
+        "sources: {} downloaded ({} bytes), {} not needed (every task reading them was cached)",
+        sources.done, sources.bytes, sources.avoided
+    ));
     let layers = exec
         .counters
         .layers_materialised
@@ -549,7 +561,7 @@ fn forced_tasks(
             ));
         } else if fetch {
             out.warn(&format!(
-                "-f: {} is not run again: downloads are checked against their checksums in every build",
+                "-f: {} is not run again: downloads are fetched, and checked against their checksums, when a task that needs them runs",
                 t.label()
             ));
         } else {

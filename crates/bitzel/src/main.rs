@@ -48,6 +48,9 @@ pub enum Command {
     Build(cmd::build::BuildArgs),
     /// Boot the built kernel and initramfs in QEMU (`--check`: boot, assert BusyBox runs, exit 0/1).
     Runqemu(cmd::runqemu::RunqemuArgs),
+    /// Fetch (or verify in DL_DIR) every download the targets could need,
+    /// as `bitbake --runall=fetch`, so a later build works offline.
+    Fetch(cmd::fetch::FetchArgs),
     /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
     Cache(cmd::cache::CacheArgs),
     /// Print the task graph (Graphviz like `bitbake -g`, or JSON), the
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(&out, args),
         Command::Runqemu(args) => cmd::runqemu::run(&out, args),
         Command::Cache(args) => cmd::cache::run(&out, args),
+        Command::Fetch(args) => cmd::fetch::run(&out, args),
         Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
         Command::Explain(args) => cmd::explain::run(&out, args),

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod devshell;
 pub mod doctor;
 pub mod explain;
+pub mod fetch;
 pub mod graph;
 pub mod report;
 pub mod rootfs;
