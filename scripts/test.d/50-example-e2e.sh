@@ -97,7 +97,7 @@ echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic
 # uid (this suite runs as root in CI: the sandbox maps root to an unprivileged range).
 printf '%s\n' \
   'test -f .config && test -f Makefile && echo DEVSHELL-TREE-OK' \
-  'test "$PATH" = /bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
+  'test "$PATH" = /bitzel/sysroot-native/usr/bin:/bitzel/sysroot-native/usr/sbin:/bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
   'test ! -r /etc/shadow && echo DEVSHELL-SHADOW-OK' \
   'read inside outside count < /proc/self/uid_map; echo "DEVSHELL-UIDMAP $inside $outside"' \
   'exit' \
