@@ -18,7 +18,7 @@ CONFIGUREOPTS = "--prefix=${prefix} --exec-prefix=${exec_prefix} \
     --datadir=${datadir} --sysconfdir=${sysconfdir} --localstatedir=${localstatedir} \
     --libdir=${libdir} --includedir=${includedir} --mandir=${mandir} \
     --infodir=${infodir} --docdir=${docdir} \
-    --disable-silent-rules --disable-dependency-tracking"
+    --disable-silent-rules"
 
 autotools_do_configure() {
 	[ -x ${S}/configure ] || bbfatal "${S}/configure does not exist or is not executable: the autotools class runs a release tarball's generated configure (bitzel does not run autoreconf)"
