@@ -1526,6 +1526,63 @@ mod tests {
         );
         assert!(merged.deploy.is_none());
     }
+
+    /// A native tool reaches its direct dependent at /bitzel/sysroot-native,
+    /// never its target sysroot, and a target recipe does not pass it on: the
+    /// image built from that recipe neither holds nor is keyed by it.
+    #[test]
+    fn native_layers_stay_apart_and_are_not_passed_on_by_target_recipes() {
+        // gen-native:do_populate_sysroot, a [sysroot-native] task that saw
+        // another native tool (m4-native).
+        let mut gen_in = TaskOutput::default();
+        gen_in
+            .native_sysroots
+            .insert("m4-native".into(), d("m4 layer"));
+        let mut gen_out = gen_in.clone();
+        export_sysroots(
+            &mut gen_out,
+            &gen_in,
+            "gen-native",
+            Some(d("gen layer")),
+            true,
+        );
+        assert!(gen_out.exported_sysroots.is_empty());
+        assert_eq!(
+            gen_out.exported_native_sysroots.keys().collect::<Vec<_>>(),
+            ["gen-native", "m4-native"]
+        );
+
+        // app:do_compile depends on it and on lib (a target library).
+        let compile = TaskNode::new(5, 2, "app", "do_compile");
+        let gen = TaskNode::new(4, 1, "gen-native", "do_populate_sysroot");
+        let lib = TaskNode::new(3, 0, "lib", "do_populate_sysroot");
+        let mut lib_out = TaskOutput::default();
+        lib_out
+            .exported_sysroots
+            .insert("lib".into(), d("lib layer"));
+        let app_in = BuildExecutor::merge_inputs(&compile, &[(&gen, &gen_out), (&lib, &lib_out)]);
+        assert_eq!(app_in.sysroots.keys().collect::<Vec<_>>(), ["lib"]);
+        assert_eq!(
+            app_in.native_sysroots.keys().collect::<Vec<_>>(),
+            ["gen-native", "m4-native"]
+        );
+
+        // app:do_populate_sysroot (target) exports its layer and lib's only.
+        let mut app_out = app_in.clone();
+        export_sysroots(&mut app_out, &app_in, "app", Some(d("app layer")), false);
+        assert_eq!(
+            app_out.exported_sysroots.keys().collect::<Vec<_>>(),
+            ["app", "lib"]
+        );
+        assert!(app_out.exported_native_sysroots.is_empty());
+
+        // The image's do_rootfs sees app and lib, and no native layer.
+        let rootfs = TaskNode::new(7, 3, "image", "do_rootfs");
+        let populate = TaskNode::new(6, 2, "app", "do_populate_sysroot");
+        let image_in = BuildExecutor::merge_inputs(&rootfs, &[(&populate, &app_out)]);
+        assert_eq!(image_in.sysroots.keys().collect::<Vec<_>>(), ["app", "lib"]);
+        assert!(image_in.native_sysroots.is_empty());
+    }
 }
 
 #[cfg(test)]
