@@ -18,6 +18,7 @@
 #      a broken patch, a missing download with BB_NO_NETWORK, a wrong sha256
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/lib.sh
 root=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --locked -p bitzel
@@ -130,19 +131,7 @@ echo "--- F: change only the BusyBox config fragment"
 frag="$work/a/examples/meta-busybox-example/recipes-core/busybox/files/static.cfg"
 printf '# CONFIG_CAL is not set\n' >> "$frag"
 build "$work/a" "$work/cache-a" "$work/f.json" --explain --json > "$work/f.events"
-ran=$(python3 - "$work/f.events" <<'PY'
-import json, sys
-ran = []
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    e = json.loads(line)
-    if e.get("event") == "task_finished" and e.get("outcome") == "executed":
-        ran.append(e["task"])
-print(" ".join(sorted(ran)))
-PY
-)
+ran=$(executed_tasks "$work/f.events")
 echo "re-ran: $ran"
 for t in $ran; do
   case "$t" in

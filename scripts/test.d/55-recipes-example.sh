@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
+source scripts/lib.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --locked -p bitzel
 case $CARGO_TARGET_DIR in /*) tdir=$CARGO_TARGET_DIR ;; *) tdir=$root/$CARGO_TARGET_DIR ;; esac
@@ -45,19 +46,6 @@ field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.ar
 build() { # <summary> [args]: build in checkout A
   local sum=$1; shift
   (cd "$work/a" && "$bin" build "$yml" --cache-dir "$work/cache" --summary-json "$sum" "$@")
-}
-executed_tasks() { # <events file>: the executed task labels, sorted
-  python3 - "$1" <<'PY'
-import json, sys
-ran = []
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line.startswith("{"):
-        e = json.loads(line)
-        if e.get("event") == "task_finished" and e.get("outcome") == "executed":
-            ran.append(e["task"])
-print(" ".join(sorted(ran)))
-PY
 }
 deploy="$work/a/build/tmp/deploy/images/qemux86-64"
 
@@ -124,16 +112,7 @@ done
 for t in embedfile-native:do_unpack embedfile-native:do_compile embedfile-native:do_populate_sysroot greeter:do_compile; do
   case " $ran " in *" $t "*) ;; *) echo "FAILED: $t did not re-run" >&2; exit 1 ;; esac
 done
-outcome=$(python3 - "$work/n.events" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line.startswith("{"):
-        e = json.loads(line)
-        if e.get("event") == "task_finished" and e.get("task") == "example-image:do_rootfs":
-            print(e["outcome"])
-PY
-)
+outcome=$(task_outcome "$work/n.events" example-image:do_rootfs)
 [ "$outcome" = cached ] || { echo "FAILED: example-image:do_rootfs was '$outcome', not cached" >&2; exit 1; }
 sha256sum "$deploy"/example-image-qemux86-64.* | cmp - "$work/images.before" \
   || { echo "FAILED: the images changed" >&2; exit 1; }
