@@ -9,8 +9,9 @@
 #   tar.gz    ${IMGDEPLOYDIR}/${IMAGE_NAME}.tar.gz   (GNU tar, sorted, owner 0:0)
 #   cpio.gz   ${IMGDEPLOYDIR}/${IMAGE_NAME}.cpio.gz  (newc, with /dev/console)
 #   ext4      ${IMGDEPLOYDIR}/${IMAGE_NAME}.ext4     (mke2fs -d, fixed UUID,
-#             hash seed and time; size: IMAGE_ROOTFS_SIZE KiB, else twice the
-#             tree plus IMAGE_ROOTFS_EXTRA_SPACE)
+#             hash seed and time, every inode's times set to
+#             SOURCE_DATE_EPOCH by debugfs; size: IMAGE_ROOTFS_SIZE KiB, else
+#             twice the tree plus IMAGE_ROOTFS_EXTRA_SPACE)
 # An unknown type is refused when the recipe is parsed, naming the recipe.
 # IMGDEPLOYDIR is the task's [deploy-dir], published to DEPLOY_DIR_IMAGE.
 # EXTRA_IMAGEDEPENDS names recipes built with the image that put nothing in
@@ -108,7 +109,8 @@ bitzel_pack_tar() {
 # sorted order on /tmp (a tmpfs, which lists in creation order) makes that
 # order, and so the image, the same on every run.
 bitzel_pack_ext4() {
-	command -v mke2fs >/dev/null || bbfatal "mke2fs is not installed on the build host (Debian: apt-get install e2fsprogs): IMAGE_FSTYPES ext4 needs it"
+	command -v mke2fs >/dev/null && command -v debugfs >/dev/null \
+		|| bbfatal "mke2fs or debugfs is not installed on the build host (Debian: apt-get install e2fsprogs): IMAGE_FSTYPES ext4 needs them"
 	stage=$(mktemp -d /tmp/ext4-root.XXXXXX)
 	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -pdm --quiet "$stage")
 	find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
@@ -121,7 +123,18 @@ bitzel_pack_ext4() {
 	E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -F -t ext4 -b 4096 -d "$stage" \
 		-U ${IMAGE_EXT4_UUID} -E hash_seed=${IMAGE_EXT4_HASH_SEED},root_owner=0:0,nodiscard \
 		-L "${PN}" "$2" "$size_kb"K || bbfatal "mke2fs failed for $2"
-	rm -rf "$stage"
+	# mke2fs copies each file's ctime and atime, which no tool can set on the
+	# source: debugfs sets them to SOURCE_DATE_EPOCH, as touch did mtime.
+	(cd "$stage" && find . | LC_ALL=C sort | sed 's|^\.||; s|^$|/|' | while IFS= read -r p; do
+		printf 'sif "%s" ctime @%s\nsif "%s" atime @%s\n' "$p" "$SOURCE_DATE_EPOCH" "$p" "$SOURCE_DATE_EPOCH"
+	done) >"$stage.debugfs"
+	E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$stage.debugfs" "$2" >"$stage.debugfs.log" 2>&1 \
+		|| { cat "$stage.debugfs.log" >&2; bbfatal "debugfs could not set the times in $2"; }
+	if grep -v '^debugfs [0-9]' "$stage.debugfs.log" | grep -q .; then
+		cat "$stage.debugfs.log" >&2
+		bbfatal "debugfs could not set the times in $2"
+	fi
+	rm -rf "$stage" "$stage.debugfs" "$stage.debugfs.log"
 	bbnote "wrote $2 (${size_kb} KiB)"
 }
 
