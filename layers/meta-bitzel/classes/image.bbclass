@@ -130,7 +130,8 @@ bitzel_pack_ext4() {
 	done) >"$stage.debugfs"
 	E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$stage.debugfs" "$2" >"$stage.debugfs.log" 2>&1 \
 		|| { cat "$stage.debugfs.log" >&2; bbfatal "debugfs could not set the times in $2"; }
-	if grep -v '^debugfs [0-9]' "$stage.debugfs.log" | grep -q .; then
+	# (debugfs -f echoes each command as "debugfs: ..."; anything else is an error)
+	if grep -v '^debugfs[ :]' "$stage.debugfs.log" | grep -q .; then
 		cat "$stage.debugfs.log" >&2
 		bbfatal "debugfs could not set the times in $2"
 	fi
