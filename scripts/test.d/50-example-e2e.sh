@@ -26,6 +26,7 @@
 #      once a task that reads it runs), a wrong sha256
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/lib.sh
 root=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --locked -p bitzel
@@ -105,7 +106,7 @@ echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic
 # uid (this suite runs as root in CI: the sandbox maps root to an unprivileged range).
 printf '%s\n' \
   'test -f .config && test -f Makefile && echo DEVSHELL-TREE-OK' \
-  'test "$PATH" = /bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
+  'test "$PATH" = /bitzel/sysroot-native/usr/bin:/bitzel/sysroot-native/usr/sbin:/bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
   'test ! -r /etc/shadow && echo DEVSHELL-SHADOW-OK' \
   'read inside outside count < /proc/self/uid_map; echo "DEVSHELL-UIDMAP $inside $outside"' \
   'exit' \
@@ -173,19 +174,7 @@ echo "--- F: change only the BusyBox config fragment"
 frag="$work/a/examples/meta-busybox-example/recipes-core/busybox/files/static.cfg"
 printf '# CONFIG_CAL is not set\n' >> "$frag"
 build "$work/a" "$work/cache-a" "$work/f.json" --explain --json > "$work/f.events"
-ran=$(python3 - "$work/f.events" <<'PY'
-import json, sys
-ran = []
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    e = json.loads(line)
-    if e.get("event") == "task_finished" and e.get("outcome") == "executed":
-        ran.append(e["task"])
-print(" ".join(sorted(ran)))
-PY
-)
+ran=$(executed_tasks "$work/f.events")
 echo "re-ran: $ran"
 for t in $ran; do
   case "$t" in

@@ -52,14 +52,17 @@ pub const KEYED_TASK_FLAGS: &[&str] = &[
     "postfuncs",
     "prefuncs",
     "sysroot-layer",
+    "sysroot-native",
 ];
 
 /// The fixed sandbox paths (see ARCHITECTURE.md).
 pub mod paths {
     /// The recipe's `WORKDIR`.
     pub const WORK: &str = "/bitzel/work";
-    /// The dependencies' sysroot layers.
+    /// The dependencies' sysroot layers (target recipes).
     pub const SYSROOT: &str = "/bitzel/sysroot";
+    /// The native dependencies' sysroot layers (`STAGING_DIR_NATIVE`).
+    pub const SYSROOT_NATIVE: &str = "/bitzel/sysroot-native";
     /// The declared downloads.
     pub const DOWNLOADS: &str = "/bitzel/downloads";
     /// The allow-listed host tools (symlinks).
@@ -129,6 +132,15 @@ pub struct TaskOutput {
     /// The sysroot layers dependents in other recipes see: this recipe's own
     /// layer (when the task has `[sysroot-layer]`) plus what it saw.
     pub exported_sysroots: BTreeMap<String, Digest>,
+    /// The native sysroot layers this task saw (by recipe), mounted at
+    /// `/bitzel/sysroot-native`, inherited by the recipe's later tasks.
+    pub native_sysroots: BTreeMap<String, Digest>,
+    /// The native sysroot layers dependents in other recipes see: only a
+    /// `[sysroot-native]` task exports any (its own layer plus the native
+    /// layers it saw). A target recipe never passes on the native tools it
+    /// used, as BitBake's `setscene_depvalid` does not: they stay out of
+    /// its dependents' sysroots and keys, and out of images.
+    pub exported_native_sysroots: BTreeMap<String, Digest>,
     /// The recipe's downloads, by their name under `/bitzel/downloads`.
     pub downloads: BTreeMap<String, Download>,
     /// A deploy tree (`[deploy-dir]` subtree) this task produced.
@@ -524,6 +536,8 @@ impl BuildExecutor<'_> {
             }
             out.sysroots
                 .extend(o.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+            out.native_sysroots
+                .extend(o.native_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
             out.downloads
                 .extend(o.downloads.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -531,9 +545,19 @@ impl BuildExecutor<'_> {
             if d.recipe != task.recipe {
                 out.sysroots
                     .extend(o.exported_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+                out.native_sysroots.extend(
+                    o.exported_native_sysroots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
             } else {
                 out.exported_sysroots
                     .extend(o.exported_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+                out.exported_native_sysroots.extend(
+                    o.exported_native_sysroots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
             }
         }
         out
@@ -875,6 +899,9 @@ impl BuildExecutor<'_> {
         for (pn, d) in &inputs.sysroots {
             action.inputs.insert(format!("sysroot:{pn}"), *d);
         }
+        for (pn, d) in &inputs.native_sysroots {
+            action.inputs.insert(format!("sysroot-native:{pn}"), *d);
+        }
         if p.with_downloads {
             for (name, dl) in &inputs.downloads {
                 action.inputs.insert(format!("download:{name}"), dl.digest);
@@ -970,29 +997,40 @@ impl BuildExecutor<'_> {
         inputs: &TaskOutput,
         scratch: &Path,
     ) -> Result<(Vec<Mount>, WorkDir), TaskFailure> {
-        let sysroot_digests: Vec<Digest> = inputs.sysroots.values().copied().collect();
+        let sysroots: [(Vec<Digest>, &str, &str); 2] = [
+            (
+                inputs.sysroots.values().copied().collect(),
+                paths::SYSROOT,
+                "sysroot",
+            ),
+            (
+                inputs.native_sysroots.values().copied().collect(),
+                paths::SYSROOT_NATIVE,
+                "sysroot-native",
+            ),
+        ];
         if self.sandbox.remaps_paths() {
             let dir = scratch.join("work");
             let baseline = self
                 .cache
                 .prepare_work_dir(&inputs.work, &dir)
                 .map_err(|e| setup_err(task, format!("preparing the work directory: {e}")))?;
-            let sysroot = scratch.join("sysroot");
-            self.cache
-                .apply(&sysroot_digests, &sysroot)
-                .map_err(|e| setup_err(task, format!("preparing the sysroot: {e}")))?;
-            let mounts = vec![
-                Mount::Bind {
-                    src: dir.clone(),
-                    dst: PathBuf::from(paths::WORK),
-                    writable: true,
-                },
-                Mount::Bind {
-                    src: sysroot,
-                    dst: PathBuf::from(paths::SYSROOT),
+            let mut mounts = vec![Mount::Bind {
+                src: dir.clone(),
+                dst: PathBuf::from(paths::WORK),
+                writable: true,
+            }];
+            for (digests, dst, name) in &sysroots {
+                let flat = scratch.join(name);
+                self.cache
+                    .apply(digests, &flat)
+                    .map_err(|e| setup_err(task, format!("preparing the {name}: {e}")))?;
+                mounts.push(Mount::Bind {
+                    src: flat,
+                    dst: PathBuf::from(dst),
                     writable: false,
-                },
-            ];
+                });
+            }
             return Ok((mounts, WorkDir::Flattened { dir, baseline }));
         }
         let upper = scratch.join("upper");
@@ -1007,31 +1045,33 @@ impl BuildExecutor<'_> {
         if work_lowers.is_empty() {
             work_lowers.push(empty.clone());
         }
-        let mut sys_lowers = self.ensure_layers(task, &sysroot_digests)?;
-        sys_lowers.reverse();
-
         let mut mounts = vec![Mount::Overlay {
             lowers: work_lowers,
             upper: Some((upper.clone(), ovl_work)),
             dst: PathBuf::from(paths::WORK),
         }];
-        mounts.push(match sys_lowers.len() {
-            0 => Mount::Bind {
-                src: empty,
-                dst: PathBuf::from(paths::SYSROOT),
-                writable: false,
-            },
-            1 => Mount::Bind {
-                src: sys_lowers.remove(0),
-                dst: PathBuf::from(paths::SYSROOT),
-                writable: false,
-            },
-            _ => Mount::Overlay {
-                lowers: sys_lowers,
-                upper: None,
-                dst: PathBuf::from(paths::SYSROOT),
-            },
-        });
+        for (digests, dst, _) in &sysroots {
+            let mut lowers = self.ensure_layers(task, digests)?;
+            lowers.reverse();
+            let dst = PathBuf::from(dst);
+            mounts.push(match lowers.len() {
+                0 => Mount::Bind {
+                    src: empty.clone(),
+                    dst,
+                    writable: false,
+                },
+                1 => Mount::Bind {
+                    src: lowers.remove(0),
+                    dst,
+                    writable: false,
+                },
+                _ => Mount::Overlay {
+                    lowers,
+                    upper: None,
+                    dst,
+                },
+            });
+        }
         Ok((mounts, WorkDir::Overlay { upper }))
     }
 
@@ -1247,10 +1287,7 @@ impl BuildExecutor<'_> {
         let log_digest = self.cache.put_file(&log).ok();
         let d = &recipe.data;
         let mut extra = BTreeMap::new();
-        let mut out = inputs.clone();
-        out.work.push(captured.digest);
-        out.exported_sysroots
-            .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+        let mut own_sysroot = None;
         if let Some(sub) = d.get_flag(&task.task, "sysroot-layer") {
             let t = captured.tree.subtree(sub.trim().trim_matches('/'));
             let sd = self
@@ -1258,8 +1295,17 @@ impl BuildExecutor<'_> {
                 .put_tree(&t)
                 .map_err(|e| setup_err(task, format!("storing sysroot layer: {e}")))?;
             extra.insert("sysroot".to_string(), sd);
-            out.exported_sysroots.insert(task.pn.clone(), sd);
+            own_sysroot = Some(sd);
         }
+        let mut out = inputs.clone();
+        out.work.push(captured.digest);
+        export_sysroots(
+            &mut out,
+            inputs,
+            &task.pn,
+            own_sysroot,
+            is_native_sysroot(d, &task.task),
+        );
         if let Some(sub) = d.get_flag(&task.task, "deploy-dir") {
             let t = captured.tree.subtree(sub.trim().trim_matches('/'));
             let dd = self
@@ -1293,16 +1339,48 @@ fn builtin_of(recipe: &Recipe, task: &TaskNode) -> Option<Builtin> {
 }
 
 /// Reconstruct a task's output from a cached result.
-fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOutput {
+fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str, native: bool) -> TaskOutput {
     let mut out = inputs.clone();
     out.work.push(r.output);
-    out.exported_sysroots
-        .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
-    if let Some(sd) = r.extra_outputs.get("sysroot") {
-        out.exported_sysroots.insert(pn.to_string(), *sd);
-    }
+    let own = r.extra_outputs.get("sysroot").copied();
+    export_sysroots(&mut out, inputs, pn, own, native);
     out.deploy = r.extra_outputs.get("deploy").copied();
     out
+}
+
+/// Whether a task's `[sysroot-layer]` is a native one (`[sysroot-native]`,
+/// set by `native.bbclass`): dependents see it at `/bitzel/sysroot-native`.
+fn is_native_sysroot(d: &DataStore, task: &str) -> bool {
+    d.get_flag(task, "sysroot-native")
+        .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"))
+}
+
+/// What a task hands to other recipes besides its work layers (BitBake's
+/// `setscene_depvalid` rules for sysroots): a target task passes on the
+/// target layers it saw plus its own layer, and no native layer (a target
+/// recipe's build tools are not its dependents' business); a
+/// `[sysroot-native]` task passes on the native layers it saw plus its own
+/// as native layers.
+fn export_sysroots(
+    out: &mut TaskOutput,
+    inputs: &TaskOutput,
+    pn: &str,
+    own: Option<Digest>,
+    native: bool,
+) {
+    out.exported_sysroots
+        .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+    if native {
+        out.exported_native_sysroots
+            .extend(inputs.native_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    if let Some(sd) = own {
+        if native {
+            out.exported_native_sysroots.insert(pn.to_string(), sd);
+        } else {
+            out.exported_sysroots.insert(pn.to_string(), sd);
+        }
+    }
 }
 
 /// Where a devshell starts: where the task would (the last of its `[dirs]`,
@@ -1478,7 +1556,12 @@ impl BuildExecutor<'_> {
         let action = self.action_for(task, recipe, &inputs, &prepared);
         match self.cache.lookup(&action.key()) {
             Ok(Lookup::Hit(r)) => {
-                let output = output_from_result(&inputs, &r, &task.pn);
+                let output = output_from_result(
+                    &inputs,
+                    &r,
+                    &task.pn,
+                    is_native_sysroot(&recipe.data, &task.task),
+                );
                 if !waits.is_empty() {
                     log.record(task, WouldRun::After(waits), false);
                 }
@@ -1492,7 +1575,14 @@ impl BuildExecutor<'_> {
             }
         }
         let previous = match self.cache.closest_earlier(&action) {
-            Ok(p) => p.map(|(_, r)| output_from_result(&inputs, &r, &task.pn)),
+            Ok(p) => p.map(|(_, r)| {
+                output_from_result(
+                    &inputs,
+                    &r,
+                    &task.pn,
+                    is_native_sysroot(&recipe.data, &task.task),
+                )
+            }),
             Err(e) => {
                 tracing::warn!(task = %task.label(), error = %e, "cannot read the cache's history");
                 None
@@ -1550,7 +1640,12 @@ impl Executor for BuildExecutor<'_> {
             }
             Some(Ok(Lookup::Hit(r))) => {
                 return Ok(TaskResult {
-                    output: output_from_result(&inputs, &r, &task.pn),
+                    output: output_from_result(
+                        &inputs,
+                        &r,
+                        &task.pn,
+                        is_native_sysroot(&recipe.data, &task.task),
+                    ),
                     outcome: Outcome::Cached,
                 });
             }
@@ -1632,6 +1727,63 @@ mod tests {
             vec![("lib".to_string(), d("lib-sysroot"))]
         );
         assert!(merged.deploy.is_none());
+    }
+
+    /// A native tool reaches its direct dependent at /bitzel/sysroot-native,
+    /// never its target sysroot, and a target recipe does not pass it on: the
+    /// image built from that recipe neither holds nor is keyed by it.
+    #[test]
+    fn native_layers_stay_apart_and_are_not_passed_on_by_target_recipes() {
+        // gen-native:do_populate_sysroot, a [sysroot-native] task that saw
+        // another native tool (m4-native).
+        let mut gen_in = TaskOutput::default();
+        gen_in
+            .native_sysroots
+            .insert("m4-native".into(), d("m4 layer"));
+        let mut gen_out = gen_in.clone();
+        export_sysroots(
+            &mut gen_out,
+            &gen_in,
+            "gen-native",
+            Some(d("gen layer")),
+            true,
+        );
+        assert!(gen_out.exported_sysroots.is_empty());
+        assert_eq!(
+            gen_out.exported_native_sysroots.keys().collect::<Vec<_>>(),
+            ["gen-native", "m4-native"]
+        );
+
+        // app:do_compile depends on it and on lib (a target library).
+        let compile = TaskNode::new(5, 2, "app", "do_compile");
+        let gen = TaskNode::new(4, 1, "gen-native", "do_populate_sysroot");
+        let lib = TaskNode::new(3, 0, "lib", "do_populate_sysroot");
+        let mut lib_out = TaskOutput::default();
+        lib_out
+            .exported_sysroots
+            .insert("lib".into(), d("lib layer"));
+        let app_in = BuildExecutor::merge_inputs(&compile, &[(&gen, &gen_out), (&lib, &lib_out)]);
+        assert_eq!(app_in.sysroots.keys().collect::<Vec<_>>(), ["lib"]);
+        assert_eq!(
+            app_in.native_sysroots.keys().collect::<Vec<_>>(),
+            ["gen-native", "m4-native"]
+        );
+
+        // app:do_populate_sysroot (target) exports its layer and lib's only.
+        let mut app_out = app_in.clone();
+        export_sysroots(&mut app_out, &app_in, "app", Some(d("app layer")), false);
+        assert_eq!(
+            app_out.exported_sysroots.keys().collect::<Vec<_>>(),
+            ["app", "lib"]
+        );
+        assert!(app_out.exported_native_sysroots.is_empty());
+
+        // The image's do_rootfs sees app and lib, and no native layer.
+        let rootfs = TaskNode::new(7, 3, "image", "do_rootfs");
+        let populate = TaskNode::new(6, 2, "app", "do_populate_sysroot");
+        let image_in = BuildExecutor::merge_inputs(&rootfs, &[(&populate, &app_out)]);
+        assert_eq!(image_in.sysroots.keys().collect::<Vec<_>>(), ["app", "lib"]);
+        assert!(image_in.native_sysroots.is_empty());
     }
 }
 
