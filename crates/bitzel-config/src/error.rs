@@ -155,6 +155,16 @@ pub enum ConfigError {
         /// The directory that was looked for.
         path: PathBuf,
     },
+    /// No BitBake library (a directory holding `bb/`) was found, or the one
+    /// configured has no `bb/` package.
+    #[error("{at}: {message}")]
+    BitbakeLib {
+        /// The setting that named a wrong directory, else the top
+        /// configuration file.
+        at: Location,
+        /// Every place looked and how to name the library.
+        message: String,
+    },
     /// A layer directory does not exist.
     #[error("{at}: layer `{layer}` of repo `{repo}` not found: `{}` is not a directory", shown_path(path).display())]
     MissingLayer {
@@ -191,7 +201,8 @@ impl ConfigError {
             | ConfigError::IncludeCycle { at, .. }
             | ConfigError::MissingRepo { at, .. }
             | ConfigError::MissingLayer { at, .. }
-            | ConfigError::Git { at, .. } => at,
+            | ConfigError::Git { at, .. }
+            | ConfigError::BitbakeLib { at, .. } => at,
         }
     }
 
