@@ -6,6 +6,7 @@ pub mod executor;
 pub mod file_checksums;
 pub mod hosttools;
 pub mod limits;
+pub mod python;
 pub mod script;
 pub mod tasklog;
 

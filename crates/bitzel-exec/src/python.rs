@@ -1,0 +1,268 @@
+//! Python tasks: a task that is a Python function, has a Python
+//! `[prefuncs]`/`[postfuncs]` entry, or calls a shell function whose inline
+//! Python (`${@...}`) bitzel's own evaluator cannot expand, runs as BitBake's
+//! worker runs it: inside the task's sandbox, `/usr/bin/python3` runs the
+//! embedded runner (`pyrunner.py`), which loads the recipe's final datastore
+//! (a JSON dump written here) into BitBake's own `DataSmart` and calls
+//! `bb.build.exec_func` for each prefunc, the task and each postfunc. Shell
+//! functions called from Python (`bb.build.exec_func('do_x', d)`) are
+//! emitted and run by BitBake's `exec_func_shell`, as in BitBake.
+//!
+//! The sandbox sees, read-only, under [`DIR`] (a tmpfs): the runner, the
+//! datastore, BitBake's library directory and each layer `addpylib`
+//! directory; the runner's `T` (run files, the shell functions' fifo) is a
+//! scratch directory there, so nothing of it is captured.
+//!
+//! Keyed: the wrapper script, the datastore dump (every variable's final
+//! value and flags: conservative, any change re-runs the task), the runner,
+//! the content digests of the BitBake library and `addpylib` directories;
+//! the interpreter and its standard library are in the host root digest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use bitzel_cache::Digest;
+use bitzel_meta::DataStore;
+
+use crate::script::{called_functions, TaskData};
+
+/// The runner's source.
+pub const RUNNER: &str = include_str!("pyrunner.py");
+/// The interpreter (host build root).
+pub const INTERPRETER: &str = "/usr/bin/python3";
+/// The sandbox directory holding everything a Python task adds (a tmpfs).
+pub const DIR: &str = "/bitzel/py";
+/// The runner in the sandbox.
+pub const RUNNER_PATH: &str = "/bitzel/py/runner.py";
+/// The task's datastore and settings in the sandbox.
+pub const SPEC_PATH: &str = "/bitzel/py/task.json";
+/// BitBake's library directory (the one holding `bb/`) in the sandbox.
+pub const LIB_PATH: &str = "/bitzel/py/bitbake";
+/// Where the `addpylib` directories are mounted: `<this>/<n>`.
+pub const PYLIB_PATH: &str = "/bitzel/py/lib";
+/// The runner's `T`.
+pub const TEMP_PATH: &str = "/bitzel/py/temp";
+
+/// A library directory with its content digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibDir {
+    /// Host directory.
+    pub dir: PathBuf,
+    /// Content digest of everything below it (`__pycache__` excluded).
+    pub digest: Digest,
+}
+
+type Finder = Box<dyn Fn() -> Result<PathBuf, String> + Send + Sync>;
+
+/// How Python tasks find BitBake's library: looked up (and digested) once,
+/// when the first Python task needs it, so that metadata without Python
+/// tasks never needs BitBake.
+pub struct PythonSetup {
+    find: Finder,
+    lib: OnceLock<Result<LibDir, String>>,
+    pylibs: Mutex<BTreeMap<PathBuf, Digest>>,
+}
+
+impl PythonSetup {
+    /// `find` gives the directory holding `bb/` or an error saying where it
+    /// looked and how to name one (the binary passes
+    /// `bitzel_config::find_bitbake_lib`).
+    pub fn new(find: impl Fn() -> Result<PathBuf, String> + Send + Sync + 'static) -> Self {
+        PythonSetup {
+            find: Box::new(find),
+            lib: OnceLock::new(),
+            pylibs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// No library: every Python task fails saying so.
+    pub fn none() -> Self {
+        PythonSetup::new(|| {
+            Err("no BitBake library was configured for Python tasks \
+                 (set BITZEL_BITBAKE_LIB or `bitzel: bitbake_lib:`)"
+                .into())
+        })
+    }
+
+    /// The BitBake library directory and its digest.
+    pub fn lib(&self) -> Result<&LibDir, String> {
+        self.lib
+            .get_or_init(|| {
+                let dir = (self.find)()?;
+                let digest = dir_digest(&dir)?;
+                tracing::debug!(dir = %dir.display(), digest = %digest.short(), "BitBake library");
+                Ok(LibDir { dir, digest })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn pylib_digest(&self, dir: &PathBuf) -> Result<Digest, String> {
+        if let Some(d) = self.pylibs.lock().ok().and_then(|m| m.get(dir).copied()) {
+            return Ok(d);
+        }
+        let d = dir_digest(dir)?;
+        if let Ok(mut m) = self.pylibs.lock() {
+            m.insert(dir.clone(), d);
+        }
+        Ok(d)
+    }
+}
+
+fn dir_digest(dir: &PathBuf) -> Result<Digest, String> {
+    if !dir.is_dir() {
+        return Err(format!("`{}` is not a directory", dir.display()));
+    }
+    let cache = bitzel_cache::HostDigestCache::machine_wide();
+    bitzel_cache::host_root_digest(std::slice::from_ref(dir), &cache)
+        .map(|r| r.digest)
+        .map_err(|e| format!("digesting `{}`: {e}", dir.display()))
+}
+
+/// Whether `task` runs through the Python runner (see the module
+/// documentation).
+pub fn needs_python(data: &dyn TaskData, task: &str) -> bool {
+    if data.is_python(task) {
+        return true;
+    }
+    let hooks: Vec<String> = ["prefuncs", "postfuncs"]
+        .iter()
+        .flat_map(|f| {
+            data.flag(task, f)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if hooks.iter().any(|h| data.is_python(h)) {
+        return true;
+    }
+    std::iter::once(task.to_string())
+        .chain(hooks)
+        .flat_map(|f| called_functions(data, &f))
+        .any(|f| data.unexpandable(&f))
+}
+
+/// A Python task's part of the sandbox and the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyTask {
+    /// The wrapper script the sandbox runs.
+    pub script: String,
+    /// The runner's settings and the datastore (JSON, sandbox paths).
+    pub spec: String,
+    /// Read-only binds: host directory → sandbox path.
+    pub binds: Vec<(PathBuf, String)>,
+    /// Key inputs: `python:*` → digest.
+    pub inputs: BTreeMap<String, Digest>,
+}
+
+/// The datastore as the runner loads it: every variable with its final
+/// value (expanded where bitzel can expand it; functions and values with
+/// inline Python it cannot evaluate unexpanded, for BitBake to expand) and
+/// its flags (unexpanded, as BitBake stores them).
+fn datastore_json(d: &DataStore) -> serde_json::Map<String, serde_json::Value> {
+    let mut vars = serde_json::Map::new();
+    for name in d.keys() {
+        let mut entry = serde_json::Map::new();
+        let value = if d.is_func(&name) {
+            d.get_var_unexpanded(&name)
+        } else {
+            match d.try_get_var(&name) {
+                Ok(v) => v,
+                Err(_) => d.get_var_unexpanded(&name),
+            }
+        };
+        if let Some(v) = value {
+            entry.insert("v".into(), v.into());
+        }
+        let flags: serde_json::Map<String, serde_json::Value> = d
+            .flags(&name)
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        if !flags.is_empty() {
+            entry.insert("f".into(), flags.into());
+        }
+        vars.insert(name, entry.into());
+    }
+    vars
+}
+
+/// Everything a Python task needs beyond a shell task.
+pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask, String> {
+    let lib = setup.lib()?;
+    let mut binds = vec![(lib.dir.clone(), LIB_PATH.to_string())];
+    let mut inputs = BTreeMap::new();
+    inputs.insert("python:bitbake-lib".to_string(), lib.digest);
+    inputs.insert(
+        "python:runner".to_string(),
+        Digest::of_bytes(RUNNER.as_bytes()),
+    );
+    let mut pylibs = Vec::new();
+    let recorded = d
+        .get_var_unexpanded(bitzel_meta::ADDPYLIB_VAR)
+        .unwrap_or_default();
+    for (i, line) in recorded.lines().enumerate() {
+        let Some((ns, dir)) = line.split_once(' ') else {
+            continue;
+        };
+        let host = PathBuf::from(dir);
+        let digest = setup
+            .pylib_digest(&host)
+            .map_err(|e| format!("addpylib {dir} {ns}: {e}"))?;
+        let dst = format!("{PYLIB_PATH}/{i}");
+        inputs.insert(format!("python:pylib:{ns}"), digest);
+        pylibs.push(serde_json::json!([ns, dst]));
+        binds.push((host, dst));
+    }
+    let spec = serde_json::json!({
+        "task": task,
+        "bitbake_lib": LIB_PATH,
+        "temp": TEMP_PATH,
+        "pylibs": pylibs,
+        "vars": datastore_json(d),
+    });
+    let spec = serde_json::to_string(&spec).map_err(|e| format!("writing the datastore: {e}"))?;
+    inputs.insert(
+        "python:datastore".to_string(),
+        Digest::of_bytes(spec.as_bytes()),
+    );
+    let script = format!(
+        "#!/bin/sh\n# generated by bitzel: {task} has Python functions; BitBake's bb.build runs \
+         it as its worker does\nexec {INTERPRETER} -I -B {RUNNER_PATH} {SPEC_PATH}\n"
+    );
+    Ok(PyTask {
+        script,
+        spec,
+        binds,
+        inputs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::tests::Fake;
+
+    #[test]
+    fn which_tasks_need_python() {
+        let d = Fake::default()
+            .func("do_sh", "\thelper")
+            .func("helper", "\techo hi")
+            .func("do_py", "    pass")
+            .flag("do_py", "python", "1")
+            .func("do_hooked", "\ttrue")
+            .func("py_post", "    pass")
+            .flag("py_post", "python", "1")
+            .flag("do_hooked", "postfuncs", "py_post")
+            .func("do_inline", "\tinline_user")
+            .func("inline_user", "\techo ${@my_def(d)}")
+            .flag("inline_user", "unexpandable", "1");
+        assert!(!needs_python(&d, "do_sh"));
+        assert!(needs_python(&d, "do_py"));
+        assert!(needs_python(&d, "do_hooked"));
+        assert!(needs_python(&d, "do_inline"));
+    }
+}
