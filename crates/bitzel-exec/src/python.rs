@@ -158,6 +158,21 @@ pub struct PyTask {
     pub inputs: BTreeMap<String, Digest>,
 }
 
+/// Variables that name places on the host side of the build (the build
+/// directory, the deploy directory, the layers' search path): a sandboxed
+/// task cannot reach them, and as inputs they would make every build
+/// directory key a Python task differently. They are left out of the
+/// datastore a Python task gets, as BitBake leaves `BB_BASEHASH_IGNORE_VARS`
+/// out of its signatures (here they are not even visible, so no output can
+/// depend on them unkeyed).
+pub const HOST_SIDE_VARS: &[&str] = &[
+    "BBPATH",
+    "DEPLOY_DIR",
+    "DEPLOY_DIR_IMAGE",
+    "TMPDIR",
+    "TOPDIR",
+];
+
 /// The datastore as the runner loads it: every variable with its final
 /// value (expanded where bitzel can expand it; functions and values with
 /// inline Python it cannot evaluate unexpanded, for BitBake to expand) and
@@ -165,6 +180,9 @@ pub struct PyTask {
 fn datastore_json(d: &DataStore) -> serde_json::Map<String, serde_json::Value> {
     let mut vars = serde_json::Map::new();
     for name in d.keys() {
+        if HOST_SIDE_VARS.contains(&name.as_str()) {
+            continue;
+        }
         let mut entry = serde_json::Map::new();
         let value = if d.is_func(&name) {
             d.get_var_unexpanded(&name)
