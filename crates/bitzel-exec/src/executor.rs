@@ -701,6 +701,12 @@ impl BuildExecutor<'_> {
             action
                 .inputs
                 .extend(py.inputs.iter().map(|(k, v)| (k.clone(), *v)));
+            action
+                .vars
+                .extend(py.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            action
+                .policy
+                .insert("python".into(), crate::python::INTERPRETER.into());
         }
         if !p.files.absent.is_empty() {
             action

@@ -292,7 +292,8 @@ pub(crate) mod tests {
             self.vars.keys().cloned().collect()
         }
         fn unexpandable(&self, name: &str) -> bool {
-            self.flags.contains_key(&(name.into(), "unexpandable".into()))
+            self.flags
+                .contains_key(&(name.into(), "unexpandable".into()))
         }
     }
 

@@ -458,3 +458,19 @@ fn layerdepends_versions_are_checked() {
     "#]]
     .assert_eq(&wants("LAYERDEPENDS_m = \"t (~ 3)\"\n"));
 }
+
+#[test]
+fn addpylib_is_recorded_with_the_layer_directory_expanded() {
+    let ws = load_two(
+        "addpylib ${LAYERDIR}/lib mlib\naddpylib ${LAYERDIR}/lib mlib\naddpylib ${LAYERDIR}/other other\n",
+        "",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        ws.config
+            .get_var_unexpanded(bitzel_meta::ADDPYLIB_VAR)
+            .as_deref(),
+        Some("mlib /m/lib\nother /m/other")
+    );
+}

@@ -155,7 +155,12 @@ fn python_tasks_run_in_the_sandbox_and_are_cached_like_shell_tasks() {
     let (r, s) = d.build("build2", &lib, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(s["executed"], 0, "{}", r.stderr);
-    for f in ["order.txt", "from-shell.txt", "from-python.txt", "sandbox.txt"] {
+    for f in [
+        "order.txt",
+        "from-shell.txt",
+        "from-python.txt",
+        "sandbox.txt",
+    ] {
         assert_eq!(d.deployed("build2", f), d.deployed("build", f), "{f}");
     }
 }
@@ -186,8 +191,7 @@ fn bb_fatal_and_exceptions_fail_naming_the_metadata_line() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("KeyError: 'version'"), "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains("do_compile failed at ")
+        r.stderr.contains("do_compile failed at ")
             && r.stderr.contains("recipes-test/pyraise/pyraise_1.0.bb:7"),
         "{}",
         r.stderr
