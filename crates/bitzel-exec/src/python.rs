@@ -50,7 +50,8 @@ pub const TEMP_PATH: &str = "/bitzel/py/temp";
 pub struct LibDir {
     /// Host directory.
     pub dir: PathBuf,
-    /// Content digest of everything below it (`__pycache__` excluded).
+    /// Content digest of everything below it (`__pycache__` excluded,
+    /// independent of where it is).
     pub digest: Digest,
 }
 
@@ -111,13 +112,16 @@ impl PythonSetup {
     }
 }
 
+/// The content digest of a library directory: relative paths, contents,
+/// executable bits and link targets of everything below it, `__pycache__`
+/// left out; independent of where the directory is.
 fn dir_digest(dir: &PathBuf) -> Result<Digest, String> {
     if !dir.is_dir() {
         return Err(format!("`{}` is not a directory", dir.display()));
     }
-    let cache = bitzel_cache::HostDigestCache::machine_wide();
-    bitzel_cache::host_root_digest(std::slice::from_ref(dir), &cache)
-        .map(|r| r.digest)
+    crate::builtin::tree_digest_skipping(dir, &["__pycache__"])
+        .map_err(|e| format!("digesting `{}`: {e}", dir.display()))?
+        .parse()
         .map_err(|e| format!("digesting `{}`: {e}", dir.display()))
 }
 
@@ -223,6 +227,41 @@ fn datastore(
     (vars, keyed)
 }
 
+/// The host directories values may name (`FILE`, `FILESPATH`, the
+/// functions' `[filename]`...): each layer of `BBLAYERS` and `TOPDIR`, with
+/// the placeholder that stands for it in the key, longest path first.
+fn host_roots(d: &DataStore) -> Vec<(String, String)> {
+    let mut roots: Vec<(String, String)> = d
+        .get_var("BBLAYERS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .enumerate()
+        .map(|(i, l)| (l.trim_end_matches('/').to_string(), format!("<layer {i}>")))
+        .collect();
+    if let Some(top) = d.get_var("TOPDIR") {
+        roots.push((top.trim_end_matches('/').to_string(), "<TOPDIR>".into()));
+    }
+    roots.retain(|(p, _)| p.len() > 1);
+    roots.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    roots
+}
+
+/// A value as the key holds it: the host directories of [`host_roots`]
+/// replaced by their placeholders, so that a moved checkout or another build
+/// directory keys a Python task the same (ARCHITECTURE.md: no host path in a
+/// key). The task itself sees the real paths (its messages name the
+/// metadata files); like BitBake's `BB_BASEHASH_IGNORE_VARS`, an output that
+/// copied such a path would be shared across checkouts.
+fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
+    let mut out = v.to_string();
+    for (path, placeholder) in roots {
+        if out.contains(path.as_str()) {
+            out = out.replace(path.as_str(), placeholder);
+        }
+    }
+    out
+}
+
 /// Everything a Python task needs beyond a shell task.
 pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask, String> {
     let lib = setup.lib()?;
@@ -253,9 +292,10 @@ pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask,
         binds.push((host, dst));
     }
     let (json_vars, keyed) = datastore(d);
+    let roots = host_roots(d);
     let mut vars: BTreeMap<String, String> = keyed
         .into_iter()
-        .map(|(k, v)| (format!("py:{k}"), v))
+        .map(|(k, v)| (format!("py:{k}"), keyed_text(&v, &roots)))
         .collect();
     vars.insert("py:addpylib".into(), namespaces.join(" "));
     let spec = serde_json::json!({
@@ -380,6 +420,25 @@ mod tests {
         assert_eq!(
             again.inputs["python:bitbake-lib"],
             py.inputs["python:bitbake-lib"]
+        );
+    }
+
+    #[test]
+    fn host_directories_are_placeholders_in_the_key() {
+        let mut d = DataStore::new();
+        d.set_var(
+            "BBLAYERS",
+            " /src/poky/meta /src/poky/meta-extra/ ".into(),
+            None,
+        );
+        d.set_var("TOPDIR", "/src/build".into(), None);
+        let roots = host_roots(&d);
+        assert_eq!(
+            keyed_text(
+                "/src/poky/meta-extra/x.bb:/src/poky/meta/y:/src/build/tmp:/src/poky/metal",
+                &roots
+            ),
+            "<layer 1>/x.bb:<layer 0>/y:<TOPDIR>/tmp:<layer 0>l"
         );
     }
 

@@ -52,10 +52,21 @@ impl Dirs {
     /// `bitzel build testdata/python/project.yml <args>` (native sandbox) into
     /// `<tmp>/<build>`, the cache in `<tmp>/cache`, with `lib` as the library.
     fn build(&self, build: &str, lib: &Path, args: &[&str]) -> (Run, serde_json::Value) {
+        self.build_at(&repo_root(), build, lib, args)
+    }
+
+    /// [`Dirs::build`] with the checkout at `root`.
+    fn build_at(
+        &self,
+        root: &Path,
+        build: &str,
+        lib: &Path,
+        args: &[&str],
+    ) -> (Run, serde_json::Value) {
         let summary = self.tmp.path().join("summary.json");
         let _ = std::fs::remove_file(&summary);
         let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
-            .current_dir(repo_root())
+            .current_dir(root)
             .args(["--color", "never", "build", "testdata/python/project.yml"])
             .args(["--sandbox", "native", "--build-dir"])
             .arg(self.tmp.path().join(build))
@@ -163,6 +174,37 @@ fn python_tasks_run_in_the_sandbox_and_are_cached_like_shell_tasks() {
     ] {
         assert_eq!(d.deployed("build2", f), d.deployed("build", f), "{f}");
     }
+}
+
+/// Copy `rel` (a directory of the checkout) to the same place below `to`.
+fn copy_tree(rel: &str, to: &Path) {
+    let src = repo_root().join(rel);
+    let dst = to.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_moved_checkout_keys_python_tasks_the_same() {
+    let lib = bitbake_lib();
+    let d = Dirs::new();
+    let (r, s) = d.build("build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 7, "{}", r.stderr);
+    // The layers (and so every recipe file and `[filename]`) elsewhere, and
+    // another build directory: the Python tasks' keys do not change.
+    let moved = d.tmp.path().join("moved-checkout");
+    copy_tree("layers/meta-bitzel", &moved);
+    copy_tree("testdata/python", &moved);
+    let (r, s) = d.build_at(&moved, "build-moved", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 0, "{}", r.stderr);
 }
 
 #[test]
