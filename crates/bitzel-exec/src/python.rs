@@ -20,7 +20,7 @@
 //! the interpreter and its standard library are in the host root digest.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use bitzel_cache::Digest;
@@ -115,7 +115,7 @@ impl PythonSetup {
 /// The content digest of a library directory: relative paths, contents,
 /// executable bits and link targets of everything below it, `__pycache__`
 /// left out; independent of where the directory is.
-fn dir_digest(dir: &PathBuf) -> Result<Digest, String> {
+fn dir_digest(dir: &Path) -> Result<Digest, String> {
     if !dir.is_dir() {
         return Err(format!("`{}` is not a directory", dir.display()));
     }
