@@ -52,13 +52,14 @@ impl Dirs {
     /// `bitzel build testdata/python/project.yml <args>` (native sandbox) into
     /// `<tmp>/<build>`, the cache in `<tmp>/cache`, with `lib` as the library.
     fn build(&self, build: &str, lib: &Path, args: &[&str]) -> (Run, serde_json::Value) {
-        self.build_at(&repo_root(), build, lib, args)
+        self.build_at(&repo_root(), "native", build, lib, args)
     }
 
-    /// [`Dirs::build`] with the checkout at `root`.
+    /// [`Dirs::build`] with the checkout at `root` and `--sandbox sandbox`.
     fn build_at(
         &self,
         root: &Path,
+        sandbox: &str,
         build: &str,
         lib: &Path,
         args: &[&str],
@@ -68,7 +69,7 @@ impl Dirs {
         let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
             .current_dir(root)
             .args(["--color", "never", "build", "testdata/python/project.yml"])
-            .args(["--sandbox", "native", "--build-dir"])
+            .args(["--sandbox", sandbox, "--build-dir"])
             .arg(self.tmp.path().join(build))
             .arg("--cache-dir")
             .arg(self.tmp.path().join("cache"))
@@ -202,9 +203,26 @@ fn a_moved_checkout_keys_python_tasks_the_same() {
     let moved = d.tmp.path().join("moved-checkout");
     copy_tree("layers/meta-bitzel", &moved);
     copy_tree("testdata/python", &moved);
-    let (r, s) = d.build_at(&moved, "build-moved", &lib, &[]);
+    let (r, s) = d.build_at(&moved, "native", "build-moved", &lib, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(s["executed"], 0, "{}", r.stderr);
+}
+
+#[test]
+fn without_a_sandbox_the_runner_gets_the_rewritten_paths() {
+    let lib = bitbake_lib();
+    let d = Dirs::new();
+    let (r, s) = d.build_at(&repo_root(), "none", "build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 7, "{}", r.stderr);
+    assert_eq!(
+        d.deployed("build", "order.txt"),
+        "prefunc\ntask\npostfunc\n"
+    );
+    assert_eq!(
+        d.deployed("build", "from-python.txt"),
+        "exported to pyinfo\n"
+    );
 }
 
 #[test]
