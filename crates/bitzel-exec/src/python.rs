@@ -100,13 +100,13 @@ impl PythonSetup {
             .map_err(Clone::clone)
     }
 
-    fn pylib_digest(&self, dir: &PathBuf) -> Result<Digest, String> {
+    fn pylib_digest(&self, dir: &Path) -> Result<Digest, String> {
         if let Some(d) = self.pylibs.lock().ok().and_then(|m| m.get(dir).copied()) {
             return Ok(d);
         }
         let d = dir_digest(dir)?;
         if let Ok(mut m) = self.pylibs.lock() {
-            m.insert(dir.clone(), d);
+            m.insert(dir.to_path_buf(), d);
         }
         Ok(d)
     }
@@ -159,7 +159,8 @@ pub struct PyTask {
     pub spec: String,
     /// Read-only binds: host directory → sandbox path.
     pub binds: Vec<(PathBuf, String)>,
-    /// Key inputs: `python:*` → digest.
+    /// Key inputs: `python:bitbake-lib`, `python:runner`,
+    /// `python:pylib:<n>:<namespace>` → digest.
     pub inputs: BTreeMap<String, Digest>,
     /// Keyed values: the datastore (`py:NAME`, `py:NAME[flag]`) and the
     /// `addpylib` namespaces in import order (`py:addpylib`). With the
@@ -286,7 +287,8 @@ pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask,
             .pylib_digest(&host)
             .map_err(|e| format!("addpylib {dir} {ns}: {e}"))?;
         let dst = format!("{PYLIB_PATH}/{i}");
-        inputs.insert(format!("python:pylib:{ns}"), digest);
+        // Several layers may add directories to one namespace (`oe`): keyed by position.
+        inputs.insert(format!("python:pylib:{i}:{ns}"), digest);
         pylibs.push(serde_json::json!([ns, dst]));
         namespaces.push(ns.to_string());
         binds.push((host, dst));
@@ -389,8 +391,8 @@ mod tests {
             py.inputs.keys().collect::<Vec<_>>(),
             vec![
                 "python:bitbake-lib",
-                "python:pylib:mylib",
-                "python:pylib:other",
+                "python:pylib:0:mylib",
+                "python:pylib:1:other",
                 "python:runner"
             ]
         );
@@ -414,8 +416,8 @@ mod tests {
         let setup2 = PythonSetup::new(move || Ok(bblib.clone()));
         let again = py_task(&d, "do_py", &setup2).unwrap();
         assert_ne!(
-            again.inputs["python:pylib:mylib"],
-            py.inputs["python:pylib:mylib"]
+            again.inputs["python:pylib:0:mylib"],
+            py.inputs["python:pylib:0:mylib"]
         );
         assert_eq!(
             again.inputs["python:bitbake-lib"],
