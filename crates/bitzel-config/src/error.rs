@@ -105,7 +105,8 @@ pub enum ConfigError {
     },
     /// A key bitzel (and kas) does not know: a typo, usually.
     #[error(
-        "{at}: unknown key `{key}`{}{}",
+        "{at}: unknown key `{}`{}{}",
+        one_line(key),
         context_suffix(context),
         hint_suffix(suggestion, expected)
     )]
@@ -212,6 +213,20 @@ impl ConfigError {
             message: message.into(),
         }
     }
+}
+
+/// `text` with control characters (a newline or tab in a quoted YAML key)
+/// escaped, so that an error stays one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn context_suffix(context: &str) -> String {
