@@ -403,6 +403,11 @@ fn bitzel_settings(node: Option<&Node>) -> Result<BitzelSettings, ConfigError> {
     s.cache_dir = path("cache_dir")?;
     s.build_dir = path("build_dir")?;
     s.downloads_dir = path("downloads_dir")?;
+    if let Some(n) = node.get("bitbake_lib") {
+        if let Some(p) = n.text() {
+            s.bitbake_lib = Some((settings_path(p, &n.at)?, n.at.clone()));
+        }
+    }
     if let Some(Node {
         value: Value::Int(j),
         at,

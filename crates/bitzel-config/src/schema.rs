@@ -52,6 +52,7 @@ const BITZEL_KEYS: &[&str] = &[
     "downloads_dir",
     "remote_cache",
     "build_records",
+    "bitbake_lib",
 ];
 const BUILD_ROOT_KEYS: &[&str] = &["rootfs"];
 const ROOTFS_KEYS: &[&str] = &["suite", "packages", "mirror", "tarball"];
@@ -342,7 +343,7 @@ fn check_bitzel(node: &Node) -> Result<(), ConfigError> {
     for (k, v) in entries {
         let what = format!("bitzel.{}", k.name);
         match k.name.as_str() {
-            "cache_dir" | "build_dir" | "downloads_dir" => {
+            "cache_dir" | "build_dir" | "downloads_dir" | "bitbake_lib" => {
                 string(v, &what)?;
             }
             "jobs" => match v.value {

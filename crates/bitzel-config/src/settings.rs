@@ -161,4 +161,8 @@ pub struct BitzelSettings {
     /// How many build records (`<build>/tmp/buildstats/`) are kept; 0 writes
     /// none. The binary's default applies when unset.
     pub build_records: Option<usize>,
+    /// `bitzel.bitbake_lib`: the directory holding BitBake's `bb` package,
+    /// for metadata with Python tasks, and where it was set (see
+    /// [`crate::find_bitbake_lib`]).
+    pub bitbake_lib: Option<(PathBuf, crate::Location)>,
 }

@@ -94,6 +94,9 @@ impl TaskData for DataStore {
     fn names(&self) -> Vec<String> {
         self.keys()
     }
+    fn unexpandable(&self, name: &str) -> bool {
+        self.try_get_var(name).is_err()
+    }
 }
 
 /// One download as later tasks of the recipe see it.
@@ -411,6 +414,8 @@ impl WouldRunLog {
 struct Prepared {
     /// The script text.
     script: String,
+    /// A Python task's datastore, library mounts and key inputs.
+    python: Option<crate::python::PyTask>,
     /// Whether the recipe's downloads are mounted and keyed.
     with_downloads: bool,
     /// Whether the task may use the network.
@@ -478,6 +483,8 @@ pub struct BuildExecutor<'a> {
     pub force: BTreeSet<String>,
     /// The devshell's exit status once it closed (a signal as 128 + signal).
     pub devshell_status: Mutex<Option<i32>>,
+    /// Where Python tasks get BitBake's library ([`crate::python`]).
+    pub python: crate::python::PythonSetup,
 }
 
 fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
@@ -830,7 +837,21 @@ impl BuildExecutor<'_> {
         let network = d
             .get_flag(&task.task, "network")
             .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
-        let (script, with_downloads) = self.script_for(task, recipe, inputs)?;
+        let python = if builtin_of(recipe, task).is_none()
+            && d.get_flag(&task.task, "builtin").is_none()
+            && crate::python::needs_python(d, &task.task)
+        {
+            Some(
+                crate::python::py_task(d, &task.task, &self.python)
+                    .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?,
+            )
+        } else {
+            None
+        };
+        let (script, with_downloads) = match &python {
+            Some(py) => (py.script.clone(), false),
+            None => self.script_for(task, recipe, inputs)?,
+        };
         let files = task_files(
             &task.task,
             &d.get_flag(&task.task, "file-checksums").unwrap_or_default(),
@@ -851,6 +872,7 @@ impl BuildExecutor<'_> {
         })?;
         Ok(Prepared {
             script,
+            python,
             with_downloads,
             network,
             files,
@@ -912,6 +934,17 @@ impl BuildExecutor<'_> {
             action
                 .inputs
                 .insert(format!("file:{name}{slash}"), f.digest);
+        }
+        if let Some(py) = &p.python {
+            action
+                .inputs
+                .extend(py.inputs.iter().map(|(k, v)| (k.clone(), *v)));
+            action
+                .vars
+                .extend(py.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            action
+                .policy
+                .insert("python".into(), crate::python::INTERPRETER.into());
         }
         if !p.files.absent.is_empty() {
             action
@@ -1151,6 +1184,9 @@ impl BuildExecutor<'_> {
                 writable: false,
             });
         }
+        if let Some(py) = &p.python {
+            mounts.extend(python_mounts(py, scratch));
+        }
         let script_path = scratch.join("run.sh");
         mounts.push(Mount::Bind {
             src: script_path.clone(),
@@ -1172,6 +1208,19 @@ impl BuildExecutor<'_> {
         };
         fs::write(&script_path, script)
             .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
+        if let Some(py) = &p.python {
+            let spec = match &host_root {
+                Some(root) => PathMap::new(&mounts, root)
+                    .map_err(|e| setup_err(task, e))?
+                    .rewrite(&py.spec),
+                None => py.spec.clone(),
+            };
+            for (name, text) in [("runner.py", crate::python::RUNNER), ("task.json", &spec)] {
+                let path = scratch.join(name);
+                fs::write(&path, text)
+                    .map_err(|e| setup_err(task, format!("writing {}: {e}", path.display())))?;
+            }
+        }
 
         // The kept run script has the sandbox paths (what the key has, and what a devshell
         // of the task sees), whichever backend runs it.
@@ -1328,6 +1377,33 @@ impl BuildExecutor<'_> {
         };
         Ok(Ran::Captured(Box::new(result), out))
     }
+}
+
+/// A Python task's mounts: a tmpfs at [`crate::python::DIR`] holding the
+/// runner and the datastore (written into `scratch` by the caller) and the
+/// library directories, all read-only.
+fn python_mounts(py: &crate::python::PyTask, scratch: &Path) -> Vec<Mount> {
+    let mut mounts = vec![Mount::Tmpfs {
+        dst: PathBuf::from(crate::python::DIR),
+    }];
+    for (name, dst) in [
+        ("runner.py", crate::python::RUNNER_PATH),
+        ("task.json", crate::python::SPEC_PATH),
+    ] {
+        mounts.push(Mount::Bind {
+            src: scratch.join(name),
+            dst: PathBuf::from(dst),
+            writable: false,
+        });
+    }
+    for (src, dst) in &py.binds {
+        mounts.push(Mount::Bind {
+            src: src.clone(),
+            dst: PathBuf::from(dst),
+            writable: false,
+        });
+    }
+    mounts
 }
 
 /// The Rust built-in a task is marked as (`do_X[builtin]`), if bitzel knows it.

@@ -8,6 +8,7 @@ pub mod hosttools;
 pub mod limits;
 pub mod prefetch;
 pub mod rootfs;
+pub mod python;
 pub mod script;
 pub mod tasklog;
 

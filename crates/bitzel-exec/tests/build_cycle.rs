@@ -125,6 +125,7 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
         devshell: None,
         force: Default::default(),
         devshell_status: std::sync::Mutex::new(None),
+        python: bitzel_exec::python::PythonSetup::none(),
     };
     let opts = RunOptions {
         jobs,

@@ -107,6 +107,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
         devshell: None,
         force: Default::default(),
         devshell_status: std::sync::Mutex::new(None),
+        python: bitzel_exec::python::PythonSetup::none(),
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");
     match exec.execute(&task, &[], &CancelToken::new()) {

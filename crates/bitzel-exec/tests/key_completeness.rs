@@ -317,6 +317,7 @@ fn action(s: &Scenario) -> Action {
         devshell: None,
         force: Default::default(),
         devshell_status: std::sync::Mutex::new(None),
+        python: bitzel_exec::python::PythonSetup::none(),
     };
     exec.action(task, &deps)
         .unwrap_or_else(|f| panic!("{}: {}", task.label(), f.message))

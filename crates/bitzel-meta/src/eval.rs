@@ -332,7 +332,26 @@ impl<'e> Eval<'e> {
                 self.ds
                     .set_var_flag(name, "lineno", Arc::from(line.to_string()), None);
             }
-            StmtKind::AddPyLib { .. } => {}
+            StmtKind::AddPyLib { dir, namespace } => {
+                // Recorded for Python tasks (bitzel-exec mounts the directory and imports
+                // the namespace as BitBake's PyLibNode does); `LAYERDIR` is only set while
+                // the layer's conf is read, so the directory is expanded now.
+                if let Some(dir) = self.expand_at(dir, None, file, line) {
+                    let cur = self
+                        .ds
+                        .content_parsing(crate::ADDPYLIB_VAR)
+                        .unwrap_or_else(|| Arc::from(""));
+                    let entry = format!("{namespace} {dir}");
+                    if !cur.lines().any(|l| l == entry) {
+                        let v = if cur.is_empty() {
+                            entry
+                        } else {
+                            format!("{cur}\n{entry}")
+                        };
+                        self.ds.set_var(crate::ADDPYLIB_VAR, Arc::from(v), None);
+                    }
+                }
+            }
         }
     }
 

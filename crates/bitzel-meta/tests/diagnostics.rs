@@ -497,3 +497,19 @@ fn thisdir_is_the_directory_of_the_file_being_parsed() {
         FILESEXTRAPATHS=Some("/m/recipes/files:")"#]]
     .assert_eq(&got.join("\n"));
 }
+
+#[test]
+fn addpylib_is_recorded_with_the_layer_directory_expanded() {
+    let ws = load_two(
+        "addpylib ${LAYERDIR}/lib mlib\naddpylib ${LAYERDIR}/lib mlib\naddpylib ${LAYERDIR}/other other\n",
+        "",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        ws.config
+            .get_var_unexpanded(bitzel_meta::ADDPYLIB_VAR)
+            .as_deref(),
+        Some("mlib /m/lib\nother /m/other")
+    );
+}

@@ -61,6 +61,19 @@ pub struct BuildRequest {
     pub trace: Option<PathBuf>,
 }
 
+/// Where Python tasks find BitBake's library: looked up only when the first
+/// one needs it (`bitzel_config::find_bitbake_lib`).
+fn python_setup(project: &Project) -> bitzel_exec::python::PythonSetup {
+    let project = project.clone();
+    let env = std::env::var_os(bitzel_config::BITBAKE_LIB_ENV);
+    bitzel_exec::python::PythonSetup::new(move || {
+        let lib =
+            bitzel_config::find_bitbake_lib(&project, env.as_deref()).map_err(|e| e.to_string())?;
+        tracing::info!(dir = %lib.dir.display(), source = %lib.source, "BitBake library for Python tasks");
+        Ok(lib.dir)
+    })
+}
+
 /// The remote cache level, if one is configured (flag over config).
 fn remote_level(
     out: &Output,
@@ -354,6 +367,7 @@ pub fn build(
         devshell: req.devshell.clone(),
         force: forced.clone(),
         devshell_status: Mutex::new(None),
+        python: python_setup(project),
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())

@@ -32,7 +32,7 @@ pub(crate) mod shell;
 mod srcuri;
 mod unpack;
 
-pub use digest::{file_digests, tree_digest, FileDigests};
+pub use digest::{file_digests, tree_digest, tree_digest_skipping, FileDigests};
 pub use error::{BadFile, BuiltinError, ChecksumMismatch};
 pub use fetch::{
     fetch, filespath_dirs, fixed_output, git_mirror_tarball, FetchSettings, Fetched, FixedOutput,
