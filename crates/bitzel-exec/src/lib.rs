@@ -7,8 +7,8 @@ pub mod file_checksums;
 pub mod hosttools;
 pub mod limits;
 pub mod prefetch;
-pub mod rootfs;
 pub mod python;
+pub mod rootfs;
 pub mod script;
 pub mod tasklog;
 
