@@ -33,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+mod bitbake_lib;
 mod error;
 mod git;
 mod load;
@@ -44,11 +45,13 @@ mod yaml;
 
 use std::path::Path;
 
+pub use bitbake_lib::{find_bitbake_lib, BitbakeLib, BitbakeLibSource, BITBAKE_LIB_ENV};
 pub use error::{ConfigError, Diagnostic, Location};
 pub use project::{Layer, Project, Repo, RepoSource};
 pub use schema::{KAS_FORMAT_MAX, KAS_FORMAT_MIN};
 pub use settings::{
-    BitzelSettings, BuildRoot, RemoteCacheSettings, RemoteExecutorSettings, SandboxChoice,
+    BitzelSettings, BuildRoot, RemoteCacheSettings, RemoteExecutorSettings, RootfsSettings,
+    SandboxChoice,
 };
 
 /// Read the configuration at `path`, follow its `header.includes`, check it

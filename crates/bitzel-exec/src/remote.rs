@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use bitzel_cache::{Action, ActionKey, ActionResult, Digest};
 use bitzel_graph::{CancelToken, FailureKind, Outcome, TaskFailure, TaskNode};
+use bitzel_meta::Recipe;
 
 use crate::builtin::Fetched;
 use crate::executor::{fail, setup_err, BuildExecutor, Download, Prepared, TaskOutput};
@@ -51,6 +52,9 @@ pub struct RemoteJob {
     pub work: Vec<Digest>,
     /// Sysroot layers by recipe.
     pub sysroots: BTreeMap<String, Digest>,
+    /// Native sysroot layers by recipe (`/bitzel/sysroot-native`).
+    #[serde(default)]
+    pub native_sysroots: BTreeMap<String, Digest>,
     /// Downloads (when the task sees them).
     pub downloads: Vec<JobInput>,
     /// `[file-checksums]` files.
@@ -63,6 +67,9 @@ pub struct RemoteJob {
     pub timeout_secs: Option<u64>,
     /// `[sysroot-layer]`.
     pub sysroot_layer: Option<String>,
+    /// `[sysroot-native]`: that layer is a native sysroot.
+    #[serde(default)]
+    pub native_sysroot: bool,
     /// `[deploy-dir]`.
     pub deploy_dir: Option<String>,
     /// The host tools linked at `/bitzel/hosttools`, by name (the worker
@@ -78,6 +85,7 @@ impl RemoteJob {
     pub fn trees(&self) -> Vec<Digest> {
         let mut v: Vec<Digest> = self.work.clone();
         v.extend(self.sysroots.values().copied());
+        v.extend(self.native_sysroots.values().copied());
         v.extend(
             self.downloads
                 .iter()
@@ -139,6 +147,7 @@ impl BuildExecutor<'_> {
     pub(crate) fn remote_job(
         &self,
         task: &TaskNode,
+        recipe: &Recipe,
         inputs: &TaskOutput,
         p: &Prepared,
         action: &Action,
@@ -163,8 +172,11 @@ impl BuildExecutor<'_> {
         };
         let mut downloads = Vec::new();
         if p.with_downloads {
+            // Declared downloads not fetched yet are fetched (and verified) now.
+            let sources = self.download_sources(task, Some(recipe), inputs)?;
             for (name, dl) in &inputs.downloads {
-                downloads.push(store(name, &dl.fetched.local_path, dl.fetched.is_dir)?);
+                let path = sources.get(name).unwrap_or(&dl.fetched.local_path);
+                downloads.push(store(name, path, dl.fetched.is_dir)?);
             }
         }
         let mut files = Vec::new();
@@ -178,12 +190,14 @@ impl BuildExecutor<'_> {
             action: action.clone(),
             work: inputs.work.clone(),
             sysroots: inputs.sysroots.clone(),
+            native_sysroots: inputs.native_sysroots.clone(),
             downloads,
             files,
             network: p.network,
             limits: p.limits.clone(),
             timeout_secs: p.timeout.map(|t| t.as_secs()),
             sysroot_layer: p.sysroot_layer.clone(),
+            native_sysroot: p.native_sysroot,
             deploy_dir: p.deploy_dir.clone(),
             hosttools: tool_names(&self.tools.dir).map_err(|e| {
                 setup_err(task, format!("listing {}: {e}", self.tools.dir.display()))
@@ -193,16 +207,18 @@ impl BuildExecutor<'_> {
 
     /// Run a missed task through `runner`. `Ok(None)`: it could not, and the
     /// runner falls back to local execution (warned).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_remotely(
         &self,
         runner: &dyn RemoteRunner,
         task: &TaskNode,
+        recipe: &Recipe,
         inputs: &TaskOutput,
         p: &Prepared,
         action: &Action,
         key: &ActionKey,
     ) -> Result<Option<(ActionResult, Outcome)>, TaskFailure> {
-        let job = self.remote_job(task, inputs, p, action)?;
+        let job = self.remote_job(task, recipe, inputs, p, action)?;
         match runner.run(key, &job) {
             Ok(RemoteOutcome::Cached(r)) => Ok(Some((*r, Outcome::Cached))),
             Ok(RemoteOutcome::Executed(r)) => {
@@ -283,6 +299,7 @@ impl BuildExecutor<'_> {
         let mut inputs = TaskOutput {
             work: job.work.clone(),
             sysroots: job.sysroots.clone(),
+            native_sysroots: job.native_sysroots.clone(),
             ..TaskOutput::default()
         };
         for (n, i) in job.downloads.iter().enumerate() {
@@ -300,6 +317,7 @@ impl BuildExecutor<'_> {
                 Download {
                     fetched,
                     digest: i.digest,
+                    pending: None,
                 },
             );
         }
@@ -317,12 +335,14 @@ impl BuildExecutor<'_> {
         }
         let p = Prepared {
             script: job.action.script.clone(),
+            python: None,
             with_downloads: !job.downloads.is_empty(),
             network: job.network,
             files,
             interactive: false,
             limits: job.limits.clone(),
             sysroot_layer: job.sysroot_layer.clone(),
+            native_sysroot: job.native_sysroot,
             deploy_dir: job.deploy_dir.clone(),
             timeout: job.timeout_secs.map(std::time::Duration::from_secs),
         };

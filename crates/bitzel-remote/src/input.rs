@@ -42,7 +42,8 @@ pub const CAS_DIR: &str = "cas";
 
 /// Platform property: the sandbox kind (`hermetic`, `hermetic-remapped`).
 pub const PROP_SANDBOX: &str = "bitzel-sandbox";
-/// Platform property: the build root's content digest (BLAKE3 hex).
+/// Platform property: the build root's content digest (BLAKE3 hex): the
+/// hermetic root's (`build-root`) in rootfs mode, else the host root's.
 pub const PROP_BUILD_ROOT: &str = "bitzel-build-root";
 /// Platform property: `on`/`off`.
 pub const PROP_NETWORK: &str = "bitzel-network";
@@ -66,7 +67,8 @@ pub fn platform(job: &RemoteJob) -> Platform {
             name: PROP_BUILD_ROOT.into(),
             value: a
                 .inputs
-                .get("host-root")
+                .get(bitzel_exec::executor::BUILD_ROOT_INPUT)
+                .or_else(|| a.inputs.get("host-root"))
                 .map(B3::to_hex)
                 .unwrap_or_default(),
         },

@@ -487,6 +487,9 @@ impl WorkerSetup<'_> {
                 digest: tools_digest,
                 root_paths: self.root_paths.clone(),
                 root_digest: self.root_digest,
+                // Jobs of a rootfs build root carry its digest, which no
+                // host-root worker has: `check_platform` refuses them.
+                rootfs: None,
             },
             no_network: false,
             timeout: None,
@@ -498,6 +501,9 @@ impl WorkerSetup<'_> {
             force: Default::default(),
             devshell_status: Mutex::new(None),
             remote: None,
+            // Python tasks are never sent to an engine (their library
+            // mounts are not part of a job).
+            python: bitzel_exec::python::PythonSetup::none(),
         };
         let key = job.action.key();
         tracing::info!(bot = %self.bot_id, task = %label, "running");

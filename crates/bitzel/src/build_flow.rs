@@ -116,6 +116,19 @@ fn remote_executor(
     Ok(Some((store, runner)))
 }
 
+/// Where Python tasks find BitBake's library: looked up only when the first
+/// one needs it (`bitzel_config::find_bitbake_lib`).
+fn python_setup(project: &Project) -> bitzel_exec::python::PythonSetup {
+    let project = project.clone();
+    let env = std::env::var_os(bitzel_config::BITBAKE_LIB_ENV);
+    bitzel_exec::python::PythonSetup::new(move || {
+        let lib =
+            bitzel_config::find_bitbake_lib(&project, env.as_deref()).map_err(|e| e.to_string())?;
+        tracing::info!(dir = %lib.dir.display(), source = %lib.source, "BitBake library for Python tasks");
+        Ok(lib.dir)
+    })
+}
+
 /// The remote cache level, if one is configured (flag over config).
 fn remote_level(
     out: &Output,
@@ -164,6 +177,14 @@ pub fn build_dir(project: &Project) -> anyhow::Result<PathBuf> {
         .context("the build directory is not set")
 }
 
+/// The host `DL_DIR`: `bitzel: downloads_dir`, else `<build>/downloads`.
+pub fn downloads_dir(project: &Project) -> anyhow::Result<PathBuf> {
+    match &project.bitzel.downloads_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(build_dir(project)?.join("downloads")),
+    }
+}
+
 /// Where deploy artifacts are published on the host.
 pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> {
     let machine = ws
@@ -176,6 +197,19 @@ pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> 
         .join("deploy")
         .join("images")
         .join(machine))
+}
+
+/// The project's cache, its layers owned by the sandbox identity (invoked as root, tasks run
+/// as an unprivileged host uid: the layers they stack, and write through by copy-up, must
+/// belong to it).
+pub fn open_cache(project: &Project) -> anyhow::Result<Cache> {
+    let cache_dir = cache_dir(project)?;
+    let cache_opts = bitzel_cache::CacheOptions {
+        layer_owner: bitzel_sandbox::sandbox_identity(),
+        ..bitzel_cache::CacheOptions::default()
+    };
+    Cache::open_with(&cache_dir, cache_opts)
+        .with_context(|| format!("opening the cache {}", cache_dir.display()))
 }
 
 fn backend_choice(project: &Project) -> anyhow::Result<BackendChoice> {
@@ -220,7 +254,10 @@ pub fn host_root_key_paths() -> Vec<PathBuf> {
 /// Start digesting the host build root on a thread, so that its walk (and,
 /// the first time on a machine, its hashing) overlaps parsing. Verbs that
 /// build call this right after loading the project.
-pub fn start_host_root_digest() {
+pub fn start_host_root_digest(project: &Project) {
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
+        return; // nothing of the host is in a rootfs task's key
+    }
     let paths = host_root_key_paths();
     let for_thread = paths.clone();
     let spawned = std::thread::Builder::new()
@@ -249,7 +286,14 @@ fn host_root_digest(paths: &[PathBuf]) -> anyhow::Result<bitzel_cache::Digest> {
     Ok(bitzel_exec::hosttools::root_digest(paths)?)
 }
 
-fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
+fn host_tools(
+    out: &Output,
+    project: &Project,
+    ws: &Workspace,
+    cache: &Cache,
+    build_dir: &Path,
+    may_build_root: bool,
+) -> anyhow::Result<HostTools> {
     let list = |v: &str| -> Vec<String> {
         ws.config
             .get_var(v)
@@ -258,6 +302,16 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
     };
     let required = list("HOSTTOOLS");
     let optional = list("HOSTTOOLS_NONFATAL");
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
+        return crate::cmd::rootfs::tools(
+            out,
+            project,
+            cache,
+            build_dir,
+            (&required, &optional),
+            may_build_root,
+        );
+    }
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let set = bitzel_exec::hosttools::resolve(&required, &optional, &path)?;
     let dir = build_dir.join("tmp").join("hosttools");
@@ -268,6 +322,7 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
         digest: set.digest()?,
         root_digest: host_root_digest(&host_root_key_paths())?,
         root_paths,
+        rootfs: None,
     })
 }
 
@@ -310,20 +365,20 @@ pub fn build(
     // `bitzel explain` prints only its report on stdout: no progress.
     let progress = (!req.explain_only).then(|| Progress::new(out, req.json));
 
-    let cache_dir = cache_dir(project)?;
-    // Invoked as root, tasks run as an unprivileged host uid: the layers they
-    // stack (and write through by copy-up) must belong to it.
-    let cache_opts = bitzel_cache::CacheOptions {
-        layer_owner: bitzel_sandbox::sandbox_identity(),
-        ..bitzel_cache::CacheOptions::default()
-    };
-    let cache = Cache::open_with(&cache_dir, cache_opts)
-        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
+    let cache = open_cache(project)?;
     let choice = backend_choice(project)?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
     let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
         "no sandbox backend works here (run `bitzel doctor` to see why; `--sandbox none` runs without isolation)",
     )?;
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs)
+        && (!backend.hermetic() || backend.remaps_paths())
+    {
+        anyhow::bail!(
+            "the rootfs build root needs a sandbox that mounts it as the task's `/` (native or bwrap); the {} backend cannot hide the host: use `--sandbox native`/`bwrap` (see `bitzel doctor`) or `--build-root host`",
+            backend.name()
+        );
+    }
     if !backend.hermetic() {
         out.warn("running tasks WITHOUT a sandbox (--sandbox none): results are keyed apart from sandboxed ones and kept in the local cache only");
     }
@@ -360,12 +415,8 @@ pub fn build(
         Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
         None => cache,
     };
-    let tools = host_tools(ws, &build_dir)?;
-    let dl_dir = project
-        .bitzel
-        .downloads_dir
-        .clone()
-        .unwrap_or_else(|| build_dir.join("downloads"));
+    let tools = host_tools(out, project, ws, &cache, &build_dir, !req.explain_only)?;
+    let dl_dir = downloads_dir(project)?;
     let exec = BuildExecutor {
         recipes: &ws.recipes,
         cache: &cache,
@@ -387,6 +438,7 @@ pub fn build(
         remote: executor
             .as_ref()
             .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
+        python: python_setup(project),
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())
@@ -462,6 +514,7 @@ pub fn build(
         return Ok(code);
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
+    let sources = exec.counters.download_summary();
     if let Some(path) = &req.summary_json {
         let v = serde_json::json!({
             "executed": summary.executed,
@@ -478,6 +531,9 @@ pub fn build(
             "bytes_uploaded": cache_summary.bytes_uploaded,
             "bytes_downloaded": cache_summary.bytes_downloaded,
             "remote_unavailable": cache_summary.remote_unavailable,
+            "downloads_done": sources.done,
+            "downloads_bytes": sources.bytes,
+            "downloads_avoided": sources.avoided,
         });
         std::fs::write(path, format!("{v}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -488,6 +544,10 @@ pub fn build(
     if let Some((_, r)) = &executor {
         out.info(&r.summary_line());
     }
+    out.info(&format!(
+        "sources: {} downloaded ({} bytes), {} not needed (every task reading them was cached)",
+        sources.done, sources.bytes, sources.avoided
+    ));
     let layers = exec
         .counters
         .layers_materialised
@@ -589,7 +649,7 @@ fn forced_tasks(
             ));
         } else if fetch {
             out.warn(&format!(
-                "-f: {} is not run again: downloads are checked against their checksums in every build",
+                "-f: {} is not run again: downloads are fetched, and checked against their checksums, when a task that needs them runs",
                 t.label()
             ));
         } else {

@@ -175,6 +175,12 @@ fn load_project_with(
     if let Some(r) = overrides.build_root {
         s.build_root = Some(r);
     }
+    if s.build_root == Some(BuildRoot::Rootfs) && s.rootfs.is_none() {
+        anyhow::bail!(
+            "--build-root rootfs: {} declares no root; add `bitzel: build_root: rootfs: {{suite: bookworm, packages: [build-essential, ...]}}` to it",
+            path.display()
+        );
+    }
     let build_dir = match (&overrides.build_dir, &s.build_dir) {
         (Some(d), _) => abs(d),
         (None, Some(d)) => d.clone(),

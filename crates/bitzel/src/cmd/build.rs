@@ -131,7 +131,7 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|u| bitzel_cache::remote::config::redact_url(&u));
         return taskverbs::clean(&project, &ws, &recipes, verb, remote.as_deref());
     }
-    crate::build_flow::start_host_root_digest();
+    crate::build_flow::start_host_root_digest(&project);
     let ws = crate::project::load_workspace(out, &project)?;
     let req = BuildRequest {
         targets: args.targets,
