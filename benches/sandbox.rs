@@ -4,6 +4,11 @@
 //!
 //! `cargo bench -p bitzel-benches --bench sandbox [-- ITERATIONS]`
 //!
+//! With `BITZEL_BENCH_ROOTFS_LAYER` set to a `rootfs` build root's layer (what
+//! `bitzel rootfs build` prints; `scripts/bench-rootfs` does it), the native and bwrap
+//! runs are repeated with that layer as the whole root instead of the host's `/usr`, and
+//! the rootfs/host ratio printed.
+//!
 //! This binary is its own sandbox helper (`HelperExe::CurrentExe`, as `bitzel` itself): a
 //! bench target of another package cannot name bitzel-sandbox's helper binary.
 #![allow(
@@ -112,6 +117,20 @@ fn main() {
     ];
     // Second native pass: the first one competes with a cold page cache.
     rows[0] = measure("native (this crate)", iters, || check(&native));
+    let rootfs = std::env::var_os("BITZEL_BENCH_ROOTFS_LAYER").map(|layer| {
+        let mut s = spec.clone();
+        s.root = RootSpec::Layers(vec![layer.into()]);
+        let run = |b: &dyn Backend| {
+            let o = b
+                .run(&s)
+                .unwrap_or_else(|e| panic!("{} (rootfs): {e}", b.name()));
+            assert_eq!(o.status, ExitStatus::Code(0), "{} (rootfs)", b.name());
+        };
+        [
+            measure("native, rootfs root", iters, || run(&native)),
+            measure("bwrap, rootfs root", iters, || run(&bwrap)),
+        ]
+    });
     println!("{:<30} {:>9} {:>9} {:>9}", "", "min ms", "p10 ms", "p50 ms");
     for r in &rows {
         println!(
@@ -120,6 +139,22 @@ fn main() {
             ms(r.min),
             ms(r.p10),
             ms(r.p50)
+        );
+    }
+    if let Some(r) = &rootfs {
+        for x in r {
+            println!(
+                "{:<30} {:>9.2} {:>9.2} {:>9.2}",
+                x.name,
+                ms(x.min),
+                ms(x.p10),
+                ms(x.p50)
+            );
+        }
+        println!(
+            "rootfs/host p50: native {:.2}, bwrap {:.2} (per-task overhead of the rootfs build root)",
+            r[0].p50.as_secs_f64() / rows[0].p50.as_secs_f64(),
+            r[1].p50.as_secs_f64() / rows[1].p50.as_secs_f64()
         );
     }
     let ratio = rows[0].p50.as_secs_f64() / rows[1].p50.as_secs_f64();

@@ -25,3 +25,33 @@ summary() {
   echo "stage timings:"
   printf '  %s\n' "${STAGES[@]}"
 }
+
+# usage: executed_tasks <file of `bitzel build --json` output>
+# The labels of the tasks that executed, sorted, on one line.
+executed_tasks() {
+  python3 - "$1" <<'PY'
+import json, sys
+ran = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{"):
+        e = json.loads(line)
+        if e.get("event") == "task_finished" and e.get("outcome") == "executed":
+            ran.append(e["task"])
+print(" ".join(sorted(ran)))
+PY
+}
+
+# usage: task_outcome <file of `bitzel build --json` output> <pn:do_task>
+# The task's outcome (executed, cached, noexec, failed), or nothing.
+task_outcome() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{"):
+        e = json.loads(line)
+        if e.get("event") in ("task_finished", "task_failed") and e.get("task") == sys.argv[2]:
+            print(e.get("outcome", "failed"))
+PY
+}

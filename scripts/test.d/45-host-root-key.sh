@@ -11,6 +11,7 @@
 # Needs root (writes /usr/include; removed again on exit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/lib.sh
 root=$PWD
 if [ "$(id -u)" -ne 0 ]; then
   echo "FAIL: $0 needs root: it writes a header under /usr/include" >&2
@@ -59,18 +60,7 @@ expect_eq "$(stat -c %s "$header")" 34 "the header's size (unchanged)"
 expect_eq "$(stat -c %y "$header")" "$(stat -c %y "$work/mtime.ref")" "the header's mtime (restored)"
 grep -q 2222 "$header" || { echo "FAILED: the header was not edited" >&2; exit 1; }
 build edited --explain --json
-ran=$(python3 - "$work/edited.log" <<'PY'
-import json, sys
-ran = []
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line.startswith("{"):
-        e = json.loads(line)
-        if e.get("event") == "task_finished" and e.get("outcome") == "executed":
-            ran.append(e["task"])
-print(" ".join(sorted(ran)))
-PY
-)
+ran=$(executed_tasks "$work/edited.log")
 echo "re-ran: $ran"
 case " $ran " in *" hostkey:do_compile "*) ;; *) echo "FAILED: hostkey:do_compile did not re-run" >&2; exit 1 ;; esac
 grep -q "hostkey compiled: 2222" "$compile_log" \

@@ -8,16 +8,25 @@
 #   A' the same again -> zero tasks executed, time printed (target < 1 s)
 #      bitzel devshell opens busybox:do_compile's sandbox (tree and PATH checked)
 #   C  checkout A copied to another directory, cache A -> zero tasks executed
-#   B  checkout B, empty local cache B, same remote -> zero tasks executed,
-#      everything from the remote; runqemu --check boots the restored artifacts
+#   B  checkout B without any DL_DIR, empty local cache B, same remote,
+#      BB_NO_NETWORK -> zero tasks executed, everything from the remote, no
+#      download made or even read (fixed-output downloads: the keys hold the
+#      declared checksums); runqemu --check boots the restored artifacts
+#   E  checkout A with an empty DL_DIR, warm local cache -> zero tasks
+#      executed, nothing downloaded
+#   G  `bitzel fetch` in checkout B (no DL_DIR) with PREMIRRORS at a file://
+#      directory fills DL_DIR; then, without the mirror, a forced unpack of
+#      every recipe that has downloads succeeds offline
 #   F  the BusyBox config fragment changed in A -> only busybox's tasks from
 #      do_configure on re-run, and --explain names the changed input
 #   X  bad paths, each a clear message and a non-zero exit, and the next good
 #      build reuses everything that had completed: a failing compile (which
 #      also shows that a task flag limit reaches the task), a malformed limit,
-#      a broken patch, a missing download with BB_NO_NETWORK, a wrong sha256
+#      a broken patch, a missing download with BB_NO_NETWORK (an error only
+#      once a task that reads it runs), a wrong sha256
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/lib.sh
 root=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --locked -p bitzel
@@ -34,11 +43,11 @@ scripts/preseed-downloads "$work/downloads"
 url=$(scripts/nginx-dav start "$dav")
 echo "remote cache: $url"
 
-checkout() { # <dir>: the tracked files of this repository, plus the downloads
+checkout() { # <dir> [--no-downloads]: the tracked files of this repository, plus the downloads
   mkdir -p "$1"
   git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$1"
   mkdir -p "$1/build"
-  cp -al "$work/downloads" "$1/build/downloads"
+  [ "${2:-}" = --no-downloads ] || cp -al "$work/downloads" "$1/build/downloads"
 }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 build() { # <checkout> <cache> <summary> [extra args]
@@ -97,7 +106,7 @@ echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic
 # uid (this suite runs as root in CI: the sandbox maps root to an unprivileged range).
 printf '%s\n' \
   'test -f .config && test -f Makefile && echo DEVSHELL-TREE-OK' \
-  'test "$PATH" = /bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
+  'test "$PATH" = /bitzel/sysroot-native/usr/bin:/bitzel/sysroot-native/usr/sbin:/bitzel/hosttools && ! command -v curl && ! command -v apt-get && echo DEVSHELL-PATH-OK' \
   'test ! -r /etc/shadow && echo DEVSHELL-SHADOW-OK' \
   'read inside outside count < /proc/self/uid_map; echo "DEVSHELL-UIDMAP $inside $outside"' \
   'exit' \
@@ -117,32 +126,55 @@ rm -rf "$work/c/build/tmp"
 build "$work/c" "$work/cache-a" "$work/c.json"
 expect_eq "$(field "$work/c.json" executed)" 0 "build of the copied checkout: tasks executed"
 
-echo "--- B: second checkout, empty local cache, same remote"
-checkout "$work/b"
+echo "--- E: checkout A with an empty DL_DIR, warm local cache"
+mv "$work/a/build/downloads" "$work/a-downloads.saved"
+mkdir "$work/a/build/downloads"
+build "$work/a" "$work/cache-a" "$work/e.json"
+expect_eq "$(field "$work/e.json" executed)" 0 "build with an empty DL_DIR: tasks executed"
+expect_eq "$(field "$work/e.json" downloads_done)" 0 "build with an empty DL_DIR: downloads"
+[ "$(field "$work/e.json" downloads_avoided)" -ge 2 ] || { echo "FAILED: build E avoided fewer than 2 downloads" >&2; exit 1; }
+[ -z "$(ls -A "$work/a/build/downloads")" ] || { echo "FAILED: build E put something into DL_DIR:" >&2; ls -A "$work/a/build/downloads" >&2; exit 1; }
+rmdir "$work/a/build/downloads"
+mv "$work/a-downloads.saved" "$work/a/build/downloads"
+
+echo "--- B: second checkout without DL_DIR, empty local cache, same remote (BB_NO_NETWORK)"
+checkout "$work/b" --no-downloads
+grep -q '^    BB_NO_NETWORK = "1"$' "$work/b/examples/busybox-qemux86-64.yml" \
+  || { echo "FAILED: the example no longer sets BB_NO_NETWORK" >&2; exit 1; }
 build "$work/b" "$work/cache-b" "$work/b.json" --remote-cache "$url"
 cat "$work/b.json"
 expect_eq "$(field "$work/b.json" executed)" 0 "build B: tasks executed"
+expect_eq "$(field "$work/b.json" downloads_done)" 0 "build B: downloads"
+[ "$(field "$work/b.json" downloads_avoided)" -ge 2 ] || { echo "FAILED: build B avoided fewer than 2 downloads" >&2; exit 1; }
+[ ! -e "$work/b/build/downloads" ] || [ -z "$(ls -A "$work/b/build/downloads")" ] \
+  || { echo "FAILED: build B put something into DL_DIR:" >&2; ls -A "$work/b/build/downloads" >&2; exit 1; }
 [ "$(field "$work/b.json" remote_hits)" -gt 0 ] || { echo "FAILED: build B had no remote hits" >&2; exit 1; }
-echo "remote-only no-op build of the example (empty local cache): $(field "$work/b.json" total_s) s in all, $(field "$work/b.json" bytes_downloaded) bytes downloaded (target < 2 s)"
+echo "remote-only no-op build of the example (empty local cache, no DL_DIR): $(field "$work/b.json" total_s) s in all, $(field "$work/b.json" bytes_downloaded) bytes downloaded (target < 2 s)"
 (cd "$work/b" && "$bin" runqemu --check examples/busybox-qemux86-64.yml)
+
+echo "--- G: bitzel fetch fills an empty DL_DIR from a file:// premirror; an offline build then uses it"
+yml="$work/b/examples/busybox-qemux86-64.yml"
+cp "$yml" "$work/yml.orig"
+printf '    PREMIRRORS = "https?://.*/.* file://%s/ file://.* file://%s/"\n' "$work/downloads" "$work/downloads" >> "$yml"
+(cd "$work/b" && "$bin" fetch examples/busybox-qemux86-64.yml) 2> "$work/fetch.log" \
+  || { echo "FAILED: bitzel fetch:" >&2; cat "$work/fetch.log" >&2; exit 1; }
+cat "$work/fetch.log"
+for f in busybox-1.35.0.tar.bz2 linux-image-amd64.deb; do
+  cmp "$work/downloads/$f" "$work/b/build/downloads/$f" || { echo "FAILED: bitzel fetch did not bring $f" >&2; exit 1; }
+done
+cp "$work/yml.orig" "$yml"
+(cd "$work/b" && "$bin" build examples/busybox-qemux86-64.yml busybox linux-debian -c unpack -f \
+    --cache-dir "$work/cache-b" --summary-json "$work/g.json") > "$work/g.log" 2>&1 \
+  || { echo "FAILED: offline unpack after bitzel fetch:" >&2; tail -20 "$work/g.log" >&2; exit 1; }
+expect_eq "$(field "$work/g.json" downloads_done)" 0 "offline build after bitzel fetch: downloads"
+[ "$(field "$work/g.json" executed)" -ge 2 ] || { echo "FAILED: the forced unpacks did not run" >&2; exit 1; }
+echo "bitzel fetch then offline unpack: ok"
 
 echo "--- F: change only the BusyBox config fragment"
 frag="$work/a/examples/meta-busybox-example/recipes-core/busybox/files/static.cfg"
 printf '# CONFIG_CAL is not set\n' >> "$frag"
 build "$work/a" "$work/cache-a" "$work/f.json" --explain --json > "$work/f.events"
-ran=$(python3 - "$work/f.events" <<'PY'
-import json, sys
-ran = []
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    e = json.loads(line)
-    if e.get("event") == "task_finished" and e.get("outcome") == "executed":
-        ran.append(e["task"])
-print(" ".join(sorted(ran)))
-PY
-)
+ran=$(executed_tasks "$work/f.events")
 echo "re-ran: $ran"
 for t in $ran; do
   case "$t" in
@@ -194,9 +226,17 @@ sed -i 's|^SRC_URI = "\(.*\)"$|SRC_URI = "\1 file://broken.patch"|' "$bb"
 expect_fail broken-patch "do_patch: broken.patch does not apply"
 good_again broken-patch
 
-echo "--- X3: a missing download with BB_NO_NETWORK"
+echo "--- X3: a missing download with BB_NO_NETWORK: no error while every task reading it is cached"
 mv "$work/a/build/downloads/busybox-1.35.0.tar.bz2" "$work/tarball.saved"
-expect_fail missing-download "BB_NO_NETWORK is set and it is not in DL_DIR"
+good_again missing-download-cached
+set +e
+(cd "$work/a" && "$bin" build examples/busybox-qemux86-64.yml busybox -c unpack -f --cache-dir "$work/cache-a") > "$work/missing-download.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || { echo "FAILED: a forced unpack without its download did not fail" >&2; exit 1; }
+grep -q "busybox:do_unpack: .*BB_NO_NETWORK is set and it is not in DL_DIR" "$work/missing-download.log" \
+  || { echo "FAILED: missing download: no BB_NO_NETWORK message naming do_unpack:" >&2; tail -20 "$work/missing-download.log" >&2; exit 1; }
+echo "missing-download: exit $rc; $(grep -m1 "BB_NO_NETWORK is set" "$work/missing-download.log")"
 mv "$work/tarball.saved" "$work/a/build/downloads/busybox-1.35.0.tar.bz2"
 good_again missing-download
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -79,6 +79,30 @@ fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
+/// The bytes of the distinct files below `dirs`: a file with several hard
+/// links (here or in another of `dirs`) counts once, by its inode.
+fn distinct_file_bytes(dirs: &[PathBuf]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for dir in dirs {
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+        {
+            if !e.file_type().is_file() {
+                continue;
+            }
+            if let Ok(m) = e.metadata() {
+                if seen.insert((m.dev(), m.ino())) {
+                    total += m.len();
+                }
+            }
+        }
+    }
+    total
+}
+
 /// Sizes and statistics of a cache.
 #[derive(Debug, Clone, Default)]
 pub struct CacheStats {
@@ -94,6 +118,9 @@ pub struct CacheStats {
     pub layers: u64,
     /// Their total size.
     pub layer_bytes: u64,
+    /// What blobs, entries and layers take on disk: each distinct file
+    /// (inode) once, so hard links between them count once.
+    pub disk_bytes: u64,
     /// Recent builds (newest first), empty if the index could not be read.
     pub builds: Vec<BuildRecord>,
     /// Why `builds` is empty, when it is because of the index.
@@ -101,9 +128,15 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
-    /// Everything on disk.
+    /// The logical size: blobs, entries and layers, each file counted
+    /// wherever it appears.
     pub fn total_bytes(&self) -> u64 {
         self.blob_bytes + self.entry_bytes + self.layer_bytes
+    }
+
+    /// What sharing files (hard links) saves: logical minus on-disk size.
+    pub fn dedup_saved(&self) -> u64 {
+        self.total_bytes().saturating_sub(self.disk_bytes)
     }
 }
 
@@ -255,10 +288,14 @@ impl Cache {
             entry_bytes: entries.iter().map(|e| e.2).sum(),
             ..CacheStats::default()
         };
+        let mut roots = vec![self.cas().dir().to_path_buf(), self.root().join("ac")];
         for l in self.layer_dirs()? {
             s.layers += 1;
-            s.layer_bytes += dir_bytes(&self.layer_path(&l));
+            let p = self.layer_path(&l);
+            s.layer_bytes += dir_bytes(&p);
+            roots.push(p);
         }
+        s.disk_bytes = distinct_file_bytes(&roots);
         match self.with_index(|idx| idx.builds()) {
             Ok(b) => s.builds = b,
             Err(e) => s.index_note = Some(e.to_string()),

@@ -337,3 +337,35 @@ fn put_local_replaces_the_local_entry_and_leaves_further_levels_alone() {
     assert_eq!(cache.local().read_action(&key).unwrap().unwrap(), forced);
     assert_eq!(remote.get_action(&key).unwrap().unwrap(), first);
 }
+
+#[test]
+fn stats_count_a_file_linked_in_several_places_once_on_disk() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let (_, r) = entry(&cache, t.path(), "a:do_install", 1, 100_000);
+    let layer = cache.ensure_layer(&r.output).unwrap();
+    let s = cache.stats().unwrap();
+    // Copied out of the CAS: on disk, the layer's files are a second copy.
+    assert_eq!(s.disk_bytes, s.total_bytes());
+    assert_eq!(s.dedup_saved(), 0);
+    assert!(s.layer_bytes >= 100_000, "{s:?}");
+
+    // A hard link to a blob adds to the logical size only.
+    let data = cache.read_tree(&r.output).unwrap();
+    let digest = data
+        .entries()
+        .iter()
+        .find_map(|e| match &e.kind {
+            bitzel_cache::EntryKind::File { digest, .. } if e.path == "data" => Some(*digest),
+            _ => None,
+        })
+        .unwrap();
+    let mut perm = fs::metadata(&layer).unwrap().permissions();
+    perm.set_mode(0o755);
+    fs::set_permissions(&layer, perm).unwrap();
+    fs::hard_link(cache.cas().blob_path(&digest), layer.join("linked")).unwrap();
+    let after = cache.stats().unwrap();
+    assert_eq!(after.total_bytes(), s.total_bytes() + 100_000);
+    assert_eq!(after.disk_bytes, s.disk_bytes);
+    assert_eq!(after.dedup_saved(), 100_000);
+}

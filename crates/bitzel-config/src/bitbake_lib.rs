@@ -1,118 +1,132 @@
-//! Finding the BitBake library (the directory holding the `bb` package) that
-//! the project's own Python (`${@...}` outside bitzel's Rust subset,
-//! anonymous functions, handlers, Python tasks) imports. bitzel carries no
-//! copy of BitBake: the library is the user's, found in this order:
+//! Where BitBake's Python library (the `bb` package) comes from, for
+//! metadata whose tasks are Python functions.
 //!
-//! 1. `bitzel: bitbake_lib: <dir>` in the kas file (relative to the file
+//! The search order (the first that applies wins):
+//! 1. `bitzel: bitbake_lib: <path>` in the kas file (relative to the file
 //!    that sets it);
-//! 2. the environment variable `BITZEL_BITBAKE_LIB` (its value is passed
-//!    in by the caller, so the search itself reads no environment);
-//! 3. `<repo>/bitbake/lib` of a repo of the kas file, repos in name order
-//!    (poky carries one);
-//! 4. an importable `bb` in the environment of [`SYSTEM_PYTHON`], the
-//!    interpreter bitzel embeds.
+//! 2. the environment variable [`BITBAKE_LIB_ENV`];
+//! 3. `<repo>/bitbake/lib` of a kas repo, repos in name order (a poky-style
+//!    checkout carries BitBake beside its layers);
+//! 4. a `bb` package importable by the host's `/usr/bin/python3`.
 //!
-//! A directory named by 1 or 2 that is not a BitBake library is an error,
-//! never skipped: the user asked for it.
+//! A place named explicitly (1 or 2) that holds no `bb/__init__.py` is an
+//! error at once rather than a silent fall-through to the next place.
+//! Only metadata that has Python tasks needs a library; bitzel's own core
+//! layer does not.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::{ConfigError, Location, Project};
 
-/// The Python interpreter bitzel embeds and asks for an importable `bb`.
-pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+/// The environment variable naming the BitBake library directory.
+pub const BITBAKE_LIB_ENV: &str = "BITZEL_BITBAKE_LIB";
 
-/// The environment variable naming a BitBake library directory.
-pub const ENV_VAR: &str = "BITZEL_BITBAKE_LIB";
+/// The interpreter asked, last, for an importable `bb`.
+const HOST_PYTHON: &str = "/usr/bin/python3";
 
-/// Where the BitBake library came from.
+/// A BitBake library found by [`find_bitbake_lib`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitbakeLib {
+    /// The directory containing `bb/` (what goes on `sys.path`).
+    pub dir: PathBuf,
+    /// Which rule found it.
+    pub source: BitbakeLibSource,
+}
+
+/// Which rule of the search order found the library.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BitbakeLibSource {
     /// `bitzel: bitbake_lib:` in a configuration file.
     Config {
-        /// Where the setting is.
+        /// Where it is set.
         location: Location,
     },
-    /// The `BITZEL_BITBAKE_LIB` environment variable.
+    /// The environment variable [`BITBAKE_LIB_ENV`].
     Env,
-    /// `bitbake/lib` inside a repo of the project.
+    /// `<repo>/bitbake/lib` of a kas repo.
     Repo {
         /// The repo's name.
         name: String,
     },
-    /// An importable `bb` in [`SYSTEM_PYTHON`]'s environment.
+    /// A `bb` importable by `/usr/bin/python3`.
     Python,
 }
 
-/// A BitBake library directory: `dir/bb/__init__.py` exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BitbakeLib {
-    /// The directory to put on `sys.path` (it holds `bb/`).
-    pub dir: PathBuf,
-    /// How it was found.
-    pub source: BitbakeLibSource,
+impl std::fmt::Display for BitbakeLibSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BitbakeLibSource::Config { location } => {
+                write!(f, "`bitzel: bitbake_lib:` at {location}")
+            }
+            BitbakeLibSource::Env => write!(f, "${BITBAKE_LIB_ENV}"),
+            BitbakeLibSource::Repo { name } => write!(f, "repo `{name}`"),
+            BitbakeLibSource::Python => write!(f, "{HOST_PYTHON}'s `import bb`"),
+        }
+    }
 }
 
-fn is_bitbake_lib(dir: &Path) -> bool {
+fn has_bb(dir: &Path) -> bool {
     dir.join("bb").join("__init__.py").is_file()
 }
 
-/// Find the project's BitBake library (see the module documentation for the
-/// order). `env_value` is the value of `BITZEL_BITBAKE_LIB`, if set.
+const HOW_TO_SET: &str = "point `bitzel: bitbake_lib:` in the kas file or the environment \
+     variable BITZEL_BITBAKE_LIB at the directory that contains BitBake's `bb/` package \
+     (a BitBake checkout's `lib/`, or the site-packages of a Python environment with the \
+     `bitbake-setup` package installed)";
+
+/// Find the BitBake library for `project` (see the module documentation).
+/// `env_value` is the value of [`BITBAKE_LIB_ENV`] (passed in so that callers
+/// and tests decide what the environment is). Runs `/usr/bin/python3` only
+/// when the first three places give nothing.
 pub fn find_bitbake_lib(
     project: &Project,
     env_value: Option<&OsStr>,
 ) -> Result<BitbakeLib, ConfigError> {
-    let top = Location::start_of(&project.file);
     if let Some((dir, at)) = &project.bitzel.bitbake_lib {
-        if is_bitbake_lib(dir) {
-            return Ok(BitbakeLib {
-                dir: dir.clone(),
-                source: BitbakeLibSource::Config {
-                    location: at.clone(),
-                },
+        if !has_bb(dir) {
+            return Err(ConfigError::BitbakeLib {
+                at: at.clone(),
+                message: format!(
+                    "`bitzel.bitbake_lib` is `{}`, which has no `bb/__init__.py`; {HOW_TO_SET}",
+                    dir.display()
+                ),
             });
         }
-        return Err(ConfigError::BitbakeLib {
-            at: at.clone(),
-            message: format!(
-                "`bitzel.bitbake_lib` is `{}`, which is not a BitBake library directory (it has no bb/__init__.py): name the `lib` directory of a BitBake checkout",
-                dir.display()
-            ),
+        return Ok(BitbakeLib {
+            dir: dir.clone(),
+            source: BitbakeLibSource::Config {
+                location: at.clone(),
+            },
         });
     }
-    if let Some(v) = env_value.filter(|v| !v.is_empty()) {
-        // A relative value is relative to the current directory, as a
-        // path on a command line is.
-        let dir = std::env::current_dir()
-            .map(|cwd| cwd.join(v))
-            .unwrap_or_else(|_| PathBuf::from(v));
-        if is_bitbake_lib(&dir) {
+    let mut looked = vec!["`bitzel: bitbake_lib:` (not set)".to_string()];
+    match env_value.filter(|v| !v.is_empty()) {
+        Some(v) => {
+            let dir = crate::load::normalize(&crate::load::absolute(Path::new(v)));
+            if !has_bb(&dir) {
+                return Err(ConfigError::BitbakeLib {
+                    at: Location::start_of(&project.file),
+                    message: format!(
+                        "{BITBAKE_LIB_ENV} is `{}`, which has no `bb/__init__.py`; {HOW_TO_SET}",
+                        dir.display()
+                    ),
+                });
+            }
             return Ok(BitbakeLib {
                 dir,
                 source: BitbakeLibSource::Env,
             });
         }
-        return Err(ConfigError::BitbakeLib {
-            at: top,
-            message: format!(
-                "{ENV_VAR} is `{}`, which is not a BitBake library directory (it has no bb/__init__.py): name the `lib` directory of a BitBake checkout, or unset it",
-                dir.display()
-            ),
-        });
+        None => looked.push(format!("${BITBAKE_LIB_ENV} (not set)")),
     }
-    let mut looked = vec![
-        "`bitzel: bitbake_lib:` in the kas file (not set)".to_string(),
-        format!("the {ENV_VAR} environment variable (not set)"),
-    ];
     let mut repos: Vec<_> = project.repos.iter().collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     for repo in repos {
-        let Some(rdir) = &repo.dir else { continue };
-        let dir = rdir.join("bitbake").join("lib");
-        if is_bitbake_lib(&dir) {
+        let Some(root) = &repo.dir else { continue };
+        let dir = root.join("bitbake").join("lib");
+        if has_bb(&dir) {
             return Ok(BitbakeLib {
                 dir,
                 source: BitbakeLibSource::Repo {
@@ -120,136 +134,140 @@ pub fn find_bitbake_lib(
                 },
             });
         }
-        looked.push(format!("{} (repo `{}`)", dir.display(), repo.name));
+        looked.push(format!("`{}` (repo `{}`)", dir.display(), repo.name));
     }
-    if let Some(dir) = python_bb_dir() {
-        return Ok(BitbakeLib {
+    match python_bb_dir() {
+        Ok(dir) => Ok(BitbakeLib {
             dir,
             source: BitbakeLibSource::Python,
-        });
+        }),
+        Err(why) => {
+            looked.push(format!("`import bb` in {HOST_PYTHON} ({why})"));
+            Err(ConfigError::BitbakeLib {
+                at: Location::start_of(&project.file),
+                message: format!(
+                    "this metadata has Python tasks, which run with BitBake's `bb` library, \
+                     and none was found; looked at: {}; {HOW_TO_SET}",
+                    looked.join(", ")
+                ),
+            })
+        }
     }
-    looked.push(format!("`import bb` in {SYSTEM_PYTHON}"));
-    Err(ConfigError::BitbakeLib {
-        at: top,
-        message: format!(
-            "this metadata needs BitBake's Python library (`bb`) and none was found; looked at: {}. Set `bitzel: bitbake_lib: <path to bitbake/lib>` in the kas file or {ENV_VAR}=<path>, or add a repo that carries bitbake/ (poky does)",
-            looked.join("; ")
-        ),
-    })
 }
 
-/// The directory holding `bb` when [`SYSTEM_PYTHON`] can import it.
-fn python_bb_dir() -> Option<PathBuf> {
-    let out = Command::new(SYSTEM_PYTHON)
+/// The directory holding the `bb` package `/usr/bin/python3` would import.
+fn python_bb_dir() -> Result<PathBuf, String> {
+    let out = Command::new(HOST_PYTHON)
         .args([
+            "-I",
             "-c",
-            "import os, bb; print(os.path.dirname(os.path.dirname(os.path.abspath(bb.__file__))))",
+            "import importlib.util, os\n\
+             s = importlib.util.find_spec('bb')\n\
+             print(os.path.dirname(list(s.submodule_search_locations)[0]) if s and s.submodule_search_locations else '')",
         ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
         .output()
-        .ok()?;
+        .map_err(|e| format!("cannot run it: {e}"))?;
     if !out.status.success() {
-        return None;
+        return Err(format!(
+            "it failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    is_bitbake_lib(&dir).then_some(dir)
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = PathBuf::from(&text);
+    if text.is_empty() || !has_bb(&dir) {
+        return Err("no module named `bb`".into());
+    }
+    Ok(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn project(yml: &str, dir: &Path) -> Project {
+        let f = dir.join("k.yml");
+        std::fs::write(&f, yml).unwrap();
+        crate::load(&f).unwrap()
+    }
+
     fn fake_lib(dir: &Path) {
         std::fs::create_dir_all(dir.join("bb")).unwrap();
         std::fs::write(dir.join("bb/__init__.py"), "").unwrap();
     }
 
-    fn project(tmp: &Path, extra: &str) -> Project {
-        std::fs::create_dir_all(tmp.join("zz/bitbake/lib")).unwrap();
-        std::fs::create_dir_all(tmp.join("aa")).unwrap();
-        let yml = tmp.join("p.yml");
-        std::fs::write(
-            &yml,
-            format!(
-                "header:\n  version: 14\nrepos:\n  zz:\n    path: zz\n  aa:\n    path: aa\n{extra}"
-            ),
-        )
-        .unwrap();
-        crate::load(&yml).unwrap()
+    const HEAD: &str = "header:\n  version: 14\n";
+
+    #[test]
+    fn config_then_env_then_repo_in_name_order() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fake_lib(&root.join("cfglib"));
+        fake_lib(&root.join("envlib"));
+        fake_lib(&root.join("b-repo/bitbake/lib"));
+        fake_lib(&root.join("c-repo/bitbake/lib"));
+        std::fs::create_dir_all(root.join("a-repo")).unwrap();
+        let repos = "repos:\n  c:\n    name: c-repo\n    path: c-repo\n  b:\n    name: b-repo\n    path: b-repo\n  a:\n    name: a-repo\n    path: a-repo\n";
+        let with_cfg = project(
+            &format!("{HEAD}{repos}bitzel:\n  bitbake_lib: cfglib\n"),
+            root,
+        );
+        let env = root.join("envlib");
+        let found = find_bitbake_lib(&with_cfg, Some(env.as_os_str())).unwrap();
+        assert_eq!(found.dir, root.join("cfglib"));
+        assert!(
+            matches!(&found.source, BitbakeLibSource::Config { location } if location.line == 14),
+            "{found:?}"
+        );
+        let plain = project(&format!("{HEAD}{repos}"), root);
+        let found = find_bitbake_lib(&plain, Some(env.as_os_str())).unwrap();
+        assert_eq!((found.dir, found.source), (env, BitbakeLibSource::Env));
+        let found = find_bitbake_lib(&plain, None).unwrap();
+        assert_eq!(found.dir, root.join("b-repo/bitbake/lib"));
+        assert_eq!(
+            found.source,
+            BitbakeLibSource::Repo {
+                name: "b-repo".into()
+            }
+        );
     }
 
     #[test]
-    fn order_is_config_env_repo() {
+    fn a_named_place_without_bb_is_an_error_naming_it() {
         let t = tempfile::tempdir().unwrap();
-        let p = project(t.path(), "bitzel:\n  bitbake_lib: cfg/lib\n");
-        fake_lib(&t.path().join("cfg/lib"));
-        fake_lib(&t.path().join("envlib"));
-        fake_lib(&t.path().join("zz/bitbake/lib"));
-        let envlib = t.path().join("envlib");
-        let got = find_bitbake_lib(&p, Some(envlib.as_os_str())).unwrap();
-        assert_eq!(got.dir, t.path().join("cfg/lib"));
-        match got.source {
-            BitbakeLibSource::Config { location } => assert_eq!(location.line, 9),
-            other => panic!("{other:?}"),
-        }
-
-        let p = project(t.path(), "");
-        let got = find_bitbake_lib(&p, Some(envlib.as_os_str())).unwrap();
-        assert_eq!(
-            (got.dir, got.source),
-            (envlib.clone(), BitbakeLibSource::Env)
-        );
-        let got = find_bitbake_lib(&p, None).unwrap();
-        assert_eq!(
-            (got.dir, got.source),
-            (
-                t.path().join("zz/bitbake/lib"),
-                BitbakeLibSource::Repo { name: "zz".into() }
-            )
-        );
-        // Repos are tried in name order.
-        fake_lib(&t.path().join("aa/bitbake/lib"));
-        let got = find_bitbake_lib(&p, None).unwrap();
-        assert_eq!(got.source, BitbakeLibSource::Repo { name: "aa".into() });
-    }
-
-    #[test]
-    fn a_named_directory_that_is_no_library_is_an_error() {
-        let t = tempfile::tempdir().unwrap();
-        let p = project(t.path(), "bitzel:\n  bitbake_lib: nowhere\n");
+        std::fs::create_dir_all(t.path().join("empty")).unwrap();
+        let p = project(&format!("{HEAD}bitzel:\n  bitbake_lib: empty\n"), t.path());
         let e = find_bitbake_lib(&p, None).unwrap_err().to_string();
         assert!(
-            e.contains("p.yml:9:16") && e.contains("no bb/__init__.py"),
+            e.contains("k.yml:4:16") && e.contains("empty") && e.contains("bb/__init__.py"),
             "{e}"
         );
-        let p = project(t.path(), "");
-        let e = find_bitbake_lib(&p, Some(t.path().join("nowhere").as_os_str()))
+        let p = project(HEAD, t.path());
+        let env = t.path().join("empty");
+        let e = find_bitbake_lib(&p, Some(env.as_os_str()))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("BITZEL_BITBAKE_LIB") && e.contains("unset it"),
-            "{e}"
-        );
+        assert!(e.contains("BITZEL_BITBAKE_LIB is"), "{e}");
     }
 
     #[test]
-    fn not_found_says_where_it_looked_and_how_to_set_it() {
+    fn not_found_lists_every_place_and_how_to_set_it() {
         let t = tempfile::tempdir().unwrap();
-        let p = project(t.path(), "");
+        std::fs::create_dir_all(t.path().join("r")).unwrap();
+        let p = project(&format!("{HEAD}repos:\n  r:\n    path: r\n"), t.path());
         match find_bitbake_lib(&p, None) {
-            // A host whose python3 can import bb finds it last.
-            Ok(lib) => assert_eq!(lib.source, BitbakeLibSource::Python),
+            // The host's python3 may really have `bb` installed.
+            Ok(found) => assert_eq!(found.source, BitbakeLibSource::Python),
             Err(e) => {
                 let e = e.to_string();
                 for want in [
-                    "zz/bitbake/lib (repo `zz`)",
-                    "aa/bitbake/lib (repo `aa`)",
+                    "bitzel: bitbake_lib:",
+                    "$BITZEL_BITBAKE_LIB (not set)",
+                    "r/bitbake/lib",
                     "import bb",
-                    "bitbake_lib:",
-                    "BITZEL_BITBAKE_LIB=<path>",
+                    "site-packages",
                 ] {
-                    assert!(e.contains(want), "{want}: {e}");
+                    assert!(e.contains(want), "{want} missing from {e}");
                 }
             }
         }

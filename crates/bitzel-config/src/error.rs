@@ -105,7 +105,8 @@ pub enum ConfigError {
     },
     /// A key bitzel (and kas) does not know: a typo, usually.
     #[error(
-        "{at}: unknown key `{key}`{}{}",
+        "{at}: unknown key `{}`{}{}",
+        one_line(key),
         context_suffix(context),
         hint_suffix(suggestion, expected)
     )]
@@ -155,6 +156,16 @@ pub enum ConfigError {
         /// The directory that was looked for.
         path: PathBuf,
     },
+    /// No BitBake library (a directory holding `bb/`) was found, or the one
+    /// configured has no `bb/` package.
+    #[error("{at}: {message}")]
+    BitbakeLib {
+        /// The setting that named a wrong directory, else the top
+        /// configuration file.
+        at: Location,
+        /// Every place looked and how to name the library.
+        message: String,
+    },
     /// A layer directory does not exist.
     #[error("{at}: layer `{layer}` of repo `{repo}` not found: `{}` is not a directory", shown_path(path).display())]
     MissingLayer {
@@ -166,15 +177,6 @@ pub enum ConfigError {
         layer: String,
         /// The directory that was looked for.
         path: PathBuf,
-    },
-    /// No BitBake library (a directory holding `bb/__init__.py`) was found
-    /// for metadata that needs CPython, or a configured one is not one.
-    #[error("{at}: {message}")]
-    BitbakeLib {
-        /// The `bitzel.bitbake_lib` setting, else the start of the config file.
-        at: Location,
-        /// Where bitzel looked and how to set it.
-        message: String,
     },
     /// Cloning or checking out a git repo failed.
     #[error("{at}: repo `{repo}`: {message}")]
@@ -200,8 +202,8 @@ impl ConfigError {
             | ConfigError::IncludeCycle { at, .. }
             | ConfigError::MissingRepo { at, .. }
             | ConfigError::MissingLayer { at, .. }
-            | ConfigError::BitbakeLib { at, .. }
-            | ConfigError::Git { at, .. } => at,
+            | ConfigError::Git { at, .. }
+            | ConfigError::BitbakeLib { at, .. } => at,
         }
     }
 
@@ -211,6 +213,20 @@ impl ConfigError {
             message: message.into(),
         }
     }
+}
+
+/// `text` with control characters (a newline or tab in a quoted YAML key)
+/// escaped, so that an error stays one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn context_suffix(context: &str) -> String {

@@ -45,11 +45,14 @@ mod yaml;
 
 use std::path::Path;
 
-pub use bitbake_lib::{find_bitbake_lib, BitbakeLib, BitbakeLibSource, SYSTEM_PYTHON};
+pub use bitbake_lib::{find_bitbake_lib, BitbakeLib, BitbakeLibSource, BITBAKE_LIB_ENV};
 pub use error::{ConfigError, Diagnostic, Location};
 pub use project::{Layer, Project, Repo, RepoSource};
 pub use schema::{KAS_FORMAT_MAX, KAS_FORMAT_MIN};
-pub use settings::{BitzelSettings, BuildRoot, RemoteCacheSettings, SandboxChoice};
+pub use settings::{
+    BitzelSettings, BuildRoot, RemoteCacheSettings, RemoteExecutorSettings, RootfsSettings,
+    SandboxChoice,
+};
 
 /// Read the configuration at `path`, follow its `header.includes`, check it
 /// and return the merged project. Local repos get their directory here;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Diagnostic, Location};
 use crate::load::{self, resolve_against_file, Loaded};
-use crate::settings::{BitzelSettings, RemoteCacheSettings};
+use crate::settings::{
+    BitzelSettings, BuildRoot, RemoteCacheSettings, RemoteExecutorSettings, RootfsSettings,
+};
 use crate::yaml::{Key, Node, Value};
 
 /// A loaded kas-style project configuration (the top file merged with
@@ -444,6 +446,9 @@ fn bitzel_settings(node: Option<&Node>) -> Result<BitzelSettings, ConfigError> {
                 v.parse()
                     .map_err(|m: String| ConfigError::invalid(&n.at, m))?,
             );
+        } else if let Some((k, r)) = n.entry("rootfs") {
+            s.build_root = Some(BuildRoot::Rootfs);
+            s.rootfs = Some(rootfs_settings(k, r)?);
         }
     }
     if let Some(rc) = node.get("remote_cache") {
@@ -460,7 +465,42 @@ fn bitzel_settings(node: Option<&Node>) -> Result<BitzelSettings, ConfigError> {
             });
         }
     }
+    if let Some(rx) = node.get("remote_executor") {
+        if let Value::Map(_) = rx.value {
+            s.remote_executor = Some(RemoteExecutorSettings {
+                url: opt_string(rx, "url"),
+                instance: opt_string(rx, "instance"),
+                auth_header_env: opt_string(rx, "auth_header_env"),
+                fallback: opt_string(rx, "fallback"),
+            });
+        }
+    }
     Ok(s)
+}
+
+/// `build_root: {rootfs: ...}`, already checked by the schema.
+fn rootfs_settings(key: &Key, r: &Node) -> Result<RootfsSettings, ConfigError> {
+    let packages = match r.get("packages").map(|n| &n.value) {
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(|i| i.text().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let tarball = match r.get("tarball") {
+        Some(n) => match n.text() {
+            Some(p) => Some(settings_path(p, &n.at)?),
+            None => None,
+        },
+        None => None,
+    };
+    Ok(RootfsSettings {
+        suite: opt_string(r, "suite").unwrap_or_default(),
+        packages,
+        mirror: opt_string(r, "mirror"),
+        tarball,
+        at: key.at.clone(),
+    })
 }
 
 /// A path setting: `~/…` is under `$HOME`, relative paths are relative to

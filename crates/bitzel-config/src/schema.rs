@@ -51,9 +51,13 @@ const BITZEL_KEYS: &[&str] = &[
     "build_dir",
     "downloads_dir",
     "remote_cache",
+    "remote_executor",
     "build_records",
     "bitbake_lib",
 ];
+const REMOTE_EXECUTOR_KEYS: &[&str] = &["url", "instance", "auth_header_env", "fallback"];
+const BUILD_ROOT_KEYS: &[&str] = &["rootfs"];
+const ROOTFS_KEYS: &[&str] = &["suite", "packages", "mirror", "tarball"];
 const REMOTE_CACHE_KEYS: &[&str] = &[
     "url",
     "read_only",
@@ -373,11 +377,7 @@ fn check_bitzel(node: &Node) -> Result<(), ConfigError> {
                 s.parse::<SandboxChoice>()
                     .map_err(|m| ConfigError::invalid(&v.at, m))?;
             }
-            "build_root" => {
-                let s = string(v, &what)?;
-                s.parse::<BuildRoot>()
-                    .map_err(|m| ConfigError::invalid(&v.at, m))?;
-            }
+            "build_root" => check_build_root(v)?,
             "remote_cache" => {
                 let e = mapping(v, &what)?;
                 check_keys(
@@ -399,10 +399,128 @@ fn check_bitzel(node: &Node) -> Result<(), ConfigError> {
                     }
                 }
             }
+            "remote_executor" => {
+                let e = mapping(v, &what)?;
+                check_keys(
+                    e,
+                    REMOTE_EXECUTOR_KEYS,
+                    &[],
+                    "`bitzel.remote_executor`",
+                    "bitzel.remote_executor.",
+                    &mut Vec::new(),
+                )?;
+                for (rk, rv) in e {
+                    let what = format!("bitzel.remote_executor.{}", rk.name);
+                    let s = string(rv, &what)?;
+                    if rk.name == "fallback" && !matches!(s, "local" | "none") {
+                        return Err(ConfigError::invalid(
+                            &rv.at,
+                            format!("{what}: `{s}` (expected `local` or `none`)"),
+                        ));
+                    }
+                }
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// `bitzel.build_root`: `host`, or a mapping `rootfs: {suite, packages, mirror?}` (or
+/// `rootfs: {tarball}`).
+fn check_build_root(v: &Node) -> Result<(), ConfigError> {
+    if let Some(s) = v.text() {
+        return match s.parse::<BuildRoot>() {
+            Ok(BuildRoot::Host) => Ok(()),
+            Ok(BuildRoot::Rootfs) => Err(ConfigError::invalid(
+                &v.at,
+                "`build_root: rootfs` needs the root it names: write `build_root:` as a mapping, `rootfs: {suite: bookworm, packages: [build-essential, ...]}` (mirror optional), then `bitzel rootfs lock` pins it",
+            )),
+            Err(m) => Err(ConfigError::invalid(&v.at, m)),
+        };
+    }
+    let e = mapping(v, "bitzel.build_root")?;
+    check_keys(
+        e,
+        BUILD_ROOT_KEYS,
+        &[],
+        "`bitzel.build_root`",
+        "bitzel.build_root.",
+        &mut Vec::new(),
+    )?;
+    let Some((rk, r)) = v.entry("rootfs") else {
+        return Err(ConfigError::invalid(
+            &v.at,
+            "`bitzel.build_root` as a mapping must hold `rootfs: {suite, packages}`",
+        ));
+    };
+    let re = mapping(r, "bitzel.build_root.rootfs")?;
+    check_keys(
+        re,
+        ROOTFS_KEYS,
+        &[],
+        "`bitzel.build_root.rootfs`",
+        "bitzel.build_root.rootfs.",
+        &mut Vec::new(),
+    )?;
+    for (k, n) in re {
+        let what = format!("bitzel.build_root.rootfs.{}", k.name);
+        match k.name.as_str() {
+            "packages" => {
+                let Value::Seq(items) = &n.value else {
+                    return Err(type_error(n, &what, "a list of package names", &n.value));
+                };
+                for i in items {
+                    let p = string(i, &what)?;
+                    if !valid_package_name(p) {
+                        return Err(ConfigError::invalid(
+                            &i.at,
+                            format!("`{p}` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; versions are pinned by `bitzel rootfs lock`, not here)"),
+                        ));
+                    }
+                }
+            }
+            "suite" => {
+                let s = string(n, &what)?;
+                if s.is_empty()
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(ConfigError::invalid(
+                        &n.at,
+                        format!("`{s}` is not a Debian suite name (for example `bookworm`)"),
+                    ));
+                }
+            }
+            _ => {
+                string(n, &what)?;
+            }
+        }
+    }
+    let has = |k: &str| r.get(k).is_some();
+    if !(has("tarball") || (has("suite") && has("packages"))) {
+        return Err(ConfigError::invalid(
+            &rk.at,
+            "`bitzel.build_root.rootfs` needs `suite:` and `packages:` (or a `tarball:` of a root filesystem)",
+        ));
+    }
+    if has("tarball") && (has("packages") || has("mirror")) {
+        return Err(ConfigError::invalid(
+            &rk.at,
+            "`bitzel.build_root.rootfs` takes either `tarball:` or `suite:`/`packages:`/`mirror:`, not both",
+        ));
+    }
+    Ok(())
+}
+
+/// A Debian package name (Policy 5.6.1): at least two characters, lower-case letters, digits,
+/// `+`, `-`, `.`, starting with a letter or digit.
+fn valid_package_name(p: &str) -> bool {
+    p.len() >= 2
+        && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 /// Reject keys not in `supported` or `unsupported`; warn about the latter.

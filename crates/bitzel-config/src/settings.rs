@@ -64,24 +64,24 @@ impl FromStr for SandboxChoice {
 }
 
 /// What a task's root filesystem is made of (`bitzel.build_root`, `--build-root`).
-///
-/// Only `host` exists today. `rootfs` (a base root filesystem built from a package list, so
-/// that hits can be shared between machines) is planned; until it is implemented, asking for
-/// it is an error rather than a setting that is accepted and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BuildRoot {
     /// The host's `/usr`, `/lib*`, `/bin`, read-only, tools allow-listed.
     Host,
+    /// A pinned Debian root filesystem built from a package list
+    /// ([`RootfsSettings`]), the only filesystem a task sees.
+    Rootfs,
 }
 
 impl BuildRoot {
     /// Every choice.
-    pub const ALL: [BuildRoot; 1] = [BuildRoot::Host];
+    pub const ALL: [BuildRoot; 2] = [BuildRoot::Host, BuildRoot::Rootfs];
 
     /// The spelling used in the config file and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             BuildRoot::Host => "host",
+            BuildRoot::Rootfs => "rootfs",
         }
     }
 }
@@ -95,18 +95,26 @@ impl fmt::Display for BuildRoot {
 impl FromStr for BuildRoot {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "rootfs" {
-            return Err("the `rootfs` build root is not implemented yet (a later release adds it); tasks can only run on the `host` build root for now: use `host` or leave the setting out".into());
-        }
         BuildRoot::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown build root `{s}` (expected `host`; `rootfs` is not implemented yet)"
-                )
-            })
+            .ok_or_else(|| format!("unknown build root `{s}` (expected `host` or `rootfs`)"))
     }
+}
+
+/// `bitzel.build_root.rootfs`: the Debian root every task runs on in `rootfs` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsSettings {
+    /// The Debian suite (`bookworm`, ...).
+    pub suite: String,
+    /// The packages installed on top of the `Essential: yes` set, as given.
+    pub packages: Vec<String>,
+    /// The archive to build from; `None`: the host's apt sources.
+    pub mirror: Option<String>,
+    /// A root filesystem tarball given by the user instead of a package list (absolute).
+    pub tarball: Option<PathBuf>,
+    /// Where the declaration is (`rootfs:`'s key), for messages.
+    pub at: crate::Location,
 }
 
 /// `bitzel.remote_cache`: a shared cache speaking the Bazel HTTP cache
@@ -127,6 +135,21 @@ pub struct RemoteCacheSettings {
     pub digest_function: Option<String>,
 }
 
+/// `bitzel.remote_executor`: a REAPI engine that runs cache misses
+/// (`grpc://host:port` or `grpcs://…`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteExecutorSettings {
+    /// The engine's endpoint.
+    pub url: Option<String>,
+    /// REAPI instance name.
+    pub instance: Option<String>,
+    /// Name of an environment variable holding a `Name: value` header sent
+    /// with every call.
+    pub auth_header_env: Option<String>,
+    /// `local`: run a task here when the engine cannot; `none` (default): fail.
+    pub fallback: Option<String>,
+}
+
 /// The `bitzel:` section. Every field is optional: unset means "the
 /// binary's default", and command-line flags override what is set here.
 /// Paths are absolute (relative ones resolved against the directory of the
@@ -141,17 +164,22 @@ pub struct BitzelSettings {
     pub sandbox: Option<SandboxChoice>,
     /// Build root kind.
     pub build_root: Option<BuildRoot>,
+    /// The declared root filesystem (`build_root: {rootfs: ...}`), kept when
+    /// `--build-root host` overrides the kind.
+    pub rootfs: Option<RootfsSettings>,
     /// The build directory (default `./build`, like kas's work directory).
     pub build_dir: Option<PathBuf>,
     /// Where downloaded sources are kept (reserved).
     pub downloads_dir: Option<PathBuf>,
     /// Remote cache (reserved).
     pub remote_cache: Option<RemoteCacheSettings>,
+    /// Remote executor.
+    pub remote_executor: Option<RemoteExecutorSettings>,
     /// How many build records (`<build>/tmp/buildstats/`) are kept; 0 writes
     /// none. The binary's default applies when unset.
     pub build_records: Option<usize>,
-    /// `bitzel.bitbake_lib`: the BitBake library directory (the one
-    /// holding `bb/`) that metadata needing CPython imports `bb` from, and
-    /// where it is set. See [`crate::find_bitbake_lib`].
+    /// `bitzel.bitbake_lib`: the directory holding BitBake's `bb` package,
+    /// for metadata with Python tasks, and where it was set (see
+    /// [`crate::find_bitbake_lib`]).
     pub bitbake_lib: Option<(PathBuf, crate::Location)>,
 }

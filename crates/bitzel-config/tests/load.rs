@@ -396,7 +396,7 @@ fn relative_paths_resolve_against_the_declaring_file() {
 }
 
 #[test]
-fn the_rootfs_build_root_is_refused_at_its_line_until_it_exists() {
+fn a_bare_rootfs_build_root_is_refused_at_its_line_naming_the_mapping_form() {
     let t = Tree::new();
     let top = t.file(
         "k.yml",
@@ -404,9 +404,61 @@ fn the_rootfs_build_root_is_refused_at_its_line_until_it_exists() {
     );
     let e = load(&top).unwrap_err().to_string();
     assert!(
-        e.ends_with("k.yml:5:15: the `rootfs` build root is not implemented yet (a later release adds it); tasks can only run on the `host` build root for now: use `host` or leave the setting out"),
+        e.contains("k.yml:5:15: `build_root: rootfs` needs the root it names"),
         "{e}"
     );
+}
+
+#[test]
+fn the_rootfs_build_root_is_read_with_its_location() {
+    let t = Tree::new();
+    let top = t.file(
+        "k.yml",
+        "header:\n  version: 14\nbitzel:\n  build_root:\n    rootfs:\n      suite: bookworm\n      packages: [build-essential, python3]\n      mirror: http://mirror.invalid/debian\n",
+    );
+    let p = load(&top).unwrap();
+    assert_eq!(p.bitzel.build_root, Some(bitzel_config::BuildRoot::Rootfs));
+    let r = p.bitzel.rootfs.unwrap();
+    assert_eq!(r.suite, "bookworm");
+    assert_eq!(r.packages, ["build-essential", "python3"]);
+    assert_eq!(r.mirror.as_deref(), Some("http://mirror.invalid/debian"));
+    assert_eq!(r.tarball, None);
+    assert_eq!((r.at.line, r.at.column), (5, 5));
+}
+
+#[test]
+fn bad_rootfs_declarations_are_errors_at_their_line() {
+    let t = Tree::new();
+    let cases = [
+        (
+            "      suite: bookworm\n",
+            "k.yml:5:5: `bitzel.build_root.rootfs` needs `suite:` and `packages:`",
+        ),
+        (
+            "      suite: bookworm\n      packages: [Build_Essential]\n",
+            "k.yml:7:18: `Build_Essential` is not a Debian package name",
+        ),
+        (
+            "      suite: bookworm\n      packages: gcc\n",
+            "k.yml:7:17: `bitzel.build_root.rootfs.packages` must be a list of package names",
+        ),
+        (
+            "      suite: bookworm\n      packages: [gcc]\n      mirorr: x\n",
+            "k.yml:8:7: unknown key `mirorr`",
+        ),
+        (
+            "      tarball: r.tar\n      packages: [gcc]\n",
+            "k.yml:5:5: `bitzel.build_root.rootfs` takes either `tarball:`",
+        ),
+    ];
+    for (body, want) in cases {
+        let top = t.file(
+            "k.yml",
+            &format!("header:\n  version: 14\nbitzel:\n  build_root:\n    rootfs:\n{body}"),
+        );
+        let e = load(&top).unwrap_err().to_string();
+        assert!(e.contains(want), "{body}: {e}");
+    }
 }
 
 #[test]
@@ -427,6 +479,29 @@ fn bitzel_settings_are_typed() {
     assert_eq!(rc.instance.as_deref(), Some("main"));
     assert_eq!(rc.auth_header_env.as_deref(), Some("BITZEL_CACHE_AUTH"));
     assert_eq!(rc.digest_function.as_deref(), Some("blake3"));
+}
+
+#[test]
+fn remote_executor_settings_are_typed_and_checked() {
+    let t = Tree::new();
+    let top = t.file(
+        "k.yml",
+        "header:\n  version: 14\nbitzel:\n  remote_executor:\n    url: grpc://127.0.0.1:50051\n    instance: main\n    auth_header_env: BITZEL_REAPI_AUTH\n    fallback: local\n",
+    );
+    let rx = load(&top).unwrap().bitzel.remote_executor.unwrap();
+    assert_eq!(rx.url.as_deref(), Some("grpc://127.0.0.1:50051"));
+    assert_eq!(rx.instance.as_deref(), Some("main"));
+    assert_eq!(rx.auth_header_env.as_deref(), Some("BITZEL_REAPI_AUTH"));
+    assert_eq!(rx.fallback.as_deref(), Some("local"));
+    let bad = t.file(
+        "b.yml",
+        "header:\n  version: 14\nbitzel:\n  remote_executor:\n    fallback: sometimes\n",
+    );
+    let e = load(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("b.yml:5:15") && e.contains("expected `local` or `none`"),
+        "{e}"
+    );
 }
 
 #[test]

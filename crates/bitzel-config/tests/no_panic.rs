@@ -30,6 +30,14 @@ fn check(text: &str) {
 }
 
 #[test]
+fn a_key_with_a_newline_is_reported_on_one_line() {
+    // Found by `random_text`: a quoted key may hold control characters.
+    let e = load_text("\"6\\n\\te\": 1\n").unwrap_err().to_string();
+    assert!(e.contains("unknown key `6\\n\\te`"), "{e}");
+    check("\"6\\n\\te\": 1\n");
+}
+
+#[test]
 fn the_valid_base_loads() {
     load_text(VALID).unwrap();
 }

@@ -25,10 +25,11 @@ use bitzel_meta::{DataStore, Recipe};
 use bitzel_sandbox::{Backend, Mount, PathMap, RootSpec, SandboxSpec, Stdio};
 
 use crate::builtin::{
-    fetch, filespath_dirs, parse_mirrors, patch_script, unpack_script, Builtin, FetchSettings,
-    Fetched, PatchSettings, SrcUri, UnpackSettings,
+    fetch, fixed_output, patch_script, unpack_script, Builtin, FetchSettings, Fetched,
+    PatchSettings, SrcEntry, UnpackSettings,
 };
 use crate::file_checksums::{task_files, TaskFiles};
+use crate::prefetch::{parse_src_uri, recipe_fetch_settings};
 use crate::script::{exported_env, task_script, TaskData};
 
 /// The task flags bitzel-exec reads that change what a task runs or what is
@@ -51,14 +52,17 @@ pub const KEYED_TASK_FLAGS: &[&str] = &[
     "postfuncs",
     "prefuncs",
     "sysroot-layer",
+    "sysroot-native",
 ];
 
 /// The fixed sandbox paths (see ARCHITECTURE.md).
 pub mod paths {
     /// The recipe's `WORKDIR`.
     pub const WORK: &str = "/bitzel/work";
-    /// The dependencies' sysroot layers.
+    /// The dependencies' sysroot layers (target recipes).
     pub const SYSROOT: &str = "/bitzel/sysroot";
+    /// The native dependencies' sysroot layers (`STAGING_DIR_NATIVE`).
+    pub const SYSROOT_NATIVE: &str = "/bitzel/sysroot-native";
     /// The declared downloads.
     pub const DOWNLOADS: &str = "/bitzel/downloads";
     /// The allow-listed host tools (symlinks).
@@ -90,15 +94,34 @@ impl TaskData for DataStore {
     fn names(&self) -> Vec<String> {
         self.keys()
     }
+    fn unexpandable(&self, name: &str) -> bool {
+        self.try_get_var(name).is_err()
+    }
 }
 
-/// One fetched download as later tasks of the recipe see it.
+/// One download as later tasks of the recipe see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Download {
-    /// What the fetch built-in returned.
+    /// What the fetch built-in returned. For a download not fetched yet
+    /// (`pending`): its name and kind, `local_path` where it will be in
+    /// `DL_DIR`, and `digest` its declared identity text
+    /// ([`crate::builtin::FixedOutput::identity`]).
     pub fetched: Fetched,
-    /// The content digest (files) or tree digest (directories).
+    /// What enters the keys of the tasks that consume it: the content digest
+    /// (files) or tree digest (directories) of what `do_fetch` read, or, for
+    /// a fixed-output download, [`fixed_output_digest`] of its identity.
     pub digest: Digest,
+    /// A fixed-output download whose bytes `do_fetch` did not fetch: the
+    /// entry to fetch (and verify against its declaration) when a task that
+    /// needs the bytes really runs. `None`: `fetched` is in place.
+    pub pending: Option<SrcEntry>,
+}
+
+/// The key input of a fixed-output download: a digest of its declared
+/// identity (`sha256:<hex>`, `git-export:<commit>`), the same whether or not
+/// its bytes were ever fetched, on any machine.
+pub fn fixed_output_digest(identity: &str) -> Digest {
+    Digest::of_bytes(format!("bitzel fixed-output download v1\0{identity}").as_bytes())
 }
 
 /// What a task hands to its dependents: digests only, never bytes.
@@ -112,6 +135,15 @@ pub struct TaskOutput {
     /// The sysroot layers dependents in other recipes see: this recipe's own
     /// layer (when the task has `[sysroot-layer]`) plus what it saw.
     pub exported_sysroots: BTreeMap<String, Digest>,
+    /// The native sysroot layers this task saw (by recipe), mounted at
+    /// `/bitzel/sysroot-native`, inherited by the recipe's later tasks.
+    pub native_sysroots: BTreeMap<String, Digest>,
+    /// The native sysroot layers dependents in other recipes see: only a
+    /// `[sysroot-native]` task exports any (its own layer plus the native
+    /// layers it saw). A target recipe never passes on the native tools it
+    /// used, as BitBake's `setscene_depvalid` does not: they stay out of
+    /// its dependents' sysroots and keys, and out of images.
+    pub exported_native_sysroots: BTreeMap<String, Digest>,
     /// The recipe's downloads, by their name under `/bitzel/downloads`.
     pub downloads: BTreeMap<String, Download>,
     /// A deploy tree (`[deploy-dir]` subtree) this task produced.
@@ -156,7 +188,42 @@ pub struct HostTools {
     /// The content digest of everything under `root_paths`
     /// ([`crate::hosttools::root_digest`]): the key input `host-root`, so a
     /// changed header, library or `/etc` file the task can read re-runs it.
+    /// In `rootfs` mode, the root's tree digest (key input `build-root`).
     pub root_digest: Digest,
+    /// `rootfs` mode: the root every task runs on (then `root_paths` is empty, `dir`'s links
+    /// point into the root, and `digest` covers only their names and targets).
+    pub rootfs: Option<RootfsLayer>,
+}
+
+/// The key input naming the build root's digest in `rootfs` mode (`host-root` in `host`
+/// mode): [`HostTools::build_root_digest`].
+pub const BUILD_ROOT_INPUT: &str = "build-root";
+
+/// A `rootfs` build root: its tree in the CAS and that tree's layer on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsLayer {
+    /// The tree digest (the `build-root` key input of every task).
+    pub digest: Digest,
+    /// The materialised layer (`Cache::ensure_layer`), the lowest layer of every task.
+    pub layer: PathBuf,
+}
+
+impl HostTools {
+    /// The one value that says which build root a task ran on: the `rootfs` tree digest,
+    /// or the host root's content digest. Two machines with equal values run a task on
+    /// the same files (a remote executor compares it before taking an action).
+    pub fn build_root_digest(&self) -> Digest {
+        self.root_digest
+    }
+
+    /// `"rootfs"` or `"host"` (the key's `policy["build_root"]`).
+    pub fn build_root_kind(&self) -> &'static str {
+        if self.rootfs.is_some() {
+            "rootfs"
+        } else {
+            "host"
+        }
+    }
 }
 
 /// Counters for the build summary (task counts come from the runqueue's
@@ -165,6 +232,8 @@ pub struct HostTools {
 pub struct Counters {
     /// Layers materialised from the CAS for running tasks.
     pub layers_materialised: AtomicU64,
+    /// The fixed-output downloads of this build and which were fetched.
+    pub downloads: Mutex<DownloadLog>,
     /// What was measured of each task that ran in a sandbox, by label
     /// (`pn:do_task`), for the build record.
     pub tasks: Mutex<HashMap<String, TaskStats>>,
@@ -174,6 +243,49 @@ impl Counters {
     fn record(&self, label: String, update: impl FnOnce(&mut TaskStats)) {
         let mut m = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         update(m.entry(label).or_default());
+    }
+}
+
+/// The fixed-output downloads a build met: declared by `do_fetch`, fetched
+/// (or found and verified in `DL_DIR`) only for the tasks that ran.
+#[derive(Debug, Default)]
+pub struct DownloadLog {
+    /// Every fixed-output download (identity digest, name) `do_fetch` declared.
+    declared: BTreeSet<(Digest, String)>,
+    /// Those whose bytes are in place (verified), with where they are.
+    ready: BTreeMap<(Digest, String), PathBuf>,
+    /// How many were transferred into `DL_DIR` (downloaded, copied from a
+    /// mirror, cloned), and their bytes (files only).
+    done: u64,
+    bytes: u64,
+}
+
+/// What the build did with its downloads (the summary and `--summary-json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownloadSummary {
+    /// Downloads transferred into `DL_DIR`.
+    pub done: u64,
+    /// Their bytes (files; a git clone counts 0).
+    pub bytes: u64,
+    /// Fixed-output downloads whose bytes no task needed (every consumer a
+    /// cache hit), so they were neither fetched nor read.
+    pub avoided: u64,
+}
+
+impl Counters {
+    /// What the build did with its downloads.
+    pub fn download_summary(&self) -> DownloadSummary {
+        let log = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        let avoided = log
+            .declared
+            .iter()
+            .filter(|k| !log.ready.contains_key(*k))
+            .count();
+        DownloadSummary {
+            done: log.done,
+            bytes: log.bytes,
+            avoided: u64::try_from(avoided).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -299,20 +411,30 @@ impl WouldRunLog {
 }
 
 /// What a task will run with, besides its dependencies' outputs.
-struct Prepared {
+pub(crate) struct Prepared {
     /// The script text.
-    script: String,
+    pub(crate) script: String,
+    /// A Python task's datastore, library mounts and key inputs.
+    pub(crate) python: Option<crate::python::PyTask>,
     /// Whether the recipe's downloads are mounted and keyed.
-    with_downloads: bool,
+    pub(crate) with_downloads: bool,
     /// Whether the task may use the network.
-    network: bool,
+    pub(crate) network: bool,
     /// What the `[file-checksums]` flag gives the task.
-    files: TaskFiles,
+    pub(crate) files: TaskFiles,
     /// Run an interactive shell in the task's sandbox instead of the task
     /// (`bitzel devshell`); nothing is captured.
-    interactive: bool,
+    pub(crate) interactive: bool,
     /// Resource limits (`BITZEL_TASK_*`, task flags); not part of the key.
-    limits: bitzel_sandbox::Limits,
+    pub(crate) limits: bitzel_sandbox::Limits,
+    /// `[sysroot-layer]`: the output subtree exported as the recipe's sysroot.
+    pub(crate) sysroot_layer: Option<String>,
+    /// `[sysroot-native]`: that layer is a native sysroot.
+    pub(crate) native_sysroot: bool,
+    /// `[deploy-dir]`: the output subtree published as deploy output.
+    pub(crate) deploy_dir: Option<String>,
+    /// The run's time limit.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// Where a running task's work directory is and how its output is found.
@@ -325,7 +447,7 @@ enum WorkDir {
 }
 
 /// What running a task in its sandbox gave.
-enum Ran {
+pub(crate) enum Ran {
     /// The task ran and its output was captured.
     Captured(Box<ActionResult>, TaskOutput),
     /// `bitzel devshell`: the shell closed; nothing was captured.
@@ -369,13 +491,18 @@ pub struct BuildExecutor<'a> {
     pub force: BTreeSet<String>,
     /// The devshell's exit status once it closed (a signal as 128 + signal).
     pub devshell_status: Mutex<Option<i32>>,
+    /// Runs misses on a remote engine instead of here (`--remote-executor`);
+    /// see [`crate::remote`].
+    pub remote: Option<&'a dyn crate::remote::RemoteRunner>,
+    /// Where Python tasks get BitBake's library ([`crate::python`]).
+    pub python: crate::python::PythonSetup,
 }
 
-fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
+pub(crate) fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
     TaskFailure::new(kind, msg)
 }
 
-fn setup_err(task: &TaskNode, what: impl std::fmt::Display) -> TaskFailure {
+pub(crate) fn setup_err(task: &TaskNode, what: impl std::fmt::Display) -> TaskFailure {
     fail(FailureKind::Setup, format!("{}: {what}", task.label()))
 }
 
@@ -394,6 +521,15 @@ pub fn log_tail(path: &Path, n: usize) -> Option<String> {
 }
 
 impl BuildExecutor<'_> {
+    fn note_miss(&self, task: &TaskNode, action: Action) {
+        if let Ok(mut m) = self.misses.lock() {
+            m.push(MissRecord {
+                label: task.label(),
+                action,
+            });
+        }
+    }
+
     fn recipe(&self, task: &TaskNode) -> Result<&Recipe, TaskFailure> {
         self.recipes.get(task.recipe).ok_or_else(|| {
             fail(
@@ -427,6 +563,8 @@ impl BuildExecutor<'_> {
             }
             out.sysroots
                 .extend(o.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+            out.native_sysroots
+                .extend(o.native_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
             out.downloads
                 .extend(o.downloads.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -434,9 +572,19 @@ impl BuildExecutor<'_> {
             if d.recipe != task.recipe {
                 out.sysroots
                     .extend(o.exported_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+                out.native_sysroots.extend(
+                    o.exported_native_sysroots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
             } else {
                 out.exported_sysroots
                     .extend(o.exported_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+                out.exported_native_sysroots.extend(
+                    o.exported_native_sysroots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
             }
         }
         out
@@ -459,6 +607,21 @@ impl BuildExecutor<'_> {
         env
     }
 
+    /// `DL_DIR`, `FILESPATH`, the mirrors and `BB_NO_NETWORK` of a recipe;
+    /// and whether the configuration itself says `BB_NO_NETWORK`.
+    fn fetch_settings(
+        &self,
+        task: &TaskNode,
+        d: &DataStore,
+    ) -> Result<(FetchSettings, bool), TaskFailure> {
+        recipe_fetch_settings(d, &self.dirs.dl_dir, self.no_network)
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
+    }
+
+    /// `do_fetch`: a fixed-output entry ([`fixed_output`]) is only declared
+    /// (its identity keys the tasks after it; its bytes come when one of
+    /// them runs, [`Self::download_sources`]); the others (`file://` entries
+    /// of the layer, unpinned entries) are fetched now, as before.
     fn run_fetch(
         &self,
         task: &TaskNode,
@@ -468,32 +631,39 @@ impl BuildExecutor<'_> {
         let d = &recipe.data;
         let entries = parse_src_uri(d)
             .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
-        let filespath = filespath_dirs(
-            &d.get_var("FILESPATH").unwrap_or_default(),
-            &d.get_var("FILESOVERRIDES").unwrap_or_default(),
-        );
-        let mirrors = |v: &str| -> Result<_, TaskFailure> {
-            parse_mirrors(v, &d.get_var(v).unwrap_or_default())
-                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))
-        };
-        let configured_offline = d
-            .get_var("BB_NO_NETWORK")
-            .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
-        let no_network = self.no_network || configured_offline;
-        let settings = FetchSettings {
-            dl_dir: self.dirs.dl_dir.clone(),
-            filespath,
-            premirrors: mirrors("PREMIRRORS")?,
-            mirrors: mirrors("MIRRORS")?,
-            no_network,
-        };
-        fs::create_dir_all(&self.dirs.dl_dir).map_err(|e| {
-            setup_err(
-                task,
-                format!("creating {}: {e}", self.dirs.dl_dir.display()),
-            )
-        })?;
-        let fetched = match fetch(&entries, &settings) {
+        let (settings, configured_offline) = self.fetch_settings(task, d)?;
+        let mut now = Vec::new();
+        for e in entries {
+            let Some(fo) = fixed_output(&e) else {
+                now.push(e);
+                continue;
+            };
+            let digest = fixed_output_digest(&fo.identity);
+            let fetched = Fetched {
+                entry_index: e.index,
+                local_path: self.dirs.dl_dir.join(&fo.local_name),
+                local_name: fo.local_name.clone(),
+                digest: fo.identity,
+                sha256: e.sha256.clone(),
+                is_dir: fo.is_dir,
+                downloaded: false,
+            };
+            self.counters
+                .downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .declared
+                .insert((digest, fo.local_name.clone()));
+            out.downloads.insert(
+                fo.local_name,
+                Download {
+                    fetched,
+                    digest,
+                    pending: Some(e),
+                },
+            );
+        }
+        let fetched = match fetch(&now, &settings) {
             Ok(f) => f,
             // `explain` never downloads; a build would (the network is allowed).
             Err(crate::builtin::BuiltinError::NoNetwork { uri, path })
@@ -511,21 +681,124 @@ impl BuildExecutor<'_> {
             }
             Err(e) => return Err(fail(FailureKind::Task, format!("{}: {e}", task.label()))),
         };
-        let outcome = fetch_outcome(&fetched);
         for f in fetched {
+            self.note_transfer(&f);
             let digest = f.digest.parse::<Digest>().map_err(|e| {
                 fail(
                     FailureKind::Internal,
                     format!("{}: bad digest from fetch: {e}", task.label()),
                 )
             })?;
-            out.downloads
-                .insert(f.local_name.clone(), Download { fetched: f, digest });
+            out.downloads.insert(
+                f.local_name.clone(),
+                Download {
+                    fetched: f,
+                    digest,
+                    pending: None,
+                },
+            );
         }
+        // What it did is a cache hit's work: local files read and digested,
+        // fixed-output downloads declared. (A download without a checksum
+        // is an error, so nothing reaches here after transferring bytes.)
         Ok(TaskResult {
             output: out,
-            outcome,
+            outcome: Outcome::Cached,
         })
+    }
+
+    /// Count a fetch that brought something into `DL_DIR`.
+    fn note_transfer(&self, f: &Fetched) {
+        if !f.downloaded {
+            return;
+        }
+        let bytes = if f.is_dir {
+            0
+        } else {
+            fs::metadata(&f.local_path).map(|m| m.len()).unwrap_or(0)
+        };
+        let mut log = self
+            .counters
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        log.done += 1;
+        log.bytes += bytes;
+    }
+
+    /// Where on the host each of the recipe's downloads is, for a task that
+    /// runs with them: fixed-output downloads not fetched yet are fetched
+    /// now (premirrors, upstream, mirrors; `BB_NO_NETWORK` honoured) and
+    /// verified against their declaration, once per build.
+    pub(crate) fn download_sources(
+        &self,
+        task: &TaskNode,
+        recipe: Option<&Recipe>,
+        inputs: &TaskOutput,
+    ) -> Result<BTreeMap<String, PathBuf>, TaskFailure> {
+        let mut out = BTreeMap::new();
+        let mut settings = None;
+        for (name, dl) in &inputs.downloads {
+            let Some(entry) = &dl.pending else {
+                out.insert(name.clone(), dl.fetched.local_path.clone());
+                continue;
+            };
+            let key = (dl.digest, name.clone());
+            let ready = self
+                .counters
+                .downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready
+                .get(&key)
+                .cloned();
+            if let Some(p) = ready {
+                out.insert(name.clone(), p);
+                continue;
+            }
+            let Some(recipe) = recipe else {
+                // A remote job carries its downloads' bytes; nothing is pending.
+                return Err(fail(
+                    FailureKind::Internal,
+                    format!(
+                        "{}: `{}` was not fetched for this job",
+                        task.label(),
+                        entry.uri
+                    ),
+                ));
+            };
+            let s = match &settings {
+                Some(s) => s,
+                None => &*settings.insert(self.fetch_settings(task, &recipe.data)?.0),
+            };
+            let mut got = fetch(std::slice::from_ref(entry), s)
+                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+            let f = got.pop().filter(|f| {
+                f.local_name == *name && f.is_dir == dl.fetched.is_dir && got.is_empty()
+            });
+            let Some(f) = f else {
+                return Err(fail(
+                    FailureKind::Internal,
+                    format!(
+                        "{}: fetching `{}` gave something else than its declaration `{}`",
+                        task.label(),
+                        entry.uri,
+                        dl.fetched.digest
+                    ),
+                ));
+            };
+            tracing::info!(task = %task.label(), uri = %entry.uri, path = %f.local_path.display(),
+                downloaded = f.downloaded, "fetched a declared download for a task that runs");
+            self.note_transfer(&f);
+            self.counters
+                .downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready
+                .insert(key, f.local_path.clone());
+            out.insert(name.clone(), f.local_path);
+        }
+        Ok(out)
     }
 
     /// The script for a task and whether it needs the downloads mounted.
@@ -595,7 +868,21 @@ impl BuildExecutor<'_> {
         let network = d
             .get_flag(&task.task, "network")
             .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"));
-        let (script, with_downloads) = self.script_for(task, recipe, inputs)?;
+        let python = if builtin_of(recipe, task).is_none()
+            && d.get_flag(&task.task, "builtin").is_none()
+            && crate::python::needs_python(d, &task.task)
+        {
+            Some(
+                crate::python::py_task(d, &task.task, &self.python)
+                    .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?,
+            )
+        } else {
+            None
+        };
+        let (script, with_downloads) = match &python {
+            Some(py) => (py.script.clone(), false),
+            None => self.script_for(task, recipe, inputs)?,
+        };
         let files = task_files(
             &task.task,
             &d.get_flag(&task.task, "file-checksums").unwrap_or_default(),
@@ -616,11 +903,16 @@ impl BuildExecutor<'_> {
         })?;
         Ok(Prepared {
             script,
+            python,
             with_downloads,
             network,
             files,
             interactive,
             limits,
+            sysroot_layer: d.get_flag(&task.task, "sysroot-layer"),
+            native_sysroot: is_native_sysroot(d, &task.task),
+            deploy_dir: d.get_flag(&task.task, "deploy-dir"),
+            timeout: self.timeout,
         })
     }
 
@@ -664,6 +956,9 @@ impl BuildExecutor<'_> {
         for (pn, d) in &inputs.sysroots {
             action.inputs.insert(format!("sysroot:{pn}"), *d);
         }
+        for (pn, d) in &inputs.native_sysroots {
+            action.inputs.insert(format!("sysroot-native:{pn}"), *d);
+        }
         if p.with_downloads {
             for (name, dl) in &inputs.downloads {
                 action.inputs.insert(format!("download:{name}"), dl.digest);
@@ -674,6 +969,17 @@ impl BuildExecutor<'_> {
             action
                 .inputs
                 .insert(format!("file:{name}{slash}"), f.digest);
+        }
+        if let Some(py) = &p.python {
+            action
+                .inputs
+                .extend(py.inputs.iter().map(|(k, v)| (k.clone(), *v)));
+            action
+                .vars
+                .extend(py.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            action
+                .policy
+                .insert("python".into(), crate::python::INTERPRETER.into());
         }
         if !p.files.absent.is_empty() {
             action
@@ -689,31 +995,37 @@ impl BuildExecutor<'_> {
             "semantics".into(),
             crate::EXEC_SEMANTICS_VERSION.to_string(),
         );
-        let roots: Vec<String> = self
-            .tools
-            .root_paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        action
-            .policy
-            .insert("build_root_paths".into(), roots.join(":"));
-        action
-            .inputs
-            .insert("host-root".into(), self.tools.root_digest);
+        if self.tools.rootfs.is_some() {
+            // Nothing of the host is visible: the root's tree digest is the whole build root.
+            action
+                .inputs
+                .insert(BUILD_ROOT_INPUT.into(), self.tools.root_digest);
+        } else {
+            let roots: Vec<String> = self
+                .tools
+                .root_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            action
+                .policy
+                .insert("build_root_paths".into(), roots.join(":"));
+            action
+                .inputs
+                .insert("host-root".into(), self.tools.root_digest);
+        }
         action.policy.insert(
             "network".into(),
             if p.network { "on" } else { "off" }.into(),
         );
-        action.policy.insert("build_root".into(), "host".into());
+        action
+            .policy
+            .insert("build_root".into(), self.tools.build_root_kind().into());
         // Results of runs without isolation, or with rewritten paths (whose outputs may hold
         // host paths), never meet those of the namespaced backends.
-        let sandbox = match (self.sandbox.hermetic(), self.sandbox.remaps_paths()) {
-            (false, _) => "none",
-            (true, false) => "hermetic",
-            (true, true) => "hermetic-remapped",
-        };
-        action.policy.insert("sandbox".into(), sandbox.into());
+        action
+            .policy
+            .insert("sandbox".into(), sandbox_kind(self.sandbox).into());
         action
     }
 
@@ -750,29 +1062,40 @@ impl BuildExecutor<'_> {
         inputs: &TaskOutput,
         scratch: &Path,
     ) -> Result<(Vec<Mount>, WorkDir), TaskFailure> {
-        let sysroot_digests: Vec<Digest> = inputs.sysroots.values().copied().collect();
+        let sysroots: [(Vec<Digest>, &str, &str); 2] = [
+            (
+                inputs.sysroots.values().copied().collect(),
+                paths::SYSROOT,
+                "sysroot",
+            ),
+            (
+                inputs.native_sysroots.values().copied().collect(),
+                paths::SYSROOT_NATIVE,
+                "sysroot-native",
+            ),
+        ];
         if self.sandbox.remaps_paths() {
             let dir = scratch.join("work");
             let baseline = self
                 .cache
                 .prepare_work_dir(&inputs.work, &dir)
                 .map_err(|e| setup_err(task, format!("preparing the work directory: {e}")))?;
-            let sysroot = scratch.join("sysroot");
-            self.cache
-                .apply(&sysroot_digests, &sysroot)
-                .map_err(|e| setup_err(task, format!("preparing the sysroot: {e}")))?;
-            let mounts = vec![
-                Mount::Bind {
-                    src: dir.clone(),
-                    dst: PathBuf::from(paths::WORK),
-                    writable: true,
-                },
-                Mount::Bind {
-                    src: sysroot,
-                    dst: PathBuf::from(paths::SYSROOT),
+            let mut mounts = vec![Mount::Bind {
+                src: dir.clone(),
+                dst: PathBuf::from(paths::WORK),
+                writable: true,
+            }];
+            for (digests, dst, name) in &sysroots {
+                let flat = scratch.join(name);
+                self.cache
+                    .apply(digests, &flat)
+                    .map_err(|e| setup_err(task, format!("preparing the {name}: {e}")))?;
+                mounts.push(Mount::Bind {
+                    src: flat,
+                    dst: PathBuf::from(dst),
                     writable: false,
-                },
-            ];
+                });
+            }
             return Ok((mounts, WorkDir::Flattened { dir, baseline }));
         }
         let upper = scratch.join("upper");
@@ -787,38 +1110,40 @@ impl BuildExecutor<'_> {
         if work_lowers.is_empty() {
             work_lowers.push(empty.clone());
         }
-        let mut sys_lowers = self.ensure_layers(task, &sysroot_digests)?;
-        sys_lowers.reverse();
-
         let mut mounts = vec![Mount::Overlay {
             lowers: work_lowers,
             upper: Some((upper.clone(), ovl_work)),
             dst: PathBuf::from(paths::WORK),
         }];
-        mounts.push(match sys_lowers.len() {
-            0 => Mount::Bind {
-                src: empty,
-                dst: PathBuf::from(paths::SYSROOT),
-                writable: false,
-            },
-            1 => Mount::Bind {
-                src: sys_lowers.remove(0),
-                dst: PathBuf::from(paths::SYSROOT),
-                writable: false,
-            },
-            _ => Mount::Overlay {
-                lowers: sys_lowers,
-                upper: None,
-                dst: PathBuf::from(paths::SYSROOT),
-            },
-        });
+        for (digests, dst, _) in &sysroots {
+            let mut lowers = self.ensure_layers(task, digests)?;
+            lowers.reverse();
+            let dst = PathBuf::from(dst);
+            mounts.push(match lowers.len() {
+                0 => Mount::Bind {
+                    src: empty.clone(),
+                    dst,
+                    writable: false,
+                },
+                1 => Mount::Bind {
+                    src: lowers.remove(0),
+                    dst,
+                    writable: false,
+                },
+                _ => Mount::Overlay {
+                    lowers,
+                    upper: None,
+                    dst,
+                },
+            });
+        }
         Ok((mounts, WorkDir::Overlay { upper }))
     }
 
-    fn run_in_sandbox(
+    pub(crate) fn run_in_sandbox(
         &self,
         task: &TaskNode,
-        recipe: &Recipe,
+        recipe: Option<&Recipe>,
         inputs: &TaskOutput,
         p: &Prepared,
         action: &Action,
@@ -843,7 +1168,7 @@ impl BuildExecutor<'_> {
     fn run_in_scratch(
         &self,
         task: &TaskNode,
-        recipe: &Recipe,
+        recipe: Option<&Recipe>,
         inputs: &TaskOutput,
         p: &Prepared,
         action: &Action,
@@ -855,9 +1180,9 @@ impl BuildExecutor<'_> {
             dst: PathBuf::from(paths::DOWNLOADS),
         });
         if p.with_downloads {
-            for (name, dl) in &inputs.downloads {
+            for (name, src) in self.download_sources(task, recipe, inputs)? {
                 mounts.push(Mount::Bind {
-                    src: dl.fetched.local_path.clone(),
+                    src,
                     dst: Path::new(paths::DOWNLOADS).join(name),
                     writable: false,
                 });
@@ -891,6 +1216,9 @@ impl BuildExecutor<'_> {
                 writable: false,
             });
         }
+        if let Some(py) = &p.python {
+            mounts.extend(python_mounts(py, scratch));
+        }
         let script_path = scratch.join("run.sh");
         mounts.push(Mount::Bind {
             src: script_path.clone(),
@@ -912,6 +1240,19 @@ impl BuildExecutor<'_> {
         };
         fs::write(&script_path, script)
             .map_err(|e| setup_err(task, format!("writing {}: {e}", script_path.display())))?;
+        if let Some(py) = &p.python {
+            let spec = match &host_root {
+                Some(root) => PathMap::new(&mounts, root)
+                    .map_err(|e| setup_err(task, e))?
+                    .rewrite(&py.spec),
+                None => py.spec.clone(),
+            };
+            for (name, text) in [("runner.py", crate::python::RUNNER), ("task.json", &spec)] {
+                let path = scratch.join(name);
+                fs::write(&path, text)
+                    .map_err(|e| setup_err(task, format!("writing {}: {e}", path.display())))?;
+            }
+        }
 
         // The kept run script has the sandbox paths (what the key has, and what a devshell
         // of the task sees), whichever backend runs it.
@@ -930,15 +1271,18 @@ impl BuildExecutor<'_> {
             vec!["/bin/sh".into(), paths::SCRIPT.into()],
             self.tools.root_paths.clone(),
         );
-        spec.root = RootSpec::Host {
-            ro_paths: self.tools.root_paths.clone(),
+        spec.root = match &self.tools.rootfs {
+            Some(r) => RootSpec::Layers(vec![r.layer.clone()]),
+            None => RootSpec::Host {
+                ro_paths: self.tools.root_paths.clone(),
+            },
         };
         spec.env = action.env.clone();
         spec.cwd = PathBuf::from(paths::WORK);
         spec.mounts = mounts;
         spec.network = p.network;
         spec.hostname = "bitzel".into();
-        spec.timeout = self.timeout;
+        spec.timeout = p.timeout;
         spec.limits = p.limits.clone();
         spec.stdout = Stdio::File(log.clone());
         spec.stderr = Stdio::File(log.clone());
@@ -952,6 +1296,9 @@ impl BuildExecutor<'_> {
         }
         if p.interactive {
             spec.argv = vec!["/bin/sh".into(), "-i".into()];
+            let Some(recipe) = recipe else {
+                return Err(setup_err(task, "a devshell needs the recipe"));
+            };
             let (want, cwd) = devshell_cwd(&recipe.data, &task.task, &inputs.work, self.cache);
             if cwd != want {
                 tracing::warn!(
@@ -1022,22 +1369,21 @@ impl BuildExecutor<'_> {
         self.counters
             .record(task.label(), |s| s.bytes_captured = Some(bytes));
         let log_digest = self.cache.put_file(&log).ok();
-        let d = &recipe.data;
         let mut extra = BTreeMap::new();
-        let mut out = inputs.clone();
-        out.work.push(captured.digest);
-        out.exported_sysroots
-            .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
-        if let Some(sub) = d.get_flag(&task.task, "sysroot-layer") {
+        let mut own_sysroot = None;
+        if let Some(sub) = &p.sysroot_layer {
             let t = captured.tree.subtree(sub.trim().trim_matches('/'));
             let sd = self
                 .cache
                 .put_tree(&t)
                 .map_err(|e| setup_err(task, format!("storing sysroot layer: {e}")))?;
             extra.insert("sysroot".to_string(), sd);
-            out.exported_sysroots.insert(task.pn.clone(), sd);
+            own_sysroot = Some(sd);
         }
-        if let Some(sub) = d.get_flag(&task.task, "deploy-dir") {
+        let mut out = inputs.clone();
+        out.work.push(captured.digest);
+        export_sysroots(&mut out, inputs, &task.pn, own_sysroot, p.native_sysroot);
+        if let Some(sub) = &p.deploy_dir {
             let t = captured.tree.subtree(sub.trim().trim_matches('/'));
             let dd = self
                 .cache
@@ -1061,6 +1407,42 @@ impl BuildExecutor<'_> {
     }
 }
 
+/// The `sandbox` policy of actions run by backend `b`.
+pub fn sandbox_kind(b: &dyn Backend) -> &'static str {
+    match (b.hermetic(), b.remaps_paths()) {
+        (false, _) => "none",
+        (true, false) => "hermetic",
+        (true, true) => "hermetic-remapped",
+    }
+}
+
+/// A Python task's mounts: a tmpfs at [`crate::python::DIR`] holding the
+/// runner and the datastore (written into `scratch` by the caller) and the
+/// library directories, all read-only.
+fn python_mounts(py: &crate::python::PyTask, scratch: &Path) -> Vec<Mount> {
+    let mut mounts = vec![Mount::Tmpfs {
+        dst: PathBuf::from(crate::python::DIR),
+    }];
+    for (name, dst) in [
+        ("runner.py", crate::python::RUNNER_PATH),
+        ("task.json", crate::python::SPEC_PATH),
+    ] {
+        mounts.push(Mount::Bind {
+            src: scratch.join(name),
+            dst: PathBuf::from(dst),
+            writable: false,
+        });
+    }
+    for (src, dst) in &py.binds {
+        mounts.push(Mount::Bind {
+            src: src.clone(),
+            dst: PathBuf::from(dst),
+            writable: false,
+        });
+    }
+    mounts
+}
+
 /// The Rust built-in a task is marked as (`do_X[builtin]`), if bitzel knows it.
 fn builtin_of(recipe: &Recipe, task: &TaskNode) -> Option<Builtin> {
     recipe
@@ -1070,16 +1452,53 @@ fn builtin_of(recipe: &Recipe, task: &TaskNode) -> Option<Builtin> {
 }
 
 /// Reconstruct a task's output from a cached result.
-fn output_from_result(inputs: &TaskOutput, r: &ActionResult, pn: &str) -> TaskOutput {
+pub(crate) fn output_from_result(
+    inputs: &TaskOutput,
+    r: &ActionResult,
+    pn: &str,
+    native: bool,
+) -> TaskOutput {
     let mut out = inputs.clone();
     out.work.push(r.output);
-    out.exported_sysroots
-        .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
-    if let Some(sd) = r.extra_outputs.get("sysroot") {
-        out.exported_sysroots.insert(pn.to_string(), *sd);
-    }
+    let own = r.extra_outputs.get("sysroot").copied();
+    export_sysroots(&mut out, inputs, pn, own, native);
     out.deploy = r.extra_outputs.get("deploy").copied();
     out
+}
+
+/// Whether a task's `[sysroot-layer]` is a native one (`[sysroot-native]`,
+/// set by `native.bbclass`): dependents see it at `/bitzel/sysroot-native`.
+fn is_native_sysroot(d: &DataStore, task: &str) -> bool {
+    d.get_flag(task, "sysroot-native")
+        .is_some_and(|v| matches!(v.trim(), "1" | "yes" | "true"))
+}
+
+/// What a task hands to other recipes besides its work layers (BitBake's
+/// `setscene_depvalid` rules for sysroots): a target task passes on the
+/// target layers it saw plus its own layer, and no native layer (a target
+/// recipe's build tools are not its dependents' business); a
+/// `[sysroot-native]` task passes on the native layers it saw plus its own
+/// as native layers.
+fn export_sysroots(
+    out: &mut TaskOutput,
+    inputs: &TaskOutput,
+    pn: &str,
+    own: Option<Digest>,
+    native: bool,
+) {
+    out.exported_sysroots
+        .extend(inputs.sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+    if native {
+        out.exported_native_sysroots
+            .extend(inputs.native_sysroots.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    if let Some(sd) = own {
+        if native {
+            out.exported_native_sysroots.insert(pn.to_string(), sd);
+        } else {
+            out.exported_sysroots.insert(pn.to_string(), sd);
+        }
+    }
 }
 
 /// Where a devshell starts: where the task would (the last of its `[dirs]`,
@@ -1187,27 +1606,6 @@ fn failure_message(
     )
 }
 
-/// How a fetch is reported, from what [`fetch()`] did: one that had to
-/// download (or clone, or copy from a mirror) something did real work; one
-/// that only verified what `DL_DIR` (or `FILESPATH`) already held is a cache
-/// hit. A file in `DL_DIR` with the wrong checksum is downloaded again, so it
-/// counts as executed although the name existed before.
-fn fetch_outcome(fetched: &[Fetched]) -> Outcome {
-    if fetched.iter().any(|f| f.downloaded) {
-        Outcome::Executed
-    } else {
-        Outcome::Cached
-    }
-}
-
-/// `SRC_URI` of a recipe, with checksums and `SRCREV`s filled in.
-fn parse_src_uri(
-    d: &DataStore,
-) -> Result<Vec<crate::builtin::SrcEntry>, crate::builtin::BuiltinError> {
-    let src = d.get_var("SRC_URI").unwrap_or_default();
-    SrcUri::parse_with(&src, &|f| d.get_flag("SRC_URI", f), &|v| d.get_var(v))
-}
-
 /// Remove a directory tree that may contain read-only directories.
 fn remove_tree(p: &Path) -> std::io::Result<()> {
     match fs::remove_dir_all(p) {
@@ -1276,7 +1674,12 @@ impl BuildExecutor<'_> {
         let action = self.action_for(task, recipe, &inputs, &prepared);
         match self.cache.lookup(&action.key()) {
             Ok(Lookup::Hit(r)) => {
-                let output = output_from_result(&inputs, &r, &task.pn);
+                let output = output_from_result(
+                    &inputs,
+                    &r,
+                    &task.pn,
+                    is_native_sysroot(&recipe.data, &task.task),
+                );
                 if !waits.is_empty() {
                     log.record(task, WouldRun::After(waits), false);
                 }
@@ -1290,7 +1693,14 @@ impl BuildExecutor<'_> {
             }
         }
         let previous = match self.cache.closest_earlier(&action) {
-            Ok(p) => p.map(|(_, r)| output_from_result(&inputs, &r, &task.pn)),
+            Ok(p) => p.map(|(_, r)| {
+                output_from_result(
+                    &inputs,
+                    &r,
+                    &task.pn,
+                    is_native_sysroot(&recipe.data, &task.task),
+                )
+            }),
             Err(e) => {
                 tracing::warn!(task = %task.label(), error = %e, "cannot read the cache's history");
                 None
@@ -1333,7 +1743,7 @@ impl Executor for BuildExecutor<'_> {
         let prepared = self.prepare(task, recipe, &inputs)?;
         let action = self.action_for(task, recipe, &inputs, &prepared);
         if prepared.interactive {
-            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?;
+            self.run_in_sandbox(task, Some(recipe), &inputs, &prepared, &action, cancel)?;
             return Ok(TaskResult {
                 output: inputs,
                 outcome: Outcome::NoExec,
@@ -1348,7 +1758,12 @@ impl Executor for BuildExecutor<'_> {
             }
             Some(Ok(Lookup::Hit(r))) => {
                 return Ok(TaskResult {
-                    output: output_from_result(&inputs, &r, &task.pn),
+                    output: output_from_result(
+                        &inputs,
+                        &r,
+                        &task.pn,
+                        is_native_sysroot(&recipe.data, &task.task),
+                    ),
                     outcome: Outcome::Cached,
                 });
             }
@@ -1359,8 +1774,21 @@ impl Executor for BuildExecutor<'_> {
                 tracing::warn!(task = %task.label(), error = %e, "cache lookup failed; running the task");
             }
         }
+        // Python tasks run here: their library mounts are not part of a job.
+        if let Some(runner) = self.remote.filter(|_| prepared.python.is_none()) {
+            // `None`: the runner fell back to running the task here.
+            if let Some((result, outcome)) =
+                self.run_remotely(runner, task, recipe, &inputs, &prepared, &action, &key)?
+            {
+                self.note_miss(task, action);
+                return Ok(TaskResult {
+                    output: output_from_result(&inputs, &result, &task.pn, prepared.native_sysroot),
+                    outcome,
+                });
+            }
+        }
         let Ran::Captured(result, out) =
-            self.run_in_sandbox(task, recipe, &inputs, &prepared, &action, cancel)?
+            self.run_in_sandbox(task, Some(recipe), &inputs, &prepared, &action, cancel)?
         else {
             return Err(fail(
                 FailureKind::Internal,
@@ -1375,12 +1803,7 @@ impl Executor for BuildExecutor<'_> {
         if let Err(e) = recorded {
             tracing::warn!(task = %task.label(), error = %e, "could not record the result in the cache");
         }
-        if let Ok(mut m) = self.misses.lock() {
-            m.push(MissRecord {
-                label: task.label(),
-                action,
-            });
-        }
+        self.note_miss(task, action);
         Ok(TaskResult {
             output: out,
             outcome: Outcome::Executed,
@@ -1431,6 +1854,63 @@ mod tests {
         );
         assert!(merged.deploy.is_none());
     }
+
+    /// A native tool reaches its direct dependent at /bitzel/sysroot-native,
+    /// never its target sysroot, and a target recipe does not pass it on: the
+    /// image built from that recipe neither holds nor is keyed by it.
+    #[test]
+    fn native_layers_stay_apart_and_are_not_passed_on_by_target_recipes() {
+        // gen-native:do_populate_sysroot, a [sysroot-native] task that saw
+        // another native tool (m4-native).
+        let mut gen_in = TaskOutput::default();
+        gen_in
+            .native_sysroots
+            .insert("m4-native".into(), d("m4 layer"));
+        let mut gen_out = gen_in.clone();
+        export_sysroots(
+            &mut gen_out,
+            &gen_in,
+            "gen-native",
+            Some(d("gen layer")),
+            true,
+        );
+        assert!(gen_out.exported_sysroots.is_empty());
+        assert_eq!(
+            gen_out.exported_native_sysroots.keys().collect::<Vec<_>>(),
+            ["gen-native", "m4-native"]
+        );
+
+        // app:do_compile depends on it and on lib (a target library).
+        let compile = TaskNode::new(5, 2, "app", "do_compile");
+        let gen = TaskNode::new(4, 1, "gen-native", "do_populate_sysroot");
+        let lib = TaskNode::new(3, 0, "lib", "do_populate_sysroot");
+        let mut lib_out = TaskOutput::default();
+        lib_out
+            .exported_sysroots
+            .insert("lib".into(), d("lib layer"));
+        let app_in = BuildExecutor::merge_inputs(&compile, &[(&gen, &gen_out), (&lib, &lib_out)]);
+        assert_eq!(app_in.sysroots.keys().collect::<Vec<_>>(), ["lib"]);
+        assert_eq!(
+            app_in.native_sysroots.keys().collect::<Vec<_>>(),
+            ["gen-native", "m4-native"]
+        );
+
+        // app:do_populate_sysroot (target) exports its layer and lib's only.
+        let mut app_out = app_in.clone();
+        export_sysroots(&mut app_out, &app_in, "app", Some(d("app layer")), false);
+        assert_eq!(
+            app_out.exported_sysroots.keys().collect::<Vec<_>>(),
+            ["app", "lib"]
+        );
+        assert!(app_out.exported_native_sysroots.is_empty());
+
+        // The image's do_rootfs sees app and lib, and no native layer.
+        let rootfs = TaskNode::new(7, 3, "image", "do_rootfs");
+        let populate = TaskNode::new(6, 2, "app", "do_populate_sysroot");
+        let image_in = BuildExecutor::merge_inputs(&rootfs, &[(&populate, &app_out)]);
+        assert_eq!(image_in.sysroots.keys().collect::<Vec<_>>(), ["app", "lib"]);
+        assert!(image_in.native_sysroots.is_empty());
+    }
 }
 
 #[cfg(test)]
@@ -1478,37 +1958,5 @@ mod devshell_cwd_tests {
         assert_eq!(at("/bitzel/work/x/y", &[]), "/bitzel/work");
         assert_eq!(at("/bitzel/workshop/a", &[base]), "/bitzel/work");
         assert_eq!(at("/elsewhere", &[base]), "/bitzel/work");
-    }
-}
-
-#[cfg(test)]
-mod fetch_outcome_tests {
-    use std::path::PathBuf;
-
-    use super::*;
-
-    fn fetched(name: &str, downloaded: bool) -> Fetched {
-        Fetched {
-            entry_index: 0,
-            local_name: name.into(),
-            local_path: PathBuf::from("/dl").join(name),
-            digest: blake3::hash(name.as_bytes()).to_hex().to_string(),
-            sha256: None,
-            is_dir: false,
-            downloaded,
-        }
-    }
-
-    #[test]
-    fn a_fetch_is_executed_if_any_entry_was_downloaded() {
-        assert_eq!(fetch_outcome(&[]), Outcome::Cached);
-        assert_eq!(
-            fetch_outcome(&[fetched("a", false), fetched("b", false)]),
-            Outcome::Cached
-        );
-        assert_eq!(
-            fetch_outcome(&[fetched("a", false), fetched("b", true)]),
-            Outcome::Executed
-        );
     }
 }

@@ -6,6 +6,10 @@ pub mod executor;
 pub mod file_checksums;
 pub mod hosttools;
 pub mod limits;
+pub mod prefetch;
+pub mod python;
+pub mod remote;
+pub mod rootfs;
 pub mod script;
 pub mod tasklog;
 
@@ -19,5 +23,7 @@ pub mod tasklog;
 ///
 /// History: 1 = everything before issue 12 (no `semantics` entry);
 /// 2 = issue 12 (keyed task flags, `[prefuncs]`/`[postfuncs]`, directories and
-/// globs in `[file-checksums]`, hardened sandbox and host-root inputs).
-pub const EXEC_SEMANTICS_VERSION: u32 = 2;
+/// globs in `[file-checksums]`, hardened sandbox and host-root inputs);
+/// 3 = issue 14 (native sysroot layers apart at `/bitzel/sysroot-native`,
+/// `[sysroot-native]`).
+pub const EXEC_SEMANTICS_VERSION: u32 = 3;

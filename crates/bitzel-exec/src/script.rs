@@ -32,6 +32,9 @@ pub trait TaskData {
     fn is_exported(&self, name: &str) -> bool;
     /// Every variable name, sorted.
     fn names(&self) -> Vec<String>;
+    /// Whether `name` is set but bitzel cannot expand it (inline Python
+    /// outside its evaluator's subset, such as a call of a `def`).
+    fn unexpandable(&self, name: &str) -> bool;
 }
 
 /// Why a task's script could not be generated.
@@ -43,21 +46,17 @@ pub enum ScriptError {
         /// The task name.
         task: String,
     },
-    /// The task is a Python function, which bitzel does not execute.
-    #[error(
-        "task {task} is a Python function; bitzel runs shell tasks and its built-ins only \
-         (mark it `[noexec]`, rewrite it in shell, or set `{task}[builtin]`)"
-    )]
+    /// The task is a Python function: it has no shell script (the executor
+    /// runs it through [`crate::python`]).
+    #[error("task {task} is a Python function, which has no shell script")]
     Python {
         /// The task name.
         task: String,
     },
     /// A function of the task's `[prefuncs]` or `[postfuncs]` is a Python
-    /// function, which bitzel does not execute.
-    #[error(
-        "{task}[{flag}] names `{func}`, a Python function; bitzel runs shell functions only \
-         (remove it from {task}[{flag}] or rewrite it in shell)"
-    )]
+    /// function: the task has no shell script (the executor runs it through
+    /// [`crate::python`]).
+    #[error("{task}[{flag}] names `{func}`, a Python function, so the task has no shell script")]
     PythonHook {
         /// The task name.
         task: String,
@@ -105,6 +104,11 @@ pub fn called_functions(data: &dyn TaskData, root: &str) -> BTreeSet<String> {
     let mut stack = vec![root.to_string()];
     while let Some(name) = stack.pop() {
         if !seen.insert(name.clone()) {
+            continue;
+        }
+        // A body bitzel cannot expand makes the task a Python one (crate::python);
+        // nothing to scan here, and no expansion warning for it.
+        if data.unexpandable(&name) {
             continue;
         }
         let Some(body) = data.var(&name) else {
@@ -286,6 +290,10 @@ pub(crate) mod tests {
         }
         fn names(&self) -> Vec<String> {
             self.vars.keys().cloned().collect()
+        }
+        fn unexpandable(&self, name: &str) -> bool {
+            self.flags
+                .contains_key(&(name.into(), "unexpandable".into()))
         }
     }
 

@@ -114,6 +114,7 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
             // scripts/test.d/45-host-root-key.sh; a fixed stand-in here.
             root_digest: Digest::of_bytes(b"host root"),
             root_paths: bitzel_sandbox::SandboxSpec::default_host_paths(),
+            rootfs: None,
         },
         no_network: true,
         timeout: None,
@@ -124,6 +125,8 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
         devshell: None,
         force: Default::default(),
         devshell_status: std::sync::Mutex::new(None),
+        remote: None,
+        python: bitzel_exec::python::PythonSetup::none(),
     };
     let opts = RunOptions {
         jobs,

@@ -1,11 +1,12 @@
-//! `do_fetch` through the real executor (`BuildExecutor::execute`): a fetch
-//! that brings something into `DL_DIR` is reported as `Executed`, one that
-//! only verifies what `DL_DIR` holds as `Cached` — decided from what the
-//! fetch did, not from which names existed before (a file with the wrong
-//! checksum is there but gets downloaded again).
+//! `do_fetch` through the real executor (`BuildExecutor::execute`): an
+//! entry with a declared checksum is a fixed-output download, only declared
+//! (its identity keys the later tasks; nothing is read or fetched, so the
+//! fetch is `Cached` whatever `DL_DIR` holds); a `file://` entry of the
+//! layer is read and digested at once. Fetching the bytes when a task needs
+//! them is tested through the binary (`crates/bitzel/tests/cli_fetch.rs`).
 //!
-//! The `https://` entry's bytes come from a `file://` PREMIRROR in the test's
-//! temp dir and `BB_NO_NETWORK` is set, so nothing touches the network.
+//! The `https://` entry's bytes would come from a `file://` PREMIRROR in the
+//! test's temp dir and `BB_NO_NETWORK` is set, so nothing touches the network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -13,7 +14,9 @@ use std::sync::Mutex;
 
 use bitzel_cache::{Cache, Digest};
 use bitzel_exec::builtin::Fetched;
-use bitzel_exec::executor::{BuildExecutor, Counters, HostDirs, HostTools, TaskOutput};
+use bitzel_exec::executor::{
+    fixed_output_digest, BuildExecutor, Counters, HostDirs, HostTools, TaskOutput,
+};
 use bitzel_graph::{CancelToken, Executor, Outcome, TaskNode, TaskResult};
 use bitzel_meta::{DataStore, Recipe};
 use bitzel_sandbox::NoneBackend;
@@ -93,6 +96,7 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
             digest: Digest::of_bytes(b"no host tools"),
             root_paths: Vec::new(),
             root_digest: Digest::default(),
+            rootfs: None,
         },
         no_network: true,
         timeout: None,
@@ -103,6 +107,8 @@ fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
         devshell: None,
         force: Default::default(),
         devshell_status: std::sync::Mutex::new(None),
+        remote: None,
+        python: bitzel_exec::python::PythonSetup::none(),
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");
     match exec.execute(&task, &[], &CancelToken::new()) {
@@ -121,41 +127,41 @@ fn only_download(r: &TaskResult<TaskOutput>) -> &Fetched {
 }
 
 #[test]
-fn fetch_into_an_empty_dl_dir_is_executed_and_again_is_cached() {
+fn a_declared_download_is_only_declared_by_do_fetch() {
     let s = setup();
-    let first = run_fetch(&s);
-    assert_eq!(first.outcome, Outcome::Executed);
-    assert!(only_download(&first).downloaded);
-    assert_eq!(std::fs::read(s.dl.join(NAME)).unwrap(), TARBALL);
-
-    let second = run_fetch(&s);
-    assert_eq!(second.outcome, Outcome::Cached);
-    assert!(!only_download(&second).downloaded);
+    let r = run_fetch(&s);
+    assert_eq!(r.outcome, Outcome::Cached);
+    let dl = &r.output.downloads[NAME];
     assert_eq!(
-        only_download(&second).digest,
-        only_download(&first).digest,
-        "same content, same digest, whichever way it was obtained"
+        dl.digest,
+        fixed_output_digest(&format!("sha256:{}", sha256_hex(TARBALL)))
     );
+    assert!(
+        dl.pending.is_some(),
+        "its bytes come when a task needs them"
+    );
+    assert_eq!(only_download(&r).local_path, s.dl.join(NAME));
+    assert!(!only_download(&r).downloaded);
+    assert!(!s.dl.exists(), "do_fetch touched DL_DIR: {:?}", s.dl);
 }
 
 #[test]
-fn a_bad_checksum_file_in_dl_dir_is_fetched_again_and_reported_executed() {
+fn the_identity_is_the_same_whatever_dl_dir_holds() {
     let s = setup();
+    let without = run_fetch(&s);
     std::fs::create_dir_all(&s.dl).unwrap();
     std::fs::write(s.dl.join(NAME), b"a truncated download").unwrap();
-
-    // The name exists, but its content is wrong: the fetch really downloads.
-    let r = run_fetch(&s);
-    assert_eq!(r.outcome, Outcome::Executed);
-    assert!(only_download(&r).downloaded);
-    assert_eq!(std::fs::read(s.dl.join(NAME)).unwrap(), TARBALL);
-    let aside = s.dl.join(format!(
-        "{NAME}_bad-checksum_{}",
-        sha256_hex(b"a truncated download")
-    ));
-    assert_eq!(std::fs::read(aside).unwrap(), b"a truncated download");
-
-    assert_eq!(run_fetch(&s).outcome, Outcome::Cached);
+    let with_bad = run_fetch(&s);
+    assert_eq!(with_bad.outcome, Outcome::Cached);
+    assert_eq!(
+        with_bad.output.downloads[NAME].digest,
+        without.output.downloads[NAME].digest
+    );
+    // Not read, so not moved aside either: that happens when a task needs it.
+    assert_eq!(
+        std::fs::read(s.dl.join(NAME)).unwrap(),
+        b"a truncated download"
+    );
 }
 
 #[test]
@@ -176,5 +182,6 @@ fn local_file_entries_alone_are_cached() {
     assert_eq!(r.outcome, Outcome::Cached);
     let f = &r.output.downloads["defconfig"].fetched;
     assert!(!f.downloaded);
+    assert!(r.output.downloads["defconfig"].pending.is_none());
     assert_eq!(f.local_path, files.join("defconfig"));
 }

@@ -22,7 +22,9 @@ use std::sync::Mutex;
 
 use bitzel_cache::{Action, Cache, Digest};
 use bitzel_exec::builtin::Fetched;
-use bitzel_exec::executor::{BuildExecutor, Counters, Download, HostDirs, HostTools, TaskOutput};
+use bitzel_exec::executor::{
+    BuildExecutor, Counters, Download, HostDirs, HostTools, RootfsLayer, TaskOutput,
+};
 use bitzel_sandbox::{Backend, HelperExe, NativeBackend, NoneBackend, SandboxConfig};
 
 /// Everything one key computation depends on; each case changes one thing.
@@ -57,6 +59,8 @@ struct Scenario {
     hermetic: bool,
     /// The host directories bound as the build root.
     root_paths: Vec<PathBuf>,
+    /// `rootfs` build root: the seed of its tree digest (`None`: the host root).
+    rootfs: Option<&'static str>,
 }
 
 impl Scenario {
@@ -80,6 +84,7 @@ impl Scenario {
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
+            rootfs: None,
         }
     }
 
@@ -183,6 +188,9 @@ const CHANGES: &[(&str, &str, Change)] = &[
     ("build root", "do_compile", |s| {
         s.root_paths.push("/opt".into())
     }),
+    ("build root kind: rootfs", "do_compile", |s| {
+        s.rootfs = Some("root a")
+    }),
 ];
 
 /// Each of these must leave the key of the named task alone.
@@ -252,8 +260,14 @@ fn action(s: &Scenario) -> Action {
                     downloaded: false,
                 };
                 let digest = Digest::of_bytes(s.download.as_bytes());
-                out.downloads
-                    .insert("hello.txt".into(), Download { fetched, digest });
+                out.downloads.insert(
+                    "hello.txt".into(),
+                    Download {
+                        fetched,
+                        digest,
+                        pending: None,
+                    },
+                );
             }
             (dep, out)
         })
@@ -271,11 +285,28 @@ fn action(s: &Scenario) -> Action {
             build_dir: build_dir.clone(),
             dl_dir: build_dir.join("downloads"),
         },
-        tools: HostTools {
-            dir: build_dir.join("tmp/hosttools"),
-            digest: Digest::of_bytes(s.tools.as_bytes()),
-            root_digest: host_root_digest(s.host_header),
-            root_paths: s.root_paths.clone(),
+        tools: match s.rootfs {
+            None => HostTools {
+                dir: build_dir.join("tmp/hosttools"),
+                digest: Digest::of_bytes(s.tools.as_bytes()),
+                root_digest: host_root_digest(s.host_header),
+                root_paths: s.root_paths.clone(),
+                rootfs: None,
+            },
+            // As `bitzel build` makes it in rootfs mode: nothing of the host.
+            Some(seed) => {
+                let digest = Digest::of_bytes(seed.as_bytes());
+                HostTools {
+                    dir: build_dir.join("tmp/hosttools-rootfs"),
+                    digest: Digest::of_bytes(s.tools.as_bytes()),
+                    root_digest: digest,
+                    root_paths: Vec::new(),
+                    rootfs: Some(RootfsLayer {
+                        digest,
+                        layer: tmp.path().join(s.cache).join("layers/root"),
+                    }),
+                }
+            }
         },
         no_network: true,
         timeout: None,
@@ -286,6 +317,8 @@ fn action(s: &Scenario) -> Action {
         devshell: None,
         force: Default::default(),
         devshell_status: std::sync::Mutex::new(None),
+        remote: None,
+        python: bitzel_exec::python::PythonSetup::none(),
     };
     exec.action(task, &deps)
         .unwrap_or_else(|f| panic!("{}: {}", task.label(), f.message))
@@ -380,4 +413,29 @@ fn keyed_flags_are_named_in_the_action_and_no_host_path_is() {
             "a host path ({host}) entered the action: {text}"
         );
     }
+}
+
+#[test]
+fn a_rootfs_key_has_the_roots_digest_and_nothing_of_the_host() {
+    let mut a = Scenario::base("do_compile");
+    a.rootfs = Some("root a");
+    let ka = action(&a);
+    assert_eq!(ka.policy["build_root"], "rootfs");
+    assert_eq!(
+        ka.inputs[bitzel_exec::executor::BUILD_ROOT_INPUT],
+        Digest::of_bytes(b"root a")
+    );
+    assert!(!ka.inputs.contains_key("host-root"), "{ka:?}");
+    assert!(!ka.policy.contains_key("build_root_paths"), "{ka:?}");
+    // Another root: another key. The host's files (and where they are): the same key.
+    let mut b = Scenario::base("do_compile");
+    b.rootfs = Some("root b");
+    assert_ne!(action(&b).key(), ka.key());
+    let mut c = Scenario::base("do_compile");
+    c.rootfs = Some("root a");
+    c.host_header = "int host_value = 3;\n";
+    c.root_paths.push("/opt".into());
+    c.checkout = "elsewhere/checkout";
+    c.cache = "other-cache";
+    assert_eq!(action(&c).key(), ka.key());
 }

@@ -212,8 +212,27 @@ impl<'e> Eval<'e> {
         if set_file {
             self.ds.set_var("FILE", file_str.clone(), None);
         }
+        // THISDIR: the directory of the file being parsed (classes and
+        // includes too), so `:=` captures it, as in a bbappend's
+        // `FILESEXTRAPATHS:prepend := "${THISDIR}/files:"`. Restored when an
+        // included file ends; the top recipe's stays.
+        let oldthisdir = self.ds.content_parsing("THISDIR");
+        let thisdir: Arc<str> = Arc::from(
+            ast.file
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_str(),
+        );
+        self.ds.set_var("THISDIR", thisdir, None);
         for stmt in &ast.stmts {
             self.stmt(&ast.file, stmt);
+        }
+        if self.depth > 1 {
+            match oldthisdir {
+                Some(old) => self.ds.set_var("THISDIR", old, None),
+                None => self.ds.del_var("THISDIR", None),
+            }
         }
         // BitBake's BBHandler restores the previous FILE only for included
         // files: a recipe parsed at top level keeps FILE = the recipe.
@@ -322,13 +341,30 @@ impl<'e> Eval<'e> {
         }
     }
 
-    /// `addpylib`: handed to the Python host; without one it only matters
-    /// to metadata that needs CPython, which reports its own error.
+    /// `addpylib`: recorded in [`crate::ADDPYLIB_VAR`] for Python tasks
+    /// (bitzel-exec mounts the directory and imports the namespace as
+    /// BitBake's PyLibNode does) and handed to the Python host for parse-time
+    /// Python; without a host it only matters to metadata that needs CPython,
+    /// which reports its own error. `LAYERDIR` is only set while the layer's
+    /// conf is read, so the directory is expanded now.
     fn add_pylib(&mut self, file: &Arc<Path>, line: u32, dir: &str, namespace: &str) {
-        let Some(host) = crate::python::python_host() else {
+        let Some(dir) = self.expand_at(dir, None, file, line) else {
             return;
         };
-        let Some(dir) = self.expand_at(dir, None, file, line) else {
+        let cur = self
+            .ds
+            .content_parsing(crate::ADDPYLIB_VAR)
+            .unwrap_or_else(|| Arc::from(""));
+        let entry = format!("{namespace} {dir}");
+        if !cur.lines().any(|l| l == entry) {
+            let v = if cur.is_empty() {
+                entry
+            } else {
+                format!("{cur}\n{entry}")
+            };
+            self.ds.set_var(crate::ADDPYLIB_VAR, Arc::from(v), None);
+        }
+        let Some(host) = crate::python::python_host() else {
             return;
         };
         let ctx = crate::anon::AnonCtx::new(&mut self.ds, file.clone(), line);

@@ -42,6 +42,11 @@ pub use python::{
 };
 pub use workspace::load_workspace;
 
+/// The variable `addpylib DIR NAMESPACE` statements are recorded in, one
+/// `NAMESPACE DIR` line each (the directory expanded where the statement
+/// was read), in the order read. Python tasks import these as BitBake does.
+pub const ADDPYLIB_VAR: &str = "__BITZEL_ADDPYLIB";
+
 /// The only source of file content.
 pub trait Loader: Sync {
     /// The file's text; `Ok(None)` if it does not exist.

@@ -458,3 +458,58 @@ fn layerdepends_versions_are_checked() {
     "#]]
     .assert_eq(&wants("LAYERDEPENDS_m = \"t (~ 3)\"\n"));
 }
+
+#[test]
+fn thisdir_is_the_directory_of_the_file_being_parsed() {
+    let files = [
+        (
+            "/l/recipes/r_1.0.bb",
+            "RECIPE_DIR := \"${THISDIR}\"\ninclude inc/x.inc\nAFTER_INC := \"${THISDIR}\"\n\
+             inherit k\nAFTER_CLASS := \"${THISDIR}\"\n",
+        ),
+        ("/l/recipes/inc/x.inc", "INC_DIR := \"${THISDIR}\"\n"),
+        ("/l/classes/k.bbclass", "CLASS_DIR := \"${THISDIR}\"\n"),
+        (
+            "/m/recipes/r_%.bbappend",
+            "FILESEXTRAPATHS:prepend := \"${THISDIR}/files:\"\n",
+        ),
+    ];
+    let ws = load_two("", "FILESEXTRAPATHS ?= \"\"\n", &files).unwrap();
+    assert_eq!(diags_of(&ws), "");
+    let r = ws.recipes.iter().find(|r| r.pn == "r").unwrap();
+    let got: Vec<String> = [
+        "RECIPE_DIR",
+        "INC_DIR",
+        "AFTER_INC",
+        "CLASS_DIR",
+        "AFTER_CLASS",
+        "FILESEXTRAPATHS",
+    ]
+    .iter()
+    .map(|v| format!("{v}={:?}", r.data.get_var(v)))
+    .collect();
+    expect![[r#"
+        RECIPE_DIR=Some("/l/recipes")
+        INC_DIR=Some("/l/recipes/inc")
+        AFTER_INC=Some("/l/recipes")
+        CLASS_DIR=Some("/l/classes")
+        AFTER_CLASS=Some("/l/recipes")
+        FILESEXTRAPATHS=Some("/m/recipes/files:")"#]]
+    .assert_eq(&got.join("\n"));
+}
+
+#[test]
+fn addpylib_is_recorded_with_the_layer_directory_expanded() {
+    let ws = load_two(
+        "addpylib ${LAYERDIR}/lib mlib\naddpylib ${LAYERDIR}/lib mlib\naddpylib ${LAYERDIR}/other other\n",
+        "",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        ws.config
+            .get_var_unexpanded(bitzel_meta::ADDPYLIB_VAR)
+            .as_deref(),
+        Some("mlib /m/lib\nother /m/other")
+    );
+}

@@ -196,7 +196,7 @@ fn recipe_values() {
             S="/bitzel/work/busybox-1.35.0"
             SRC_URI="file://first.patch https://busybox.net/downloads/busybox-1.35.0.tar.bz2 file://defconfig"
             EXTRA_OECONF="--enable-static --x86 --from-append"
-            FILESEXTRAPATHS="/somewhere/files:"
+            FILESEXTRAPATHS="<ROOT>/meta-app/recipes-core/busybox/files:"
             DEPENDS="virtual/libc"
             A="dot.pre a plus.dot"
             B2="first"

@@ -74,6 +74,11 @@ pub(crate) fn mkdir_p(path: &Path) -> SResult<()> {
 
 /// Create an empty file (and its parents) to bind a file onto.
 pub(crate) fn touch(path: &Path) -> SResult<()> {
+    // An existing mount point may be on a read-only root (a `rootfs` layer stack), where
+    // opening it for writing fails even though nothing needs creating.
+    if path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         mkdir_p(parent)?;
     }

@@ -50,6 +50,9 @@ pub struct BuildRequest {
     pub remote_cache: Option<String>,
     /// `--remote-cache-read-only`.
     pub remote_read_only: bool,
+    /// `--remote-executor` and its options (`None`: verbs that run nothing
+    /// remotely, whatever the config says).
+    pub remote_exec: Option<RemoteExecRequest>,
     /// Write the build summary as JSON to this file.
     pub summary_json: Option<PathBuf>,
     /// `pn:do_task` to open an interactive shell in instead of running it
@@ -59,6 +62,71 @@ pub struct BuildRequest {
     pub timings: bool,
     /// `--trace FILE`: write this build as Chrome trace events.
     pub trace: Option<PathBuf>,
+}
+
+/// `--remote-executor URL [--remote-instance NAME] [--remote-executor-fallback local]`.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteExecRequest {
+    /// The engine (overrides `bitzel: remote_executor: url`).
+    pub url: Option<String>,
+    /// Its instance (overrides `bitzel: remote_executor: instance`).
+    pub instance: Option<String>,
+    /// `Some(true)`: run a task locally when the engine cannot.
+    pub fallback_local: Option<bool>,
+}
+
+/// The remote executor, if one is configured (flags over config): the
+/// engine, its cache level (adopting results) and the runner.
+fn remote_executor(
+    project: &Project,
+    req: &BuildRequest,
+    cache: &Cache,
+) -> anyhow::Result<Option<(Arc<HttpStore>, bitzel_remote::RemoteExecutor)>> {
+    let Some(rx) = &req.remote_exec else {
+        return Ok(None);
+    };
+    let settings = project.bitzel.remote_executor.clone().unwrap_or_default();
+    let Some(url) = rx.url.clone().or(settings.url.clone()) else {
+        return Ok(None);
+    };
+    let instance = rx
+        .instance
+        .clone()
+        .or(settings.instance.clone())
+        .unwrap_or_default();
+    let fallback = rx
+        .fallback_local
+        .unwrap_or(settings.fallback.as_deref() == Some("local"));
+    let auth = settings
+        .auth_header_env
+        .as_deref()
+        .map(bitzel_cache::remote::AuthHeader::from_env)
+        .transpose()
+        .context("the remote executor's auth header")?;
+    let mut ec = bitzel_remote::EngineConfig::new(&url, &instance);
+    ec.auth = auth.clone();
+    let engine = Arc::new(bitzel_remote::Engine::new(ec)?);
+    let mut rc = RemoteConfig::new(&url)?.with_auth(auth);
+    if !instance.is_empty() {
+        rc = rc.with_instance(&instance)?;
+    }
+    let store = Arc::new(bitzel_remote::cache_level(engine.clone(), rc, cache)?);
+    let runner =
+        bitzel_remote::RemoteExecutor::new(engine, store.clone(), cache.cas().clone(), fallback);
+    Ok(Some((store, runner)))
+}
+
+/// Where Python tasks find BitBake's library: looked up only when the first
+/// one needs it (`bitzel_config::find_bitbake_lib`).
+fn python_setup(project: &Project) -> bitzel_exec::python::PythonSetup {
+    let project = project.clone();
+    let env = std::env::var_os(bitzel_config::BITBAKE_LIB_ENV);
+    bitzel_exec::python::PythonSetup::new(move || {
+        let lib =
+            bitzel_config::find_bitbake_lib(&project, env.as_deref()).map_err(|e| e.to_string())?;
+        tracing::info!(dir = %lib.dir.display(), source = %lib.source, "BitBake library for Python tasks");
+        Ok(lib.dir)
+    })
 }
 
 /// The remote cache level, if one is configured (flag over config).
@@ -109,6 +177,14 @@ pub fn build_dir(project: &Project) -> anyhow::Result<PathBuf> {
         .context("the build directory is not set")
 }
 
+/// The host `DL_DIR`: `bitzel: downloads_dir`, else `<build>/downloads`.
+pub fn downloads_dir(project: &Project) -> anyhow::Result<PathBuf> {
+    match &project.bitzel.downloads_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(build_dir(project)?.join("downloads")),
+    }
+}
+
 /// Where deploy artifacts are published on the host.
 pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> {
     let machine = ws
@@ -121,6 +197,19 @@ pub fn deploy_dir(project: &Project, ws: &Workspace) -> anyhow::Result<PathBuf> 
         .join("deploy")
         .join("images")
         .join(machine))
+}
+
+/// The project's cache, its layers owned by the sandbox identity (invoked as root, tasks run
+/// as an unprivileged host uid: the layers they stack, and write through by copy-up, must
+/// belong to it).
+pub fn open_cache(project: &Project) -> anyhow::Result<Cache> {
+    let cache_dir = cache_dir(project)?;
+    let cache_opts = bitzel_cache::CacheOptions {
+        layer_owner: bitzel_sandbox::sandbox_identity(),
+        ..bitzel_cache::CacheOptions::default()
+    };
+    Cache::open_with(&cache_dir, cache_opts)
+        .with_context(|| format!("opening the cache {}", cache_dir.display()))
 }
 
 fn backend_choice(project: &Project) -> anyhow::Result<BackendChoice> {
@@ -147,7 +236,7 @@ fn pending_root() -> &'static Mutex<Option<PendingRoot>> {
 }
 
 /// The host directories a task's `host` build root is made of.
-fn host_root_paths() -> Vec<PathBuf> {
+pub fn host_root_paths() -> Vec<PathBuf> {
     bitzel_sandbox::SandboxSpec::default_host_paths()
 }
 
@@ -156,7 +245,7 @@ fn host_root_paths() -> Vec<PathBuf> {
 /// `host-root` digest covers. (The network's own configuration, which
 /// `[network]` tasks also see, is deliberately not keyed: it differs between
 /// every two machines and such tasks depend on the network anyway.)
-fn host_root_key_paths() -> Vec<PathBuf> {
+pub fn host_root_key_paths() -> Vec<PathBuf> {
     let mut paths = host_root_paths();
     paths.extend(bitzel_sandbox::etc_host_paths(false));
     paths
@@ -165,7 +254,10 @@ fn host_root_key_paths() -> Vec<PathBuf> {
 /// Start digesting the host build root on a thread, so that its walk (and,
 /// the first time on a machine, its hashing) overlaps parsing. Verbs that
 /// build call this right after loading the project.
-pub fn start_host_root_digest() {
+pub fn start_host_root_digest(project: &Project) {
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
+        return; // nothing of the host is in a rootfs task's key
+    }
     let paths = host_root_key_paths();
     let for_thread = paths.clone();
     let spawned = std::thread::Builder::new()
@@ -194,7 +286,14 @@ fn host_root_digest(paths: &[PathBuf]) -> anyhow::Result<bitzel_cache::Digest> {
     Ok(bitzel_exec::hosttools::root_digest(paths)?)
 }
 
-fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
+fn host_tools(
+    out: &Output,
+    project: &Project,
+    ws: &Workspace,
+    cache: &Cache,
+    build_dir: &Path,
+    may_build_root: bool,
+) -> anyhow::Result<HostTools> {
     let list = |v: &str| -> Vec<String> {
         ws.config
             .get_var(v)
@@ -203,6 +302,16 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
     };
     let required = list("HOSTTOOLS");
     let optional = list("HOSTTOOLS_NONFATAL");
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs) {
+        return crate::cmd::rootfs::tools(
+            out,
+            project,
+            cache,
+            build_dir,
+            (&required, &optional),
+            may_build_root,
+        );
+    }
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let set = bitzel_exec::hosttools::resolve(&required, &optional, &path)?;
     let dir = build_dir.join("tmp").join("hosttools");
@@ -213,6 +322,7 @@ fn host_tools(ws: &Workspace, build_dir: &Path) -> anyhow::Result<HostTools> {
         digest: set.digest()?,
         root_digest: host_root_digest(&host_root_key_paths())?,
         root_paths,
+        rootfs: None,
     })
 }
 
@@ -255,20 +365,20 @@ pub fn build(
     // `bitzel explain` prints only its report on stdout: no progress.
     let progress = (!req.explain_only).then(|| Progress::new(out, req.json));
 
-    let cache_dir = cache_dir(project)?;
-    // Invoked as root, tasks run as an unprivileged host uid: the layers they
-    // stack (and write through by copy-up) must belong to it.
-    let cache_opts = bitzel_cache::CacheOptions {
-        layer_owner: bitzel_sandbox::sandbox_identity(),
-        ..bitzel_cache::CacheOptions::default()
-    };
-    let cache = Cache::open_with(&cache_dir, cache_opts)
-        .with_context(|| format!("opening the cache {}", cache_dir.display()))?;
+    let cache = open_cache(project)?;
     let choice = backend_choice(project)?;
     let cfg = SandboxConfig::new(HelperExe::CurrentExe);
     let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
         "no sandbox backend works here (run `bitzel doctor` to see why; `--sandbox none` runs without isolation)",
     )?;
+    if project.bitzel.build_root == Some(bitzel_config::BuildRoot::Rootfs)
+        && (!backend.hermetic() || backend.remaps_paths())
+    {
+        anyhow::bail!(
+            "the rootfs build root needs a sandbox that mounts it as the task's `/` (native or bwrap); the {} backend cannot hide the host: use `--sandbox native`/`bwrap` (see `bitzel doctor`) or `--build-root host`",
+            backend.name()
+        );
+    }
     if !backend.hermetic() {
         out.warn("running tasks WITHOUT a sandbox (--sandbox none): results are keyed apart from sandboxed ones and kept in the local cache only");
     }
@@ -288,16 +398,25 @@ pub fn build(
         }
         None
     };
+    let executor = if backend.hermetic() {
+        remote_executor(project, req, &cache)?
+    } else {
+        if remote_executor(project, req, &cache)?.is_some() {
+            anyhow::bail!("--remote-executor needs a sandbox: results of unsandboxed tasks are never shared (drop --sandbox none)");
+        }
+        None
+    };
+    // The engine is the remote cache level unless another one is configured.
+    let remote = match (&remote, &executor) {
+        (None, Some((store, _))) => Some(store.clone()),
+        _ => remote,
+    };
     let cache = match &remote {
         Some(r) => cache.with_levels(vec![Arc::clone(r) as Arc<dyn Storage>]),
         None => cache,
     };
-    let tools = host_tools(ws, &build_dir)?;
-    let dl_dir = project
-        .bitzel
-        .downloads_dir
-        .clone()
-        .unwrap_or_else(|| build_dir.join("downloads"));
+    let tools = host_tools(out, project, ws, &cache, &build_dir, !req.explain_only)?;
+    let dl_dir = downloads_dir(project)?;
     let exec = BuildExecutor {
         recipes: &ws.recipes,
         cache: &cache,
@@ -316,6 +435,10 @@ pub fn build(
         devshell: req.devshell.clone(),
         force: forced.clone(),
         devshell_status: Mutex::new(None),
+        remote: executor
+            .as_ref()
+            .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
+        python: python_setup(project),
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())
@@ -391,6 +514,7 @@ pub fn build(
         return Ok(code);
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
+    let sources = exec.counters.download_summary();
     if let Some(path) = &req.summary_json {
         let v = serde_json::json!({
             "executed": summary.executed,
@@ -407,6 +531,9 @@ pub fn build(
             "bytes_uploaded": cache_summary.bytes_uploaded,
             "bytes_downloaded": cache_summary.bytes_downloaded,
             "remote_unavailable": cache_summary.remote_unavailable,
+            "downloads_done": sources.done,
+            "downloads_bytes": sources.bytes,
+            "downloads_avoided": sources.avoided,
         });
         std::fs::write(path, format!("{v}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -414,6 +541,13 @@ pub fn build(
     if remote.is_some() {
         out.info(&cache_summary.to_string());
     }
+    if let Some((_, r)) = &executor {
+        out.info(&r.summary_line());
+    }
+    out.info(&format!(
+        "sources: {} downloaded ({} bytes), {} not needed (every task reading them was cached)",
+        sources.done, sources.bytes, sources.avoided
+    ));
     let layers = exec
         .counters
         .layers_materialised
@@ -515,7 +649,7 @@ fn forced_tasks(
             ));
         } else if fetch {
             out.warn(&format!(
-                "-f: {} is not run again: downloads are checked against their checksums in every build",
+                "-f: {} is not run again: downloads are fetched, and checked against their checksums, when a task that needs them runs",
                 t.label()
             ));
         } else {

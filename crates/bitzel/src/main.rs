@@ -48,6 +48,9 @@ pub enum Command {
     Build(cmd::build::BuildArgs),
     /// Boot the built kernel and initramfs in QEMU (`--check`: boot, assert BusyBox runs, exit 0/1).
     Runqemu(cmd::runqemu::RunqemuArgs),
+    /// Fetch (or verify in DL_DIR) every download the targets could need,
+    /// as `bitbake --runall=fetch`, so a later build works offline.
+    Fetch(cmd::fetch::FetchArgs),
     /// Inspect and maintain the local cache: `stats`, `verify`, `gc --max-size 10G`.
     Cache(cmd::cache::CacheArgs),
     /// Print the task graph (Graphviz like `bitbake -g`, or JSON), the
@@ -67,6 +70,12 @@ pub enum Command {
     /// under <build>/tmp/buildstats/): timeline, critical path, slowest
     /// tasks, why tasks ran; `--trace FILE` for Perfetto.
     Report(cmd::report::ReportArgs),
+    /// Serve a REAPI engine as a bot (`--engine grpc://host:port`): run the
+    /// bitzel actions it leases in the local sandbox, until SIGTERM.
+    Worker(cmd::worker::WorkerArgs),
+    /// The pinned Debian root of `build_root: rootfs`: `lock` pins every package version
+    /// into `<name>.rootfs.lock`, `build` puts the root into the cache, `show` reports both.
+    Rootfs(cmd::rootfs::RootfsArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,12 +90,15 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(&out, args),
         Command::Runqemu(args) => cmd::runqemu::run(&out, args),
         Command::Cache(args) => cmd::cache::run(&out, args),
+        Command::Fetch(args) => cmd::fetch::run(&out, args),
         Command::Graph(args) => cmd::graph::run_graph(&out, args),
         Command::Doctor(args) => cmd::doctor::run(&out, args),
         Command::Explain(args) => cmd::explain::run(&out, args),
         Command::Devshell(args) => cmd::devshell::run(&out, args),
         Command::Show(args) => cmd::show::run(&out, args),
         Command::Report(args) => cmd::report::run(&out, args),
+        Command::Worker(args) => cmd::worker::run(&out, args),
+        Command::Rootfs(args) => cmd::rootfs::run(&out, args),
     };
     match result {
         Ok(code) => code,

@@ -175,6 +175,12 @@ fn load_project_with(
     if let Some(r) = overrides.build_root {
         s.build_root = Some(r);
     }
+    if s.build_root == Some(BuildRoot::Rootfs) && s.rootfs.is_none() {
+        anyhow::bail!(
+            "--build-root rootfs: {} declares no root; add `bitzel: build_root: rootfs: {{suite: bookworm, packages: [build-essential, ...]}}` to it",
+            path.display()
+        );
+    }
     let build_dir = match (&overrides.build_dir, &s.build_dir) {
         (Some(d), _) => abs(d),
         (None, Some(d)) => d.clone(),
@@ -299,7 +305,7 @@ fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::Confi
     if bitzel_meta::python_host().is_some() {
         return Ok(None);
     }
-    let env = std::env::var_os("BITZEL_BITBAKE_LIB");
+    let env = std::env::var_os(bitzel_config::BITBAKE_LIB_ENV);
     let lib = match bitzel_config::find_bitbake_lib(project, env.as_deref()) {
         Ok(lib) => lib,
         Err(e) if project.bitzel.bitbake_lib.is_none() && env.is_none() => return Ok(Some(e)),

@@ -222,7 +222,7 @@ fn flags_override_the_bitzel_section() {
 }
 
 #[test]
-fn the_rootfs_build_root_is_refused_until_it_exists() {
+fn a_rootfs_build_root_needs_a_declared_root() {
     let build = tempfile::tempdir().unwrap();
     let b = build.path().to_str().unwrap();
     let r = bitzel(
@@ -237,12 +237,27 @@ fn the_rootfs_build_root_is_refused_until_it_exists() {
             "rootfs",
         ],
     );
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(r.stdout, "");
     assert!(
-        r.stderr.contains(
-            "invalid value 'rootfs' for '--build-root <KIND>': the `rootfs` build root is not implemented yet"
-        ),
+        r.stderr.contains("--build-root rootfs: ") && r.stderr.contains("declares no root"),
+        "{}",
+        r.stderr
+    );
+    let r = bitzel(
+        &testdata(),
+        &[
+            "build",
+            "--plan",
+            "project/kas.yml",
+            "--build-root",
+            "chroot",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("unknown build root `chroot` (expected `host` or `rootfs`)"),
         "{}",
         r.stderr
     );
@@ -257,12 +272,62 @@ fn the_rootfs_build_root_is_refused_until_it_exists() {
         &["build", "--plan", cfg.to_str().unwrap(), "--build-dir", b],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert_eq!(
-        r.stderr.trim_end(),
-        format!(
-            "error: {}:4:15: the `rootfs` build root is not implemented yet (a later release adds it); tasks can only run on the `host` build root for now: use `host` or leave the setting out",
+    assert!(
+        r.stderr.trim_end().starts_with(&format!(
+            "error: {}:4:15: `build_root: rootfs` needs the root it names",
             cfg.display()
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn rootfs_mode_without_a_lock_names_the_command_that_makes_it() {
+    let build = tempfile::tempdir().unwrap();
+    let cfg = build.path().join("k.yml");
+    std::fs::write(
+        &cfg,
+        "header:\n  version: 14\nbitzel:\n  build_root:\n    rootfs:\n      suite: bookworm\n      packages: [build-essential]\n",
+    )
+    .unwrap();
+    let cache = build.path().join("c");
+    let rootfs_build = || {
+        bitzel(
+            &testdata(),
+            &[
+                "rootfs",
+                "build",
+                cfg.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--build-dir",
+                build.path().join("b").to_str().unwrap(),
+            ],
         )
+    };
+    let r = rootfs_build();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "k.rootfs.lock: no lock file for the rootfs build root; run `bitzel rootfs lock"
+        ),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        build.path().join("k.rootfs.lock"),
+        "format bitzel-rootfs/1\nsuite bookworm\narch amd64\nrequested bc\npackage bc 1\n",
+    )
+    .unwrap();
+    let r = rootfs_build();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "the lock was made for packages [bc], but the config declares [build-essential]"
+        ),
+        "{}",
+        r.stderr
     );
 }
 

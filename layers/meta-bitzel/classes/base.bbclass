@@ -175,11 +175,13 @@ do_install[doc] = "Installs the build result into the destination directory D"
 addtask install after do_compile
 
 # Stages what do_install put in ${D} for the recipes that DEPEND on this one.
-# bitzel has no packaging step: the whole of ${D} is staged, and images
-# assemble their root file system from these layers.
+# bitzel has no packaging step: the whole of ${D} is staged (a native recipe
+# stages the part below the native sysroot's path, where it installs), and
+# images assemble their root file system from these layers.
+SYSROOT_SOURCE ?= "${D}"
 base_do_populate_sysroot() {
-	if [ -d ${D} ]; then
-		cp -a ${D}/. ${SYSROOT_DESTDIR}/
+	if [ -d ${SYSROOT_SOURCE} ]; then
+		cp -a ${SYSROOT_SOURCE}/. ${SYSROOT_DESTDIR}/
 	fi
 }
 do_populate_sysroot[dirs] = "${WORKDIR}"

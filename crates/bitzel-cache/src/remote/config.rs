@@ -93,7 +93,8 @@ impl AuthHeader {
         &self.name
     }
 
-    pub(crate) fn value(&self) -> &str {
+    /// The header value (never logged).
+    pub fn value(&self) -> &str {
         &self.value
     }
 }
@@ -133,14 +134,22 @@ pub struct RemoteConfig {
 }
 
 impl RemoteConfig {
-    /// Defaults for `url` (validated: `http://` or `https://`, no query or fragment).
+    /// Defaults for `url` (validated: `http://`, `https://`, `grpc://` or
+    /// `grpcs://`, no query or fragment). A gRPC (REAPI) URL names blobs by
+    /// SHA-256, the one digest function REAPI engines all accept.
     pub fn new(url: &str) -> Result<RemoteConfig, RemoteError> {
+        let url = normalize_url(url)?;
+        let digest_function = if is_grpc_url(&url) {
+            DigestFunction::Sha256
+        } else {
+            DigestFunction::Blake3
+        };
         Ok(RemoteConfig {
-            url: normalize_url(url)?,
+            url,
             instance: None,
             read_only: false,
             auth: None,
-            digest_function: DigestFunction::Blake3,
+            digest_function,
             parallelism: 8,
             attempts: 3,
             backoff: Duration::from_millis(100),
@@ -169,6 +178,12 @@ impl RemoteConfig {
         }
         if let Some(d) = digest_function {
             c.digest_function = d.parse()?;
+            if c.is_grpc() && c.digest_function != DigestFunction::Sha256 {
+                return Err(RemoteError::BadUrl {
+                    url: c.display_url(),
+                    reason: "a grpc:// remote names blobs by SHA-256: use digest_function: sha256",
+                });
+            }
         }
         Ok(c)
     }
@@ -218,10 +233,19 @@ impl RemoteConfig {
         }
     }
 
+    /// Whether the URL names a REAPI gRPC endpoint (`grpc://`, `grpcs://`).
+    pub fn is_grpc(&self) -> bool {
+        is_grpc_url(&self.url)
+    }
+
     /// The URL for messages: credentials in it (`user:pass@`) are hidden.
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
     }
+}
+
+fn is_grpc_url(url: &str) -> bool {
+    url.starts_with("grpc://") || url.starts_with("grpcs://")
 }
 
 fn normalize_url(url: &str) -> Result<String, RemoteError> {
@@ -233,7 +257,11 @@ fn normalize_url(url: &str) -> Result<String, RemoteError> {
     let rest = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"))
-        .ok_or_else(|| bad("the scheme must be http:// or https://"))?;
+        .or_else(|| u.strip_prefix("grpc://"))
+        .or_else(|| u.strip_prefix("grpcs://"))
+        .ok_or_else(|| {
+            bad("the scheme must be http://, https:// (HTTP cache) or grpc://, grpcs:// (REAPI)")
+        })?;
     if rest.is_empty() || rest.starts_with('/') {
         return Err(bad("no host"));
     }

@@ -48,6 +48,98 @@ impl Namespace {
     }
 }
 
+/// A remote cache's wire protocol: the Bazel HTTP protocol ([`Transport`])
+/// or REAPI over gRPC (in the `bitzel-remote` crate). `size` is the blob's
+/// size when known (gRPC names a blob by hash and size; HTTP ignores it).
+pub trait BlobTransport: Send + Sync + std::fmt::Debug {
+    /// Whether the remote has been given up.
+    fn is_down(&self) -> bool;
+    /// The endpoint for messages, credentials hidden.
+    fn display_url(&self) -> &str;
+    /// Give the remote up for the rest of the process, warning once.
+    fn give_up(&self, reason: &str);
+    /// Read an object: `Ok(None)` when absent or larger than `limit`.
+    fn get(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        size: Option<u64>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RemoteError>;
+    /// Read an object streamed into `out` (see [`Transport::get_to_file`]).
+    #[allow(clippy::too_many_arguments)]
+    fn get_to_file(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        size: Option<u64>,
+        limit: u64,
+        out: &mut File,
+        out_path: &Path,
+        want_sha256: bool,
+    ) -> Result<Option<Received>, RemoteError>;
+    /// Whether the server has an object.
+    fn head(&self, ns: Namespace, hex: &str, size: Option<u64>) -> Result<bool, RemoteError>;
+    /// Write an object.
+    fn put(&self, ns: Namespace, hex: &str, body: &[u8]) -> Result<(), RemoteError>;
+    /// Write an object from a file, checking on the way that its BLAKE3 is `expected`.
+    fn put_file(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        path: &Path,
+        expected: &Digest,
+    ) -> Result<(), RemoteError>;
+}
+
+impl BlobTransport for Transport {
+    fn is_down(&self) -> bool {
+        Transport::is_down(self)
+    }
+    fn display_url(&self) -> &str {
+        Transport::display_url(self)
+    }
+    fn give_up(&self, reason: &str) {
+        Transport::give_up(self, reason)
+    }
+    fn get(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        _size: Option<u64>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RemoteError> {
+        Transport::get(self, ns, hex, limit)
+    }
+    fn get_to_file(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        _size: Option<u64>,
+        limit: u64,
+        out: &mut File,
+        out_path: &Path,
+        want_sha256: bool,
+    ) -> Result<Option<Received>, RemoteError> {
+        Transport::get_to_file(self, ns, hex, limit, out, out_path, want_sha256)
+    }
+    fn head(&self, ns: Namespace, hex: &str, _size: Option<u64>) -> Result<bool, RemoteError> {
+        Transport::head(self, ns, hex)
+    }
+    fn put(&self, ns: Namespace, hex: &str, body: &[u8]) -> Result<(), RemoteError> {
+        Transport::put(self, ns, hex, body)
+    }
+    fn put_file(
+        &self,
+        ns: Namespace,
+        hex: &str,
+        path: &Path,
+        expected: &Digest,
+    ) -> Result<(), RemoteError> {
+        Transport::put_file(self, ns, hex, path, expected)
+    }
+}
+
 /// One attempt's outcome.
 enum Attempt<T> {
     Done(T),

@@ -38,7 +38,8 @@ pub use store::HttpStore;
 
 use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
-use http::{Namespace, Received, Transport};
+use http::Transport;
+pub use http::{BlobTransport, Namespace, Received};
 use shamap::{hex32, sha256, Sha256Map};
 
 /// Largest `ac/` entry accepted (an entry lists one line per referenced blob).
@@ -165,7 +166,7 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct RemoteCache {
     config: RemoteConfig,
-    transport: Transport,
+    transport: Box<dyn BlobTransport>,
     stats: Arc<RemoteStats>,
     map: Sha256Map,
     /// Blobs known to be on the server (uploaded or checked) in this process.
@@ -180,13 +181,33 @@ impl RemoteCache {
     /// directory inside the local cache); `None` keeps it in memory.
     /// No network traffic happens here.
     pub fn new(config: RemoteConfig, map_dir: Option<&Path>) -> Result<RemoteCache, RemoteError> {
+        if config.is_grpc() {
+            return Err(RemoteError::BadUrl {
+                url: config.display_url(),
+                reason:
+                    "a grpc:// remote needs the REAPI transport (bitzel-remote), not the HTTP one",
+            });
+        }
+        RemoteCache::with_transport(config, map_dir, &|c, stats| {
+            Box::new(Transport::new(c, stats))
+        })
+    }
+
+    /// A remote cache speaking through the transport `make` builds (given
+    /// the config and the counters it must count into).
+    #[allow(clippy::type_complexity)]
+    pub fn with_transport(
+        config: RemoteConfig,
+        map_dir: Option<&Path>,
+        make: &dyn Fn(&RemoteConfig, Arc<RemoteStats>) -> Box<dyn BlobTransport>,
+    ) -> Result<RemoteCache, RemoteError> {
         let stats = Arc::new(RemoteStats::default());
         let map = match config.digest_function {
             DigestFunction::Sha256 => Sha256Map::open(map_dir)?,
             DigestFunction::Blake3 => Sha256Map::open(None)?,
         };
         Ok(RemoteCache {
-            transport: Transport::new(&config, stats.clone()),
+            transport: make(&config, stats.clone()),
             config,
             stats,
             map,
@@ -228,6 +249,36 @@ impl RemoteCache {
         match self.config.digest_function {
             DigestFunction::Blake3 => Some(d.to_hex()),
             DigestFunction::Sha256 => self.map.get(d).map(|s| hex32(&s)),
+        }
+    }
+
+    /// The server-side name of the blob `d` stored at `path` (hashed once,
+    /// checking its BLAKE3, and remembered).
+    pub fn blob_name_of_file(&self, d: &Digest, path: &Path) -> Result<String, RemoteError> {
+        match self.config.digest_function {
+            DigestFunction::Blake3 => Ok(d.to_hex()),
+            DigestFunction::Sha256 => {
+                if let Some(s) = self.map.get(d) {
+                    return Ok(hex32(&s));
+                }
+                let s = sha256_checked(d, path)?;
+                self.map.insert(d, s);
+                Ok(hex32(&s))
+            }
+        }
+    }
+
+    /// Learn that the blob whose BLAKE3 is `d` (of `size` bytes) is named
+    /// `remote` (lowercase hex) on the server, as an entry listing it would
+    /// teach; downloads still verify both names.
+    pub fn learn_name(&self, d: &Digest, size: u64, remote: &str) {
+        if self.config.digest_function == DigestFunction::Sha256 {
+            if let Ok(s) = remote.parse::<Digest>() {
+                self.map.insert(d, s.0);
+            }
+        }
+        if let Ok(mut sizes) = self.sizes.lock() {
+            sizes.insert(*d, size);
         }
     }
 
@@ -283,7 +334,7 @@ impl RemoteCache {
         remote: &str,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
         let limit = size.unwrap_or(MAX_UNSIZED_BLOB_BYTES);
-        let Some(bytes) = self.transport.get(Namespace::Cas, remote, limit)? else {
+        let Some(bytes) = self.transport.get(Namespace::Cas, remote, size, limit)? else {
             return Ok(None);
         };
         if !self.verify(d, size, remote, &bytes) {
@@ -336,9 +387,15 @@ impl RemoteCache {
             })?;
         let limit = size.unwrap_or(MAX_UNSIZED_BLOB_BYTES);
         let want_sha = self.config.digest_function == DigestFunction::Sha256;
-        let res =
-            self.transport
-                .get_to_file(Namespace::Cas, &remote, limit, &mut file, path, want_sha);
+        let res = self.transport.get_to_file(
+            Namespace::Cas,
+            &remote,
+            size,
+            limit,
+            &mut file,
+            path,
+            want_sha,
+        );
         drop(file);
         let ok = match res {
             Ok(Some(got)) if self.verify_received(d, size, &remote, &got) => true,
@@ -388,7 +445,9 @@ impl RemoteCache {
         let Some(remote) = self.blob_name(d) else {
             return Ok(false);
         };
-        let found = self.transport.head(Namespace::Cas, &remote)?;
+        let found = self
+            .transport
+            .head(Namespace::Cas, &remote, self.known_size(d))?;
         if found {
             self.mark_present(d);
         }
@@ -409,7 +468,9 @@ impl RemoteCache {
         }
         let name = self.blob_name_of(d, bytes);
         if bytes.len() as u64 >= HEAD_BEFORE_PUT_BYTES
-            && self.transport.head(Namespace::Cas, &name)?
+            && self
+                .transport
+                .head(Namespace::Cas, &name, Some(bytes.len() as u64))?
         {
             self.mark_present(d);
             return Ok(true);
@@ -440,7 +501,9 @@ impl RemoteCache {
                 }
             },
         };
-        if size >= HEAD_BEFORE_PUT_BYTES && self.transport.head(Namespace::Cas, &name)? {
+        if size >= HEAD_BEFORE_PUT_BYTES
+            && self.transport.head(Namespace::Cas, &name, Some(size))?
+        {
             self.mark_present(d);
             return Ok(true);
         }
@@ -457,11 +520,23 @@ impl RemoteCache {
         let name = self.ac_name(key);
         let Some(bytes) = self
             .transport
-            .get(Namespace::Ac, &name, MAX_AC_ENTRY_BYTES)?
+            .get(Namespace::Ac, &name, None, MAX_AC_ENTRY_BYTES)?
         else {
             return Ok(None);
         };
-        let decoded = match entry::decode(&bytes) {
+        self.entry_from_bytes(key, &bytes)
+    }
+
+    /// Decode an action-cache entry for `key` received some other way (a
+    /// REAPI `ExecuteResponse`'s `ActionResult`), fetch its result blob
+    /// (verified) and learn the server names of the blobs it lists, as
+    /// [`RemoteCache::get_entry`] does. `Ok(None)`: unusable (warned).
+    pub fn entry_from_bytes(
+        &self,
+        key: &ActionKey,
+        bytes: &[u8],
+    ) -> Result<Option<RemoteEntry>, RemoteError> {
+        let decoded = match entry::decode(bytes) {
             Ok(d) => d,
             Err(reason) => {
                 tracing::warn!(remote = %self.transport.display_url(), key = %key, %reason, "remote action-cache entry unusable; treated as a miss");
@@ -488,9 +563,12 @@ impl RemoteCache {
         }
         // The result blob's BLAKE3 is unknown until it arrives: check the
         // server name, then take the BLAKE3 of what arrived.
-        let Some(result) =
-            self.transport
-                .get(Namespace::Cas, &decoded.result_remote, decoded.result_size)?
+        let Some(result) = self.transport.get(
+            Namespace::Cas,
+            &decoded.result_remote,
+            Some(decoded.result_size),
+            decoded.result_size,
+        )?
         else {
             self.stats.note_incomplete();
             return Ok(None);
@@ -619,12 +697,19 @@ impl RemoteCache {
         if self.config.read_only {
             return Ok(false);
         }
+        let ac = self.encode_entry(e)?;
         let result_d = Digest::of_bytes(&e.result);
-        let result_name = self.blob_name_of(&result_d, &e.result);
-        let ac = entry::encode(e, &result_name, &|b| self.blob_name(&b.digest))?;
         self.put_blob(&result_d, &e.result)?;
         self.transport.put(Namespace::Ac, &self.ac_name(key), &ac)?;
         Ok(true)
+    }
+
+    /// `e` as the REAPI `ActionResult` bytes [`RemoteCache::put_entry`]
+    /// writes (every blob's server name must be known).
+    pub fn encode_entry(&self, e: &RemoteEntry) -> Result<Vec<u8>, RemoteError> {
+        let result_d = Digest::of_bytes(&e.result);
+        let result_name = self.blob_name_of(&result_d, &e.result);
+        entry::encode(e, &result_name, &|b| self.blob_name(&b.digest))
     }
 
     /// Upload an action result: first every referenced blob the server is not

@@ -68,19 +68,25 @@ impl RemoteStats {
         note_rejected => rejected,
         note_action_upload => uploads,
         note_skipped_upload => skipped_uploads,
-        note_retry => retries,
+    }
+    /// A request is being retried.
+    pub fn note_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn note_unavailable(&self) {
+    /// The remote was given up.
+    pub fn note_unavailable(&self) {
         self.unavailable.store(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn note_upload(&self, bytes: u64) {
+    /// One blob of `bytes` was uploaded.
+    pub fn note_upload(&self, bytes: u64) {
         self.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
         self.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub(crate) fn note_download(&self, bytes: u64) {
+    /// One blob of `bytes` was downloaded.
+    pub fn note_download(&self, bytes: u64) {
         self.blobs_downloaded.fetch_add(1, Ordering::Relaxed);
         self.bytes_downloaded.fetch_add(bytes, Ordering::Relaxed);
     }

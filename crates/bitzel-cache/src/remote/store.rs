@@ -166,6 +166,18 @@ impl HttpStore {
         })
     }
 
+    /// The level for `remote` (any transport), downloading into `local`.
+    pub fn with_remote(remote: RemoteCache, local: Option<Cas>) -> HttpStore {
+        HttpStore {
+            shared: Arc::new(Shared {
+                remote,
+                uploads: Mutex::new(Uploads::default()),
+                changed: Condvar::new(),
+            }),
+            local,
+        }
+    }
+
     /// The level for `cache`: prefetches into its CAS and keeps the
     /// SHA-256 map in `<cache root>/remote-sha256`. Put it behind the local
     /// store with [`crate::Cache::with_levels`]; keep the `Arc` to read
@@ -388,6 +400,72 @@ impl HttpStore {
                 return None;
             }
         };
+        self.result_of_entry(key, e)
+    }
+
+    /// An action result for `key` received some other way (the REAPI
+    /// `ActionResult` of a remote execution), checked and made local
+    /// exactly as a remote-cache hit is: a malformed or hostile entry (bad
+    /// encoding, an unlisted blob, an invalid tree, a blob missing or
+    /// corrupt on the server) is `None` with a warning, and nothing of it is
+    /// written outside the local CAS.
+    pub fn adopt_entry(&self, key: &ActionKey, ac_bytes: &[u8]) -> Option<ActionResult> {
+        let e = match self.remote().entry_from_bytes(key, ac_bytes) {
+            Ok(Some(e)) => e,
+            Ok(None) => return None,
+            Err(err) => {
+                self.note("remote download failed", &err);
+                return None;
+            }
+        };
+        self.result_of_entry(key, e)
+    }
+
+    /// Upload `result`, every blob it references that the server is not
+    /// known to have (read from the local CAS) and its action-cache entry
+    /// under `key`; returns the entry as sent (a REAPI `ActionResult`), or
+    /// `None` when it could not be uploaded whole (logged).
+    pub fn upload_result(&self, key: &ActionKey, result: &ActionResult) -> Result<Option<Vec<u8>>> {
+        let Some(blobs) = self.referenced(result)? else {
+            return Ok(None);
+        };
+        let e = self.entry_for(result, blobs);
+        let read = |d: &Digest| -> std::result::Result<
+            Option<Vec<u8>>,
+            Box<dyn std::error::Error + Send + Sync>,
+        > {
+            match &self.local {
+                Some(cas) if cas.contains(d) => Ok(Some(cas.read(d)?)),
+                _ => Ok(None),
+            }
+        };
+        let sent = self
+            .remote()
+            .put_action(key, &e, &read)
+            .and_then(|done| done.then(|| self.remote().encode_entry(&e)).transpose());
+        match sent {
+            Ok(v) => Ok(v),
+            Err(err) => {
+                self.note("remote upload failed", &err);
+                Ok(None)
+            }
+        }
+    }
+
+    fn entry_for(&self, result: &ActionResult, blobs: Vec<BlobRef>) -> RemoteEntry {
+        let completed = result.created_unix_ms;
+        RemoteEntry {
+            result: encode_result(result),
+            exit_code: result.exit_code,
+            stdout: self.log_ref(result.stdout, &blobs),
+            stderr: self.log_ref(result.stderr, &blobs),
+            blobs,
+            started_unix_ms: Some(completed.saturating_sub(result.duration_ms)),
+            completed_unix_ms: Some(completed),
+        }
+    }
+
+    fn result_of_entry(&self, key: &ActionKey, e: RemoteEntry) -> Option<ActionResult> {
         let r = match decode_result(&e.result) {
             Ok(r) => r,
             Err(reason) => {
@@ -470,16 +548,7 @@ impl Storage for HttpStore {
             self.remote().count_upload(false);
             return Ok(());
         }
-        let completed = result.created_unix_ms;
-        let e = RemoteEntry {
-            result: encode_result(result),
-            exit_code: result.exit_code,
-            stdout: self.log_ref(result.stdout, &blobs),
-            stderr: self.log_ref(result.stderr, &blobs),
-            blobs,
-            started_unix_ms: Some(completed.saturating_sub(result.duration_ms)),
-            completed_unix_ms: Some(completed),
-        };
+        let e = self.entry_for(result, blobs);
         match self.remote().put_entry(key, &e) {
             Ok(done) => self.remote().count_upload(done),
             Err(err) => {

@@ -57,8 +57,15 @@ fn hex(bytes: &[u8]) -> String {
 /// `f` or `x` (file, executable or not; payload = BLAKE3 hex of the bytes) or
 /// `l` (symbolic link; payload = the link target).
 pub fn tree_digest(root: &Path) -> Result<String, BuiltinError> {
+    tree_digest_skipping(root, &[])
+}
+
+/// [`tree_digest`] leaving out every entry (and what is below it) whose
+/// name is in `skip` (for example `__pycache__`, which Python writes beside
+/// the sources it imports).
+pub fn tree_digest_skipping(root: &Path, skip: &[&str]) -> Result<String, BuiltinError> {
     let mut entries = Vec::new();
-    walk(root, "", &mut entries)?;
+    walk(root, "", skip, &mut entries)?;
     entries.sort();
     let mut h = blake3::Hasher::new();
     for (rel, kind, payload) in &entries {
@@ -75,6 +82,7 @@ pub fn tree_digest(root: &Path) -> Result<String, BuiltinError> {
 fn walk(
     dir: &Path,
     prefix: &str,
+    skip: &[&str],
     out: &mut Vec<(String, String, String)>,
 ) -> Result<(), BuiltinError> {
     let rd = std::fs::read_dir(dir).map_err(|e| BuiltinError::io("listing", dir, e))?;
@@ -85,6 +93,9 @@ fn walk(
     }
     names.sort();
     for name in names {
+        if skip.iter().any(|s| name == **s) {
+            continue;
+        }
         let path = dir.join(&name);
         let rel = format!("{prefix}{}", name.to_string_lossy());
         let meta = std::fs::symlink_metadata(&path)
@@ -96,7 +107,7 @@ fn walk(
             out.push((rel, "l".into(), target.to_string_lossy().into_owned()));
         } else if ft.is_dir() {
             out.push((rel.clone(), "d".into(), String::new()));
-            walk(&path, &format!("{rel}/"), out)?;
+            walk(&path, &format!("{rel}/"), skip, out)?;
         } else {
             use std::os::unix::fs::PermissionsExt;
             let kind = if meta.permissions().mode() & 0o111 != 0 {

@@ -54,6 +54,50 @@ pub struct Fetched {
     pub downloaded: bool,
 }
 
+/// A download whose identity is known before any byte of it arrives (Nix's
+/// fixed-output derivation): an `http(s)`/`ftp`/`file://` entry with a
+/// declared `sha256sum` (a `file://` entry only through its `name=`:
+/// `SRC_URI[<name>.sha256sum]`, so the recipe's unnamed checksum stays the
+/// tarball's), or a git entry pinned to a full `SRCREV`. Its [`identity`]
+/// enters the keys of the tasks that consume it, so they can be looked up
+/// without the bytes; [`fetch()`] brings the bytes (and checks them against
+/// the declaration) only when one of those tasks really runs.
+///
+/// [`identity`]: FixedOutput::identity
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedOutput {
+    /// Canonical identity text: `sha256:<hex>` (a file with that content) or
+    /// `git-export:<commit>` (the exported tree of that commit).
+    pub identity: String,
+    /// The name under `/bitzel/downloads` (as [`Fetched::local_name`]).
+    pub local_name: String,
+    /// Whether it is a directory (git exports).
+    pub is_dir: bool,
+}
+
+/// The fixed-output identity of `e`, or `None` when its content is known
+/// only by reading it (a `file://` entry of the layer without a checksum) or
+/// the entry is not pinned (no checksum, no full `SRCREV`): such entries are
+/// fetched by `do_fetch` itself, as before.
+pub fn fixed_output(e: &SrcEntry) -> Option<FixedOutput> {
+    match &e.kind {
+        SrcKind::Git => {
+            let rev = full_srcrev(e).ok()?;
+            Some(FixedOutput {
+                identity: format!("git-export:{rev}"),
+                local_name: git_export_name(e, &rev),
+                is_dir: true,
+            })
+        }
+        SrcKind::Http | SrcKind::File => e.sha256.as_ref().map(|sum| FixedOutput {
+            identity: format!("sha256:{sum}"),
+            local_name: e.local_name.clone(),
+            is_dir: false,
+        }),
+        SrcKind::Other(_) => None,
+    }
+}
+
 /// `FILESPATH` (colon-separated) expanded with `FILESOVERRIDES` as
 /// OpenEmbedded's `base_set_filespath` does: for every override, most
 /// specific (last) first, every directory with the override appended; then
@@ -172,7 +216,7 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
     if e.path.starts_with('/') {
         let p = PathBuf::from(&e.path);
         if p.exists() {
-            return verify_local(e, fetched_at(e, e.local_name.clone(), p, false)?);
+            return verify_local(e, fetched_at(e, e.local_name.clone(), p, false)?, s);
         }
         searched.push(p);
     } else {
@@ -180,10 +224,17 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
             let p = dir.join(&e.path);
             if p.exists() {
                 tracing::debug!(uri = %e.uri, path = %p.display(), "file:// entry found");
-                return verify_local(e, fetched_at(e, e.local_name.clone(), p, false)?);
+                return verify_local(e, fetched_at(e, e.local_name.clone(), p, false)?, s);
             }
             searched.push(dir.clone());
         }
+    }
+    // A declared file that lives only in DL_DIR (a download in disguise) may
+    // come from a mirror, as a download does: into DL_DIR, verified.
+    let has_mirrors = !(s.premirrors.is_empty() && s.mirrors.is_empty());
+    if e.sha256.is_some() && has_mirrors {
+        let _lock = lock_download(e, s)?;
+        return fetch_http(e, s);
     }
     Err(BuiltinError::LocalFileNotFound {
         uri: e.uri.clone(),
@@ -193,10 +244,26 @@ fn fetch_file(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> 
 }
 
 /// A `file://` entry with a checksum in the recipe is checked too. A wrong
-/// file is left where it is: it may be a file of the layer.
-fn verify_local(e: &SrcEntry, f: Fetched) -> Result<Fetched, BuiltinError> {
+/// file of the layer is left where it is; one found in `DL_DIR` is moved
+/// aside, as a download with the wrong checksum is.
+fn verify_local(e: &SrcEntry, f: Fetched, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
+    if e.sha256.is_some() && f.is_dir {
+        return Err(e.invalid(format!(
+            "{} is a directory, but SRC_URI[{}] declares the checksum of a file",
+            f.local_path.display(),
+            e.checksum_flag("sha256")
+        )));
+    }
     if let (Some(expected), Some(actual)) = (&e.sha256, &f.sha256) {
         if expected != actual {
+            let bad_file = if f.local_path.starts_with(&s.dl_dir) {
+                match move_aside_existing(&f.local_path, actual)? {
+                    Some(aside) => BadFile::MovedAside(aside),
+                    None => BadFile::NotKept,
+                }
+            } else {
+                BadFile::LeftInPlace
+            };
             return Err(BuiltinError::ChecksumMismatch(Box::new(ChecksumMismatch {
                 uri: e.uri.clone(),
                 from: f.local_path.display().to_string(),
@@ -204,8 +271,8 @@ fn verify_local(e: &SrcEntry, f: Fetched) -> Result<Fetched, BuiltinError> {
                 flag: e.checksum_flag("sha256"),
                 expected: expected.clone(),
                 actual: actual.clone(),
-                bad_file: BadFile::LeftInPlace,
-                no_network: false,
+                bad_file,
+                no_network: s.no_network,
             })));
         }
     }
@@ -526,7 +593,9 @@ fn git_remote(e: &SrcEntry, url: &str) -> Option<(String, bool)> {
     }
 }
 
-fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
+/// The full commit id a git entry pins (`SRCREV`), lower-case; an error
+/// naming what to set when it is unset, floating or abbreviated.
+fn full_srcrev(e: &SrcEntry) -> Result<String, BuiltinError> {
     let rev = match e.srcrev.as_deref() {
         None => {
             let var = e
@@ -550,14 +619,27 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
             "SRCREV `{rev}` is not a full commit id (40 hex digits)"
         )));
     }
+    Ok(rev)
+}
+
+/// Where the tree of `rev` is exported, relative to `DL_DIR`.
+fn git_export_name(e: &SrcEntry, rev: &str) -> String {
+    let mirror_name = e.local_name.trim_start_matches("git2/");
+    format!("git2/exports/{mirror_name}/{rev}")
+}
+
+fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
+    let rev = full_srcrev(e)?;
     let mirror = s.dl_dir.join(&e.local_name);
-    let mirror_name = e.local_name.trim_start_matches("git2/").to_string();
-    let export_name = format!("git2/exports/{mirror_name}/{rev}");
+    let export_name = git_export_name(e, &rev);
     let export = s.dl_dir.join(&export_name);
     if export.is_dir() {
         return fetched_at(e, export_name, export, false);
     }
     let mut downloaded = false;
+    if !mirror.is_dir() {
+        downloaded |= unpack_mirror_tarball(e, s, &mirror)?;
+    }
     if !has_commit(e, &mirror, &rev) {
         let mut attempts = Vec::new();
         let mut network_skipped = false;
@@ -652,6 +734,125 @@ fn fetch_git(e: &SrcEntry, s: &FetchSettings) -> Result<Fetched, BuiltinError> {
         }
     }
     fetched_at(e, export_name, export, downloaded)
+}
+
+/// BitBake's name for the tarball of a git mirror: `git2_<mirror name>.tar.gz`.
+fn git_tarball_name(e: &SrcEntry) -> String {
+    format!("git2_{}.tar.gz", e.local_name.trim_start_matches("git2/"))
+}
+
+/// Run a command; its standard error (trimmed) when it fails.
+fn run_tool(e: &SrcEntry, cmd: &mut Command) -> Result<(), BuiltinError> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| BuiltinError::Git {
+            uri: e.uri.clone(),
+            command: shown.clone(),
+            detail: format!("cannot run it: {err}"),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BuiltinError::Git {
+            uri: e.uri.clone(),
+            command: shown,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// A git entry without a mirror in `DL_DIR`: take it from a mirror tarball
+/// (`git2_<mirror>.tar.gz`) in the directory of a `file://` `PREMIRRORS` or
+/// `MIRRORS` rule, as BitBake does with `BB_GENERATE_MIRROR_TARBALLS`
+/// tarballs. `Ok(true)` when one was unpacked into `mirror`.
+fn unpack_mirror_tarball(
+    e: &SrcEntry,
+    s: &FetchSettings,
+    mirror: &Path,
+) -> Result<bool, BuiltinError> {
+    let name = git_tarball_name(e);
+    let found = s
+        .premirrors
+        .iter()
+        .chain(&s.mirrors)
+        .filter_map(|r| rewrite_for_mirror(e, r))
+        .filter_map(|u| {
+            let path = strip_params(u.strip_prefix("file://")?);
+            // `file:///dir/` names the directory; `file:///dir/x.git` a file in it.
+            let dir = if path.ends_with('/') {
+                Path::new(path)
+            } else {
+                Path::new(path).parent()?
+            };
+            Some(dir.join(&name))
+        })
+        .find(|p| p.is_file());
+    let Some(tarball) = found else {
+        return Ok(false);
+    };
+    let tmp = temp_beside(mirror);
+    std::fs::create_dir_all(&tmp).map_err(|err| BuiltinError::io("creating", &tmp, err))?;
+    let r = run_tool(
+        e,
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&tmp),
+    )
+    .and_then(|()| {
+        std::fs::rename(&tmp, mirror)
+            .map_err(|err| BuiltinError::io("renaming a git mirror to", mirror, err))
+    });
+    if let Err(err) = r {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    tracing::info!(uri = %e.uri, tarball = %tarball.display(), "git mirror taken from a mirror tarball");
+    Ok(true)
+}
+
+/// `BB_GENERATE_MIRROR_TARBALLS`: pack the git mirror of `e` in `dl_dir`
+/// as `dl_dir/git2_<mirror>.tar.gz` (written to a temp name, then renamed)
+/// when it is missing or `refresh` (the mirror was just updated). `None`
+/// when there is nothing to pack (no mirror: the export was already there)
+/// or the tarball is current.
+pub fn git_mirror_tarball(
+    e: &SrcEntry,
+    dl_dir: &Path,
+    refresh: bool,
+) -> Result<Option<PathBuf>, BuiltinError> {
+    let settings = FetchSettings {
+        dl_dir: dl_dir.to_path_buf(),
+        ..FetchSettings::default()
+    };
+    let _lock = lock_download(e, &settings)?;
+    let mirror = dl_dir.join(&e.local_name);
+    let dest = dl_dir.join(git_tarball_name(e));
+    if !mirror.is_dir() || (dest.is_file() && !refresh) {
+        return Ok(None);
+    }
+    let tmp = temp_beside(&dest);
+    let r = run_tool(
+        e,
+        Command::new("tar")
+            .arg("-czf")
+            .arg(&tmp)
+            .arg("-C")
+            .arg(&mirror)
+            .arg("."),
+    )
+    .and_then(|()| {
+        std::fs::rename(&tmp, &dest)
+            .map_err(|err| BuiltinError::io("renaming a mirror tarball to", &dest, err))
+    });
+    if let Err(err) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    Ok(Some(dest))
 }
 
 fn export_tree(e: &SrcEntry, mirror: &Path, rev: &str, to: &Path) -> Result<(), BuiltinError> {

@@ -32,9 +32,11 @@ pub(crate) mod shell;
 mod srcuri;
 mod unpack;
 
-pub use digest::{file_digests, tree_digest, FileDigests};
+pub use digest::{file_digests, tree_digest, tree_digest_skipping, FileDigests};
 pub use error::{BadFile, BuiltinError, ChecksumMismatch};
-pub use fetch::{fetch, filespath_dirs, FetchSettings, Fetched};
+pub use fetch::{
+    fetch, filespath_dirs, fixed_output, git_mirror_tarball, FetchSettings, Fetched, FixedOutput,
+};
 pub use mirrors::{parse_mirrors, rewrite_for_mirror, MirrorRule};
 pub use patch::{patch_script, PatchSettings};
 pub use srcuri::{SrcEntry, SrcKind, SrcUri};

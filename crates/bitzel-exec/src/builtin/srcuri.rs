@@ -79,7 +79,9 @@ impl SrcUri {
         for e in &mut entries {
             // Local files carry no checksum in BitBake: their content enters
             // the signature directly, so SRC_URI[sha256sum] is for the rest.
-            if e.kind == SrcKind::File {
+            // A named one (`;name=x`, SRC_URI[x.sha256sum]) is declared on
+            // purpose: a file found only in DL_DIR, a download in disguise.
+            if e.kind == SrcKind::File && e.name().is_none() {
                 continue;
             }
             e.sha256 = flag(&e.checksum_flag("sha256"))

@@ -290,6 +290,9 @@ fn checksums_and_srcrev_are_looked_up_by_name() {
     let v = SrcUri::parse_with("https://e.org/a.tar.gz file://static.cfg", &flags, &vars).unwrap();
     assert_eq!(v[0].sha256, Some("aa".repeat(32)));
     assert_eq!(v[1].sha256, None);
+    // ...unless named: a file that lives only in DL_DIR, declared on purpose.
+    let v = SrcUri::parse_with("file://k.deb;name=extra", &flags, &vars).unwrap();
+    assert_eq!(v[0].sha256, Some("bb".repeat(32)));
 
     let bad = SrcUri::parse_with(
         "https://e.org/a.tar.gz",
@@ -1305,4 +1308,155 @@ fn download_lock_serialises_fetches() {
         ]
     );
     assert!(lock_path.is_file());
+}
+
+#[test]
+fn fixed_outputs_are_known_from_the_declaration_alone() {
+    let flags = |f: &str| match f {
+        "sha256sum" => Some("aa".repeat(32)),
+        "k.sha256sum" => Some("bb".repeat(32)),
+        _ => None,
+    };
+    let vars = |v: &str| match v {
+        "SRCREV_full" => Some("C".repeat(40)),
+        "SRCREV_short" => Some("c0ffee".to_string()),
+        _ => None,
+    };
+    let v = SrcUri::parse_with(
+        "https://e.org/a.tar.gz file://k.deb;name=k file://static.cfg \
+         git://e.org/t.git;name=full git://e.org/u.git;name=short ftp://e.org/x.tgz",
+        &flags,
+        &vars,
+    )
+    .unwrap();
+    let got: Vec<_> = v
+        .iter()
+        .map(|e| fixed_output(e).map(|f| (f.identity, f.local_name, f.is_dir)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some((
+                format!("sha256:{}", "aa".repeat(32)),
+                "a.tar.gz".into(),
+                false
+            )),
+            Some((format!("sha256:{}", "bb".repeat(32)), "k.deb".into(), false)),
+            None,
+            Some((
+                format!("git-export:{}", "c".repeat(40)),
+                format!("git2/exports/e.org.t.git/{}", "c".repeat(40)),
+                true
+            )),
+            None,
+            None,
+        ]
+    );
+}
+
+#[test]
+fn a_file_with_the_wrong_declared_checksum_in_dl_dir_is_moved_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dl = tmp.path().join("dl");
+    std::fs::create_dir_all(&dl).unwrap();
+    std::fs::write(dl.join("k.deb"), b"not the kernel").unwrap();
+    let want = sha256_hex(b"the kernel");
+    let v = SrcUri::parse_with(
+        "file://k.deb;name=k",
+        &|f| (f == "k.sha256sum").then(|| want.clone()),
+        &no_flags,
+    )
+    .unwrap();
+    let settings = FetchSettings {
+        dl_dir: dl.clone(),
+        ..FetchSettings::default()
+    };
+    let err = fetch(&v, &settings).unwrap_err().to_string();
+    let bad = sha256_hex(b"not the kernel");
+    assert!(
+        err.contains(&format!("expected sha256 {want}, got {bad}")),
+        "{err}"
+    );
+    assert!(!dl.join("k.deb").exists());
+    assert_eq!(
+        std::fs::read(dl.join(format!("k.deb_bad-checksum_{bad}"))).unwrap(),
+        b"not the kernel"
+    );
+}
+
+#[test]
+fn git_mirror_tarballs_are_written_and_serve_another_dl_dir_offline() {
+    let t = tempfile::tempdir().unwrap();
+    let (bare, _first, second, _topic) = bare_repo(t.path());
+    let dl = t.path().join("dl");
+    let rev = second.clone();
+    let local = SrcUri::parse_with(
+        &format!("git://{};protocol=file;branch=main", bare.display()),
+        &no_flags,
+        &move |v| (v == "SRCREV").then(|| rev.clone()),
+    )
+    .unwrap();
+    let got = fetch(&local, &settings(&dl)).unwrap();
+    let tarball = git_mirror_tarball(&local[0], &dl, got[0].downloaded)
+        .unwrap()
+        .expect("a tarball of the fresh mirror");
+    let name = local[0].local_name.trim_start_matches("git2/").to_string();
+    assert_eq!(tarball, dl.join(format!("git2_{name}.tar.gz")));
+    assert_eq!(
+        git_mirror_tarball(&local[0], &dl, false).unwrap(),
+        None,
+        "current already"
+    );
+
+    // A second DL_DIR, offline, with DL_DIR #1 as a file:// premirror; the
+    // upstream repository is gone, so only the tarball can serve it.
+    std::fs::remove_dir_all(&bare).unwrap();
+    let dl2 = t.path().join("dl2");
+    let mut s = settings(&dl2);
+    s.no_network = true;
+    s.premirrors = parse_mirrors(
+        "PREMIRRORS",
+        &format!("git://.*/.* file://{}/", dl.display()),
+    )
+    .unwrap();
+    let got2 = fetch(&local, &s).unwrap();
+    assert!(got2[0].downloaded, "taken from the tarball");
+    assert_eq!(got2[0].digest, got[0].digest);
+    assert!(dl2.join(&local[0].local_name).join("HEAD").is_file());
+}
+
+#[test]
+fn a_declared_file_only_in_dl_dir_can_come_from_a_file_premirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dl = tmp.path().join("dl");
+    let mirror = tmp.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("k.deb"), b"the kernel").unwrap();
+    let want = sha256_hex(b"the kernel");
+    let v = SrcUri::parse_with(
+        "file://k.deb;name=k;unpack=0",
+        &|f| (f == "k.sha256sum").then(|| want.clone()),
+        &no_flags,
+    )
+    .unwrap();
+    let settings = FetchSettings {
+        dl_dir: dl.clone(),
+        premirrors: parse_mirrors(
+            "PREMIRRORS",
+            &format!("file://.* file://{}/", mirror.display()),
+        )
+        .unwrap(),
+        no_network: true,
+        ..FetchSettings::default()
+    };
+    let got = fetch(&v, &settings).unwrap();
+    assert!(got[0].downloaded);
+    assert_eq!(got[0].local_path, dl.join("k.deb"));
+    assert_eq!(std::fs::read(dl.join("k.deb")).unwrap(), b"the kernel");
+    // Undeclared: a file of the layer, never looked for on mirrors.
+    let plain = SrcUri::parse("file://other.cfg").unwrap();
+    assert!(matches!(
+        fetch(&plain, &settings).unwrap_err(),
+        BuiltinError::LocalFileNotFound { .. }
+    ));
 }

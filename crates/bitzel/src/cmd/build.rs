@@ -58,6 +58,18 @@ pub struct BuildArgs {
     /// Read from the remote cache but never upload (untrusted builds).
     #[arg(long)]
     pub remote_cache_read_only: bool,
+    /// Run cache misses on a REAPI engine (`grpc://host:port`, `grpcs://…`)
+    /// whose bots are `bitzel worker`s; the engine is also the remote cache
+    /// unless --remote-cache names another (overrides `bitzel: remote_executor: url`).
+    #[arg(long, value_name = "URL")]
+    pub remote_executor: Option<String>,
+    /// The engine's REAPI instance name.
+    #[arg(long, value_name = "NAME", requires = "remote_executor")]
+    pub remote_instance: Option<String>,
+    /// What to do when the engine cannot run a task: fail (`none`, the
+    /// default) or run it here (`local`).
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub remote_executor_fallback: Option<Fallback>,
     /// Write the build summary (executed, cached, failed, local/remote hits,
     /// uploads, bytes moved, wall time) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -119,7 +131,7 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|u| bitzel_cache::remote::config::redact_url(&u));
         return taskverbs::clean(&project, &ws, &recipes, verb, remote.as_deref());
     }
-    crate::build_flow::start_host_root_digest();
+    crate::build_flow::start_host_root_digest(&project);
     let ws = crate::project::load_workspace(out, &project)?;
     let req = BuildRequest {
         targets: args.targets,
@@ -133,6 +145,11 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
         explain_only: false,
         remote_cache: args.remote_cache,
         remote_read_only: args.remote_cache_read_only,
+        remote_exec: Some(crate::build_flow::RemoteExecRequest {
+            url: args.remote_executor,
+            instance: args.remote_instance,
+            fallback_local: args.remote_executor_fallback.map(|f| f == Fallback::Local),
+        }),
         summary_json: args.summary_json,
         devshell: None,
         timings: args.timings,
@@ -210,4 +227,13 @@ pub fn plan(p: &Project, targets: &[String], task: Option<&str>, verbose: bool) 
         s += &p.local_conf();
     }
     s
+}
+
+/// `--remote-executor-fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// Fail the task.
+    None,
+    /// Run the task locally.
+    Local,
 }

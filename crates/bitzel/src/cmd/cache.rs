@@ -150,6 +150,9 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                     "layers": s.layers,
                     "layer_bytes": s.layer_bytes,
                     "total_bytes": s.total_bytes(),
+                    "logical_bytes": s.total_bytes(),
+                    "disk_bytes": s.disk_bytes,
+                    "dedup_saved_bytes": s.dedup_saved(),
                     "builds": builds,
                     "index_note": s.index_note,
                 });
@@ -159,7 +162,13 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                 println!("entries          {}", s.entries);
                 println!("blobs            {} ({})", s.blobs, mib(s.blob_bytes));
                 println!("layers           {} ({})", s.layers, mib(s.layer_bytes));
-                println!("total            {}", mib(s.total_bytes()));
+                println!("total (logical)  {}", mib(s.total_bytes()));
+                println!(
+                    "on disk          {} (each file once; {:.2}x the distinct blobs)",
+                    mib(s.disk_bytes),
+                    s.disk_bytes as f64 / s.blob_bytes.max(1) as f64
+                );
+                println!("dedup saved      {}", mib(s.dedup_saved()));
                 if let Some(note) = &s.index_note {
                     out.warn(&format!("build statistics unavailable: {note}"));
                 } else if s.builds.is_empty() {

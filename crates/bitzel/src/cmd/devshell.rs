@@ -40,7 +40,7 @@ pub struct DevshellArgs {
 pub fn run(out: &Output, args: DevshellArgs) -> anyhow::Result<ExitCode> {
     let (project, _build_dir_lock) =
         load_project_locked(out, &args.project.config, &args.project.overrides())?;
-    crate::build_flow::start_host_root_digest();
+    crate::build_flow::start_host_root_digest(&project);
     let ws = load_workspace(out, &project)?;
     let task = bitzel_graph::with_do(&args.task);
     let label = format!("{}:{task}", args.recipe);

@@ -44,7 +44,7 @@ pub struct ExplainArgs {
 pub fn run(out: &Output, args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let (project, _build_dir_lock) =
         load_project_locked(out, &args.project.config, &args.project.overrides())?;
-    crate::build_flow::start_host_root_digest();
+    crate::build_flow::start_host_root_digest(&project);
     let ws = load_workspace(out, &project)?;
     let req = BuildRequest {
         targets: args.targets,

@@ -5,6 +5,9 @@ inherit image
 
 IMAGE_INSTALL = "busybox"
 
+# The image boots in QEMU: build and deploy the machine's kernel with it.
+EXTRA_IMAGEDEPENDS += "virtual/kernel"
+
 # Printed by /init once the system is up; `bitzel runqemu --check` waits for it.
 BITZEL_BOOT_MARKER = "bitzel: core-image-busybox is up"
 

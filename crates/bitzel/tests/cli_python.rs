@@ -1,0 +1,280 @@
+//! Python tasks (testdata/python): run by BitBake's own `bb.build` inside the
+//! native sandbox — a Python task, Python prefuncs/postfuncs, a shell task
+//! calling a Python `def`, a Python task calling a shell function, a layer's
+//! `addpylib` library — cached and restored like shell tasks; `bb.fatal` and
+//! an uncaught exception fail naming the metadata file and line.
+//!
+//! Needs BitBake's library: `BITZEL_BITBAKE_LIB`, else the Python
+//! environment `scripts/install-deps --test` makes
+//! (`/var/cache/bitzel-test/venv`, with the `bitbake-setup` package).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::{repo_root, Run};
+
+const VENV: &str = "/var/cache/bitzel-test/venv";
+
+/// The BitBake library the tests use; a missing one fails the test saying
+/// how to install it (never a silent skip).
+fn bitbake_lib() -> PathBuf {
+    if let Some(v) = std::env::var_os("BITZEL_BITBAKE_LIB").filter(|v| !v.is_empty()) {
+        return PathBuf::from(v);
+    }
+    let lib = Path::new(VENV).join("lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
+        rd.flatten()
+            .map(|e| e.path().join("site-packages"))
+            .find(|p| p.join("bb/__init__.py").is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no BitBake library: set BITZEL_BITBAKE_LIB or run scripts/install-deps --test \
+             (it installs the bitbake-setup package into {VENV})"
+        )
+    })
+}
+
+struct Dirs {
+    tmp: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        Dirs {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `bitzel build testdata/python/project.yml <args>` (native sandbox) into
+    /// `<tmp>/<build>`, the cache in `<tmp>/cache`, with `lib` as the library.
+    fn build(&self, build: &str, lib: &Path, args: &[&str]) -> (Run, serde_json::Value) {
+        self.build_at(&repo_root(), "native", build, lib, args)
+    }
+
+    /// [`Dirs::build`] with the checkout at `root` and `--sandbox sandbox`.
+    fn build_at(
+        &self,
+        root: &Path,
+        sandbox: &str,
+        build: &str,
+        lib: &Path,
+        args: &[&str],
+    ) -> (Run, serde_json::Value) {
+        let summary = self.tmp.path().join("summary.json");
+        let _ = std::fs::remove_file(&summary);
+        let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .current_dir(root)
+            .args(["--color", "never", "build", "testdata/python/project.yml"])
+            .args(["--sandbox", sandbox, "--build-dir"])
+            .arg(self.tmp.path().join(build))
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .arg("--summary-json")
+            .arg(&summary)
+            .args(args)
+            .env("BITZEL_BITBAKE_LIB", lib)
+            .env_remove("BITZEL_LOG")
+            .output()
+            .unwrap();
+        let run = Run::from(out);
+        let s = std::fs::read_to_string(&summary)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (run, s)
+    }
+
+    fn deployed(&self, build: &str, name: &str) -> String {
+        let p = self
+            .tmp
+            .path()
+            .join(build)
+            .join("tmp/deploy/images/qemux86-64")
+            .join(name);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+}
+
+fn host_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn python_tasks_run_in_the_sandbox_and_are_cached_like_shell_tasks() {
+    let lib = bitbake_lib();
+    let d = Dirs::new();
+    let (r, s) = d.build("build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 7, "{}", r.stderr);
+    // The task's warning reaches the console; its note is in its log.
+    assert!(
+        r.stderr
+            .contains("pyinfo:do_compile: a warning from a Python task"),
+        "{}",
+        r.stderr
+    );
+    let log = std::fs::read_to_string(
+        d.tmp
+            .path()
+            .join("build/tmp/work/pyinfo/temp/log.do_compile"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("NOTE: greetings from pyfixture to pyinfo"),
+        "{log}"
+    );
+
+    // Prefunc, task, postfunc, in order, each by bb.build.exec_func.
+    assert_eq!(
+        d.deployed("build", "order.txt"),
+        "prefunc\ntask\npostfunc\n"
+    );
+    // A shell task expanded a Python `def` call; a Python task ran a shell
+    // function, which saw the exported variable.
+    assert_eq!(
+        d.deployed("build", "from-shell.txt"),
+        "SHELL CALLED PYTHON (pyinfo)\n"
+    );
+    assert_eq!(
+        d.deployed("build", "from-python.txt"),
+        "exported to pyinfo\n"
+    );
+    // Inside the sandbox: its own PID namespace and user map.
+    let seen = d.deployed("build", "sandbox.txt");
+    let pidns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let line = |k: &str| {
+        seen.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {seen}"))
+            .to_string()
+    };
+    assert!(line("pidns ").starts_with("pid:["), "{seen}");
+    assert_ne!(line("pidns "), pidns.to_string_lossy(), "{seen}");
+    assert_ne!(line("uid_map "), host_line("/proc/self/uid_map"), "{seen}");
+    assert!(line("uid_map ").starts_with("0 "), "{seen}");
+    assert_eq!(line("env "), "exported to pyinfo");
+
+    // A new build directory over the same cache: nothing runs, and the
+    // Python tasks' outputs are restored from the cache.
+    let (r, s) = d.build("build2", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 0, "{}", r.stderr);
+    for f in [
+        "order.txt",
+        "from-shell.txt",
+        "from-python.txt",
+        "sandbox.txt",
+    ] {
+        assert_eq!(d.deployed("build2", f), d.deployed("build", f), "{f}");
+    }
+}
+
+/// Copy `rel` (a directory of the checkout) to the same place below `to`.
+fn copy_tree(rel: &str, to: &Path) {
+    let src = repo_root().join(rel);
+    let dst = to.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_moved_checkout_keys_python_tasks_the_same() {
+    let lib = bitbake_lib();
+    let d = Dirs::new();
+    let (r, s) = d.build("build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 7, "{}", r.stderr);
+    // The layers (and so every recipe file and `[filename]`) elsewhere, and
+    // another build directory: the Python tasks' keys do not change.
+    let moved = d.tmp.path().join("moved-checkout");
+    copy_tree("layers/meta-bitzel", &moved);
+    copy_tree("testdata/python", &moved);
+    let (r, s) = d.build_at(&moved, "native", "build-moved", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 0, "{}", r.stderr);
+}
+
+#[test]
+fn without_a_sandbox_the_runner_gets_the_rewritten_paths() {
+    let lib = bitbake_lib();
+    let d = Dirs::new();
+    let (r, s) = d.build_at(&repo_root(), "none", "build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 7, "{}", r.stderr);
+    assert_eq!(
+        d.deployed("build", "order.txt"),
+        "prefunc\ntask\npostfunc\n"
+    );
+    assert_eq!(
+        d.deployed("build", "from-python.txt"),
+        "exported to pyinfo\n"
+    );
+}
+
+#[test]
+fn bb_fatal_and_exceptions_fail_naming_the_metadata_line() {
+    let lib = bitbake_lib();
+    let d = Dirs::new();
+    let (r, _) = d.build("build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let (r, _) = d.build("build", &lib, &["pyfatal"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("ERROR pyfatal:do_compile: PYFATAL_CONFIG is not set for pyfatal"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("do_compile failed at ")
+            && r.stderr.contains("recipes-test/pyfatal/pyfatal_1.0.bb:6"),
+        "{}",
+        r.stderr
+    );
+
+    let (r, _) = d.build("build", &lib, &["pyraise"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("KeyError: 'version'"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("do_compile failed at ")
+            && r.stderr.contains("recipes-test/pyraise/pyraise_1.0.bb:7"),
+        "{}",
+        r.stderr
+    );
+
+    // The failures left nothing behind: the good build runs nothing.
+    let (r, s) = d.build("build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 0, "{}", r.stderr);
+}
+
+#[test]
+fn a_wrong_library_is_named_with_how_to_set_one() {
+    let d = Dirs::new();
+    let empty = d.tmp.path().join("not-bitbake");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (r, _) = d.build("build", &empty, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("BITZEL_BITBAKE_LIB is")
+            && r.stderr.contains("no `bb/__init__.py`")
+            && r.stderr.contains("pyinfo:do_compile"),
+        "{}",
+        r.stderr
+    );
+}
