@@ -4,9 +4,20 @@
 # Rust side provides). Metadata code runs in BitBake's shared globals,
 # `bb.utils._context`, from the user's own BitBake library.
 import builtins
+import importlib.util
 import logging
 import sys
 import traceback
+import types
+
+# BitBake's lib/ carries `hashserv` beside `bb`; the `bitbake-setup` wheel
+# carries `bb` alone, and bb.parse imports bb.siggen, which imports hashserv
+# at import time although parsing never calls it. Only then an empty module
+# stands in (as in bitzel-exec's Python-task runner).
+if importlib.util.find_spec('hashserv') is None:
+    for _name in ('hashserv', 'hashserv.client'):
+        sys.modules[_name] = types.ModuleType(_name)
+    sys.modules['hashserv'].client = sys.modules['hashserv.client']
 
 import bb
 import bb.codeparser

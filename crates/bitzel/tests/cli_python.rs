@@ -273,7 +273,7 @@ fn a_wrong_library_is_named_with_how_to_set_one() {
     assert!(
         r.stderr.contains("BITZEL_BITBAKE_LIB is")
             && r.stderr.contains("no `bb/__init__.py`")
-            && r.stderr.contains("pyinfo:do_compile"),
+            && r.stderr.contains("bitzel: bitbake_lib:"),
         "{}",
         r.stderr
     );
