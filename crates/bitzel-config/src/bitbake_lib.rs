@@ -146,7 +146,7 @@ pub fn find_bitbake_lib(
             Err(ConfigError::BitbakeLib {
                 at: Location::start_of(&project.file),
                 message: format!(
-                    "this metadata has Python tasks, which run with BitBake's `bb` library, \
+                    "this metadata needs BitBake's `bb` library (for Python tasks, or for parse-time Python beyond bitzel's own subset), \
                      and none was found; looked at: {}; {HOW_TO_SET}",
                     looked.join(", ")
                 ),
