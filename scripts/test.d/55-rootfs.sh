@@ -24,8 +24,10 @@ lockname=examples/busybox-qemux86-64-rootfs.rootfs.lock
 
 work=$(mktemp -d /tmp/bitzel-rootfs.XXXXXX)
 # A copy: a rebuild of target/ while the suite runs must not pull the binary (and the
-# sandbox helper it re-executes) from under a running build.
+# sandbox helper beside it, which links no libpython, so it starts inside the root)
+# from under a running build.
 cp "$bin" "$work/bitzel"
+cp "$tdir/debug/bitzel-helper" "$work/bitzel-helper"
 bin=$work/bitzel
 marker=/usr/share/bitzel-rootfs-marker.$$
 cleanup() { rm -f "$marker"; rm -rf "$work"; }

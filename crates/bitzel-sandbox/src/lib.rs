@@ -75,6 +75,19 @@ pub enum HelperExe {
     Path(PathBuf),
 }
 
+impl HelperExe {
+    /// The executable `name` beside the running one when it is there, else the
+    /// running executable. A separate helper links only what the sandbox needs,
+    /// so it starts inside a build root that lacks the main binary's libraries.
+    pub fn sibling_or_current(name: &str) -> HelperExe {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+            .filter(|p| p.is_file())
+            .map_or(HelperExe::CurrentExe, HelperExe::Path)
+    }
+}
+
 /// Configuration shared by the backends.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {

@@ -177,6 +177,13 @@ pub fn build_dir(project: &Project) -> anyhow::Result<PathBuf> {
         .context("the build directory is not set")
 }
 
+/// The sandbox helper: the `bitzel-helper` binary beside this one (it links no
+/// CPython, so it also starts as PID 1 inside a `rootfs` build root, which has
+/// no `libpython`), else this executable re-executed.
+pub fn sandbox_helper() -> HelperExe {
+    HelperExe::sibling_or_current("bitzel-helper")
+}
+
 /// The host `DL_DIR`: `bitzel: downloads_dir`, else `<build>/downloads`.
 pub fn downloads_dir(project: &Project) -> anyhow::Result<PathBuf> {
     match &project.bitzel.downloads_dir {
@@ -367,7 +374,7 @@ pub fn build(
 
     let cache = open_cache(project)?;
     let choice = backend_choice(project)?;
-    let cfg = SandboxConfig::new(HelperExe::CurrentExe);
+    let cfg = SandboxConfig::new(crate::build_flow::sandbox_helper());
     let (backend, _report) = bitzel_sandbox::select(choice, &cfg).context(
         "no sandbox backend works here (run `bitzel doctor` to see why; `--sandbox none` runs without isolation)",
     )?;

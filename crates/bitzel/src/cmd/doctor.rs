@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use bitzel_sandbox::{probe_all, BackendChoice, HelperExe, SandboxConfig};
+use bitzel_sandbox::{probe_all, BackendChoice, SandboxConfig};
 
 use crate::output::Output;
 
@@ -21,7 +21,7 @@ pub struct DoctorArgs {
 /// overlay, print the results and host facts. Exit 0 when the chosen backend works.
 pub fn run(_out: &Output, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     if args.build_root == "rootfs" {
-        let cfg = SandboxConfig::new(HelperExe::CurrentExe);
+        let cfg = SandboxConfig::new(crate::build_flow::sandbox_helper());
         let report = probe_all(&cfg);
         return Ok(if print_rootfs(&report) {
             ExitCode::SUCCESS
@@ -36,7 +36,7 @@ pub fn run(_out: &Output, args: DoctorArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let choice: BackendChoice = args.sandbox.parse()?;
-    let cfg = SandboxConfig::new(HelperExe::CurrentExe);
+    let cfg = SandboxConfig::new(crate::build_flow::sandbox_helper());
     let report = probe_all(&cfg);
     println!("sandbox backends (each probed by running a trivial sandbox with an overlay):");
     for p in &report.probes {

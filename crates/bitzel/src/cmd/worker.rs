@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use bitzel_cache::remote::{AuthHeader, RemoteConfig};
 use bitzel_cache::Cache;
-use bitzel_sandbox::{BackendChoice, HelperExe, SandboxConfig};
+use bitzel_sandbox::{BackendChoice, SandboxConfig};
 
 use crate::output::Output;
 
@@ -75,8 +75,11 @@ pub fn run(out: &Output, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         "bwrap" => BackendChoice::Bwrap,
         other => anyhow::bail!("--sandbox {other}: a worker runs auto, native or bwrap"),
     };
-    let (backend, _) = bitzel_sandbox::select(choice, &SandboxConfig::new(HelperExe::CurrentExe))
-        .context("no sandbox backend works here (run `bitzel doctor`)")?;
+    let (backend, _) = bitzel_sandbox::select(
+        choice,
+        &SandboxConfig::new(crate::build_flow::sandbox_helper()),
+    )
+    .context("no sandbox backend works here (run `bitzel doctor`)")?;
     let (root_paths, key_paths) = if args.root_paths.is_empty() {
         (
             crate::build_flow::host_root_paths(),
