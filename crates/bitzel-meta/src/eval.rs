@@ -212,27 +212,8 @@ impl<'e> Eval<'e> {
         if set_file {
             self.ds.set_var("FILE", file_str.clone(), None);
         }
-        // THISDIR: the directory of the file being parsed (classes and
-        // includes too), so `:=` captures it, as in a bbappend's
-        // `FILESEXTRAPATHS:prepend := "${THISDIR}/files:"`. Restored when an
-        // included file ends; the top recipe's stays.
-        let oldthisdir = self.ds.content_parsing("THISDIR");
-        let thisdir: Arc<str> = Arc::from(
-            ast.file
-                .parent()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default()
-                .as_str(),
-        );
-        self.ds.set_var("THISDIR", thisdir, None);
         for stmt in &ast.stmts {
             self.stmt(&ast.file, stmt);
-        }
-        if self.depth > 1 {
-            match oldthisdir {
-                Some(old) => self.ds.set_var("THISDIR", old, None),
-                None => self.ds.del_var("THISDIR", None),
-            }
         }
         // BitBake's BBHandler restores the previous FILE only for included
         // files: a recipe parsed at top level keeps FILE = the recipe.

@@ -460,7 +460,7 @@ fn layerdepends_versions_are_checked() {
 }
 
 #[test]
-fn thisdir_is_the_directory_of_the_file_being_parsed() {
+fn thisdir_is_the_directory_of_file_as_bitbake_defines_it() {
     let files = [
         (
             "/l/recipes/r_1.0.bb",
@@ -474,7 +474,11 @@ fn thisdir_is_the_directory_of_the_file_being_parsed() {
             "FILESEXTRAPATHS:prepend := \"${THISDIR}/files:\"\n",
         ),
     ];
-    let ws = load_two("", "FILESEXTRAPATHS ?= \"\"\n", &files).unwrap();
+    // As poky's base.bbclass and meta-bitzel's bitbake.conf define it: the
+    // directory of FILE, which `:=` captures while an include or bbappend is
+    // parsed and which a class (FILE stays the recipe) does not change.
+    let local = "FILESEXTRAPATHS ?= \"\"\nTHISDIR = \"${@os.path.dirname(d.getVar('FILE'))}\"\n";
+    let ws = load_two("", local, &files).unwrap();
     assert_eq!(diags_of(&ws), "");
     let r = ws.recipes.iter().find(|r| r.pn == "r").unwrap();
     let got: Vec<String> = [
@@ -492,7 +496,7 @@ fn thisdir_is_the_directory_of_the_file_being_parsed() {
         RECIPE_DIR=Some("/l/recipes")
         INC_DIR=Some("/l/recipes/inc")
         AFTER_INC=Some("/l/recipes")
-        CLASS_DIR=Some("/l/classes")
+        CLASS_DIR=Some("/l/recipes")
         AFTER_CLASS=Some("/l/recipes")
         FILESEXTRAPATHS=Some("/m/recipes/files:")"#]]
     .assert_eq(&got.join("\n"));
