@@ -21,8 +21,9 @@ use bitzel_config::{BuildRoot, Project, RepoSource, SandboxChoice};
 
 use crate::output::Output;
 
-/// The config file and the flags that override its `bitzel:` section.
-/// Verbs that read a project `#[command(flatten)]` this.
+/// The config file and the flags every verb that reads a project takes.
+/// Verbs that read a project `#[command(flatten)]` this; verbs that run tasks
+/// flatten [`RunArgs`] beside it, so no verb accepts a flag it ignores.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
     /// The kas-style project configuration (machine.yml).
@@ -30,6 +31,15 @@ pub struct ConfigArgs {
     /// Build directory (default `bitzel.build_dir`, else `./build`).
     #[arg(long, value_name = "DIR")]
     pub build_dir: Option<PathBuf>,
+    /// When another bitzel process holds the build directory, wait for it
+    /// instead of failing.
+    #[arg(long)]
+    pub wait_lock: bool,
+}
+
+/// The flags of verbs that run tasks (`build`, `explain`, `devshell`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
     /// Cache directory (overrides `bitzel.cache_dir`).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -42,10 +52,6 @@ pub struct ConfigArgs {
     /// Build root: host or rootfs (overrides `bitzel.build_root`).
     #[arg(long, value_name = "KIND", value_parser = parse_build_root)]
     pub build_root: Option<BuildRoot>,
-    /// When another bitzel process holds the build directory, wait for it
-    /// instead of failing.
-    #[arg(long)]
-    pub wait_lock: bool,
 }
 
 impl ConfigArgs {
@@ -53,11 +59,19 @@ impl ConfigArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             build_dir: self.build_dir.clone(),
-            cache_dir: self.cache_dir.clone(),
-            jobs: self.jobs,
-            sandbox: self.sandbox,
-            build_root: self.build_root,
             wait_lock: self.wait_lock,
+            ..Overrides::default()
+        }
+    }
+
+    /// The overrides these flags and a task-running verb's `run` flags ask for.
+    pub fn overrides_with(&self, run: &RunArgs) -> Overrides {
+        Overrides {
+            cache_dir: run.cache_dir.clone(),
+            jobs: run.jobs,
+            sandbox: run.sandbox,
+            build_root: run.build_root,
+            ..self.overrides()
         }
     }
 }
@@ -80,7 +94,8 @@ pub struct Overrides {
     pub wait_lock: bool,
 }
 
-fn parse_jobs(s: &str) -> Result<usize, String> {
+/// `-j N`: a whole number of at least 1.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{s}` is not a whole number of at least 1")),

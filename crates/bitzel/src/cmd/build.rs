@@ -11,7 +11,7 @@ use super::taskverbs::{self, Verb};
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
-use crate::project::{load_project_locked, shown, ConfigArgs};
+use crate::project::{load_project_locked, shown, ConfigArgs, RunArgs};
 
 /// Arguments of `bitzel build`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +19,9 @@ pub struct BuildArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
+    /// Cache, jobs, sandbox and build root for the tasks it runs.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Targets to build instead of the config's `target` (`name` or `name:do_task`).
     pub targets: Vec<String>,
     /// The task to run on the targets (and what it needs) instead of the
@@ -103,8 +106,11 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let (project, _build_dir_lock) =
-        load_project_locked(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) = load_project_locked(
+        out,
+        &args.project.config,
+        &args.project.overrides_with(&args.run),
+    )?;
     let targets = requested_targets(&project, &args.targets);
     let task = args.task.as_deref().or(project.task.as_deref());
     if args.plan {

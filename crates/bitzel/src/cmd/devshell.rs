@@ -21,7 +21,7 @@ use bitzel_meta::Workspace;
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
-use crate::project::{load_project_locked, load_workspace, ConfigArgs};
+use crate::project::{load_project_locked, load_workspace, ConfigArgs, RunArgs};
 
 /// Arguments of `bitzel devshell`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,9 @@ pub struct DevshellArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
+    /// Cache, jobs, sandbox and build root for the tasks it runs.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// The recipe (its PN).
     pub recipe: String,
     /// The task whose sandbox the shell gets.
@@ -38,8 +41,11 @@ pub struct DevshellArgs {
 
 /// Run `bitzel devshell`.
 pub fn run(out: &Output, args: DevshellArgs) -> anyhow::Result<ExitCode> {
-    let (project, _build_dir_lock) =
-        load_project_locked(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) = load_project_locked(
+        out,
+        &args.project.config,
+        &args.project.overrides_with(&args.run),
+    )?;
     crate::build_flow::start_host_root_digest(&project);
     let ws = load_workspace(out, &project)?;
     let task = bitzel_graph::with_do(&args.task);

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::build_flow::BuildRequest;
 use crate::output::Output;
-use crate::project::{load_project_locked, load_workspace, ConfigArgs};
+use crate::project::{load_project_locked, load_workspace, ConfigArgs, RunArgs};
 
 /// Arguments of `bitzel explain`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,9 @@ pub struct ExplainArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
+    /// Cache, jobs, sandbox and build root for the tasks it runs.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// What to explain: `recipe` (its default task, do_build, and everything it
     /// needs) or `recipe:do_task`; none = the configured targets.
     pub targets: Vec<String>,
@@ -42,8 +45,11 @@ pub struct ExplainArgs {
 /// Run `bitzel explain`: compute the keys of the targets' whole graph without
 /// running anything; for every task that would run, say why.
 pub fn run(out: &Output, args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let (project, _build_dir_lock) =
-        load_project_locked(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) = load_project_locked(
+        out,
+        &args.project.config,
+        &args.project.overrides_with(&args.run),
+    )?;
     crate::build_flow::start_host_root_digest(&project);
     let ws = load_workspace(out, &project)?;
     let req = BuildRequest {

@@ -14,7 +14,7 @@ use bitzel_meta::Workspace;
 
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::project::{load_project, ConfigArgs};
+use crate::project::{load_project, ConfigArgs, Overrides};
 
 /// Output formats of `bitzel graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +41,10 @@ pub struct GraphArgs {
     /// List the tasks in execution order (what a build would start, one slot).
     #[arg(long)]
     pub dry_run: bool,
+    /// With `--dry-run`: the number of tasks it would run at once (overrides
+    /// `bitzel.jobs`).
+    #[arg(short, long, value_name = "N", requires = "dry_run", value_parser = crate::project::parse_jobs)]
+    pub jobs: Option<usize>,
     /// With `--dry-run`: one JSON object per line.
     #[arg(long, requires = "dry_run")]
     pub json: bool,
@@ -54,7 +58,14 @@ fn workspace(
     out: &Output,
     args: &GraphArgs,
 ) -> anyhow::Result<(Workspace, bitzel_config::Project)> {
-    let project = load_project(out, &args.config.config, &args.config.overrides())?;
+    let project = load_project(
+        out,
+        &args.config.config,
+        &Overrides {
+            jobs: args.jobs,
+            ..args.config.overrides()
+        },
+    )?;
     let ws = crate::project::load_workspace(out, &project)?;
     Ok((ws, project))
 }
