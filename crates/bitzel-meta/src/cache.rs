@@ -22,7 +22,7 @@ use crate::eval::Env;
 use crate::workspace::BaseConfig;
 use crate::Recipe;
 
-const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x02";
+const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x03";
 
 /// Bump whenever what a parse produces changes without the crate version
 /// changing (a fix in the evaluator, the Python subset, anonymous
@@ -148,7 +148,16 @@ impl ParseCache {
                 return None;
             }
         }
-        let out = decode_parsed(&mut r, &base.data);
+        let out = decode_parsed(&mut r, &base.data).and_then(|parsed| {
+            let n = r.u32()?;
+            let modules = (0..n)
+                .map(|_| r.str().map(|m| m.to_string()))
+                .collect::<Option<Vec<String>>>()?;
+            if let (false, Some(host)) = (modules.is_empty(), crate::python::python_host()) {
+                host.require_modules(&modules);
+            }
+            Some(parsed)
+        });
         if out.is_none() {
             tracing::debug!(file = %file.display(), "parse cache entry unreadable; reparsing");
         }
@@ -172,13 +181,17 @@ impl ParseCache {
             w.digest_opt(d.as_ref());
         }
         encode_parsed(&mut w, parsed, &base.data);
-        if w.table
-            .iter()
-            .any(|s| s.contains(crate::python::PROCESS_LOCAL))
-        {
-            // A Python object that lives in this process only: an entry
-            // would read back wrong, so there is none.
-            tracing::debug!(file = %file.display(), "holds a process-local Python object; not cached");
+        let modules = crate::python::python_host()
+            .map(|h| h.loaded_modules())
+            .unwrap_or_default();
+        w.u32(modules.len() as u32);
+        for m in &modules {
+            w.str(m);
+        }
+        if !persist_objects(&mut w.table) {
+            // A Python object that lives in this process only and cannot
+            // be pickled: an entry would read back wrong, so there is none.
+            tracing::debug!(file = %file.display(), "holds a Python object that cannot be kept; not cached");
             return Ok(());
         }
         let path = self.entry_path(file, appends, layer);
@@ -188,6 +201,26 @@ impl ParseCache {
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(())
     }
+}
+
+/// Replace every process-local Python object value in `table` (a
+/// `ClassExtender`, say) with the form the host can read back in another
+/// process (its pickled final state). False when one cannot be kept.
+fn persist_objects(table: &mut [Arc<str>]) -> bool {
+    let local = crate::python::PROCESS_LOCAL;
+    for s in table.iter_mut() {
+        if !s.contains(local) {
+            continue;
+        }
+        if !s.starts_with(local) {
+            return false;
+        }
+        match crate::python::python_host().and_then(|h| h.persist(s)) {
+            Some(kept) if !kept.contains(local) => *s = Arc::from(kept),
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Binary writer with a string table: every string is written once and

@@ -87,6 +87,25 @@ pub trait PythonHost: Send + Sync {
     fn fast_path(&self) -> bool {
         true
     }
+    /// For the parse cache: the form of a process-local object value
+    /// ([`PROCESS_LOCAL`]) that a later process reads back as an equal
+    /// object (its pickled state, `d` in it standing for the datastore it
+    /// is read from), or None when the object cannot be kept.
+    fn persist(&self, value: &str) -> Option<String> {
+        let _ = value;
+        None
+    }
+    /// For the parse cache: the modules of `bb` and the `addpylib`
+    /// libraries imported so far. Python that a cached recipe runs later
+    /// may rely on a submodule imported while it was parsed.
+    fn loaded_modules(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Import `modules` (a cache entry's [`PythonHost::loaded_modules`])
+    /// before Python next runs.
+    fn require_modules(&self, modules: &[String]) {
+        let _ = modules;
+    }
     /// A digest of every Python library the host imports code from
     /// (BitBake's library, the layers' `addpylib` directories), for the
     /// parse cache's key: a change to one of them never reuses an entry.
@@ -120,8 +139,9 @@ pub struct PyHandler {
 }
 
 /// The start of a value a host stores for a Python object that exists in
-/// this process only (a `ClassExtender`, a datastore): a datastore holding
-/// one is never written to the parse cache.
+/// this process only (a `ClassExtender`, a datastore): the parse cache
+/// keeps a datastore holding one only in the form [`PythonHost::persist`]
+/// gives.
 pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
 
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();

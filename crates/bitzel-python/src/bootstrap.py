@@ -3,9 +3,12 @@
 # `d` is a DataProxy over bitzel's Rust datastore (the `_core` object the
 # Rust side provides). Metadata code runs in BitBake's shared globals,
 # `bb.utils._context`, from the user's own BitBake library.
+import base64
 import builtins
 import importlib.util
+import io
 import logging
+import pickle
 import sys
 import traceback
 import types
@@ -60,9 +63,50 @@ def _to_store(value):
     return _OBJ + '%d' % n
 
 
+# The parse cache keeps an object by its pickled final state: `d` in it is
+# kept as a reference to the datastore it is read from, any other datastore
+# makes it unkeepable. A restored object is rebuilt from that state at each
+# read (BitBake re-parses instead; its cache holds no datastore).
+_PKL = _MARK + 'pkl:'
+_D = None
+
+
+class _Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if obj is _D:
+            return 'd'
+        if isinstance(obj, DataProxy):
+            raise pickle.PicklingError('holds a datastore other than d')
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        if pid == 'd':
+            return _D
+        raise pickle.UnpicklingError('unknown reference %r' % (pid,))
+
+
+def persist(value):
+    """The pickled form of the process-local object `value` names, or None."""
+    try:
+        obj = _objects[int(value[len(_OBJ):])]
+        buf = io.BytesIO()
+        _Pickler(buf, protocol=4).dump(obj)
+        return _PKL + base64.b64encode(buf.getvalue()).decode('ascii')
+    except Exception:
+        return None
+
+
 def _from_store(value):
     if value is None or not value.startswith(_MARK):
         return value
+    if value.startswith(_PKL):
+        try:
+            return _Unpickler(io.BytesIO(base64.b64decode(value[len(_PKL):]))).load()
+        except Exception as e:
+            raise RuntimeError("bitzel: a Python object kept in the parse cache cannot be "
+                               "restored (%s: %s); clear the parse cache" % (type(e).__name__, e)) from None
     if not value.startswith(_OBJ):
         import ast
         return ast.literal_eval(value[len(_MARK) + len('lit:'):])
@@ -275,7 +319,9 @@ def install(core, obj_mark):
     if not obj_mark.startswith(_MARK):
         raise RuntimeError('bitzel: object marker %r does not start with %r' % (obj_mark, _MARK))
     _OBJ = obj_mark
+    global _D
     d = DataProxy(core)
+    _D = d
     logger = logging.getLogger('BitBake')
     logger.addHandler(_LogToCore(core))
     logger.setLevel(logging.DEBUG)
@@ -411,7 +457,29 @@ def define(text, filename, line):
     exec(co, _ctx)
 
 
+# The packages whose imported modules a parse cache entry records ('bb' and
+# every addpylib namespace): Python that a cached recipe runs later (an
+# inline `oe.classextend.get_depends(...)`) may rely on a submodule imported
+# while it was parsed.
+_namespaces = {'bb'}
+
+
+def pylib_modules():
+    return sorted(m for m in sys.modules if m.split('.', 1)[0] in _namespaces)
+
+
+def require(names):
+    for n in names:
+        if n not in sys.modules:
+            try:
+                importlib.import_module(n)
+            except Exception:
+                # The code that relies on it reports the failure.
+                pass
+
+
 def add_pylib(d, libdir, namespace):
+    _namespaces.add(namespace)
     for m in (d.getVar('BB_GLOBAL_PYMODULES') or '').split():
         if m not in _ctx:
             _ctx[m] = __import__(m)

@@ -89,6 +89,8 @@ pub struct CPython {
     d: Py<PyAny>,
     bitbake_lib: PathBuf,
     pylibs: Mutex<Vec<PathBuf>>,
+    /// Modules to import before Python next runs (`require_modules`).
+    pending: Mutex<Vec<String>>,
     fast_path: bool,
 }
 
@@ -181,6 +183,7 @@ impl CPython {
                 d: d.unbind(),
                 bitbake_lib: bitbake_lib.to_path_buf(),
                 pylibs: Mutex::new(Vec::new()),
+                pending: Mutex::new(Vec::new()),
                 fast_path: true,
             })
         })
@@ -208,6 +211,14 @@ impl CPython {
         name: &str,
         args: impl pyo3::call::PyCallArgs<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            self.module.bind(py).getattr("require")?.call1((pending,))?;
+        }
         self.module.bind(py).getattr(name)?.call1(args)
     }
 
@@ -359,6 +370,33 @@ impl PythonHost for CPython {
 
     fn fast_path(&self) -> bool {
         self.fast_path
+    }
+
+    fn loaded_modules(&self) -> Vec<String> {
+        Python::with_gil(|py| {
+            self.call(py, "pylib_modules", ())
+                .and_then(|r| r.extract::<Vec<String>>())
+                .unwrap_or_default()
+        })
+    }
+
+    fn require_modules(&self, modules: &[String]) {
+        if let Ok(mut p) = self.pending.lock() {
+            for m in modules {
+                if !p.contains(m) {
+                    p.push(m.clone());
+                }
+            }
+        }
+    }
+
+    fn persist(&self, value: &str) -> Option<String> {
+        Python::with_gil(|py| {
+            self.call(py, "persist", (value,))
+                .and_then(|r| r.extract::<Option<String>>())
+                .ok()
+                .flatten()
+        })
     }
 
     fn fingerprint(&self) -> [u8; 32] {

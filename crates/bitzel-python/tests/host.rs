@@ -186,6 +186,7 @@ fn a_warm_parse_equals_a_cold_one() {
                     "EVENTS",
                     "LOUD",
                     "TASKLIST",
+                    "EXTENDED",
                 ];
                 let vals: Vec<String> = vars
                     .iter()
@@ -206,7 +207,29 @@ fn a_warm_parse_equals_a_cold_one() {
     let warm = load(&opts);
     assert_eq!(show(&cold), show(&warm));
     assert_eq!(show(&cold), show(ws()));
-    assert!(std::fs::read_dir(tmp.path()).unwrap().count() > 0);
+    let kept = warm.recipes.iter().find(|r| r.pn == "kept").unwrap();
+    assert_eq!(
+        kept.data.try_get_var("EXTENDED").unwrap().as_deref(),
+        Some("nativesdk-zlib")
+    );
+    // kept.bb holds a Python object that holds `d`: its entry keeps the
+    // object pickled, so a warm parse does not parse it again.
+    let entries: Vec<Vec<u8>> = walkdir::WalkDir::new(tmp.path())
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    let has = |e: &[u8], s: &str| e.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(
+        entries
+            .iter()
+            .any(|e| has(e, "recipes/kept.bb") && has(e, "\0bitzel-py:pkl:")),
+        "no parse cache entry keeps kept.bb's object"
+    );
+    // good.bb's object is of a class defined inside a function: it cannot
+    // be pickled, so good.bb has no entry, and is parsed again.
+    assert!(!entries.iter().any(|e| has(e, "recipes/good.bb")));
 }
 
 /// A datastore of plain values, for calling the host directly.
