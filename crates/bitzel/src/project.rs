@@ -22,8 +22,9 @@ use bitzel_config::{BuildRoot, Project, RepoSource, SandboxChoice};
 use crate::output::Output;
 
 /// The config file and the flags every verb that reads a project takes.
-/// Verbs that read a project `#[command(flatten)]` this; verbs that run tasks
-/// flatten [`RunArgs`] beside it, so no verb accepts a flag it ignores.
+/// Verbs that read a project `#[command(flatten)]` this; verbs that parse
+/// its recipes add [`ParseArgs`], verbs that run tasks [`RunArgs`], so no
+/// verb accepts a flag it ignores.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
     /// The kas-style project configuration (machine.yml).
@@ -31,21 +32,31 @@ pub struct ConfigArgs {
     /// Build directory (default `bitzel.build_dir`, else `./build`).
     #[arg(long, value_name = "DIR")]
     pub build_dir: Option<PathBuf>,
+    /// Cache directory: task results, downloads' index, the parse cache
+    /// (overrides `bitzel.cache_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// When another bitzel process holds the build directory, wait for it
     /// instead of failing.
     #[arg(long)]
     pub wait_lock: bool,
 }
 
+/// The flag of verbs that parse the project's recipes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ParseArgs {
+    /// Threads parsing recipes, and tasks run at once by verbs that run
+    /// tasks (overrides `bitzel.jobs`).
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+}
+
 /// The flags of verbs that run tasks (`build`, `explain`, `devshell`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Cache directory (overrides `bitzel.cache_dir`).
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Number of tasks to run at once (overrides `bitzel.jobs`).
-    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
-    pub jobs: Option<usize>,
+    /// `-j`.
+    #[command(flatten)]
+    pub parse: ParseArgs,
     /// Sandbox backend: auto, native, bwrap, sandbox-exec or none (overrides `bitzel.sandbox`).
     #[arg(long, value_name = "BACKEND", value_parser = parse_sandbox)]
     pub sandbox: Option<SandboxChoice>,
@@ -59,19 +70,26 @@ impl ConfigArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             build_dir: self.build_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
             wait_lock: self.wait_lock,
             ..Overrides::default()
         }
     }
 
-    /// The overrides these flags and a task-running verb's `run` flags ask for.
-    pub fn overrides_with(&self, run: &RunArgs) -> Overrides {
+    /// The overrides these flags and a parsing verb's `-j` ask for.
+    pub fn overrides_parse(&self, parse: &ParseArgs) -> Overrides {
         Overrides {
-            cache_dir: run.cache_dir.clone(),
-            jobs: run.jobs,
+            jobs: parse.jobs,
+            ..self.overrides()
+        }
+    }
+
+    /// The overrides these flags and a task-running verb's flags ask for.
+    pub fn overrides_run(&self, run: &RunArgs) -> Overrides {
+        Overrides {
             sandbox: run.sandbox,
             build_root: run.build_root,
-            ..self.overrides()
+            ..self.overrides_parse(&run.parse)
         }
     }
 }
@@ -94,8 +112,7 @@ pub struct Overrides {
     pub wait_lock: bool,
 }
 
-/// `-j N`: a whole number of at least 1.
-pub fn parse_jobs(s: &str) -> Result<usize, String> {
+fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{s}` is not a whole number of at least 1")),

@@ -223,23 +223,19 @@ fn flags_override_the_bitzel_section() {
 
 #[test]
 fn a_verb_refuses_the_flags_it_would_ignore() {
-    // show, fetch and graph run no task: no sandbox, jobs, cache or build
-    // root; graph takes -j only with --dry-run; rootfs only --cache-dir.
+    // show, fetch and graph run no task: no sandbox or build root; rootfs
+    // parses no recipe: no -j.
     for args in [
         &["show", "project/kas.yml", "--sandbox", "none"][..],
-        &["show", "project/kas.yml", "-j", "2"],
-        &["fetch", "project/kas.yml", "--cache-dir", "c"],
         &["fetch", "project/kas.yml", "--build-root", "host"],
         &["graph", "project/kas.yml", "--sandbox", "none"],
-        &["graph", "project/kas.yml", "-j", "2"],
         &["rootfs", "show", "project/kas.yml", "--sandbox", "none"],
         &["rootfs", "build", "project/kas.yml", "-j", "2"],
     ] {
         let r = bitzel(&testdata(), args);
         assert_eq!(r.code, 2, "{args:?} was accepted:\n{}", r.stderr);
         assert!(
-            r.stderr.contains("unexpected argument")
-                || r.stderr.contains("required arguments were not provided"),
+            r.stderr.contains("unexpected argument"),
             "{args:?}: {}",
             r.stderr
         );

@@ -278,3 +278,54 @@ fn a_wrong_library_is_named_with_how_to_set_one() {
         r.stderr
     );
 }
+
+/// A recipe read from the parse cache by a new process still finds the
+/// submodules its parse imported: pylazy's value calls
+/// `pyfixture.lazy`, which only its anonymous function imports.
+#[test]
+fn a_warm_parse_in_a_new_process_imports_what_the_cold_one_did() {
+    let d = Dirs::new();
+    let lib = bitbake_lib();
+    let show = || -> Run {
+        Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .current_dir(repo_root())
+            .args(["--color", "never", "show", "testdata/python/project.yml"])
+            .args(["pylazy", "LAZY", "--build-dir"])
+            .arg(d.tmp.path().join("build"))
+            .arg("--cache-dir")
+            .arg(d.tmp.path().join("cache"))
+            .env("BITZEL_BITBAKE_LIB", &lib)
+            .env_remove("BITZEL_LOG")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let cold = show();
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    assert_eq!(cold.stdout, "LAZY=\"lazy:pylazy\"\n", "{}", cold.stderr);
+    let entries = walk_files(&d.tmp.path().join("cache"));
+    assert!(
+        entries.iter().any(|e| e.contains("pylazy_1.0.bb")),
+        "no parse cache entry for pylazy"
+    );
+    let warm = show();
+    assert_eq!(warm.code, 0, "{}", warm.stderr);
+    assert_eq!(warm.stdout, cold.stdout, "{}", warm.stderr);
+}
+
+/// The text (lossy) of every file below `dir`.
+fn walk_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(b) = std::fs::read(&path) {
+                out.push(String::from_utf8_lossy(&b).into_owned());
+            }
+        }
+    }
+    out
+}

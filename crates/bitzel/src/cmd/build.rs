@@ -19,7 +19,7 @@ pub struct BuildArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
-    /// Cache, jobs, sandbox and build root for the tasks it runs.
+    /// Jobs, sandbox and build root for the tasks it runs.
     #[command(flatten)]
     pub run: RunArgs,
     /// Targets to build instead of the config's `target` (`name` or `name:do_task`).
@@ -109,7 +109,7 @@ pub fn run(out: &Output, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (project, _build_dir_lock) = load_project_locked(
         out,
         &args.project.config,
-        &args.project.overrides_with(&args.run),
+        &args.project.overrides_run(&args.run),
     )?;
     let targets = requested_targets(&project, &args.targets);
     let task = args.task.as_deref().or(project.task.as_deref());

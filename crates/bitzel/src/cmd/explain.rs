@@ -31,7 +31,7 @@ pub struct ExplainArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
-    /// Cache, jobs, sandbox and build root for the tasks it runs.
+    /// Jobs, sandbox and build root for the tasks it runs.
     #[command(flatten)]
     pub run: RunArgs,
     /// What to explain: `recipe` (its default task, do_build, and everything it
@@ -48,7 +48,7 @@ pub fn run(out: &Output, args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let (project, _build_dir_lock) = load_project_locked(
         out,
         &args.project.config,
-        &args.project.overrides_with(&args.run),
+        &args.project.overrides_run(&args.run),
     )?;
     crate::build_flow::start_host_root_digest(&project);
     let ws = load_workspace(out, &project)?;

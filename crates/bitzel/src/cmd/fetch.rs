@@ -13,7 +13,7 @@ use bitzel_exec::prefetch::prefetch_recipe;
 use bitzel_graph::{build_graph, prefs_from_workspace, recipes_from_workspace, with_do, Target};
 
 use crate::output::Output;
-use crate::project::{load_project_locked, load_workspace, shown, ConfigArgs};
+use crate::project::{load_project_locked, load_workspace, shown, ConfigArgs, ParseArgs};
 
 /// Arguments of `bitzel fetch`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,9 @@ pub struct FetchArgs {
     /// The project configuration and the flags overriding its `bitzel:` settings.
     #[command(flatten)]
     pub project: ConfigArgs,
+    /// `-j`: parse threads.
+    #[command(flatten)]
+    pub parse: ParseArgs,
     /// Targets whose downloads to fetch (`name` or `name:do_task`; none = the
     /// config's targets), with everything their tasks need.
     pub targets: Vec<String>,
@@ -29,8 +32,11 @@ pub struct FetchArgs {
 /// Run `bitzel fetch`: exit 0 when every download is in `DL_DIR`, else 1
 /// after naming each one that failed.
 pub fn run(out: &Output, args: FetchArgs) -> anyhow::Result<ExitCode> {
-    let (project, _build_dir_lock) =
-        load_project_locked(out, &args.project.config, &args.project.overrides())?;
+    let (project, _build_dir_lock) = load_project_locked(
+        out,
+        &args.project.config,
+        &args.project.overrides_parse(&args.parse),
+    )?;
     let ws = load_workspace(out, &project)?;
     let task = with_do(project.task.as_deref().unwrap_or("build"));
     let names = super::build::requested_targets(&project, &args.targets);

@@ -14,7 +14,7 @@ use bitzel_meta::Workspace;
 
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::project::{load_project, ConfigArgs, Overrides};
+use crate::project::{load_project, ConfigArgs, ParseArgs};
 
 /// Output formats of `bitzel graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +30,9 @@ pub enum GraphFormat {
 pub struct GraphArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// `-j`: parse threads (and the slots of `--dry-run`).
+    #[command(flatten)]
+    pub parse: ParseArgs,
     /// Targets (`name` or `name:do_task`); default: the configuration's `target`.
     pub targets: Vec<String>,
     /// Output format.
@@ -41,10 +44,6 @@ pub struct GraphArgs {
     /// List the tasks in execution order (what a build would start, one slot).
     #[arg(long)]
     pub dry_run: bool,
-    /// With `--dry-run`: the number of tasks it would run at once (overrides
-    /// `bitzel.jobs`).
-    #[arg(short, long, value_name = "N", requires = "dry_run", value_parser = crate::project::parse_jobs)]
-    pub jobs: Option<usize>,
     /// With `--dry-run`: one JSON object per line.
     #[arg(long, requires = "dry_run")]
     pub json: bool,
@@ -61,10 +60,7 @@ fn workspace(
     let project = load_project(
         out,
         &args.config.config,
-        &Overrides {
-            jobs: args.jobs,
-            ..args.config.overrides()
-        },
+        &args.config.overrides_parse(&args.parse),
     )?;
     let ws = crate::project::load_workspace(out, &project)?;
     Ok((ws, project))

@@ -12,7 +12,7 @@ use bitzel_exec::hosttools::ToolSet;
 use bitzel_exec::rootfs::{self, Lock, RootfsDecl};
 
 use crate::output::Output;
-use crate::project::{load_project_locked, shown, BuildDirLock, ConfigArgs, Overrides};
+use crate::project::{load_project_locked, shown, ConfigArgs};
 
 /// `PATH` inside the root, searched for `HOSTTOOLS`.
 const ROOT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
@@ -30,39 +30,18 @@ pub struct RootfsArgs {
 pub enum RootfsAction {
     /// Build the declared root from its package list as the archive has it now and write
     /// `<name>.rootfs.lock` next to the kas file (every package's exact version; check it in).
-    Lock(RootfsProject),
+    Lock(ConfigArgs),
     /// Build the locked root into the cache (or find it there) and print its digest.
-    Build(RootfsProject),
+    Build(ConfigArgs),
     /// Show the declaration, the lock and whether the cache holds its root.
     Show {
         /// The project.
         #[command(flatten)]
-        project: RootfsProject,
+        project: ConfigArgs,
         /// List every locked package with its version.
         #[arg(long)]
         packages: bool,
     },
-}
-
-/// The project of a `bitzel rootfs` verb and the cache its root is stored in.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RootfsProject {
-    /// The project configuration.
-    #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Cache directory (overrides `bitzel.cache_dir`).
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-}
-
-impl RootfsProject {
-    fn load(&self, out: &Output) -> anyhow::Result<(Project, BuildDirLock)> {
-        let overrides = Overrides {
-            cache_dir: self.cache_dir.clone(),
-            ..self.config.overrides()
-        };
-        load_project_locked(out, &self.config.config, &overrides)
-    }
 }
 
 /// The declared root, the mirror resolved (the config's, else the host's apt sources).
@@ -189,7 +168,7 @@ pub fn run(out: &Output, args: RootfsArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         RootfsAction::Lock(c) => lock(out, &c),
         RootfsAction::Build(c) => {
-            let (project, _l) = c.load(out)?;
+            let (project, _l) = load_project_locked(out, &c.config, &c.overrides())?;
             let cache = crate::build_flow::open_cache(&project)?;
             let (root, built) = ensure_layer(out, &project, &cache, true)?;
             println!(
@@ -209,8 +188,8 @@ pub fn run(out: &Output, args: RootfsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn lock(out: &Output, c: &RootfsProject) -> anyhow::Result<ExitCode> {
-    let (project, _l) = c.load(out)?;
+fn lock(out: &Output, c: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (project, _l) = load_project_locked(out, &c.config, &c.overrides())?;
     let d = decl(&project)?;
     let cache = crate::build_flow::open_cache(&project)?;
     out.info(&format!(
@@ -233,8 +212,8 @@ fn lock(out: &Output, c: &RootfsProject) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(out: &Output, c: &RootfsProject, packages: bool) -> anyhow::Result<ExitCode> {
-    let (project, _l) = c.load(out)?;
+fn show(out: &Output, c: &ConfigArgs, packages: bool) -> anyhow::Result<ExitCode> {
+    let (project, _l) = load_project_locked(out, &c.config, &c.overrides())?;
     let d = decl(&project)?;
     match &d.tarball {
         Some(t) => println!("declared:  tarball {}", t.display()),

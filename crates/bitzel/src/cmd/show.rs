@@ -6,13 +6,16 @@ use anyhow::bail;
 use bitzel_meta::{emit_env, EmitOptions, Recipe, Workspace};
 
 use crate::output::Output;
-use crate::project::{load_project, ConfigArgs};
+use crate::project::{load_project, ConfigArgs, ParseArgs};
 
 /// Arguments of `bitzel show`.
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// `-j`: parse threads.
+    #[command(flatten)]
+    pub parse: ParseArgs,
     /// The recipe (PN, e.g. `busybox` or `busybox-native`, or a `.bb` path)
     /// whose datastore to show; without it (or with `-`), the global
     /// configuration.
@@ -62,7 +65,11 @@ fn pick<'a>(ws: &'a Workspace, name: &str) -> anyhow::Result<&'a Recipe> {
 
 /// Run `bitzel show`.
 pub fn run(out: &Output, args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let project = load_project(out, &args.config.config, &args.config.overrides())?;
+    let project = load_project(
+        out,
+        &args.config.config,
+        &args.config.overrides_parse(&args.parse),
+    )?;
     let ws = crate::project::load_workspace(out, &project)?;
     if args.recipes {
         let mut rows: Vec<(&str, &str, &str, String)> = ws
