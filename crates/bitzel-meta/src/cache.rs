@@ -60,6 +60,10 @@ pub(crate) struct ParseCache {
     dir: PathBuf,
     base_key: [u8; 32],
     digests: Mutex<std::collections::HashMap<PathBuf, Option<[u8; 32]>>>,
+    /// Every string read from an entry, shared: most of a recipe's text
+    /// (class functions, common values) is the same in hundreds of entries,
+    /// and one copy of each keeps a warm load of poky small and fast.
+    strings: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 /// What a recipe parse produced, with the inputs it read.
@@ -93,6 +97,7 @@ impl ParseCache {
         Ok(ParseCache {
             dir,
             base_key: *h.finalize().as_bytes(),
+            strings: Mutex::default(),
             digests: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -136,7 +141,7 @@ impl ParseCache {
         layer: &str,
     ) -> Option<Parsed> {
         let bytes = std::fs::read(self.entry_path(file, appends, layer)).ok()?;
-        let mut r = Reader::new(&bytes)?;
+        let mut r = Reader::new(&bytes, &self.strings)?;
         if r.take(32)? != self.base_key {
             return None;
         }
@@ -293,7 +298,11 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(b: &'a [u8]) -> Option<Reader<'a>> {
+    /// Read an entry's string table, each string shared through `strings`.
+    fn new(
+        b: &'a [u8],
+        strings: &Mutex<std::collections::HashSet<Arc<str>>>,
+    ) -> Option<Reader<'a>> {
         let mut r = Reader {
             b,
             pos: 0,
@@ -303,13 +312,23 @@ impl<'a> Reader<'a> {
             return None;
         }
         let n = r.u32()? as usize;
-        let mut table = Vec::with_capacity(n.min(1 << 20));
+        let mut raw = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
             let len = r.u32()? as usize;
-            let s = std::str::from_utf8(r.take(len)?).ok()?;
-            table.push(Arc::from(s));
+            raw.push(std::str::from_utf8(r.take(len)?).ok()?);
         }
-        r.table = table;
+        let mut shared = strings.lock().ok()?;
+        r.table = raw
+            .into_iter()
+            .map(|s| match shared.get(s) {
+                Some(a) => a.clone(),
+                None => {
+                    let a: Arc<str> = Arc::from(s);
+                    shared.insert(a.clone());
+                    a
+                }
+            })
+            .collect();
         Some(r)
     }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -393,6 +412,37 @@ fn encode_entry(w: &mut Writer, e: &VarEntry) {
     }
 }
 
+/// A history operation name as read back: the common ones borrowed (no
+/// allocation for each of the millions of entries a warm poky load reads).
+fn static_op(op: &str) -> Cow<'static, str> {
+    const OPS: [&str; 20] = [
+        "set",
+        "set?",
+        "set??",
+        "append",
+        "prepend",
+        "postdot",
+        "predot",
+        "immediate",
+        "del",
+        "delFlag",
+        "exported",
+        "EXPORT_FUNCTIONS",
+        ":append",
+        ":prepend",
+        ":remove",
+        "rename",
+        "rename (to)",
+        "set (BBCLASSEXTEND)",
+        "set from file name",
+        "inherit",
+    ];
+    match OPS.iter().find(|o| **o == op) {
+        Some(o) => Cow::Borrowed(o),
+        None => Cow::Owned(op.to_string()),
+    }
+}
+
 fn decode_entry(r: &mut Reader<'_>, paths: &mut HashMap<Arc<str>, Arc<Path>>) -> Option<VarEntry> {
     let mut e = VarEntry {
         content: r.opt()?,
@@ -425,7 +475,7 @@ fn decode_entry(r: &mut Reader<'_>, paths: &mut HashMap<Arc<str>, Arc<Path>>) ->
         e.history.push(HistoryEntry {
             file,
             line,
-            op: Cow::Owned(op.to_string()),
+            op: static_op(&op),
             flag,
             detail,
         });
