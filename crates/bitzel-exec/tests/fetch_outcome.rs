@@ -54,6 +54,7 @@ fn recipe(mirror: &Path) -> Recipe {
         pn: "pkg".into(),
         pv: "1.0".into(),
         pr: "r0".into(),
+        skip: None,
         data: d,
         inputs: Vec::new(),
         appends: Vec::new(),

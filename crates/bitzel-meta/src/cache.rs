@@ -19,10 +19,11 @@ use hashbrown::HashMap;
 use crate::data::{CondValue, DataStore, HistoryEntry, VarEntry};
 use crate::diag::{Diagnostic, MetaError, Severity};
 use crate::eval::Env;
+use crate::localvars::{LocalVars, VarMap};
 use crate::workspace::BaseConfig;
 use crate::Recipe;
 
-const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x03";
+const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x04";
 
 /// Bump whenever what a parse produces changes without the crate version
 /// changing (a fix in the evaluator, the Python subset, anonymous
@@ -63,7 +64,7 @@ pub(crate) struct ParseCache {
     /// Every string read from an entry, shared: most of a recipe's text
     /// (class functions, common values) is the same in hundreds of entries,
     /// and one copy of each keeps a warm load of poky small and fast.
-    strings: Mutex<std::collections::HashSet<Arc<str>>>,
+    strings: Mutex<hashbrown::HashSet<Arc<str>>>,
 }
 
 /// What a recipe parse produced, with the inputs it read.
@@ -141,7 +142,7 @@ impl ParseCache {
         layer: &str,
     ) -> Option<Parsed> {
         let bytes = std::fs::read(self.entry_path(file, appends, layer)).ok()?;
-        let mut r = Reader::new(&bytes, &self.strings)?;
+        let mut r = Reader::new(Arc::from(bytes), &self.strings)?;
         if r.take(32)? != self.base_key {
             return None;
         }
@@ -291,47 +292,72 @@ impl Writer {
     }
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
+struct Reader {
+    b: Arc<[u8]>,
     pos: usize,
-    table: Vec<Arc<str>>,
+    table: Arc<[Arc<str>]>,
 }
 
-impl<'a> Reader<'a> {
+impl Reader {
     /// Read an entry's string table, each string shared through `strings`.
-    fn new(
-        b: &'a [u8],
-        strings: &Mutex<std::collections::HashSet<Arc<str>>>,
-    ) -> Option<Reader<'a>> {
+    fn new(b: Arc<[u8]>, strings: &Mutex<hashbrown::HashSet<Arc<str>>>) -> Option<Reader> {
         let mut r = Reader {
             b,
             pos: 0,
-            table: Vec::new(),
+            table: Arc::from(Vec::new()),
         };
         if r.take(8)? != MAGIC {
             return None;
         }
         let n = r.u32()? as usize;
-        let mut raw = Vec::with_capacity(n.min(1 << 20));
+        let mut spans = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
             let len = r.u32()? as usize;
-            raw.push(std::str::from_utf8(r.take(len)?).ok()?);
+            let start = r.pos;
+            r.take(len)?;
+            spans.push((start, len));
         }
         let mut shared = strings.lock().ok()?;
-        r.table = raw
-            .into_iter()
-            .map(|s| match shared.get(s) {
+        let mut table = Vec::with_capacity(spans.len());
+        for (start, len) in spans {
+            let s = std::str::from_utf8(r.b.get(start..start + len)?).ok()?;
+            table.push(match shared.get(s) {
                 Some(a) => a.clone(),
                 None => {
                     let a: Arc<str> = Arc::from(s);
                     shared.insert(a.clone());
                     a
                 }
-            })
-            .collect();
+            });
+        }
+        r.table = Arc::from(table);
         Some(r)
     }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+
+    /// Another reader of the same entry, at `pos`.
+    fn at(&self, pos: usize) -> Reader {
+        Reader {
+            b: self.b.clone(),
+            pos,
+            table: self.table.clone(),
+        }
+    }
+
+    /// Skip a string reference, checking it names a string of the table.
+    fn skip_str(&mut self) -> Option<()> {
+        let i = self.u32()? as usize;
+        (i < self.table.len()).then_some(())
+    }
+
+    fn skip_opt(&mut self) -> Option<()> {
+        match self.u8()? {
+            0 => Some(()),
+            1 => self.skip_str(),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.b.get(self.pos..end)?;
         self.pos = end;
@@ -377,7 +403,7 @@ fn encode_cond(w: &mut Writer, l: &[CondValue]) {
     }
 }
 
-fn decode_cond(r: &mut Reader<'_>) -> Option<Vec<CondValue>> {
+fn decode_cond(r: &mut Reader) -> Option<Vec<CondValue>> {
     let n = r.u32()?;
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -443,7 +469,7 @@ fn static_op(op: &str) -> Cow<'static, str> {
     }
 }
 
-fn decode_entry(r: &mut Reader<'_>, paths: &mut HashMap<Arc<str>, Arc<Path>>) -> Option<VarEntry> {
+fn decode_entry(r: &mut Reader, paths: &mut HashMap<Arc<str>, Arc<Path>>) -> Option<VarEntry> {
     let mut e = VarEntry {
         content: r.opt()?,
         default: r.opt()?,
@@ -501,6 +527,7 @@ fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
         for a in &r.appends {
             w.str(&a.to_string_lossy());
         }
+        w.opt(r.skip.as_deref());
         let vars = r.data.vars_above(base);
         let mut keys: Vec<&Arc<str>> = vars.keys().collect();
         keys.sort();
@@ -527,8 +554,51 @@ fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
     }
 }
 
-fn decode_parsed(r: &mut Reader<'_>, base: &Arc<DataStore>) -> Option<Parsed> {
+/// A recipe layer's variables, from a vars section [`decode_parsed`] has
+/// checked (so a failure here, which cannot happen, gives what was read).
+fn decode_vars(r: &mut Reader) -> VarMap {
     let mut paths: HashMap<Arc<str>, Arc<Path>> = HashMap::new();
+    let nv = r.u32().unwrap_or(0);
+    let mut vars = VarMap::with_capacity(nv as usize);
+    for _ in 0..nv {
+        let Some((k, e)) = r.str().zip(decode_entry(r, &mut paths)) else {
+            tracing::error!("parse cache entry changed while in use; clear the parse cache");
+            break;
+        };
+        vars.insert(k, e);
+    }
+    vars
+}
+
+/// Check one variable entry's structure without decoding it.
+fn skip_entry(r: &mut Reader) -> Option<()> {
+    r.skip_opt()?;
+    r.skip_opt()?;
+    for _ in 0..r.u32()? {
+        r.skip_str()?;
+        r.skip_str()?;
+    }
+    for _ in 0..3 {
+        for _ in 0..r.u32()? {
+            r.skip_str()?;
+            r.skip_opt()?;
+        }
+    }
+    for _ in 0..r.u32()? {
+        r.skip_str()?;
+        r.skip_str()?;
+    }
+    for _ in 0..r.u32()? {
+        r.skip_str()?;
+        r.u32()?;
+        r.skip_str()?;
+        r.skip_opt()?;
+        r.skip_str()?;
+    }
+    Some(())
+}
+
+fn decode_parsed(r: &mut Reader, base: &Arc<DataStore>) -> Option<Parsed> {
     let n = r.u32()?;
     let mut recipes = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -548,13 +618,16 @@ fn decode_parsed(r: &mut Reader<'_>, base: &Arc<DataStore>) -> Option<Parsed> {
         for _ in 0..na {
             appends.push(PathBuf::from(r.str()?.as_ref()));
         }
+        let skip = r.opt()?.map(|s| s.to_string());
+        // The variables are checked now and decoded when first used.
+        let start = r.pos;
         let nv = r.u32()?;
-        let mut vars: HashMap<Arc<str>, VarEntry> = HashMap::with_capacity(nv as usize);
         for _ in 0..nv {
-            let k = r.str()?;
-            let e = decode_entry(r, &mut paths)?;
-            vars.insert(k, e);
+            r.skip_str()?;
+            skip_entry(r)?;
         }
+        let lazy = r.at(start);
+        let vars = LocalVars::lazy(Box::new(move || decode_vars(&mut lazy.at(start))));
         recipes.push(Recipe {
             file,
             variant,
@@ -562,6 +635,7 @@ fn decode_parsed(r: &mut Reader<'_>, base: &Arc<DataStore>) -> Option<Parsed> {
             pn,
             pv,
             pr,
+            skip,
             data: DataStore::from_parts(base.clone(), vars),
             inputs,
             appends,

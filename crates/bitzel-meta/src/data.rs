@@ -17,6 +17,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::localvars::LocalVars;
 use crate::pyexpr::{self, PyContext};
 
 /// One recorded operation on a variable (what `bitbake -e` prints in its
@@ -139,7 +140,7 @@ type OverrideCache = (Arc<Overrides>, HashSet<Box<str>>);
 /// A BitBake datastore.
 pub struct DataStore {
     parent: Option<Arc<DataStore>>,
-    vars: HashMap<Arc<str>, VarEntry>,
+    vars: LocalVars,
     /// The active overrides and the (base) names of the variables their
     /// computation read: changing one of those invalidates them.
     overrides: Mutex<Option<OverrideCache>>,
@@ -221,7 +222,7 @@ impl DataStore {
     pub fn new() -> DataStore {
         DataStore {
             parent: None,
-            vars: HashMap::new(),
+            vars: LocalVars::default(),
             overrides: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
             ref_keys: std::sync::OnceLock::new(),
@@ -582,7 +583,7 @@ impl DataStore {
         let mut with_overrides: Vec<&str> = Vec::new();
         let mut ds = Some(self);
         while let Some(d) = ds {
-            for (k, e) in &d.vars {
+            for (k, e) in d.vars.iter() {
                 if seen.insert(k) {
                     if e.is_live() {
                         out.insert(k.to_string());
@@ -865,18 +866,16 @@ impl DataStore {
         }
         let mut out: HashMap<Arc<str>, VarEntry> = HashMap::new();
         for d in chain.into_iter().rev() {
-            for (k, v) in &d.vars {
+            for (k, v) in d.vars.iter() {
                 out.insert(k.clone(), v.clone());
             }
         }
         out
     }
 
-    /// A layer over `parent` holding `vars` (for the parse cache).
-    pub(crate) fn from_parts(
-        parent: Arc<DataStore>,
-        vars: HashMap<Arc<str>, VarEntry>,
-    ) -> DataStore {
+    /// A layer over `parent` holding `vars` (for the parse cache: a
+    /// decoder run on first use).
+    pub(crate) fn from_parts(parent: Arc<DataStore>, vars: LocalVars) -> DataStore {
         DataStore {
             parent: Some(parent),
             vars,

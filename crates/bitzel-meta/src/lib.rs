@@ -22,6 +22,7 @@ mod diag;
 mod emit;
 mod eval;
 mod layerdeps;
+mod localvars;
 mod parse;
 mod pattern;
 pub mod pyexpr;
@@ -150,6 +151,11 @@ pub struct Recipe {
     pub pv: String,
     /// `PR`.
     pub pr: String,
+    /// Why an anonymous Python function skipped the recipe
+    /// (`raise bb.parse.SkipRecipe(reason)`), if it did: its datastore's
+    /// `__BITZEL_SKIPPED`, kept here so that listing recipes reads no
+    /// datastore (a cached one is decoded when first used).
+    pub skip: Option<String>,
     /// The finalised datastore.
     pub data: DataStore,
     /// Every file that fed it, in order (base configuration files first).
@@ -162,9 +168,7 @@ impl Recipe {
     /// Why an anonymous Python function skipped the recipe
     /// (`raise bb.parse.SkipRecipe(reason)`), if it did.
     pub fn skipped(&self) -> Option<String> {
-        self.data
-            .content_parsing(anon::SKIP_VAR)
-            .map(|s| s.to_string())
+        self.skip.clone()
     }
 
     /// BitBake's name for the recipe: the file, or

@@ -651,6 +651,10 @@ pub(crate) fn parse_recipe(
             pn,
             pv,
             pr,
+            skip: ev
+                .ds
+                .content_parsing(crate::anon::SKIP_VAR)
+                .map(|s| s.to_string()),
             data: ev.ds,
             inputs,
             appends: appends_v.clone(),
