@@ -410,24 +410,16 @@ impl Eval<'_> {
         }
     }
 
-    /// Fire `ConfigParsed` to the base configuration's handlers. A handler
-    /// that sets `BB_INVALIDCONF` asks BitBake's cooker to parse the
-    /// configuration again; bitzel does not yet, and says so.
-    pub(crate) fn config_parsed(&mut self, at: &Path) {
+    /// Fire `ConfigParsed` to the base configuration's handlers. True when
+    /// a handler set `BB_INVALIDCONF` to Python's `True` (BitBake tests
+    /// `is True`): it changed configuration files and asks for a re-parse.
+    pub(crate) fn config_parsed(&mut self) -> bool {
         if self.fire_event("ConfigParsed", None, None).is_break() {
-            return;
+            return false;
         }
-        let invalid = self
-            .ds
+        self.ds
             .get_var_unexpanded("BB_INVALIDCONF")
-            .is_some_and(|v| !v.is_empty() && v != "0" && !v.ends_with("lit:False"));
-        if invalid {
-            self.error(
-                at,
-                0,
-                "a ConfigParsed handler set BB_INVALIDCONF (it changed the configuration files and asks for a re-parse), which bitzel does not do yet: run again",
-            );
-        }
+            .is_some_and(|v| v == crate::python::PY_TRUE)
     }
 
     /// Fire `bb.event.<class>` to the datastore's handlers (`__BBHANDLERS`,

@@ -55,6 +55,14 @@ impl<'a> Env<'a> {
         Ok(parsed)
     }
 
+    /// Forget every file read so far, so the next load reads it again (the
+    /// configuration re-parse that `BB_INVALIDCONF` asks for).
+    pub(crate) fn forget_files(&self) {
+        if let Ok(mut g) = self.asts.lock() {
+            g.clear();
+        }
+    }
+
     /// Register in-memory text for a path (generated configuration).
     pub(crate) fn preload(&self, path: &Path, text: &str) {
         let ast = Arc::new(parse::parse(path, text, Mode::for_path(path)));

@@ -144,6 +144,10 @@ pub struct PyHandler {
 /// gives.
 pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
 
+/// How a host stores Python's `True` in the datastore (a literal kept by
+/// its `repr`).
+pub const PY_TRUE: &str = "\0bitzel-py:lit:True";
+
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();
 
 /// Install the process-wide host. Returns false (and changes nothing) when

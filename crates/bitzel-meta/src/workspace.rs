@@ -95,8 +95,52 @@ fn expand_varref(ds: &mut DataStore, var: &str) {
     }
 }
 
-/// Parse the base configuration.
+/// How many times BitBake's cooker parses the configuration again for a
+/// `ConfigParsed` handler that sets `BB_INVALIDCONF` before it gives up.
+const MAX_CONFIG_REPARSES: u32 = 20;
+
+/// Parse the base configuration, and fire `ConfigParsed`. As BitBake's
+/// cooker does, while a handler has set `BB_INVALIDCONF` to `True` (it
+/// changed configuration files, as sanity.bbclass does when it updates
+/// them), the configuration is parsed again from the files, and the event
+/// fired again, at most [`MAX_CONFIG_REPARSES`] times.
 pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
+    let bblayers_path = input.topdir.join("conf").join("bblayers.conf");
+    let (mut ev, mut layers) = parse_configuration(env, input);
+    let mut reparses = 0;
+    while ev.config_parsed() {
+        if reparses == MAX_CONFIG_REPARSES {
+            ev.error(
+                &bblayers_path,
+                0,
+                format!(
+                    "the configuration has been parsed again {MAX_CONFIG_REPARSES} times: too deep a re-parse loop; check where BB_INVALIDCONF is set (ConfigParsed event handlers)"
+                ),
+            );
+            break;
+        }
+        reparses += 1;
+        tracing::info!(
+            reparses,
+            "BB_INVALIDCONF set by a ConfigParsed handler: parsing the configuration again"
+        );
+        env.forget_files();
+        (ev, layers) = parse_configuration(env, input);
+    }
+    let diags = std::mem::take(&mut ev.diags);
+    let inputs = std::mem::take(&mut ev.inputs);
+    BaseConfig {
+        data: ev.ds.freeze(),
+        inputs,
+        diags,
+        layers,
+    }
+}
+
+/// The configuration files parsed, as BitBake's `parseConfigurationFiles`:
+/// `bblayers.conf`, each layer's `layer.conf`, `bitbake.conf` through
+/// `BBPATH`, then `base` and `INHERIT`.
+fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Vec<Layer>) {
     let topdir = input.topdir.clone();
     let conf_dir = topdir.join("conf");
     let bblayers_path = conf_dir.join("bblayers.conf");
@@ -327,15 +371,7 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
         ev.inherit(class, &conf_marker, 0, false);
     }
     crate::layerdeps::check_layer_depends(&mut ev, &layers);
-    ev.config_parsed(&bblayers_path);
-    let diags = std::mem::take(&mut ev.diags);
-    let inputs = std::mem::take(&mut ev.inputs);
-    BaseConfig {
-        data: ev.ds.freeze(),
-        inputs,
-        diags,
-        layers,
-    }
+    (ev, layers)
 }
 
 fn collections(ds: &DataStore) -> Vec<String> {

@@ -124,6 +124,15 @@ fn event_handlers_run_in_bitbake_order_with_their_masks() {
         ws().config.try_get_var("CONFIG_SEEN").unwrap().as_deref(),
         Some("yes:ConfigParsed")
     );
+    // The handler set BB_INVALIDCONF = True on the first firing: the
+    // configuration was parsed again, from the files, and what the first
+    // parse's handler set is gone.
+    assert_eq!(
+        ws().config.try_get_var("REPARSED").unwrap().as_deref(),
+        Some("yes")
+    );
+    assert_eq!(ws().config.try_get_var("STALE").unwrap(), None);
+    assert_eq!(var("good", "REPARSED").as_deref(), Some("yes"));
     assert_eq!(
         var("good", "EVENTS").as_deref(),
         Some(" RecipePreFinalise RecipeTaskPreProcess RecipeParsed")

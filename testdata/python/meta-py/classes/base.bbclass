@@ -15,6 +15,16 @@ addhandler py_config_handler
 py_config_handler[eventmask] = "bb.event.ConfigParsed"
 python py_config_handler() {
     d.setVar("CONFIG_SEEN", "yes:" + type(e).__name__)
+    # As sanity.bbclass does after it updates configuration files: ask for
+    # a re-parse, on every other firing (so each load parses twice). What
+    # this parse set is gone after the re-parse.
+    import pylib.words
+    pylib.words.config_fired = getattr(pylib.words, "config_fired", 0) + 1
+    if pylib.words.config_fired % 2 == 1:
+        d.setVar("STALE", "set before the re-parse")
+        d.setVar("BB_INVALIDCONF", True)
+    else:
+        d.setVar("REPARSED", "yes")
 }
 
 addhandler py_recipe_handler
