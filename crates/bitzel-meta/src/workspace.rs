@@ -99,7 +99,8 @@ fn expand_varref(ds: &mut DataStore, var: &str) {
 /// `ConfigParsed` handler that sets `BB_INVALIDCONF` before it gives up.
 const MAX_CONFIG_REPARSES: u32 = 20;
 
-/// Parse the base configuration, and fire `ConfigParsed`. As BitBake's
+/// Parse the base configuration, fire `ConfigParsed`, then
+/// `MultiConfigParsed`. As BitBake's
 /// cooker does, while a handler has set `BB_INVALIDCONF` to `True` (it
 /// changed configuration files, as sanity.bbclass does when it updates
 /// them), the configuration is parsed again from the files, and the event
@@ -127,6 +128,9 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
         env.forget_files();
         (ev, layers) = parse_configuration(env, input);
     }
+    // Then, every configuration parsed (bitzel parses the default one
+    // only), BitBake fires MultiConfigParsed with `mcdata = {'': d}`.
+    let _ = ev.fire_event("MultiConfigParsed", None, None);
     let diags = std::mem::take(&mut ev.diags);
     let inputs = std::mem::take(&mut ev.inputs);
     BaseConfig {

@@ -426,8 +426,14 @@ def run_anonymous(d, name, body, filename, line):
 
 def fire(d, cls, fn, tasks, handlers):
     """Fire bb.event.<cls> to handlers [(name, body, file, line, mask)]."""
-    ev_cls = getattr(bb.event, cls)
-    if fn is None:
+    ev_cls = getattr(bb.event, cls, None)
+    if ev_cls is None:
+        # A BitBake that does not have this event never fires it.
+        return None
+    if cls == 'MultiConfigParsed':
+        # bitzel parses the default configuration only: mcdata = {'': d}.
+        e = ev_cls({'': d})
+    elif fn is None:
         e = ev_cls()
     elif tasks is None:
         e = ev_cls(fn)

@@ -133,6 +133,8 @@ fn event_handlers_run_in_bitbake_order_with_their_masks() {
     );
     assert_eq!(ws().config.try_get_var("STALE").unwrap(), None);
     assert_eq!(var("good", "REPARSED").as_deref(), Some("yes"));
+    // Then MultiConfigParsed, with the one configuration as mcdata[''].
+    assert_eq!(var("good", "MC_SEEN").as_deref(), Some("configs:''"));
     assert_eq!(
         var("good", "EVENTS").as_deref(),
         Some(" RecipePreFinalise RecipeTaskPreProcess RecipeParsed")

@@ -7,6 +7,12 @@ class ConfigParsed(Event):
     pass
 
 
+class MultiConfigParsed(Event):
+    def __init__(self, mcdata):
+        super().__init__()
+        self.mcdata = mcdata
+
+
 class RecipeEvent(Event):
     def __init__(self, fn):
         super().__init__()

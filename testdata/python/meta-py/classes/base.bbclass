@@ -27,6 +27,13 @@ python py_config_handler() {
         d.setVar("REPARSED", "yes")
 }
 
+addhandler py_mc_handler
+py_mc_handler[eventmask] = "bb.event.MultiConfigParsed"
+python py_mc_handler() {
+    # As poky's base_eventhandler: write through e.mcdata.
+    e.mcdata[''].setVar("MC_SEEN", "configs:" + ",".join(repr(k) for k in e.mcdata))
+}
+
 addhandler py_recipe_handler
 py_recipe_handler[eventmask] = "bb.event.RecipePreFinalise bb.event.RecipeTaskPreProcess bb.event.RecipeParsed"
 python py_recipe_handler() {
