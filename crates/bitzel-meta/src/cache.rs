@@ -23,7 +23,7 @@ use crate::localvars::{LocalVars, VarMap};
 use crate::workspace::BaseConfig;
 use crate::Recipe;
 
-const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x04";
+const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x05";
 
 /// Bump whenever what a parse produces changes without the crate version
 /// changing (a fix in the evaluator, the Python subset, anonymous
@@ -133,6 +133,16 @@ impl ParseCache {
         d
     }
 
+    /// Whether `file` has an entry written under this base configuration
+    /// (its inputs are not checked: a hint for sharding a parse).
+    pub(crate) fn has_current_entry(&self, file: &Path, appends: &[&PathBuf], layer: &str) -> bool {
+        use std::io::Read as _;
+        let mut head = [0u8; 40];
+        std::fs::File::open(self.entry_path(file, appends, layer))
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| head[..8] == MAGIC[..] && head[8..] == self.base_key[..])
+    }
+
     pub(crate) fn lookup(
         &self,
         env: &Env<'_>,
@@ -142,10 +152,7 @@ impl ParseCache {
         layer: &str,
     ) -> Option<Parsed> {
         let bytes = std::fs::read(self.entry_path(file, appends, layer)).ok()?;
-        let mut r = Reader::new(Arc::from(bytes), &self.strings)?;
-        if r.take(32)? != self.base_key {
-            return None;
-        }
+        let mut r = Reader::new(Arc::from(bytes), &self.base_key, &self.strings)?;
         let n = r.u32()?;
         for _ in 0..n {
             let p = PathBuf::from(r.str()?.as_ref());
@@ -180,7 +187,6 @@ impl ParseCache {
         parsed: &Parsed,
     ) -> Result<(), String> {
         let mut w = Writer::default();
-        w.raw(&self.base_key);
         w.u32(inputs.len() as u32);
         for (p, d) in inputs {
             w.str(&p.to_string_lossy());
@@ -202,7 +208,7 @@ impl ParseCache {
         }
         let path = self.entry_path(file, appends, layer);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let data = w.finish();
+        let data = w.finish(&self.base_key);
         std::fs::write(&tmp, &data).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(())
@@ -279,9 +285,11 @@ impl Writer {
             None => self.body.push(0),
         }
     }
-    fn finish(self) -> Vec<u8> {
+    /// The entry: magic, the base key, the string table, the body.
+    fn finish(self, base_key: &[u8; 32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 64);
         out.extend_from_slice(MAGIC);
+        out.extend_from_slice(base_key);
         out.extend_from_slice(&(self.table.len() as u32).to_le_bytes());
         for s in &self.table {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -299,14 +307,19 @@ struct Reader {
 }
 
 impl Reader {
-    /// Read an entry's string table, each string shared through `strings`.
-    fn new(b: Arc<[u8]>, strings: &Mutex<hashbrown::HashSet<Arc<str>>>) -> Option<Reader> {
+    /// Read an entry written under `base_key` (None for another one): its
+    /// string table, each string shared through `strings`.
+    fn new(
+        b: Arc<[u8]>,
+        base_key: &[u8; 32],
+        strings: &Mutex<hashbrown::HashSet<Arc<str>>>,
+    ) -> Option<Reader> {
         let mut r = Reader {
             b,
             pos: 0,
             table: Arc::from(Vec::new()),
         };
-        if r.take(8)? != MAGIC {
+        if r.take(8)? != MAGIC || r.take(32)? != base_key {
             return None;
         }
         let n = r.u32()? as usize;
@@ -694,6 +707,7 @@ mod tests {
         let opts = crate::ParseOptions {
             cache_dir: Some(cache.to_path_buf()),
             jobs: Some(1),
+            ..Default::default()
         };
         let ws = crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap();
         assert!(ws.recipes.iter().any(|r| r.pn == "busybox"));

@@ -31,6 +31,7 @@ mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use anon::with_data_context;
 pub use data::{DataStore, ExpandError, HistoryEntry};
@@ -110,12 +111,57 @@ pub struct ConfInput {
 }
 
 /// How to parse.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ParseOptions {
     /// Directory for the on-disk parse cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
     /// Parser threads; `None` means one per core.
     pub jobs: Option<usize>,
+    /// Parse only shard `index` of `count` of the recipe files missing from
+    /// the parse cache, into the cache (a parser process started through
+    /// [`ParseOptions::parsers`]); the workspace returned holds that
+    /// shard's recipes only.
+    pub shard: Option<Shard>,
+    /// Parser processes: when at least [`MIN_SHARDED_MISSES`] recipe files
+    /// have no parse-cache entry, shards 1.. are handed to them while this
+    /// process parses shard 0, and then every recipe is read from the
+    /// cache (BitBake's parser processes; one CPython interpreter per
+    /// process, so the metadata's Python runs on every core).
+    pub parsers: Option<Arc<dyn ShardParsers>>,
+}
+
+impl std::fmt::Debug for ParseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParseOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("jobs", &self.jobs)
+            .field("shard", &self.shard)
+            .field("parsers", &self.parsers.is_some())
+            .finish()
+    }
+}
+
+/// One share of a sharded parse: files `i` with `i % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This share.
+    pub index: usize,
+    /// How many there are.
+    pub count: usize,
+}
+
+/// Fewest missing parse-cache entries for which starting parser processes
+/// pays (each parses the base configuration again).
+pub const MIN_SHARDED_MISSES: usize = 64;
+
+/// Starts parser processes for a sharded parse (the binary's hidden
+/// `bitzel parse-shard` verb).
+pub trait ShardParsers: Send + Sync {
+    /// How many shards to cut (1: parse here only).
+    fn count(&self) -> usize;
+    /// Start the parsers of shards `1..count`; the returned closure waits
+    /// for them. A parser that fails leaves its recipes to this process.
+    fn start(&self, count: usize) -> Box<dyn FnOnce() + Send>;
 }
 
 /// One layer of `BBLAYERS` and the collection its `layer.conf` declares.

@@ -779,6 +779,68 @@ fn dangling_appends(config: &DataStore, dangling: &[&PathBuf]) -> Diagnostic {
     Diagnostic::new(severity, Path::new("BBFILES"), 0, 0, message, None)
 }
 
+/// The recipe files to read, in phases, each phase after its wait (the
+/// parser processes of a sharded parse finishing). Unsharded: one phase,
+/// every file. A parser process (`opts.shard`): its share of the files
+/// missing from the cache. With parser processes and enough misses: this
+/// process's share and every file the cache has first, then, once the
+/// parsers are done, theirs (read from the cache, or parsed here if a
+/// parser failed).
+type Phases = Vec<(Vec<usize>, Option<Box<dyn FnOnce() + Send>>)>;
+
+fn shard_phases(
+    jobs: &[(PathBuf, Vec<&PathBuf>, String)],
+    cache: Option<&cache::ParseCache>,
+    opts: &ParseOptions,
+) -> Phases {
+    let all: Vec<usize> = (0..jobs.len()).collect();
+    let Some(cache) = cache else {
+        return vec![(all, None)];
+    };
+    let missing: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let (file, apps, layer) = &jobs[i];
+            !cache.has_current_entry(file, apps, layer)
+        })
+        .collect();
+    if let Some(sh) = opts.shard {
+        let mine = missing
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % sh.count.max(1) == sh.index)
+            .map(|(_, &i)| i)
+            .collect();
+        return vec![(mine, None)];
+    }
+    let count = opts.parsers.as_ref().map_or(1, |p| p.count());
+    let Some(parsers) = opts.parsers.as_ref().filter(|_| count > 1) else {
+        return vec![(all, None)];
+    };
+    if missing.len() < crate::MIN_SHARDED_MISSES {
+        return vec![(all, None)];
+    }
+    tracing::info!(
+        missing = missing.len(),
+        count,
+        "parse cache misses: parsing in {count} processes"
+    );
+    let theirs: BTreeSet<usize> = missing
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % count != 0)
+        .map(|(_, &i)| i)
+        .collect();
+    let wait = parsers.start(count);
+    let first = all
+        .iter()
+        .copied()
+        .filter(|i| !theirs.contains(i))
+        .collect();
+    vec![(first, None), (theirs.into_iter().collect(), Some(wait))]
+}
+
 /// Load the configuration and every recipe.
 pub fn load_workspace(
     input: &ConfInput,
@@ -843,24 +905,33 @@ pub fn load_workspace(
         .cache_dir
         .as_ref()
         .map(|d| cache::ParseCache::open(d, &base));
+    let live = cache.as_ref().and_then(|c| c.as_ref().ok());
+    let parse_one = |(file, apps, layer): &(PathBuf, Vec<&PathBuf>, String)| {
+        if let Some(c) = live {
+            if let Some(hit) = c.lookup(&env, &base, file, apps, layer) {
+                return hit;
+            }
+        }
+        let (rs, ds, inputs) = parse_recipe(&env, &base, file, apps, layer);
+        let r = (rs, ds);
+        if let Some(c) = live {
+            if let Err(e) = c.store(&base, file, apps, layer, &inputs, &r) {
+                tracing::warn!(error = %e, "cannot write the parse cache");
+            }
+        }
+        r
+    };
+    let phases = shard_phases(&jobs, live, opts);
     let run = || {
-        jobs.par_iter()
-            .map(|(file, apps, layer)| {
-                if let Some(Some(c)) = cache.as_ref().map(|c| c.as_ref().ok()) {
-                    if let Some(hit) = c.lookup(&env, &base, file, apps, layer) {
-                        return hit;
-                    }
-                }
-                let (rs, ds, inputs) = parse_recipe(&env, &base, file, apps, layer);
-                let r = (rs, ds);
-                if let Some(Ok(c)) = cache.as_ref() {
-                    if let Err(e) = c.store(&base, file, apps, layer, &inputs, &r) {
-                        tracing::warn!(error = %e, "cannot write the parse cache");
-                    }
-                }
-                r
-            })
-            .collect::<Vec<_>>()
+        let mut out = Vec::new();
+        for (phase, wait) in phases {
+            if let Some(wait) = wait {
+                wait();
+            }
+            let part: Vec<_> = phase.iter().map(|&i| &jobs[i]).collect();
+            out.extend(part.par_iter().map(|j| parse_one(j)).collect::<Vec<_>>());
+        }
+        out
     };
     let results = match opts.jobs {
         Some(n) => match rayon::ThreadPoolBuilder::new()

@@ -444,6 +444,7 @@ fn parse_cache_round_trip_and_invalidation() {
     let opts = ParseOptions {
         cache_dir: Some(cache.clone()),
         jobs: Some(2),
+        ..Default::default()
     };
     let fresh = load_workspace(&input, &FsLoader, &ParseOptions::default()).unwrap();
     let cold = load_workspace(&input, &FsLoader, &opts).unwrap();

@@ -184,6 +184,7 @@ fn a_warm_parse_equals_a_cold_one() {
     let opts = ParseOptions {
         cache_dir: Some(tmp.path().to_path_buf()),
         jobs: None,
+        ..Default::default()
     };
     let show = |ws: &Workspace| -> Vec<String> {
         let mut out: Vec<String> = ws

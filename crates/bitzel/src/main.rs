@@ -82,6 +82,9 @@ pub enum Command {
     /// The pinned Debian root of `build_root: rootfs`: `lock` pins every package version
     /// into `<name>.rootfs.lock`, `build` puts the root into the cache, `show` reports both.
     Rootfs(cmd::rootfs::RootfsArgs),
+    /// Internal: one parser process of a cold parse (started by bitzel).
+    #[command(hide = true)]
+    ParseShard(cmd::parse_shard::ParseShardArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(&out, args),
         Command::Worker(args) => cmd::worker::run(&out, args),
         Command::Rootfs(args) => cmd::rootfs::run(&out, args),
+        Command::ParseShard(args) => cmd::parse_shard::run(&out, args),
     };
     match result {
         Ok(code) => code,

@@ -270,11 +270,13 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
     let parse_cache = crate::build_flow::cache_dir(project)
         .ok()
         .map(|d| d.join("parse"));
+    let missing_bitbake = start_python(project)?;
     let opts = bitzel_meta::ParseOptions {
+        parsers: parser_processes(project, &input, parse_cache.as_deref()),
         cache_dir: parse_cache,
         jobs: project.bitzel.jobs,
+        shard: None,
     };
-    let missing_bitbake = start_python(project)?;
     let ws = match bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts) {
         Ok(ws) => ws,
         Err(bitzel_meta::MetaError::Config { diagnostics })
@@ -353,6 +355,40 @@ fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::Confi
     bitzel_meta::install_python_host(host.clone());
     let _ = PYTHON.set(host);
     Ok(None)
+}
+
+/// Parser processes for a cold parse whose metadata runs Python (one
+/// interpreter per process: BitBake's parser processes), one per job, at
+/// most 8; none without a parse cache (they hand their work over through
+/// it) or embedded CPython (threads parallelise the Rust parser already).
+fn parser_processes(
+    project: &Project,
+    input: &bitzel_meta::ConfInput,
+    cache_dir: Option<&Path>,
+) -> Option<std::sync::Arc<dyn bitzel_meta::ShardParsers>> {
+    use bitzel_meta::PythonHost as _;
+    let py = PYTHON.get()?;
+    let count = project
+        .bitzel
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(8);
+    if count < 2 {
+        return None;
+    }
+    Some(std::sync::Arc::new(
+        crate::cmd::parse_shard::ProcessParsers {
+            request: crate::cmd::parse_shard::ShardRequest {
+                topdir: input.topdir.clone(),
+                bblayers_conf: input.bblayers_conf.clone(),
+                local_conf: input.local_conf.clone(),
+                cache_dir: cache_dir?.to_path_buf(),
+                bitbake_lib: py.bitbake_lib().to_path_buf(),
+                fast_path: py.fast_path(),
+            },
+            count,
+        },
+    ))
 }
 
 /// The embedded interpreter, when this process started one.

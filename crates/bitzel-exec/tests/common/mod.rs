@@ -84,6 +84,7 @@ pub fn load(
     let opts = ParseOptions {
         cache_dir: None,
         jobs,
+        ..Default::default()
     };
     let ws = load_workspace(&input, &FsLoader, &opts).unwrap();
     let errors: Vec<String> = ws

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod explain;
 pub mod fetch;
 pub mod graph;
+pub mod parse_shard;
 pub mod report;
 pub mod rootfs;
 pub mod runqemu;
