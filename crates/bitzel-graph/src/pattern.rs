@@ -1,8 +1,9 @@
 //! A small regular-expression matcher for the patterns BitBake metadata uses
 //! in `PACKAGES_DYNAMIC` and `ASSUME_PROVIDED` (`^kernel-module-.*`,
 //! `^${PN}-locale-.*`, `lib(foo|bar)[0-9]+`): literals, `.`, `[...]` classes
-//! (ranges, negation), groups with `|`, the quantifiers `*`, `+`, `?`, and the
-//! anchors `^`, `$`. Matching is anchored at the start, like Python's
+//! (ranges, negation), groups with `|`, the quantifiers `*`, `+`, `?`, the
+//! anchors `^`, `$`, and the lookaround assertions `(?=...)`, `(?!...)`,
+//! `(?<=...)`, `(?<!...)` (poky's perl: `^perl-module-.*(?<!native)$`). Matching is anchored at the start, like Python's
 //! `re.match`. Backtracking, with a step budget so no input can hang it.
 
 use std::cell::Cell;
@@ -22,6 +23,14 @@ enum Atom {
         items: Vec<(char, char)>,
     },
     Group(Vec<Vec<Node>>),
+    /// A zero-width assertion: the group matches just after (`behind`
+    /// false) or just before (`behind` true) the position, or, `negate`d,
+    /// does not.
+    Look {
+        behind: bool,
+        negate: bool,
+        alts: Vec<Vec<Node>>,
+    },
     Start,
     End,
 }
@@ -145,9 +154,29 @@ fn parse_atom(chars: &[char], pos: &mut usize) -> Result<Atom, PatternError> {
             }
         }
         '(' => {
-            // Non-capturing `(?:` is the same thing here.
-            if chars.get(*pos) == Some(&'?') && chars.get(*pos + 1) == Some(&':') {
-                *pos += 2;
+            // Non-capturing `(?:` is the same thing here; `(?=`, `(?!`,
+            // `(?<=`, `(?<!` are lookaround assertions.
+            let mut look = None;
+            if chars.get(*pos) == Some(&'?') {
+                let rest: String = chars[*pos + 1..].iter().take(2).collect();
+                let (len, l) = if rest.starts_with(':') {
+                    (2, None)
+                } else if rest.starts_with('=') {
+                    (2, Some((false, false)))
+                } else if rest.starts_with('!') {
+                    (2, Some((false, true)))
+                } else if rest == "<=" {
+                    (3, Some((true, false)))
+                } else if rest == "<!" {
+                    (3, Some((true, true)))
+                } else {
+                    return Err(PatternError {
+                        offset: at,
+                        what: "unsupported group extension '(?'",
+                    });
+                };
+                *pos += len;
+                look = l;
             }
             let alts = parse_alts(chars, pos)?;
             if chars.get(*pos) != Some(&')') {
@@ -157,7 +186,14 @@ fn parse_atom(chars: &[char], pos: &mut usize) -> Result<Atom, PatternError> {
                 });
             }
             *pos += 1;
-            Atom::Group(alts)
+            match look {
+                Some((behind, negate)) => Atom::Look {
+                    behind,
+                    negate,
+                    alts,
+                },
+                None => Atom::Group(alts),
+            }
         }
         '[' => {
             let mut negated = false;
@@ -274,13 +310,23 @@ fn match_atom(
         },
         Atom::Start => i == 0 && k(i),
         Atom::End => i == s.len() && k(i),
-        Atom::Group(alts) => {
-            for alt in alts {
-                if match_seq(alt, s, i, budget, k) {
-                    return true;
-                }
-            }
-            false
+        Atom::Group(alts) => alts.iter().any(|alt| match_seq(alt, s, i, budget, k)),
+        Atom::Look {
+            behind,
+            negate,
+            alts,
+        } => {
+            let found = if *behind {
+                // Some start j <= i from which the group ends exactly at i.
+                (0..=i).rev().any(|j| {
+                    alts.iter()
+                        .any(|alt| match_seq(alt, s, j, budget, &mut |e| e == i))
+                })
+            } else {
+                alts.iter()
+                    .any(|alt| match_seq(alt, s, i, budget, &mut |_| true))
+            };
+            found != *negate && k(i)
         }
     }
 }
@@ -309,6 +355,21 @@ mod tests {
         assert!(m("(ab)*c", "ababc"));
         assert!(m("(a*)*b", "aaab"));
         assert!(!m("(a*)*b", &"a".repeat(200)));
+    }
+
+    #[test]
+    fn lookaround_assertions() {
+        // The shape of a perl-like recipe's PACKAGES_DYNAMIC.
+        let p = "^perl-module-.*(?<!native)$";
+        assert!(m(p, "perl-module-filehandle"));
+        assert!(!m(p, "perl-module-filehandle-native"));
+        assert!(m("a(?<=a)b", "ab"));
+        assert!(!m("a(?<=x)b", "ab"));
+        assert!(m("foo(?=bar)", "foobar"));
+        assert!(!m("foo(?=bar)", "foobaz"));
+        assert!(m("foo(?!bar)", "foobaz"));
+        assert!(!m("foo(?!bar)", "foobar"));
+        assert!(Pattern::new("(?P<x>a)").is_err());
     }
 
     #[test]

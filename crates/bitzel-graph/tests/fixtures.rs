@@ -212,6 +212,44 @@ fn task_flags_and_dot_labels() {
 }
 
 #[test]
+fn packages_dynamic_lookbehind() {
+    // `^modules-mod-.*(?<!native)$` (the shape of poky perl's
+    // PACKAGES_DYNAMIC) provides modules-mod-foo at run time...
+    check(
+        MUSL,
+        &["modusers:do_package_write"],
+        expect![[r#"
+            modules:do_compile [dirs=/bitzel/work/modules-1.0] [cleandirs=/bitzel/work/modules-1.0/.libs] <- modules:do_configure
+            modules:do_configure <- modules:do_patch modules:do_prepare_recipe_sysroot
+            modules:do_fetch
+            modules:do_install <- modules:do_compile
+            modules:do_package <- modules:do_install
+            modules:do_packagedata <- modules:do_package
+            modules:do_patch <- modules:do_unpack
+            modules:do_prepare_recipe_sysroot <- modules:do_fetch
+            modules:do_unpack <- modules:do_fetch
+            modusers:do_compile [dirs=/bitzel/work/modusers-1.0] [cleandirs=/bitzel/work/modusers-1.0/.libs] <- modusers:do_configure
+            modusers:do_configure <- modusers:do_patch modusers:do_prepare_recipe_sysroot
+            modusers:do_fetch
+            modusers:do_install <- modusers:do_compile
+            modusers:do_package <- modusers:do_install
+            modusers:do_package_write <- modules:do_packagedata modusers:do_packagedata
+            modusers:do_packagedata <- modusers:do_package
+            modusers:do_patch <- modusers:do_unpack
+            modusers:do_prepare_recipe_sysroot <- modusers:do_fetch
+            modusers:do_unpack <- modusers:do_fetch
+            provider Build modusers = modusers 1.0
+            provider Runtime modules-mod-foo = modules 1.0"#]],
+    );
+    // ...but not modules-mod-foo-native.
+    check(
+        &format!("{MUSL}MODUSERS_NATIVE = \"modules-mod-foo-native\"\n"),
+        &["modusers:do_package_write"],
+        expect!["error: nothing RPROVIDES 'modules-mod-foo-native' (modusers asks for it in RDEPENDS:modusers at $ROOT/meta-core/recipes-test/dynamic/modusers_1.0.bb:4); dependency chain: modusers -> modules-mod-foo-native; add a recipe that provides it, correct the name, or list it in ASSUME_PROVIDED"],
+    );
+}
+
+#[test]
 fn errors() {
     // Nothing provides a DEPENDS entry: the error names the recipe, the
     // variable, the file and line, and the chain from the target.
