@@ -124,6 +124,11 @@ pub struct PyHandler {
 /// one is never written to the parse cache.
 pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
 
+/// The start of a value a host stores for a Python literal (`None`, a bool,
+/// a number, a tuple, list, dict or set of literals): the rest is its
+/// `repr`, which for these types is also its `str`.
+pub const PY_LITERAL: &str = "\0bitzel-py:lit:";
+
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();
 
 /// Install the process-wide host. Returns false (and changes nothing) when
