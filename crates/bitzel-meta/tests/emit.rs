@@ -25,7 +25,10 @@ fn flag_only_python_function_shows_none() {
         out.contains("\npython do_x:prepend () {\nNone}\n"),
         "got:\n{out}"
     );
-    assert!(out.contains("\npython do_y () {\n    pass\n}\n"), "got:\n{out}");
+    assert!(
+        out.contains("\npython do_y () {\n    pass\n}\n"),
+        "got:\n{out}"
+    );
 }
 
 /// A value that is a Python literal shows as `str(value)`, without
@@ -42,7 +45,8 @@ fn python_literal_values_show_as_str() {
     ds.set_var("PLAIN", Arc::from("x"), None);
     let out = emit(&ds);
     assert!(
-        out.lines().any(|l| l == "LITDICT=\"{'a': [1, 2], 'b': True}\""),
+        out.lines()
+            .any(|l| l == "LITDICT=\"{'a': [1, 2], 'b': True}\""),
         "got:\n{out}"
     );
     assert!(!out.contains("LITNONE="), "got:\n{out}");
