@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::data::DataStore;
+use crate::python::PY_LITERAL;
 
 /// What to print.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +97,16 @@ fn emit_var(ds: &DataStore, var: &str, all: bool, history: bool, out: &mut Strin
         let _ = writeln!(out, "unset {name}");
         return false;
     }
-    let Some(val) = val else { return false };
+    // A Python literal value is shown as BitBake shows it: `str(value)`,
+    // which is the stored `repr`; `None` is not shown at all.
+    let val = match val {
+        Some(v) => match v.strip_prefix(PY_LITERAL) {
+            Some("None") => return false,
+            Some(text) => text.to_string(),
+            None => v,
+        },
+        None => return false,
+    };
     if func {
         let _ = writeln!(
             out,
@@ -158,7 +168,12 @@ pub fn emit_env(ds: &DataStore, opts: &EmitOptions) -> String {
         pyfuncs.sort();
     }
     for k in pyfuncs {
-        let body = ds.get_var_unexpanded(k).unwrap_or_default();
+        // BitBake formats `getVar(name, False)` with `%s`: a function that
+        // has only flags (`python do_x:prepend () {}` names an override,
+        // not a value) shows `None`.
+        let body = ds
+            .get_var_unexpanded(k)
+            .unwrap_or_else(|| "None".to_string());
         let _ = writeln!(out, "\npython {k} () {{\n{body}}}\n");
     }
     out

@@ -144,6 +144,11 @@ pub struct PyHandler {
 /// gives.
 pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
 
+/// The start of a value a host stores for a Python literal (`None`, a bool,
+/// a number, a tuple, list, dict or set of literals): the rest is its
+/// `repr`, which for these types is also its `str`.
+pub const PY_LITERAL: &str = "\0bitzel-py:lit:";
+
 /// How a host stores Python's `True` in the datastore (a literal kept by
 /// its `repr`).
 pub const PY_TRUE: &str = "\0bitzel-py:lit:True";

@@ -110,6 +110,14 @@ fn describe(py: Python<'_>, e: &PyErr) -> String {
     format!("{tb}{e}")
 }
 
+/// The Python interpreter bitzel is built against (`PYO3_PYTHON`, which
+/// `.cargo/config.toml` sets to `/usr/bin/python3`): the embedded
+/// interpreter's `sys.executable`.
+pub const LINKED_PYTHON: &str = match option_env!("PYO3_PYTHON") {
+    Some(p) => p,
+    None => "/usr/bin/python3",
+};
+
 /// Start the interpreter with a fixed hash seed (`PYTHONHASHSEED=0`): set
 /// iteration order of strings then does not change between runs, so the
 /// same metadata gives the same values (`' '.join(some_set)` is common in
@@ -133,6 +141,19 @@ fn start_interpreter() -> Result<(), String> {
         config.use_hash_seed = 1;
         config.hash_seed = 0;
         config.install_signal_handlers = 0;
+        // `sys.executable` is the interpreter bitzel links (PYO3_PYTHON),
+        // not the first `python3` on PATH (bitbake.conf's
+        // `PYTHON = "${@sys.executable}"`; BitBake's is the python3 it runs
+        // under).
+        let exe = std::ffi::CString::new(LINKED_PYTHON).unwrap_or_default();
+        let status =
+            ffi::PyConfig_SetBytesString(&mut config, &mut config.executable, exe.as_ptr());
+        if ffi::PyStatus_Exception(status) != 0 {
+            ffi::PyConfig_Clear(&mut config);
+            result =
+                Err("the embedded Python interpreter's executable could not be set".to_string());
+            return;
+        }
         let status = ffi::Py_InitializeFromConfig(&config);
         ffi::PyConfig_Clear(&mut config);
         if ffi::PyStatus_Exception(status) != 0 {

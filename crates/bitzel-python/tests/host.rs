@@ -314,3 +314,15 @@ fn string_hashing_is_fixed_so_set_order_is_stable() {
     // `PYTHONHASHSEED=0 python3 -c "print(hash('a'))"` on 64-bit CPython.
     assert_eq!(eval("hash('a')"), "4644417185603328019");
 }
+
+#[test]
+fn sys_executable_is_the_linked_interpreter() {
+    install();
+    let d = Plain(BTreeMap::new());
+    let host = bitzel_meta::python_host().unwrap();
+    let exe = host
+        .eval_inline("__import__('sys').executable", &d)
+        .unwrap();
+    assert_eq!(exe, bitzel_python::LINKED_PYTHON);
+    assert!(Path::new(&exe).is_absolute(), "{exe}");
+}
