@@ -149,6 +149,31 @@ impl Core {
         })
     }
 
+    /// A datastore of its own, empty (`bb.data.init()` in the selftest).
+    #[staticmethod]
+    fn new_store() -> Core {
+        Core {
+            owned: Some(Mutex::new(DataStore::new())),
+        }
+    }
+
+    /// Parse `path` into this datastore (it must be one of its own) with
+    /// bitzel's parser: `(skip reason, error messages)`.
+    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>)> {
+        let Some(m) = &self.owned else {
+            return Err(unsupported(
+                "parsing into the datastore of the parse in progress".to_string(),
+            ));
+        };
+        let mut ds = m.try_lock().map_err(|_| {
+            PyRuntimeError::new_err("bitzel: a datastore was parsed into re-entrantly")
+        })?;
+        let data = std::mem::replace(&mut *ds, DataStore::new());
+        let h = bitzel_meta::handle(Path::new(path), data, include);
+        *ds = h.data;
+        Ok((h.skipped, h.errors.iter().map(|e| e.to_string()).collect()))
+    }
+
     fn log(&self, level: u32, msg: &str) -> PyResult<()> {
         let level = match level {
             0..=19 => LogLevel::Debug,

@@ -76,6 +76,9 @@ pub enum Command {
     /// The pinned Debian root of `build_root: rootfs`: `lock` pins every package version
     /// into `<name>.rootfs.lock`, `build` puts the root into the cache, `show` reports both.
     Rootfs(cmd::rootfs::RootfsArgs),
+    /// BitBake's own data/parse tests against bitzel (scripts/bitbake-selftest).
+    #[command(hide = true, name = "bitbake-selftest")]
+    BitbakeSelftest(cmd::selftest::SelftestArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(&out, args),
         Command::Worker(args) => cmd::worker::run(&out, args),
         Command::Rootfs(args) => cmd::rootfs::run(&out, args),
+        Command::BitbakeSelftest(args) => cmd::selftest::run(&out, args),
     };
     match result {
         Ok(code) => code,

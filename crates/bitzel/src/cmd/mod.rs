@@ -10,6 +10,7 @@ pub mod graph;
 pub mod report;
 pub mod rootfs;
 pub mod runqemu;
+pub mod selftest;
 pub mod show;
 pub mod taskverbs;
 pub mod worker;
