@@ -184,9 +184,22 @@ class DataProxy:
     def delVarFlag(self, var, flag, **loginfo):
         self._c.op('delflag', var, flag, None)
 
-    def delVarFlags(self, var, flags, **loginfo):
-        for f in flags:
+    def delVarFlags(self, var, **loginfo):
+        # As DataSmart: every flag goes, the value stays.
+        for f, _ in self._c.flags(var) or ():
             self.delVarFlag(var, f)
+
+    def __getitem__(self, var):
+        value = self.getVar(var, False)
+        if value is None:
+            raise KeyError(var)
+        return value
+
+    def __setitem__(self, var, value):
+        self.setVar(var, value)
+
+    def __delitem__(self, var):
+        self.delVar(var)
 
     def renameVar(self, key, newkey, **loginfo):
         self._c.op('rename', key, None, newkey)
@@ -206,7 +219,7 @@ class DataProxy:
     def expand(self, s, varname=None):
         if not isinstance(s, str):
             return s
-        return self._c.expand(s)
+        return self._c.expand(s, varname)
 
     def expandWithRefs(self, s, varname):
         class _Refs:
