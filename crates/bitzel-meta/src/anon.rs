@@ -162,8 +162,18 @@ impl PyContext for AnonCtx<'_> {
         Ok(())
     }
 
-    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
-        let flags = self.read(|d| d.flags(var));
+    fn var_flags(
+        &self,
+        var: &str,
+        internal: bool,
+    ) -> Result<Option<Vec<(String, String)>>, String> {
+        let flags = self.read(|d| {
+            if internal {
+                d.flags_internal(var)
+            } else {
+                d.flags(var)
+            }
+        });
         Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
     }
 

@@ -761,6 +761,20 @@ impl DataStore {
         out
     }
 
+    /// Every stored flag of `var`, internal ones (`_defaultval_flag_...`)
+    /// included, unexpanded: `getVarFlags(var, internalflags=True)` without
+    /// `_content` (the value is not a flag in bitzel's datastore).
+    pub fn flags_internal(&self, var: &str) -> BTreeMap<String, String> {
+        self.find(var)
+            .map(|e| {
+                e.flags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// BitBake's `hasOverrides`: override forms of `var` exist.
     pub fn has_overrides(&self, var: &str) -> bool {
         self.find(var).is_some_and(|e| !e.overrides.is_empty())
@@ -1437,9 +1451,17 @@ impl PyContext for PyCtx<'_, '_> {
         self.ex.write(op)
     }
 
-    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
+    fn var_flags(
+        &self,
+        var: &str,
+        internal: bool,
+    ) -> Result<Option<Vec<(String, String)>>, String> {
         self.ex.note_dep(var);
-        let flags = self.ex.ds.flags(var);
+        let flags = if internal {
+            self.ex.ds.flags_internal(var)
+        } else {
+            self.ex.ds.flags(var)
+        };
         Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
     }
 

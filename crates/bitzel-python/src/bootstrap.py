@@ -186,7 +186,7 @@ class DataProxy:
 
     def delVarFlags(self, var, **loginfo):
         # As DataSmart: every flag goes, the value stays.
-        for f, _ in self._c.flags(var) or ():
+        for f, _ in self._c.flags(var, True) or ():
             self.delVarFlag(var, f)
 
     def __getitem__(self, var):
@@ -205,16 +205,28 @@ class DataProxy:
         self._c.op('rename', key, None, newkey)
 
     def getVarFlags(self, var, expand=False, internalflags=False):
-        flags = self._c.flags(var)
-        if flags is None:
-            return None
-        out = {}
-        for f, v in flags:
+        # As DataSmart.getVarFlags: internal flags (`_...`) only on request,
+        # except that a flag's `_defaultval_flag_` default (`??=` on a flag)
+        # shows under the flag's name when the flag itself is not set.
+        raw = self._c.flags(var, bool(internalflags))
+        local = dict(raw or ())
+        if internalflags:
+            content = self._c.get(var, False)
+            if content is not None:
+                local = dict(local, _content=content)
+        flags = {}
+        for f, v in local.items():
+            if f.startswith('_defaultval_flag_') and not internalflags:
+                f = f[len('_defaultval_flag_'):]
+                if f in local:
+                    continue
+            elif f.startswith(('_', ':')) and not internalflags:
+                continue
             v = _from_store(v)
-            if expand is True or (expand and f in expand):
-                v = self.expand(v, var + '[' + f + ']') if isinstance(v, str) else v
-            out[f] = v
-        return out
+            if (expand is True or (expand and f in expand)) and isinstance(v, str):
+                v = self.expand(v, var + '[' + f + ']')
+            flags[f] = v
+        return flags or None
 
     def expand(self, s, varname=None):
         if not isinstance(s, str):

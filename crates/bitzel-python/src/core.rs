@@ -176,8 +176,10 @@ impl Core {
         })
     }
 
-    fn flags(&self, var: &str) -> PyResult<Option<Vec<(String, String)>>> {
-        self.with(|c| c.var_flags(var))?.map_err(unsupported)
+    #[pyo3(signature = (var, internal=false))]
+    fn flags(&self, var: &str, internal: bool) -> PyResult<Option<Vec<(String, String)>>> {
+        self.with(|c| c.var_flags(var, internal))?
+            .map_err(unsupported)
     }
 
     #[pyo3(signature = (s, varname=None))]
