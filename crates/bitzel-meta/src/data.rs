@@ -1262,42 +1262,31 @@ impl<'a> Expander<'a> {
         Ok(Some(out))
     }
 
-    /// One pass of `${@...}` evaluation (`\$\{@.+?\}`); `None` when nothing
-    /// was evaluated.
+    /// One pass of `${@...}` evaluation; `None` when nothing was evaluated.
+    /// The expressions are those of BitBake's `__expand_python_regexp__`
+    /// (`\$\{@(?:\{.*?\}|.)+?\}`, the same in BitBake 2.8 and 2.19): code
+    /// runs to the first `}` that does not close a `{` opened in it, on one
+    /// line, so `${@{'a': 1}['a']}` is one expression.
     fn sub_python(&self, s: &str, varname: Option<&str>) -> Result<Option<String>, ExpandError> {
+        static PYTHON_REF: std::sync::LazyLock<Option<regex::Regex>> =
+            std::sync::LazyLock::new(|| regex::Regex::new(r"\$\{@(?:\{.*?\}|.)+?\}").ok());
+        let Some(re) = PYTHON_REF.as_ref() else {
+            return Ok(None);
+        };
         let mut out = String::new();
         let mut last = 0;
-        let mut i = 0;
         let mut any = false;
-        while let Some(p) = s[i..].find("${@") {
-            let start = i + p;
-            let code_start = start + 3;
-            // `.+?}`: at least one character, no newline, up to the first `}`.
-            let rest = &s[code_start..];
-            let close = rest
-                .char_indices()
-                .skip(1)
-                .find(|(_, c)| *c == '}' || *c == '\n');
-            match close {
-                Some((off, '}')) if !rest[..off].contains('\n') => {
-                    let code = &rest[..off];
-                    let end = code_start + off + 1;
-                    if contains_var_ref(code) {
-                        // BitBake leaves code with unexpanded references alone.
-                        i = end;
-                        continue;
-                    }
-                    let value = self.eval_python(code, varname)?;
-                    out.push_str(&s[last..start]);
-                    out.push_str(&value);
-                    last = end;
-                    any = true;
-                    i = end;
-                }
-                _ => {
-                    i = start + 3;
-                }
+        for m in re.find_iter(s) {
+            let code = &s[m.start() + 3..m.end() - 1];
+            if contains_var_ref(code) {
+                // BitBake leaves code with unexpanded references alone.
+                continue;
             }
+            let value = self.eval_python(code, varname)?;
+            out.push_str(&s[last..m.start()]);
+            out.push_str(&value);
+            last = m.end();
+            any = true;
         }
         if !any {
             return Ok(None);

@@ -68,3 +68,15 @@ fn handle_reports_a_missing_file() {
     assert_eq!(h.errors.len(), 1);
     assert!(h.errors[0].message.contains("file not found"));
 }
+
+#[test]
+fn inline_python_spans_balanced_braces_as_bitbakes_regexp() {
+    // bb/tests/data.py test_python_snippet_w_dict: BitBake's
+    // `\${@(?:{.*?}|.)+?}` does not end the code at a `}` closing a `{`.
+    let ds = DataStore::new();
+    assert_eq!(
+        ds.expand("${@{ 'green': 1, 'blue': 2 }['green']}").unwrap(),
+        "1"
+    );
+    assert_eq!(ds.expand("a${@'x'}b${@'y'}c").unwrap(), "axbyc");
+}
