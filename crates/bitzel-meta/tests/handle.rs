@@ -80,3 +80,15 @@ fn inline_python_spans_balanced_braces_as_bitbakes_regexp() {
     );
     assert_eq!(ds.expand("a${@'x'}b${@'y'}c").unwrap(), "axbyc");
 }
+
+#[test]
+fn deltask_expands_its_list_as_bitbake() {
+    // bb/tests/parse.py test_parse_addtask_deltask: `deltask do_fetch
+    // ${MYVAR} ${EMPTYVAR}` deletes every task the expansion names.
+    let h = parse(
+        "addtask do_a\naddtask do_b\naddtask do_c\nMYVAR = \"do_b\"\nEMPTYVAR = \"\"\ndeltask do_a ${MYVAR} ${EMPTYVAR}\ndeltask ${EMPTYVAR}\n",
+        "bb",
+    );
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.data.tasks(), vec!["do_c".to_string()]);
+}
