@@ -60,6 +60,18 @@ def run(boot, core_type, modules, verbose):
     """Run the test modules; print per-module and total figures; return
     (passed, failed). Skips, errors and unexpected successes are failures."""
     install(boot, core_type)
+    # The guard itself (issue 13, item 4): BitBake's DataSmart and parser
+    # must refuse to run, or no figure below means anything.
+    import bb.data_smart
+    import bb.parse.parse_py.BBHandler as BBHandler
+    for what, call in (('DataSmart', bb.data_smart.DataSmart),
+                       ('BBHandler.handle', lambda: BBHandler.handle('x.bb', None, 0))):
+        try:
+            call()
+        except BitBakeUsed:
+            pass
+        else:
+            raise RuntimeError('bitzel selftest: BitBake\'s %s did not refuse to run' % what)
     passed = failed = 0
     for name in modules:
         suite = unittest.defaultTestLoader.loadTestsFromName(name)
