@@ -118,15 +118,13 @@ impl PyContext for AnonCtx<'_> {
                 self.write(|d| d.set_var_final(var, Arc::from(value), h));
             }
             DataOp::AppendVar { var, value } | DataOp::PrependVar { var, value } => {
+                // As DataSmart: `setVar(var + ":append", value,
+                // parsing=True)`, applied when the value is read, after
+                // the overrides (not folded into today's value).
                 let append = matches!(op, DataOp::AppendVar { .. });
-                let cur = self.read(|d| d.get_var_unexpanded(var)).unwrap_or_default();
-                let new = if append {
-                    format!("{cur}{value}")
-                } else {
-                    format!("{value}{cur}")
-                };
+                let key = format!("{var}:{}", if append { "append" } else { "prepend" });
                 let h = self.hist(if append { "append" } else { "prepend" }, value);
-                self.write(|d| d.set_var_final(var, Arc::from(new), h));
+                self.write(|d| d.set_var(&key, Arc::from(value), h));
             }
             DataOp::DelVar { var } => {
                 let h = self.hist("del", "");
@@ -162,8 +160,18 @@ impl PyContext for AnonCtx<'_> {
         Ok(())
     }
 
-    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
-        let flags = self.read(|d| d.flags(var));
+    fn var_flags(
+        &self,
+        var: &str,
+        internal: bool,
+    ) -> Result<Option<Vec<(String, String)>>, String> {
+        let flags = self.read(|d| {
+            if internal {
+                d.flags_internal(var)
+            } else {
+                d.flags(var)
+            }
+        });
         Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
     }
 

@@ -762,6 +762,20 @@ impl DataStore {
         out
     }
 
+    /// Every stored flag of `var`, internal ones (`_defaultval_flag_...`)
+    /// included, unexpanded: `getVarFlags(var, internalflags=True)` without
+    /// `_content` (the value is not a flag in bitzel's datastore).
+    pub fn flags_internal(&self, var: &str) -> BTreeMap<String, String> {
+        self.find(var)
+            .map(|e| {
+                e.flags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// BitBake's `hasOverrides`: override forms of `var` exist.
     pub fn has_overrides(&self, var: &str) -> bool {
         self.find(var).is_some_and(|e| !e.overrides.is_empty())
@@ -1247,42 +1261,31 @@ impl<'a> Expander<'a> {
         Ok(Some(out))
     }
 
-    /// One pass of `${@...}` evaluation (`\$\{@.+?\}`); `None` when nothing
-    /// was evaluated.
+    /// One pass of `${@...}` evaluation; `None` when nothing was evaluated.
+    /// The expressions are those of BitBake's `__expand_python_regexp__`
+    /// (`\$\{@(?:\{.*?\}|.)+?\}`, the same in BitBake 2.8 and 2.19): code
+    /// runs to the first `}` that does not close a `{` opened in it, on one
+    /// line, so `${@{'a': 1}['a']}` is one expression.
     fn sub_python(&self, s: &str, varname: Option<&str>) -> Result<Option<String>, ExpandError> {
+        static PYTHON_REF: std::sync::LazyLock<Option<regex::Regex>> =
+            std::sync::LazyLock::new(|| regex::Regex::new(r"\$\{@(?:\{.*?\}|.)+?\}").ok());
+        let Some(re) = PYTHON_REF.as_ref() else {
+            return Ok(None);
+        };
         let mut out = String::new();
         let mut last = 0;
-        let mut i = 0;
         let mut any = false;
-        while let Some(p) = s[i..].find("${@") {
-            let start = i + p;
-            let code_start = start + 3;
-            // `.+?}`: at least one character, no newline, up to the first `}`.
-            let rest = &s[code_start..];
-            let close = rest
-                .char_indices()
-                .skip(1)
-                .find(|(_, c)| *c == '}' || *c == '\n');
-            match close {
-                Some((off, '}')) if !rest[..off].contains('\n') => {
-                    let code = &rest[..off];
-                    let end = code_start + off + 1;
-                    if contains_var_ref(code) {
-                        // BitBake leaves code with unexpanded references alone.
-                        i = end;
-                        continue;
-                    }
-                    let value = self.eval_python(code, varname)?;
-                    out.push_str(&s[last..start]);
-                    out.push_str(&value);
-                    last = end;
-                    any = true;
-                    i = end;
-                }
-                _ => {
-                    i = start + 3;
-                }
+        for m in re.find_iter(s) {
+            let code = &s[m.start() + 3..m.end() - 1];
+            if contains_var_ref(code) {
+                // BitBake leaves code with unexpanded references alone.
+                continue;
             }
+            let value = self.eval_python(code, varname)?;
+            out.push_str(&s[last..m.start()]);
+            out.push_str(&value);
+            last = m.end();
+            any = true;
         }
         if !any {
             return Ok(None);
@@ -1436,9 +1439,17 @@ impl PyContext for PyCtx<'_, '_> {
         self.ex.write(op)
     }
 
-    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
+    fn var_flags(
+        &self,
+        var: &str,
+        internal: bool,
+    ) -> Result<Option<Vec<(String, String)>>, String> {
         self.ex.note_dep(var);
-        let flags = self.ex.ds.flags(var);
+        let flags = if internal {
+            self.ex.ds.flags_internal(var)
+        } else {
+            self.ex.ds.flags(var)
+        };
         Ok((!flags.is_empty()).then(|| flags.into_iter().collect()))
     }
 

@@ -277,7 +277,17 @@ impl<'e> Eval<'e> {
                 }
             }
             StmtKind::DelTask { tasks } => {
-                for t in tasks {
+                // As BitBake's DelTaskNode: the list is expanded first
+                // (`deltask ${MYVAR}`), an empty expansion deletes nothing.
+                let text = tasks.iter().map(|t| &**t).collect::<Vec<_>>().join(" ");
+                let expanded = match self.ds.expand(&text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.expand_error(file, line, &e);
+                        return;
+                    }
+                };
+                for t in expanded.split_whitespace() {
                     self.deltask(file, line, t);
                 }
             }

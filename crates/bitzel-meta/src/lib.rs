@@ -21,6 +21,7 @@ mod data;
 mod diag;
 mod emit;
 mod eval;
+mod handle;
 mod layerdeps;
 mod localvars;
 mod parse;
@@ -37,6 +38,7 @@ pub use anon::with_data_context;
 pub use data::{DataStore, ExpandError, HistoryEntry};
 pub use diag::{Diagnostic, MetaError, Severity};
 pub use emit::{emit_env, emit_history, EmitOptions};
+pub use handle::{handle, handle_with, Handled};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
 pub use python::{
     install_python_host, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,

@@ -398,8 +398,9 @@ impl<'t> Parser<'t> {
             (i + 1) as u32,
             1,
             format!(
-                "{what} is never closed: BitBake ends a function at a line holding only `}}` \
-                 (no indentation, nothing after it); add that line"
+                "Unparsed lines from unclosed function: {what} is never closed: BitBake ends \
+                 a function at a line holding only `}}` (no indentation, nothing after it); \
+                 add that line"
             ),
         );
         n
@@ -446,7 +447,7 @@ impl<'t> Parser<'t> {
         match assignment(t) {
             AssignMatch::Ok(a) => {
                 if a.var.is_empty() {
-                    self.error_at(l, lead, "empty variable name in assignment");
+                    self.error_at(l, lead, "Empty variable name in assignment: put the variable's name before the operator");
                     return;
                 }
                 if let Some(msg) = old_override_syntax(a.var) {
@@ -638,7 +639,7 @@ impl<'t> Parser<'t> {
             None => (
                 lead,
                 format!(
-                    "unparsed line: `{}`",
+                    "Unparsed lines: `{}` is no statement BitBake knows",
                     t.chars().take(80).collect::<String>()
                 ),
             ),
@@ -927,7 +928,7 @@ fn diagnose_unparsed(t: &str) -> Option<(usize, String)> {
     if name.is_empty() {
         if let Some(q) = t.find(['"', '\'']) {
             if t[..q].contains('=') {
-                return Some((0, "empty variable name in assignment".into()));
+                return Some((0, "Empty variable name in assignment: put the variable's name before the operator".into()));
             }
         }
         return None;
@@ -1161,7 +1162,7 @@ P.=".x"
                   |
                 6 | F_append = "x"
                   | ^
-                t.bb:7:1: error: shell function `do_x` is never closed: BitBake ends a function at a line holding only `}` (no indentation, nothing after it); add that line
+                t.bb:7:1: error: Unparsed lines from unclosed function: shell function `do_x` is never closed: BitBake ends a function at a line holding only `}` (no indentation, nothing after it); add that line
                   |
                 7 | do_x() {
                   | ^
@@ -1183,7 +1184,7 @@ P.=".x"
                   |
                 2 | foo() {
                   | ^
-                t.bb:3:1: error: unparsed line: `}`
+                t.bb:3:1: error: Unparsed lines: `}` is no statement BitBake knows
                   |
                 3 | }
                   | ^

@@ -82,11 +82,11 @@ fn unterminated_function() {
         "A = \"1\"\ndo_x() {\n  echo\n",
         None,
         expect![[r#"
-        /l/recipes/r_1.0.bb:2:1: error: shell function `do_x` is never closed: BitBake ends a function at a line holding only `}` (no indentation, nothing after it); add that line
-          |
-        2 | do_x() {
-          | ^
-    "#]],
+            /l/recipes/r_1.0.bb:2:1: error: Unparsed lines from unclosed function: shell function `do_x` is never closed: BitBake ends a function at a line holding only `}` (no indentation, nothing after it); add that line
+              |
+            2 | do_x() {
+              | ^
+        "#]],
     );
 }
 

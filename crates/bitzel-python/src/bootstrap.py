@@ -228,29 +228,54 @@ class DataProxy:
     def delVarFlag(self, var, flag, **loginfo):
         self._c.op('delflag', var, flag, None)
 
-    def delVarFlags(self, var, flags, **loginfo):
-        for f in flags:
+    def delVarFlags(self, var, **loginfo):
+        # As DataSmart: every flag goes, the value stays.
+        for f, _ in self._c.flags(var, True) or ():
             self.delVarFlag(var, f)
+
+    def __getitem__(self, var):
+        value = self.getVar(var, False)
+        if value is None:
+            raise KeyError(var)
+        return value
+
+    def __setitem__(self, var, value):
+        self.setVar(var, value)
+
+    def __delitem__(self, var):
+        self.delVar(var)
 
     def renameVar(self, key, newkey, **loginfo):
         self._c.op('rename', key, None, newkey)
 
     def getVarFlags(self, var, expand=False, internalflags=False):
-        flags = self._c.flags(var)
-        if flags is None:
-            return None
-        out = {}
-        for f, v in flags:
+        # As DataSmart.getVarFlags: internal flags (`_...`) only on request,
+        # except that a flag's `_defaultval_flag_` default (`??=` on a flag)
+        # shows under the flag's name when the flag itself is not set.
+        raw = self._c.flags(var, bool(internalflags))
+        local = dict(raw or ())
+        if internalflags:
+            content = self._c.get(var, False)
+            if content is not None:
+                local = dict(local, _content=content)
+        flags = {}
+        for f, v in local.items():
+            if f.startswith('_defaultval_flag_') and not internalflags:
+                f = f[len('_defaultval_flag_'):]
+                if f in local:
+                    continue
+            elif f.startswith(('_', ':')) and not internalflags:
+                continue
             v = _from_store(v)
-            if expand is True or (expand and f in expand):
-                v = self.expand(v, var + '[' + f + ']') if isinstance(v, str) else v
-            out[f] = v
-        return out
+            if (expand is True or (expand and f in expand)) and isinstance(v, str):
+                v = self.expand(v, var + '[' + f + ']')
+            flags[f] = v
+        return flags or None
 
     def expand(self, s, varname=None):
         if not isinstance(s, str):
             return s
-        return self._c.expand(s)
+        return self._c.expand(s, varname)
 
     def expandWithRefs(self, s, varname):
         class _Refs:

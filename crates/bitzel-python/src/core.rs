@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use bitzel_meta::pyexpr::{DataOp, LogLevel, PyContext};
-use bitzel_meta::{with_data_context, DataStore};
+use bitzel_meta::{with_data_context, DataStore, ExpandError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
@@ -89,17 +89,67 @@ impl Core {
     }
 }
 
+impl Core {
+    /// `f` on a datastore of this object's own (None for the bound one),
+    /// so expansion errors reach Python instead of the parse's diagnostics.
+    fn owned_read<T>(&self, f: impl FnOnce(&DataStore) -> T) -> Option<PyResult<T>> {
+        let m = self.owned.as_ref()?;
+        Some(m.try_lock().map(|ds| f(&ds)).map_err(|_| {
+            PyRuntimeError::new_err(
+                "bitzel: a datastore copy was used re-entrantly from its own expansion",
+            )
+        }))
+    }
+}
+
+/// BitBake's `bb.data_smart.ExpansionError(varname, expression, exception)`
+/// for an expansion of `var` that failed (a RuntimeError when `bb` lacks it).
+fn expansion_error(py: Python<'_>, var: &str, e: &ExpandError) -> PyErr {
+    let expr = match e {
+        ExpandError::Python { expr, .. } => format!("${{@{expr}}}"),
+        _ => String::new(),
+    };
+    let cls = py
+        .import("bb.data_smart")
+        .and_then(|m| m.getattr("ExpansionError"));
+    let err = cls.and_then(|c| {
+        let exc = PyRuntimeError::new_err(e.to_string());
+        c.call1((var, expr, exc.value(py)))
+    });
+    match err {
+        Ok(obj) => PyErr::from_value(obj),
+        Err(_) => PyRuntimeError::new_err(format!("bitzel: {e}")),
+    }
+}
+
 fn unsupported(what: String) -> PyErr {
     PyRuntimeError::new_err(format!("bitzel: {what} is not supported here"))
 }
 
 #[pymethods]
 impl Core {
-    fn get(&self, var: &str, expand: bool) -> PyResult<Option<String>> {
+    fn get(&self, py: Python<'_>, var: &str, expand: bool) -> PyResult<Option<String>> {
+        if expand {
+            if let Some(r) = self.owned_read(|ds| ds.try_get_var(var)) {
+                return r?.map_err(|e| expansion_error(py, var, &e));
+            }
+        }
         self.with(|c| c.get_var(var, expand))
     }
 
-    fn flag(&self, var: &str, flag: &str, expand: bool) -> PyResult<Option<String>> {
+    fn flag(
+        &self,
+        py: Python<'_>,
+        var: &str,
+        flag: &str,
+        expand: bool,
+    ) -> PyResult<Option<String>> {
+        if expand {
+            if let Some(r) = self.owned_read(|ds| ds.try_get_flag(var, flag)) {
+                let what = format!("{var}[{flag}]");
+                return r?.map_err(|e| expansion_error(py, &what, &e));
+            }
+        }
         self.with(|c| c.get_var_flag(var, flag, expand))
     }
 
@@ -126,11 +176,17 @@ impl Core {
         })
     }
 
-    fn flags(&self, var: &str) -> PyResult<Option<Vec<(String, String)>>> {
-        self.with(|c| c.var_flags(var))?.map_err(unsupported)
+    #[pyo3(signature = (var, internal=false))]
+    fn flags(&self, var: &str, internal: bool) -> PyResult<Option<Vec<(String, String)>>> {
+        self.with(|c| c.var_flags(var, internal))?
+            .map_err(unsupported)
     }
 
-    fn expand(&self, s: &str) -> PyResult<String> {
+    #[pyo3(signature = (s, varname=None))]
+    fn expand(&self, py: Python<'_>, s: &str, varname: Option<&str>) -> PyResult<String> {
+        if let Some(r) = self.owned_read(|ds| ds.expand(s)) {
+            return r?.map_err(|e| expansion_error(py, varname.unwrap_or(""), &e));
+        }
         self.with(|c| c.expand(s))
     }
 
@@ -147,6 +203,31 @@ impl Core {
         Ok(Core {
             owned: Some(Mutex::new(ds)),
         })
+    }
+
+    /// A datastore of its own, empty (`bb.data.init()` in the selftest).
+    #[staticmethod]
+    fn new_store() -> Core {
+        Core {
+            owned: Some(Mutex::new(DataStore::new())),
+        }
+    }
+
+    /// Parse `path` into this datastore (it must be one of its own) with
+    /// bitzel's parser: `(skip reason, error messages)`.
+    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>)> {
+        let Some(m) = &self.owned else {
+            return Err(unsupported(
+                "parsing into the datastore of the parse in progress".to_string(),
+            ));
+        };
+        let mut ds = m.try_lock().map_err(|_| {
+            PyRuntimeError::new_err("bitzel: a datastore was parsed into re-entrantly")
+        })?;
+        let data = std::mem::replace(&mut *ds, DataStore::new());
+        let h = bitzel_meta::handle(Path::new(path), data, include);
+        *ds = h.data;
+        Ok((h.skipped, h.errors.iter().map(|e| e.to_string()).collect()))
     }
 
     fn log(&self, level: u32, msg: &str) -> PyResult<()> {

@@ -210,6 +210,41 @@ impl CPython {
         })
     }
 
+    /// Run BitBake's own unittest modules (`bb.tests.data`, ...) from this
+    /// interpreter's BitBake library against bitzel's datastore and parser
+    /// (`src/selftest.py`: `bb.data.init` and `bb.parse.handle` are
+    /// bitzel's; BitBake's `DataSmart` and parser raise if called). unittest
+    /// prints each module's results to stdout; returns (passed, failed),
+    /// where skipped tests count as failed.
+    pub fn run_selftest(
+        &self,
+        modules: &[String],
+        verbose: bool,
+    ) -> Result<(u64, u64), PythonError> {
+        Python::with_gil(|py| {
+            let fail = |e: PyErr| PythonError::Import {
+                dir: self.bitbake_lib.clone(),
+                message: describe(py, &e),
+                python: py.version().lines().next().unwrap_or("").to_string(),
+            };
+            let code =
+                CString::new(include_str!("selftest.py")).map_err(|e| PythonError::Import {
+                    dir: self.bitbake_lib.clone(),
+                    message: e.to_string(),
+                    python: String::new(),
+                })?;
+            let selftest =
+                PyModule::from_code(py, &code, c"bitzel_selftest.py", c"bitzel_selftest")
+                    .map_err(fail)?;
+            let core_type = py.get_type::<core::Core>();
+            selftest
+                .getattr("run")
+                .and_then(|f| f.call1((self.module.bind(py), core_type, modules.to_vec(), verbose)))
+                .and_then(|r| r.extract::<(u64, u64)>())
+                .map_err(fail)
+        })
+    }
+
     /// Evaluate everything in CPython, without bitzel's Rust subset first
     /// (`false`), to measure what the subset saves; on by default.
     pub fn set_fast_path(&mut self, on: bool) {

@@ -85,6 +85,9 @@ pub enum Command {
     /// Internal: one parser process of a cold parse (started by bitzel).
     #[command(hide = true)]
     ParseShard(cmd::parse_shard::ParseShardArgs),
+    /// BitBake's own data/parse tests against bitzel (scripts/bitbake-selftest).
+    #[command(hide = true, name = "bitbake-selftest")]
+    BitbakeSelftest(cmd::selftest::SelftestArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => cmd::worker::run(&out, args),
         Command::Rootfs(args) => cmd::rootfs::run(&out, args),
         Command::ParseShard(args) => cmd::parse_shard::run(&out, args),
+        Command::BitbakeSelftest(args) => cmd::selftest::run(&out, args),
     };
     match result {
         Ok(code) => code,

@@ -916,7 +916,7 @@ pub(crate) fn call<'a>(
             }
             match ev
                 .ctx
-                .var_flags(var)
+                .var_flags(var, false)
                 .map_err(|w| unsup(off, format!("{name} ({w})")))?
             {
                 None => Ok(Value::None),

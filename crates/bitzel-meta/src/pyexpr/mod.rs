@@ -140,9 +140,15 @@ pub trait PyContext {
         Err("modifying the datastore from inline Python".to_string())
     }
     /// `d.getVarFlags(var)`: the variable's flags, unexpanded, or `None`
-    /// when it has none. An `Err` names what is unsupported.
-    fn var_flags(&self, var: &str) -> Result<Option<Vec<(String, String)>>, String> {
-        let _ = var;
+    /// when it has none; with `internal`, every stored flag as it is
+    /// (`getVarFlags(var, internalflags=True)` without `_content`). An `Err`
+    /// names what is unsupported.
+    fn var_flags(
+        &self,
+        var: &str,
+        internal: bool,
+    ) -> Result<Option<Vec<(String, String)>>, String> {
+        let _ = (var, internal);
         Err("d.getVarFlags in inline Python".to_string())
     }
     /// `d.keys()`: every variable name. An `Err` names what is

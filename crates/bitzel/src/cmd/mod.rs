@@ -11,6 +11,7 @@ pub mod parse_shard;
 pub mod report;
 pub mod rootfs;
 pub mod runqemu;
+pub mod selftest;
 pub mod show;
 pub mod taskverbs;
 pub mod worker;

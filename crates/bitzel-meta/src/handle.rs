@@ -1,0 +1,62 @@
+//! One file into a caller's datastore: bitzel's counterpart of BitBake's
+//! `bb.parse.handle(fn, d, include)`, used where a single file is parsed
+//! outside a workspace (BitBake's own test suite run against bitzel by
+//! `scripts/bitbake-selftest`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::data::DataStore;
+use crate::diag::Diagnostic;
+use crate::eval::{Env, Eval};
+use crate::{FsLoader, Loader};
+
+/// What [`handle`] made of a file.
+#[derive(Debug)]
+pub struct Handled {
+    /// The datastore after the file (and, for a recipe, its finalisation).
+    pub data: DataStore,
+    /// Error diagnostics; empty when the file parsed cleanly.
+    pub errors: Vec<Diagnostic>,
+    /// A recipe's skip reason (`bb.parse.SkipRecipe`), if it raised one.
+    pub skipped: Option<String>,
+}
+
+/// Parse `file` into `data` as BitBake's `bb.parse.handle` does: with
+/// `include` (or for a `.conf`/`.bbclass`) the statements are applied to
+/// `data` and nothing more; otherwise the file is a recipe and is finalised
+/// (deferred inherits, key expansion, anonymous functions, events).
+/// A missing file is an error naming it.
+pub fn handle(file: &Path, data: DataStore, include: bool) -> Handled {
+    handle_with(&FsLoader, file, data, include)
+}
+
+/// [`handle`] with file content from `loader`.
+pub fn handle_with(loader: &dyn Loader, file: &Path, data: DataStore, include: bool) -> Handled {
+    let env = Env::new(loader);
+    let recipe = !include
+        && file
+            .extension()
+            .is_some_and(|e| e != "conf" && e != "bbclass");
+    let mut ev = Eval::new(&env, data, if recipe { "recipe" } else { "global" });
+    match ev.eval_file(file) {
+        Ok(true) => {}
+        Ok(false) => ev.error(
+            file,
+            0,
+            "file not found: check the path given to bb.parse.handle",
+        ),
+        Err(e) => ev.error(file, 0, format!("cannot read: {e}")),
+    }
+    let mut skipped = None;
+    if recipe && !ev.diags.iter().any(Diagnostic::is_error) {
+        let farc: Arc<Path> = Arc::from(file);
+        skipped = ev.finalize(&farc);
+    }
+    let errors = ev.diags.into_iter().filter(Diagnostic::is_error).collect();
+    Handled {
+        data: ev.ds,
+        errors,
+        skipped,
+    }
+}

@@ -1,0 +1,94 @@
+//! `bitzel_meta::handle` (one file into a caller's datastore, as BitBake's
+//! `bb.parse.handle`) and the datastore operations Python's `d` uses, with
+//! the semantics BitBake's own tests (bb/tests/data.py, parse.py) check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use bitzel_meta::pyexpr::DataOp;
+use bitzel_meta::{handle, with_data_context, DataStore};
+
+fn parse(text: &str, ext: &str) -> bitzel_meta::Handled {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(format!("t.{ext}"));
+    std::fs::write(&f, text).unwrap();
+    handle(&f, DataStore::new(), false)
+}
+
+#[test]
+fn append_var_applies_after_overrides_as_datasmart() {
+    // bb/tests/parse.py test_parse_overrides2: d.appendVar is
+    // setVar(var + ":append", value, parsing=True), so the override chosen
+    // later still applies underneath it.
+    let h = parse(
+        "EXTRA = \"\"\nEXTRA:class-target = \"b\"\nEXTRA:append = \" c\"\n",
+        "bb",
+    );
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    let mut ds = h.data;
+    let (r, _) = with_data_context(&mut ds, std::path::Path::new("t"), 0, |c| {
+        c.modify(DataOp::AppendVar {
+            var: "EXTRA",
+            value: " d",
+        })
+    });
+    r.unwrap();
+    ds.set_var("OVERRIDES", Arc::from("class-target"), None);
+    assert_eq!(ds.get_var("EXTRA").as_deref(), Some("b c d"));
+}
+
+#[test]
+fn flags_internal_shows_flag_defaults_flags_hides_them() {
+    let mut ds = DataStore::new();
+    ds.set_var_flag("foo", "flag1", Arc::from("v1"), None);
+    ds.set_var_flag("foo", "_defaultval_flag_flag1", Arc::from("d1"), None);
+    ds.set_var_flag("foo", "_defaultval_flag_other", Arc::from("d2"), None);
+    let visible: Vec<_> = ds.flags("foo").into_iter().collect();
+    assert_eq!(
+        visible,
+        vec![
+            ("flag1".to_string(), "v1".to_string()),
+            ("other".to_string(), "d2".to_string())
+        ]
+    );
+    let all: Vec<_> = ds.flags_internal("foo").into_keys().collect();
+    assert_eq!(
+        all,
+        vec!["_defaultval_flag_flag1", "_defaultval_flag_other", "flag1"]
+    );
+}
+
+#[test]
+fn handle_reports_a_missing_file() {
+    let h = handle(
+        std::path::Path::new("/nonexistent/bitzel/x.bb"),
+        DataStore::new(),
+        false,
+    );
+    assert_eq!(h.errors.len(), 1);
+    assert!(h.errors[0].message.contains("file not found"));
+}
+
+#[test]
+fn inline_python_spans_balanced_braces_as_bitbakes_regexp() {
+    // bb/tests/data.py test_python_snippet_w_dict: BitBake's
+    // `\${@(?:{.*?}|.)+?}` does not end the code at a `}` closing a `{`.
+    let ds = DataStore::new();
+    assert_eq!(
+        ds.expand("${@{ 'green': 1, 'blue': 2 }['green']}").unwrap(),
+        "1"
+    );
+    assert_eq!(ds.expand("a${@'x'}b${@'y'}c").unwrap(), "axbyc");
+}
+
+#[test]
+fn deltask_expands_its_list_as_bitbake() {
+    // bb/tests/parse.py test_parse_addtask_deltask: `deltask do_fetch
+    // ${MYVAR} ${EMPTYVAR}` deletes every task the expansion names.
+    let h = parse(
+        "addtask do_a\naddtask do_b\naddtask do_c\nMYVAR = \"do_b\"\nEMPTYVAR = \"\"\ndeltask do_a ${MYVAR} ${EMPTYVAR}\ndeltask ${EMPTYVAR}\n",
+        "bb",
+    );
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.data.tasks(), vec!["do_c".to_string()]);
+}

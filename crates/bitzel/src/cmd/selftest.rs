@@ -1,0 +1,44 @@
+//! `bitzel bitbake-selftest LIB` (hidden; `scripts/bitbake-selftest` is the
+//! command users run): BitBake's own datastore and parser tests from the
+//! BitBake library LIB, run in bitzel's embedded CPython against bitzel's
+//! datastore and parser.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::output::Output;
+
+/// Arguments of `bitzel bitbake-selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// A BitBake library directory (the one holding `bb/`).
+    pub lib: PathBuf,
+    /// Test modules to run.
+    #[arg(long = "module", default_values_t = ["bb.tests.data".to_string(), "bb.tests.parse".to_string()])]
+    pub modules: Vec<String>,
+    /// One line per test.
+    #[arg(long)]
+    pub verbose_tests: bool,
+}
+
+/// Run the tests, print `N passed, M failed`; exit 0 only when none failed.
+pub fn run(_out: &Output, args: SelftestArgs) -> anyhow::Result<ExitCode> {
+    if !args.lib.join("bb").join("tests").is_dir() {
+        anyhow::bail!(
+            "{} is not a BitBake library with tests: expected {}/bb/tests (give the `lib` directory of a BitBake checkout, or the site-packages directory holding the bitbake-setup wheel's `bb`)",
+            args.lib.display(),
+            args.lib.display()
+        );
+    }
+    let host = std::sync::Arc::new(bitzel_python::CPython::new(&args.lib)?);
+    bitzel_meta::install_python_host(host.clone());
+    let (passed, failed) = host.run_selftest(&args.modules, args.verbose_tests)?;
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
