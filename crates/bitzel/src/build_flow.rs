@@ -111,6 +111,8 @@ fn remote_executor(
         rc = rc.with_instance(&instance)?;
     }
     let store = Arc::new(bitzel_remote::cache_level(engine.clone(), rc, cache)?);
+    // Outputs of remote runs stay on the engine until something local reads them.
+    cache.set_blob_source(store.clone());
     let runner =
         bitzel_remote::RemoteExecutor::new(engine, store.clone(), cache.cas().clone(), fallback);
     Ok(Some((store, runner)))
