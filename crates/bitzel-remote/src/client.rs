@@ -81,6 +81,16 @@ impl RemoteExecutor {
         }
     }
 
+    /// Bytes downloaded from the engine (results, manifests, logs and the
+    /// outputs something local read) and what downloading every output of
+    /// every result would have been: `(downloaded, eager)`.
+    pub fn download_figures(&self) -> (u64, u64) {
+        (
+            self.store.stats().bytes_downloaded,
+            self.stats.eager_bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// One line for the build summary.
     pub fn summary_line(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -91,8 +101,8 @@ impl RemoteExecutor {
             l(&self.stats.cached),
             l(&self.stats.blobs_uploaded),
             l(&self.stats.bytes_uploaded) as f64 / 1e6,
-            self.store.stats().bytes_downloaded,
-            l(&self.stats.eager_bytes),
+            self.download_figures().0,
+            self.download_figures().1,
         )
     }
 

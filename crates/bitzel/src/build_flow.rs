@@ -524,8 +524,13 @@ pub fn build(
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
     let sources = exec.counters.download_summary();
+    let (rx_downloaded, rx_eager) = executor
+        .as_ref()
+        .map_or((0, 0), |(_, r)| r.download_figures());
     if let Some(path) = &req.summary_json {
         let v = serde_json::json!({
+            "remote_exec_bytes_downloaded": rx_downloaded,
+            "remote_exec_bytes_eager": rx_eager,
             "executed": summary.executed,
             "cached": summary.cached,
             "noexec": summary.noexec,
