@@ -632,11 +632,18 @@ fn results_recorded_without_file_blobs_are_fetched_on_demand() {
     assert!(cache.set_blob_source(engine.clone()));
     cache.put_local(&key, &r).unwrap();
     assert!(matches!(cache.lookup(&key).unwrap(), Lookup::Hit(_)));
-    assert_eq!(engine.fetched.load(Ordering::SeqCst), 0, "nothing fetched yet");
+    assert_eq!(
+        engine.fetched.load(Ordering::SeqCst),
+        0,
+        "nothing fetched yet"
+    );
     // Unreachable: materialising is one error naming the source; nothing half-made.
     engine.up.store(false, Ordering::SeqCst);
     let err = cache.ensure_layer(&r.output).unwrap_err().to_string();
-    assert!(err.contains("grpc://engine.test:1") && err.contains("connection refused"), "{err}");
+    assert!(
+        err.contains("grpc://engine.test:1") && err.contains("connection refused"),
+        "{err}"
+    );
     assert!(!cache.layer_ready(&r.output));
     // Reachable: fetched when read, exactly the file bytes.
     engine.up.store(true, Ordering::SeqCst);

@@ -12,7 +12,7 @@ use bitzel_cache::remote::store::HttpStore;
 use bitzel_cache::remote::{CacheSummary, RemoteConfig};
 use bitzel_cache::{Cache, Storage};
 use bitzel_config::Project;
-use bitzel_exec::executor::{BuildExecutor, Counters, HostDirs, HostTools};
+use bitzel_exec::executor::{BuildExecutor, HostDirs, HostTools};
 use bitzel_graph::{
     build_graph, prefs_from_workspace, recipes_from_workspace, run_with_outputs, with_do,
     CancelToken, RunOptions, Target,
@@ -427,27 +427,25 @@ pub fn build(
     let tools = host_tools(out, project, ws, &cache, &build_dir, !req.explain_only)?;
     let dl_dir = downloads_dir(project)?;
     let exec = BuildExecutor {
-        recipes: &ws.recipes,
-        cache: &cache,
-        sandbox: backend.as_ref(),
-        dirs: HostDirs {
-            build_dir: build_dir.clone(),
-            dl_dir,
-        },
-        tools,
         no_network: req.explain_only,
         timeout: req.timeout_secs.map(std::time::Duration::from_secs),
-        counters: Counters::default(),
-        misses: Mutex::new(Vec::new()),
         explain_only: req.explain_only,
-        would_run: Default::default(),
         devshell: req.devshell.clone(),
         force: forced.clone(),
-        devshell_status: Mutex::new(None),
         remote: executor
             .as_ref()
             .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
         python: python_setup(project),
+        ..BuildExecutor::new(
+            &ws.recipes,
+            &cache,
+            backend.as_ref(),
+            HostDirs {
+                build_dir: build_dir.clone(),
+                dl_dir,
+            },
+            tools,
+        )
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())

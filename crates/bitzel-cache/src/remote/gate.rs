@@ -140,7 +140,12 @@ mod tests {
     #[test]
     fn retries_then_gives_up_once_and_fails_fast_after() {
         let stats = Arc::new(RemoteStats::default());
-        let g = Gate::new("grpc://x".into(), 3, Duration::from_millis(1), stats.clone());
+        let g = Gate::new(
+            "grpc://x".into(),
+            3,
+            Duration::from_millis(1),
+            stats.clone(),
+        );
         let mut n = 0;
         let r: Result<(), _> = g.run("get", || {
             n += 1;

@@ -558,4 +558,3 @@ fn classify<T>(e: ureq::Error) -> Attempt<T> {
         other => Attempt::GiveUp(other.to_string()),
     }
 }
-
