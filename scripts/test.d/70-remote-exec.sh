@@ -5,7 +5,9 @@
 # 1. checkout A, empty local cache: the example built through the engine
 #    (--remote-executor, instance `main`); the engine ran the tasks (jobs
 #    counted per worker from its database); `bitzel runqemu --check` boots it;
-#    its artifacts are bit-identical to a local build's (checkout L);
+#    its artifacts are bit-identical to a local build's (checkout L); only the
+#    outputs read here (deployed files, layers of local tasks) are downloaded:
+#    the bytes are printed beside what an eager download would have been;
 # 2. checkout B, empty local cache, same engine: executes 0 tasks (the
 #    engine's action cache answers every key);
 # 3. instance `fresh` (its own CAS and action cache): one worker is SIGKILLed
@@ -75,6 +77,14 @@ step_a() {
   build "$work/a" "$work/cache-a" "$work/a.json" --remote-executor "$engine" --remote-instance main || return
   cat "$work/a.json"
   [ "$(field "$work/a.json" executed)" -gt 0 ] || fail "build A executed nothing"
+  # Outputs stay on the engine until something local reads them: the
+  # deployed files and the layers of tasks run here (Python tasks).
+  local lazy eager deployed
+  lazy=$(field "$work/a.json" remote_exec_bytes_downloaded)
+  eager=$(field "$work/a.json" remote_exec_bytes_eager)
+  deployed=$(find "$work/a/build/tmp/deploy" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  echo "bytes downloaded from the engine: $lazy (deployed files: $deployed; fetching every output eagerly: $eager)"
+  [ "$lazy" -gt 0 ] && [ "$lazy" -lt "$eager" ] || fail "on-demand download ($lazy) should be less than eager ($eager)"
   (cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml) || return
   scripts/buildgrid jobs "$bg" | tee "$work/jobs"
   local n1 n2 # the engine records the bot id as the job's worker

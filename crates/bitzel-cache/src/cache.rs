@@ -22,7 +22,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::action::{now_unix_ms, Action, ActionResult};
@@ -98,6 +98,20 @@ enum Gap {
     Invalid { tree: Digest, reason: String },
 }
 
+/// Where output blobs recorded but not downloaded come from on demand: a
+/// remote executor's CAS (`bitzel build --remote-executor`). With a source
+/// set ([`Cache::set_blob_source`]), an action result whose file blobs are
+/// not local is still a hit (its tree manifests and logs must be local);
+/// the blobs are fetched when a layer is materialised, artifacts are
+/// deployed or a work directory is prepared from it.
+pub trait BlobSource: Send + Sync + std::fmt::Debug {
+    /// For messages: where the blobs are (a URL).
+    fn describe(&self) -> String;
+    /// Fetch `blobs` (digest, size) into `cas`, each verified. `Err`: why
+    /// not (unreachable, a blob missing or corrupt there).
+    fn fetch_into(&self, blobs: &[(Digest, u64)], cas: &Cas) -> std::result::Result<(), String>;
+}
+
 /// A captured directory.
 #[derive(Debug, Clone)]
 pub struct Captured {
@@ -122,6 +136,7 @@ pub struct Cache {
     hits: AtomicU64,
     misses: AtomicU64,
     closed: std::sync::atomic::AtomicBool,
+    source: OnceLock<Arc<dyn BlobSource>>,
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/bitzel`, else
@@ -167,6 +182,7 @@ impl Cache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
+            source: OnceLock::new(),
         })
     }
 
@@ -178,6 +194,45 @@ impl Cache {
         all.extend(levels);
         self.store = Arc::new(Stacked::new(all, self.local.cas().tmp_dir()));
         self
+    }
+
+    /// Set where file blobs of results recorded without them are fetched
+    /// on demand (see [`BlobSource`]). Once per handle; a second call is
+    /// ignored and returns `false`.
+    pub fn set_blob_source(&self, source: Arc<dyn BlobSource>) -> bool {
+        self.source.set(source).is_ok()
+    }
+
+    /// Fetch the file blobs of `trees` that the local CAS lacks from the
+    /// blob source. Without a source nothing is fetched (a missing blob is
+    /// then reported by whoever reads it).
+    fn fill(&self, trees: &[&Tree]) -> Result<()> {
+        let Some(source) = self.source.get() else {
+            return Ok(());
+        };
+        let mut wanted: Vec<(Digest, u64)> = Vec::new();
+        for t in trees {
+            for e in t.entries() {
+                if let crate::tree::EntryKind::File { digest, size, .. } = e.kind {
+                    if !self.cas().contains(&digest) {
+                        wanted.push((digest, size));
+                    }
+                }
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(blobs = wanted.len(), source = %source.describe(), "fetching output blobs on demand");
+        source
+            .fetch_into(&wanted, self.cas())
+            .map_err(|reason| Error::RemoteFetch {
+                count: wanted.len(),
+                source_desc: source.describe(),
+                reason,
+            })
     }
 
     /// The versioned root (`<cache-dir>/v1`).
@@ -224,7 +279,7 @@ impl Cache {
             .chain(r.log_blobs().into_iter().map(Held::Blob))
             .collect();
         self.leases.hold(&held)?;
-        let missing = match self.first_gap(&r)? {
+        let missing = match self.first_gap(&r, self.source.get().is_some())? {
             None => {
                 self.local.touch_action(key);
                 return Ok(Lookup::Hit(Box::new(r)));
@@ -249,13 +304,15 @@ impl Cache {
     /// missing; file blobs are only checked for presence — full hashing is
     /// [`Cache::verify`]'s job).
     pub fn first_missing_blob(&self, r: &ActionResult) -> Result<Option<Digest>> {
-        Ok(self.first_gap(r)?.map(|g| match g {
+        Ok(self.first_gap(r, false)?.map(|g| match g {
             Gap::Missing(d) => d,
             Gap::Invalid { tree, .. } => tree,
         }))
     }
 
-    fn first_gap(&self, r: &ActionResult) -> Result<Option<Gap>> {
+    /// With `lazy`, a tree's file blob missing locally is no gap (it is
+    /// fetched from the blob source when read).
+    fn first_gap(&self, r: &ActionResult, lazy: bool) -> Result<Option<Gap>> {
         for t in r.trees() {
             let tree = match self.read_tree(&t) {
                 Ok(tree) => tree,
@@ -267,6 +324,9 @@ impl Cache {
                 }
                 Err(e) => return Err(e),
             };
+            if lazy {
+                continue;
+            }
             if let Some(b) = tree.blobs().into_iter().find(|b| !self.cas().contains(b)) {
                 return Ok(Some(Gap::Missing(b)));
             }
@@ -281,19 +341,27 @@ impl Cache {
     /// in the local CAS (capture first); the entry is written only after
     /// they are durable, so no crash can leave an entry pointing at nothing.
     pub fn put(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
-        self.put_in(self.store.as_ref(), key, result)
+        self.put_in(self.store.as_ref(), key, result, false)
     }
 
     /// Record `result` for `key` in the local level only, replacing a local
     /// entry for the same key; further levels (a remote) keep what they
     /// have. For a forced run (`bitzel build -f`): the fresh result is used
     /// here, the shared one is not overwritten.
+    /// With a blob source set, the result's file blobs may be absent (a
+    /// remote execution's outputs, fetched when something reads them).
     pub fn put_local(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
-        self.put_in(&self.local, key, result)
+        self.put_in(&self.local, key, result, self.source.get().is_some())
     }
 
-    fn put_in(&self, store: &dyn Storage, key: &ActionKey, result: &ActionResult) -> Result<()> {
-        match self.first_gap(result)? {
+    fn put_in(
+        &self,
+        store: &dyn Storage,
+        key: &ActionKey,
+        result: &ActionResult,
+        lazy: bool,
+    ) -> Result<()> {
+        match self.first_gap(result, lazy)? {
             None => {}
             Some(Gap::Missing(missing)) => {
                 return Err(Error::MissingBlob {
@@ -449,6 +517,7 @@ impl Cache {
         remove_any(&stamp)?;
         remove_any(&dest)?;
         let tree = self.read_tree(d)?;
+        self.fill(&[&tree])?;
         let layers = self.root.join("layers");
         let tmp = layers.join(unique_name(".tmp"));
         if let Err(e) = materialize_layer(self.cas(), &tree, &tmp, self.opts.layer_owner) {
@@ -512,6 +581,7 @@ impl Cache {
             .iter()
             .map(|d| self.read_tree(d))
             .collect::<Result<Vec<_>>>()?;
+        self.fill(&trees.iter().collect::<Vec<_>>())?;
         apply_trees(self.cas(), &trees, dest)
     }
 
@@ -525,6 +595,7 @@ impl Cache {
             .iter()
             .map(|d| self.read_tree(d))
             .collect::<Result<Vec<_>>>()?;
+        self.fill(&trees.iter().collect::<Vec<_>>())?;
         prepare_work_dir(self.cas(), &trees, dest)
     }
 

@@ -28,6 +28,17 @@ pub enum Error {
         /// Where it should be.
         path: PathBuf,
     },
+    /// Output blobs left on a remote executor (fetched on demand) could
+    /// not be fetched from it.
+    #[error("{count} output blob(s) of a remotely executed task are only on {source_desc} and could not be fetched from it ({reason}); make it reachable again (or run the build without --remote-executor, which runs such tasks again)")]
+    RemoteFetch {
+        /// How many blobs were wanted.
+        count: usize,
+        /// The blob source (the engine's URL).
+        source_desc: String,
+        /// Why not.
+        reason: String,
+    },
     /// A CAS blob's content does not hash to its name. The blob is removed.
     #[error("blob {} is corrupt: its content hashes to {actual}; it was removed (re-run the task or `bitzel cache verify`)", path.display())]
     CorruptBlob {

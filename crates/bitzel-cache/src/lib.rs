@@ -27,7 +27,7 @@ pub mod store;
 pub mod tree;
 
 pub use action::{now_unix_ms, Action, ActionResult, FORMAT_VERSION};
-pub use cache::{default_cache_dir, Cache, CacheOptions, Captured, Lookup, MissReason};
+pub use cache::{default_cache_dir, BlobSource, Cache, CacheOptions, Captured, Lookup, MissReason};
 pub use cas::Cas;
 pub use delta::Baseline;
 pub use digest::{ActionKey, Digest};

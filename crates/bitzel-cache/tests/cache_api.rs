@@ -574,3 +574,98 @@ fn as_root_existing_layers_take_the_configured_owner() {
         assert_eq!((md.uid(), md.gid()), owner);
     }
 }
+
+/// A blob source over another cache's CAS (standing in for an engine),
+/// which can be made unreachable and counts what it fetched.
+#[derive(Debug)]
+struct Engine {
+    cas: bitzel_cache::Cas,
+    up: std::sync::atomic::AtomicBool,
+    fetched: std::sync::atomic::AtomicU64,
+}
+
+impl bitzel_cache::BlobSource for Engine {
+    fn describe(&self) -> String {
+        "grpc://engine.test:1".into()
+    }
+    fn fetch_into(&self, blobs: &[(Digest, u64)], cas: &bitzel_cache::Cas) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if !self.up.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
+        for (d, size) in blobs {
+            let bytes = self.cas.read(d).map_err(|e| e.to_string())?;
+            assert_eq!(cas.put_bytes(&bytes).unwrap(), *d);
+            self.fetched.fetch_add(*size, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn results_recorded_without_file_blobs_are_fetched_on_demand() {
+    use std::sync::atomic::Ordering;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    write_tree(&out);
+    // The "engine" ran the task: its CAS holds everything.
+    let remote = Cache::open_with(&t.path().join("remote"), opts()).unwrap();
+    let a = action("busybox:do_compile", "make\n");
+    let key = a.key();
+    let r = result_for(&remote, &a, &out);
+    // Locally: the manifest and the log only (what a lazy adoption fetches).
+    let dir = t.path().join("local");
+    let local = || Cache::open_with(&dir, opts()).unwrap();
+    let cache = local();
+    for d in [r.output, r.stdout.unwrap()] {
+        cache.put_blob(&remote.read_blob(&d).unwrap()).unwrap();
+    }
+    let tree = cache.read_tree(&r.output).unwrap();
+    assert!(tree.blobs().iter().all(|b| !cache.cas().contains(b)));
+    // Without a source such an entry cannot be recorded.
+    assert!(cache.put_local(&key, &r).is_err());
+    let engine = Arc::new(Engine {
+        cas: remote.cas().clone(),
+        up: true.into(),
+        fetched: 0.into(),
+    });
+    assert!(cache.set_blob_source(engine.clone()));
+    cache.put_local(&key, &r).unwrap();
+    assert!(matches!(cache.lookup(&key).unwrap(), Lookup::Hit(_)));
+    assert_eq!(
+        engine.fetched.load(Ordering::SeqCst),
+        0,
+        "nothing fetched yet"
+    );
+    // Unreachable: materialising is one error naming the source; nothing half-made.
+    engine.up.store(false, Ordering::SeqCst);
+    let err = cache.ensure_layer(&r.output).unwrap_err().to_string();
+    assert!(
+        err.contains("grpc://engine.test:1") && err.contains("connection refused"),
+        "{err}"
+    );
+    assert!(!cache.layer_ready(&r.output));
+    // Reachable: fetched when read, exactly the file bytes.
+    engine.up.store(true, Ordering::SeqCst);
+    let dest = t.path().join("deploy");
+    cache.apply(&[r.output], &dest).unwrap();
+    assert_eq!(fs::read(dest.join("usr/readme")).unwrap(), b"readme");
+    let sizes: u64 = tree
+        .entries()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::File { size, .. } => Some(size),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(engine.fetched.load(Ordering::SeqCst), sizes);
+    drop(cache);
+    // A later handle without the source: an entry whose blobs are gone is a miss.
+    let cache = local();
+    let victim = tree.blobs()[0];
+    fs::remove_file(cache.cas().blob_path(&victim)).unwrap();
+    assert_eq!(
+        cache.lookup(&key).unwrap(),
+        Lookup::Miss(MissReason::Incomplete { missing: victim })
+    );
+}

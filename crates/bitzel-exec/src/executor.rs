@@ -498,6 +498,41 @@ pub struct BuildExecutor<'a> {
     pub python: crate::python::PythonSetup,
 }
 
+impl<'a> BuildExecutor<'a> {
+    /// An executor of `recipes` on `cache` and `sandbox`, with `dirs` and
+    /// `tools`: the network allowed, no timeout, nothing forced, no
+    /// devshell, no remote runner and no Python tasks
+    /// ([`crate::python::PythonSetup::none`]). Callers set the other public
+    /// fields with struct-update syntax (`BuildExecutor { no_network: true,
+    /// ..BuildExecutor::new(…) }`).
+    pub fn new(
+        recipes: &'a [Recipe],
+        cache: &'a Cache,
+        sandbox: &'a dyn Backend,
+        dirs: HostDirs,
+        tools: HostTools,
+    ) -> BuildExecutor<'a> {
+        BuildExecutor {
+            recipes,
+            cache,
+            sandbox,
+            dirs,
+            tools,
+            no_network: false,
+            timeout: None,
+            counters: Counters::default(),
+            misses: Mutex::new(Vec::new()),
+            explain_only: false,
+            would_run: WouldRunLog::default(),
+            devshell: None,
+            force: BTreeSet::new(),
+            devshell_status: Mutex::new(None),
+            remote: None,
+            python: crate::python::PythonSetup::none(),
+        }
+    }
+}
+
 pub(crate) fn fail(kind: FailureKind, msg: impl Into<String>) -> TaskFailure {
     TaskFailure::new(kind, msg)
 }

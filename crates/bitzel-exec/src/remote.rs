@@ -220,11 +220,12 @@ impl BuildExecutor<'_> {
     ) -> Result<Option<(ActionResult, Outcome)>, TaskFailure> {
         let job = self.remote_job(task, recipe, inputs, p, action)?;
         match runner.run(key, &job) {
-            Ok(RemoteOutcome::Cached(r)) => Ok(Some((*r, Outcome::Cached))),
+            Ok(RemoteOutcome::Cached(r)) => {
+                self.record_remote(task, key, &r);
+                Ok(Some((*r, Outcome::Cached)))
+            }
             Ok(RemoteOutcome::Executed(r)) => {
-                if let Err(e) = self.cache.put_local(key, &r) {
-                    tracing::warn!(task = %task.label(), error = %e, "could not record the remote result in the local cache");
-                }
+                self.record_remote(task, key, &r);
                 Ok(Some((*r, Outcome::Executed)))
             }
             Ok(RemoteOutcome::Failed { exit_code, log }) => {
@@ -259,6 +260,14 @@ impl BuildExecutor<'_> {
                 FailureKind::Setup,
                 format!("{}: {}", task.label(), e.message),
             )),
+        }
+    }
+
+    /// Record a remote result in the local action cache (its file blobs
+    /// may still be on the engine: the cache's blob source fetches them).
+    fn record_remote(&self, task: &TaskNode, key: &ActionKey, r: &ActionResult) {
+        if let Err(e) = self.cache.put_local(key, r) {
+            tracing::warn!(task = %task.label(), error = %e, "could not record the remote result in the local cache");
         }
     }
 

@@ -100,33 +100,30 @@ fn build(checkout: &Path, work: &Path, cache: &Cache, jobs: usize) -> Built {
     let tools_dir = build_dir.join("tmp/hosttools");
     set.link_into(&tools_dir).unwrap();
     let exec = BuildExecutor {
-        recipes: &ws.recipes,
-        cache,
-        sandbox: backend.as_ref(),
-        dirs: HostDirs {
-            build_dir: build_dir.clone(),
-            dl_dir: build_dir.join("downloads"),
-        },
-        tools: HostTools {
-            dir: tools_dir,
-            digest: set.digest().unwrap(),
-            // The host root's own digest is covered by key_completeness and
-            // scripts/test.d/45-host-root-key.sh; a fixed stand-in here.
-            root_digest: Digest::of_bytes(b"host root"),
-            root_paths: bitzel_sandbox::SandboxSpec::default_host_paths(),
-            rootfs: None,
-        },
         no_network: true,
         timeout: None,
-        counters: Counters::default(),
-        misses: Mutex::new(Vec::new()),
         explain_only: false,
-        would_run: Default::default(),
         devshell: None,
         force: Default::default(),
-        devshell_status: std::sync::Mutex::new(None),
         remote: None,
-        python: bitzel_exec::python::PythonSetup::none(),
+        ..BuildExecutor::new(
+            &ws.recipes,
+            cache,
+            backend.as_ref(),
+            HostDirs {
+                build_dir: build_dir.clone(),
+                dl_dir: build_dir.join("downloads"),
+            },
+            HostTools {
+                dir: tools_dir,
+                digest: set.digest().unwrap(),
+                // The host root's own digest is covered by key_completeness and
+                // scripts/test.d/45-host-root-key.sh; a fixed stand-in here.
+                root_digest: Digest::of_bytes(b"host root"),
+                root_paths: bitzel_sandbox::SandboxSpec::default_host_paths(),
+                rootfs: None,
+            },
+        )
     };
     let opts = RunOptions {
         jobs,

@@ -85,31 +85,28 @@ fn setup() -> Setup {
 fn run_fetch(s: &Setup) -> TaskResult<TaskOutput> {
     let build_dir = s.dl.with_file_name("build");
     let exec = BuildExecutor {
-        recipes: &s.recipes,
-        cache: &s.cache,
-        sandbox: &NoneBackend,
-        dirs: HostDirs {
-            build_dir: build_dir.clone(),
-            dl_dir: s.dl.clone(),
-        },
-        tools: HostTools {
-            dir: build_dir.join("tmp/hosttools"),
-            digest: Digest::of_bytes(b"no host tools"),
-            root_paths: Vec::new(),
-            root_digest: Digest::default(),
-            rootfs: None,
-        },
         no_network: true,
         timeout: None,
-        counters: Counters::default(),
-        misses: Mutex::new(Vec::new()),
         explain_only: false,
-        would_run: Default::default(),
         devshell: None,
         force: Default::default(),
-        devshell_status: std::sync::Mutex::new(None),
         remote: None,
-        python: bitzel_exec::python::PythonSetup::none(),
+        ..BuildExecutor::new(
+            &s.recipes,
+            &s.cache,
+            &NoneBackend,
+            HostDirs {
+                build_dir: build_dir.clone(),
+                dl_dir: s.dl.clone(),
+            },
+            HostTools {
+                dir: build_dir.join("tmp/hosttools"),
+                digest: Digest::of_bytes(b"no host tools"),
+                root_paths: Vec::new(),
+                root_digest: Digest::default(),
+                rootfs: None,
+            },
+        )
     };
     let task = TaskNode::new(0, 0, "pkg", "do_fetch");
     match exec.execute(&task, &[], &CancelToken::new()) {

@@ -278,47 +278,44 @@ fn action(s: &Scenario) -> Action {
     let native = NativeBackend::new(SandboxConfig::new(HelperExe::CurrentExe));
     let sandbox: &dyn Backend = if s.hermetic { &native } else { &NoneBackend };
     let exec = BuildExecutor {
-        recipes: &ws.recipes,
-        cache: &cache,
-        sandbox,
-        dirs: HostDirs {
-            build_dir: build_dir.clone(),
-            dl_dir: build_dir.join("downloads"),
-        },
-        tools: match s.rootfs {
-            None => HostTools {
-                dir: build_dir.join("tmp/hosttools"),
-                digest: Digest::of_bytes(s.tools.as_bytes()),
-                root_digest: host_root_digest(s.host_header),
-                root_paths: s.root_paths.clone(),
-                rootfs: None,
-            },
-            // As `bitzel build` makes it in rootfs mode: nothing of the host.
-            Some(seed) => {
-                let digest = Digest::of_bytes(seed.as_bytes());
-                HostTools {
-                    dir: build_dir.join("tmp/hosttools-rootfs"),
-                    digest: Digest::of_bytes(s.tools.as_bytes()),
-                    root_digest: digest,
-                    root_paths: Vec::new(),
-                    rootfs: Some(RootfsLayer {
-                        digest,
-                        layer: tmp.path().join(s.cache).join("layers/root"),
-                    }),
-                }
-            }
-        },
         no_network: true,
         timeout: None,
-        counters: Counters::default(),
-        misses: Mutex::new(Vec::new()),
         explain_only: false,
-        would_run: Default::default(),
         devshell: None,
         force: Default::default(),
-        devshell_status: std::sync::Mutex::new(None),
         remote: None,
-        python: bitzel_exec::python::PythonSetup::none(),
+        ..BuildExecutor::new(
+            &ws.recipes,
+            &cache,
+            sandbox,
+            HostDirs {
+                build_dir: build_dir.clone(),
+                dl_dir: build_dir.join("downloads"),
+            },
+            match s.rootfs {
+                None => HostTools {
+                    dir: build_dir.join("tmp/hosttools"),
+                    digest: Digest::of_bytes(s.tools.as_bytes()),
+                    root_digest: host_root_digest(s.host_header),
+                    root_paths: s.root_paths.clone(),
+                    rootfs: None,
+                },
+                // As `bitzel build` makes it in rootfs mode: nothing of the host.
+                Some(seed) => {
+                    let digest = Digest::of_bytes(seed.as_bytes());
+                    HostTools {
+                        dir: build_dir.join("tmp/hosttools-rootfs"),
+                        digest: Digest::of_bytes(s.tools.as_bytes()),
+                        root_digest: digest,
+                        root_paths: Vec::new(),
+                        rootfs: Some(RootfsLayer {
+                            digest,
+                            layer: tmp.path().join(s.cache).join("layers/root"),
+                        }),
+                    }
+                }
+            },
+        )
     };
     exec.action(task, &deps)
         .unwrap_or_else(|f| panic!("{}: {}", task.label(), f.message))

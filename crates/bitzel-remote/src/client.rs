@@ -3,9 +3,12 @@
 //! (`FindMissingBlobs`) are uploaded in batches of at most
 //! [`MAX_BATCH_BYTES`] (`BatchUpdateBlobs`) or streamed (ByteStream); the
 //! action is `Execute`d; the `ActionResult` is adopted through the cache
-//! level ([`HttpStore::adopt_entry`]: the checks of a remote-cache hit, the
-//! blobs fetched into the local CAS), so a malformed or hostile result is a
-//! warning and the task runs here instead.
+//! level ([`HttpStore::adopt_entry_lazy`]: the checks of a remote-cache hit,
+//! the result's tree manifests and logs fetched into the local CAS), so a
+//! malformed or hostile result is a warning and the task runs here instead.
+//! The outputs' file blobs stay on the engine: the store is the cache's
+//! [`bitzel_cache::BlobSource`], and they are fetched when something local
+//! reads them (a layer for a local task, deployed artifacts, a devshell).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +35,10 @@ pub struct ExecStats {
     pub blobs_uploaded: AtomicU64,
     /// Bytes uploaded.
     pub bytes_uploaded: AtomicU64,
+    /// Bytes an eager adoption of every remote result would have
+    /// downloaded (each result and every blob it lists): the figure to
+    /// compare with what was downloaded (outputs are fetched on demand).
+    pub eager_bytes: AtomicU64,
 }
 
 /// The remote executor.
@@ -74,16 +81,28 @@ impl RemoteExecutor {
         }
     }
 
+    /// Bytes downloaded from the engine (results, manifests, logs and the
+    /// outputs something local read) and what downloading every output of
+    /// every result would have been: `(downloaded, eager)`.
+    pub fn download_figures(&self) -> (u64, u64) {
+        (
+            self.store.stats().bytes_downloaded,
+            self.stats.eager_bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// One line for the build summary.
     pub fn summary_line(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded",
+            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded, {} bytes downloaded on demand (fetching every output would have been {} bytes)",
             self.engine.config().url,
             l(&self.stats.executed),
             l(&self.stats.cached),
             l(&self.stats.blobs_uploaded),
-            l(&self.stats.bytes_uploaded) as f64 / 1e6
+            l(&self.stats.bytes_uploaded) as f64 / 1e6,
+            self.download_figures().0,
+            self.download_figures().1,
         )
     }
 
@@ -148,7 +167,10 @@ impl RemoteExecutor {
             let data = match (bytes, path) {
                 (Some(b), _) => b.clone(),
                 (None, Some(p)) => std::fs::read(p).map_err(|source| RemoteExecError::Local {
-                    what: format!("reading {}", p.display()),
+                    what: format!(
+                        "reading {} (a blob the engine lacks: an output left there was evicted? `bitzel build` without --remote-executor runs its task again)",
+                        p.display()
+                    ),
                     source,
                 })?,
                 (None, None) => continue,
@@ -242,8 +264,9 @@ impl RemoteRunner for RemoteExecutor {
                 log,
             });
         }
-        match self.store.adopt_entry(key, &ar.encode_to_vec()) {
-            Some(r) if r.action == job.action => {
+        match self.store.adopt_entry_lazy(key, &ar.encode_to_vec()) {
+            Some((r, eager)) if r.action == job.action => {
+                self.stats.eager_bytes.fetch_add(eager, Ordering::Relaxed);
                 if resp.cached_result {
                     self.stats.cached.fetch_add(1, Ordering::Relaxed);
                     Ok(RemoteOutcome::Cached(Box::new(r)))

@@ -98,7 +98,8 @@ pub struct InputRoot {
     pub action_digest: Digest,
     /// Small blobs built here: the action, command, directories, job file.
     pub messages: Vec<(Digest, Vec<u8>)>,
-    /// The job's blobs in the local CAS: (SHA-256 digest, local file).
+    /// The job's blobs: (SHA-256 digest, local CAS file; absent for an output
+    /// of an earlier remote run that was left on the engine).
     pub files: Vec<(Digest, PathBuf)>,
 }
 
@@ -109,35 +110,47 @@ pub fn build(
     cas: &Cas,
     remote: &RemoteCache,
 ) -> Result<InputRoot, RemoteExecError> {
-    let mut blobs: BTreeMap<B3, ()> = BTreeMap::new();
+    // Each blob with its size when a tree manifest gives it: outputs of
+    // earlier remote runs may be on the engine only (fetched on demand).
+    let mut blobs: BTreeMap<B3, Option<u64>> = BTreeMap::new();
     for t in job.trees() {
-        blobs.insert(t, ());
-        for b in read_tree(cas, &t)?.blobs() {
-            blobs.insert(b, ());
+        blobs.insert(t, None);
+        for e in read_tree(cas, &t)?.entries() {
+            if let bitzel_cache::EntryKind::File { digest, size, .. } = e.kind {
+                blobs.insert(digest, Some(size));
+            }
         }
     }
     for f in job.files() {
-        blobs.insert(f, ());
+        blobs.entry(f).or_insert(None);
     }
     let mut nodes = Vec::new();
     let mut files = Vec::new();
-    for b3 in blobs.keys() {
+    for (b3, known) in &blobs {
         let path = cas.blob_path(b3);
-        let size = std::fs::metadata(&path)
-            .map_err(|source| RemoteExecError::Local {
-                what: format!(
-                    "blob {b3} of the job is missing from the local CAS ({})",
-                    path.display()
-                ),
-                source,
-            })?
-            .len();
-        let sha = remote
-            .blob_name_of_file(b3, &path)
-            .map_err(|e| RemoteExecError::Local {
-                what: format!("hashing blob {b3}"),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let (sha, size) = match (std::fs::metadata(&path), known, remote.blob_name(b3)) {
+            (Ok(md), _, _) => {
+                let sha =
+                    remote
+                        .blob_name_of_file(b3, &path)
+                        .map_err(|e| RemoteExecError::Local {
+                            what: format!("hashing blob {b3}"),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                (sha, md.len())
+            }
+            // Left on the engine by an earlier remote run.
+            (Err(_), Some(size), Some(sha)) => (sha, *size),
+            (Err(source), _, _) => {
+                return Err(RemoteExecError::Local {
+                    what: format!(
+                        "blob {b3} of the job is missing from the local CAS ({}) and not known to be on the engine",
+                        path.display()
+                    ),
+                    source,
+                })
+            }
+        };
         let d = Digest {
             hash: sha,
             size_bytes: size as i64,

@@ -16,7 +16,6 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use sha2::Digest as _;
 use tonic::Code;
 
 use bitzel_cache::remote::stats::RemoteStats;
-use bitzel_cache::remote::{BlobTransport, Namespace, Received, RemoteError};
+use bitzel_cache::remote::{Attempt, BlobTransport, Gate, Namespace, Received, RemoteError};
 use bitzel_cache::Digest as B3;
 
 use crate::grpc::{Engine, MAX_BATCH_BYTES};
@@ -39,68 +38,42 @@ pub const AC_KEY_SIZE: i64 = 13 + 32;
 #[derive(Debug)]
 pub struct GrpcTransport {
     engine: Arc<Engine>,
-    display: String,
-    down: AtomicBool,
+    gate: Gate,
     stats: Arc<RemoteStats>,
-    attempts: u32,
 }
 
 impl GrpcTransport {
     /// A transport over `engine`, counting into `stats`.
     pub fn new(engine: Arc<Engine>, stats: Arc<RemoteStats>) -> GrpcTransport {
         GrpcTransport {
-            display: engine.config().url.clone(),
+            gate: Gate::new(
+                engine.config().url.clone(),
+                3,
+                Duration::from_millis(100),
+                stats.clone(),
+            ),
             engine,
-            down: AtomicBool::new(false),
             stats,
-            attempts: 3,
         }
     }
 
-    fn unavailable(&self) -> RemoteError {
-        RemoteError::Unavailable {
-            url: self.display.clone(),
-        }
-    }
-
-    /// Run `call` with retries on transient codes; give the remote up when
-    /// it keeps failing or refuses access.
+    /// Run `call` under the remote cache's retry policy ([`Gate`]):
+    /// transient codes are retried; the remote is given up when it keeps
+    /// failing or refuses access.
     fn run<T>(
         &self,
         what: &str,
         call: &dyn Fn() -> Result<T, RemoteExecError>,
     ) -> Result<T, RemoteError> {
-        let mut delay = Duration::from_millis(100);
-        let mut last = String::new();
-        for n in 0..self.attempts {
-            if self.is_down() {
-                return Err(self.unavailable());
-            }
-            if n > 0 {
-                self.stats.note_retry();
-                std::thread::sleep(delay);
-                delay *= 2;
-            }
-            match call() {
-                Ok(v) => return Ok(v),
-                Err(RemoteExecError::Local { what, source }) => {
-                    return Err(RemoteError::Local {
-                        digest: B3([0; 32]),
-                        source: format!("{what}: {source}").into(),
-                    })
-                }
-                Err(e) if e.is_transient() => last = e.to_string(),
-                Err(e) => {
-                    self.give_up(&format!("{what}: {e}"));
-                    return Err(self.unavailable());
-                }
-            }
-        }
-        self.give_up(&format!(
-            "{what}: {last} (after {} attempts)",
-            self.attempts
-        ));
-        Err(self.unavailable())
+        self.gate.run(what, || match call() {
+            Ok(v) => Attempt::Done(v),
+            Err(RemoteExecError::Local { what, source }) => Attempt::Fail(RemoteError::Local {
+                digest: B3([0; 32]),
+                source: format!("{what}: {source}").into(),
+            }),
+            Err(e) if e.is_transient() => Attempt::Retry(e.to_string()),
+            Err(e) => Attempt::GiveUp(e.to_string()),
+        })
     }
 
     fn digest(hex: &str, size: u64) -> Digest {
@@ -132,18 +105,15 @@ impl GrpcTransport {
 
 impl BlobTransport for GrpcTransport {
     fn is_down(&self) -> bool {
-        self.down.load(Ordering::Relaxed)
+        self.gate.is_down()
     }
 
     fn display_url(&self) -> &str {
-        &self.display
+        self.gate.display_url()
     }
 
     fn give_up(&self, reason: &str) {
-        if !self.down.swap(true, Ordering::SeqCst) {
-            self.stats.note_unavailable();
-            tracing::warn!(remote = %self.display, reason, "remote cache unavailable; continuing with the local cache only");
-        }
+        self.gate.give_up(reason)
     }
 
     fn get(

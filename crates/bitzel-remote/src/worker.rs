@@ -38,7 +38,7 @@ use tonic::Code;
 use bitzel_cache::remote::store::HttpStore;
 use bitzel_cache::remote::BlobRef;
 use bitzel_cache::{Cache, Digest as B3};
-use bitzel_exec::executor::{sandbox_kind, BuildExecutor, Counters, HostDirs, HostTools};
+use bitzel_exec::executor::{sandbox_kind, BuildExecutor, HostDirs, HostTools};
 use bitzel_exec::remote::RemoteJob;
 use bitzel_graph::{CancelToken, FailureKind};
 use bitzel_sandbox::Backend;
@@ -474,15 +474,17 @@ impl WorkerSetup<'_> {
                 linked.push(dir.clone());
             }
         }
-        let exec = BuildExecutor {
-            recipes: &[],
-            cache: self.cache,
-            sandbox: self.sandbox,
-            dirs: HostDirs {
+        // No Python tasks: they are never sent to an engine (their library
+        // mounts are not part of a job).
+        let exec = BuildExecutor::new(
+            &[],
+            self.cache,
+            self.sandbox,
+            HostDirs {
                 build_dir: self.work_dir.clone(),
                 dl_dir: self.work_dir.join("downloads"),
             },
-            tools: HostTools {
+            HostTools {
                 dir,
                 digest: tools_digest,
                 root_paths: self.root_paths.clone(),
@@ -491,20 +493,7 @@ impl WorkerSetup<'_> {
                 // host-root worker has: `check_platform` refuses them.
                 rootfs: None,
             },
-            no_network: false,
-            timeout: None,
-            counters: Counters::default(),
-            misses: Mutex::new(Vec::new()),
-            explain_only: false,
-            would_run: Default::default(),
-            devshell: None,
-            force: Default::default(),
-            devshell_status: Mutex::new(None),
-            remote: None,
-            // Python tasks are never sent to an engine (their library
-            // mounts are not part of a job).
-            python: bitzel_exec::python::PythonSetup::none(),
-        };
+        );
         let key = job.action.key();
         tracing::info!(bot = %self.bot_id, task = %label, "running");
         match exec.run_job(&job, cancel) {

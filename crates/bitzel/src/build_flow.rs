@@ -12,7 +12,7 @@ use bitzel_cache::remote::store::HttpStore;
 use bitzel_cache::remote::{CacheSummary, RemoteConfig};
 use bitzel_cache::{Cache, Storage};
 use bitzel_config::Project;
-use bitzel_exec::executor::{BuildExecutor, Counters, HostDirs, HostTools};
+use bitzel_exec::executor::{BuildExecutor, HostDirs, HostTools};
 use bitzel_graph::{
     build_graph, prefs_from_workspace, recipes_from_workspace, run_with_outputs, with_do,
     CancelToken, RunOptions, Target,
@@ -111,6 +111,8 @@ fn remote_executor(
         rc = rc.with_instance(&instance)?;
     }
     let store = Arc::new(bitzel_remote::cache_level(engine.clone(), rc, cache)?);
+    // Outputs of remote runs stay on the engine until something local reads them.
+    cache.set_blob_source(store.clone());
     let runner =
         bitzel_remote::RemoteExecutor::new(engine, store.clone(), cache.cas().clone(), fallback);
     Ok(Some((store, runner)))
@@ -425,27 +427,25 @@ pub fn build(
     let tools = host_tools(out, project, ws, &cache, &build_dir, !req.explain_only)?;
     let dl_dir = downloads_dir(project)?;
     let exec = BuildExecutor {
-        recipes: &ws.recipes,
-        cache: &cache,
-        sandbox: backend.as_ref(),
-        dirs: HostDirs {
-            build_dir: build_dir.clone(),
-            dl_dir,
-        },
-        tools,
         no_network: req.explain_only,
         timeout: req.timeout_secs.map(std::time::Duration::from_secs),
-        counters: Counters::default(),
-        misses: Mutex::new(Vec::new()),
         explain_only: req.explain_only,
-        would_run: Default::default(),
         devshell: req.devshell.clone(),
         force: forced.clone(),
-        devshell_status: Mutex::new(None),
         remote: executor
             .as_ref()
             .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
         python: python_setup(project),
+        ..BuildExecutor::new(
+            &ws.recipes,
+            &cache,
+            backend.as_ref(),
+            HostDirs {
+                build_dir: build_dir.clone(),
+                dl_dir,
+            },
+            tools,
+        )
     };
     // Builds are recorded (not `bitzel explain`, a dry run or a devshell).
     let recorder = (!req.explain_only && !req.dry_run && req.devshell.is_none())
@@ -522,8 +522,13 @@ pub fn build(
     }
     let cache_summary = CacheSummary::new(cache.counts(), remote.as_ref().map(|r| r.stats()));
     let sources = exec.counters.download_summary();
+    let (rx_downloaded, rx_eager) = executor
+        .as_ref()
+        .map_or((0, 0), |(_, r)| r.download_figures());
     if let Some(path) = &req.summary_json {
         let v = serde_json::json!({
+            "remote_exec_bytes_downloaded": rx_downloaded,
+            "remote_exec_bytes_eager": rx_eager,
             "executed": summary.executed,
             "cached": summary.cached,
             "noexec": summary.noexec,

@@ -5,13 +5,12 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sha2::Digest as _;
 
 use super::config::{AuthHeader, RemoteConfig};
+use super::gate::{Attempt, Gate};
 use super::stats::RemoteStats;
 use super::RemoteError;
 use crate::digest::Digest;
@@ -140,35 +139,20 @@ impl BlobTransport for Transport {
     }
 }
 
-/// One attempt's outcome.
-enum Attempt<T> {
-    Done(T),
-    /// Worth trying again (5xx, 429, timeout, connection reset), with why.
-    Retry(String),
-    /// Not worth trying again; the remote is given up.
-    GiveUp(String),
-    /// A local failure (spool file, local blob): returned as is, not
-    /// retried, and the remote is not given up.
-    Fail(RemoteError),
-}
-
 /// A blocking HTTP client for one remote cache. Shared by reference between
 /// the threads of the transfer pool.
 pub struct Transport {
     agent: ureq::Agent,
     base: String,
-    display: String,
     auth: Option<AuthHeader>,
-    attempts: u32,
-    backoff: Duration,
-    down: AtomicBool,
+    gate: Gate,
     stats: Arc<RemoteStats>,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
-            .field("url", &self.display)
+            .field("url", &self.gate.display_url())
             .field("auth", &self.auth)
             .field("down", &self.is_down())
             .finish()
@@ -193,23 +177,25 @@ impl Transport {
         Transport {
             agent: ureq::Agent::new_with_config(agent_config),
             base: config.base(),
-            display: super::config::redact_url(&config.base()),
             auth: config.auth.clone(),
-            attempts: config.attempts.max(1),
-            backoff: config.backoff,
-            down: AtomicBool::new(false),
+            gate: Gate::new(
+                super::config::redact_url(&config.base()),
+                config.attempts,
+                config.backoff,
+                stats.clone(),
+            ),
             stats,
         }
     }
 
     /// Whether the remote has been given up (the build continues local-only).
     pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::Relaxed)
+        self.gate.is_down()
     }
 
     /// The base URL, credentials hidden.
     pub fn display_url(&self) -> &str {
-        &self.display
+        self.gate.display_url()
     }
 
     fn url(&self, ns: Namespace, hex: &str) -> String {
@@ -218,56 +204,11 @@ impl Transport {
 
     /// Give the remote up, warning once.
     pub(crate) fn give_up(&self, reason: &str) {
-        if !self.down.swap(true, Ordering::SeqCst) {
-            self.stats.note_unavailable();
-            tracing::warn!(
-                remote = %self.display,
-                reason,
-                "remote cache unavailable; continuing with the local cache only"
-            );
-        }
+        self.gate.give_up(reason)
     }
 
-    fn unavailable(&self) -> RemoteError {
-        RemoteError::Unavailable {
-            url: self.display.clone(),
-        }
-    }
-
-    fn run<T>(
-        &self,
-        what: &str,
-        mut attempt: impl FnMut() -> Attempt<T>,
-    ) -> Result<T, RemoteError> {
-        let mut delay = self.backoff;
-        let mut last = String::new();
-        for n in 0..self.attempts {
-            if self.is_down() {
-                return Err(self.unavailable());
-            }
-            if n > 0 {
-                self.stats.note_retry();
-                std::thread::sleep(jitter(delay));
-                delay = delay.saturating_mul(2);
-            }
-            match attempt() {
-                Attempt::Done(v) => return Ok(v),
-                Attempt::Retry(why) => {
-                    tracing::debug!(remote = %self.display, what, attempt = n + 1, reason = %why, "remote cache request failed; retrying");
-                    last = why;
-                }
-                Attempt::GiveUp(why) => {
-                    self.give_up(&format!("{what}: {why}"));
-                    return Err(self.unavailable());
-                }
-                Attempt::Fail(e) => return Err(e),
-            }
-        }
-        self.give_up(&format!(
-            "{what}: {last} (after {} attempts)",
-            self.attempts
-        ));
-        Err(self.unavailable())
+    fn run<T>(&self, what: &str, attempt: impl FnMut() -> Attempt<T>) -> Result<T, RemoteError> {
+        self.gate.run(what, attempt)
     }
 
     fn request(
@@ -307,7 +248,7 @@ impl Transport {
                     }
                     Err(ureq::Error::BodyExceedsLimit(n)) => {
                         // Larger than the digest says: not this blob; treat as absent.
-                        tracing::warn!(remote = %self.display, object = %what, limit, got = n, "remote object is larger than expected; ignoring it");
+                        tracing::warn!(remote = %self.gate.display_url(), object = %what, limit, got = n, "remote object is larger than expected; ignoring it");
                         Attempt::Done(None)
                     }
                     Err(e) => classify(e),
@@ -372,7 +313,7 @@ impl Transport {
                 len += n as u64;
                 if len > limit {
                     // Larger than the digest says: not this blob; treat as absent.
-                    tracing::warn!(remote = %self.display, object = %what, limit, "remote object is larger than expected; ignoring it");
+                    tracing::warn!(remote = %self.gate.display_url(), object = %what, limit, "remote object is larger than expected; ignoring it");
                     return Attempt::Done(None);
                 }
                 let chunk = &buf[..n];
@@ -616,15 +557,4 @@ fn classify<T>(e: ureq::Error) -> Attempt<T> {
         | ureq::Error::BodyStalled => Attempt::Retry(e.to_string()),
         other => Attempt::GiveUp(other.to_string()),
     }
-}
-
-/// `d` ± up to 25%, from the clock's low bits (no RNG dependency; only spreads
-/// retries of parallel transfers apart).
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let frac = f64::from(nanos % 1000) / 1000.0; // 0..1
-    d.mul_f64(0.75 + frac * 0.5)
 }

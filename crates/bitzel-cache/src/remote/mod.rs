@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod entry;
+pub mod gate;
 pub mod http;
 mod pool;
 pub mod proto;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 pub use config::{AuthHeader, DigestFunction, RemoteConfig};
 pub use entry::{BlobRef, RemoteEntry};
+pub use gate::{Attempt, Gate};
 pub use stats::{CacheSummary, RemoteStats, RemoteStatsSnapshot};
 pub use store::HttpStore;
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::{BlobRef, RemoteCache, RemoteConfig, RemoteEntry, RemoteError, RemoteStatsSnapshot};
 use crate::action::ActionResult;
+use crate::cache::BlobSource;
 use crate::cas::Cas;
 use crate::digest::{ActionKey, Digest};
 use crate::error::{Error, IoContext, Result};
@@ -400,7 +401,7 @@ impl HttpStore {
                 return None;
             }
         };
-        self.result_of_entry(key, e)
+        self.result_of_entry(key, e, false)
     }
 
     /// An action result for `key` received some other way (the REAPI
@@ -410,15 +411,34 @@ impl HttpStore {
     /// corrupt on the server) is `None` with a warning, and nothing of it is
     /// written outside the local CAS.
     pub fn adopt_entry(&self, key: &ActionKey, ac_bytes: &[u8]) -> Option<ActionResult> {
-        let e = match self.remote().entry_from_bytes(key, ac_bytes) {
-            Ok(Some(e)) => e,
-            Ok(None) => return None,
+        let e = self.entry_of_bytes(key, ac_bytes)?;
+        self.result_of_entry(key, e, false)
+    }
+
+    /// [`HttpStore::adopt_entry`] without the file blobs of the result's
+    /// trees: only the result, its tree manifests (validated) and its logs
+    /// are fetched; the files stay on the server until something reads
+    /// them (this store as the cache's [`BlobSource`]). Also returns the
+    /// bytes an eager adoption would have downloaded (the result blob and
+    /// every blob the entry lists).
+    pub fn adopt_entry_lazy(
+        &self,
+        key: &ActionKey,
+        ac_bytes: &[u8],
+    ) -> Option<(ActionResult, u64)> {
+        let e = self.entry_of_bytes(key, ac_bytes)?;
+        let eager = e.result.len() as u64 + e.blobs.iter().map(|b| b.size).sum::<u64>();
+        self.result_of_entry(key, e, true).map(|r| (r, eager))
+    }
+
+    fn entry_of_bytes(&self, key: &ActionKey, ac_bytes: &[u8]) -> Option<RemoteEntry> {
+        match self.remote().entry_from_bytes(key, ac_bytes) {
+            Ok(e) => e,
             Err(err) => {
                 self.note("remote download failed", &err);
-                return None;
+                None
             }
-        };
-        self.result_of_entry(key, e)
+        }
     }
 
     /// Upload `result`, every blob it references that the server is not
@@ -465,7 +485,8 @@ impl HttpStore {
         }
     }
 
-    fn result_of_entry(&self, key: &ActionKey, e: RemoteEntry) -> Option<ActionResult> {
+    /// With `lazy` (and a local CAS), the trees' file blobs are not fetched.
+    fn result_of_entry(&self, key: &ActionKey, e: RemoteEntry, lazy: bool) -> Option<ActionResult> {
         let r = match decode_result(&e.result) {
             Ok(r) => r,
             Err(reason) => {
@@ -497,6 +518,16 @@ impl HttpStore {
             }
         }
         let complete = match &self.local {
+            Some(cas) if lazy => {
+                let eager: HashSet<Digest> = r.trees().into_iter().chain(r.log_blobs()).collect();
+                let wanted: Vec<BlobRef> = e
+                    .blobs
+                    .iter()
+                    .filter(|b| eager.contains(&b.digest))
+                    .copied()
+                    .collect();
+                self.remote().fetch_all_into(&wanted, cas)
+            }
             Some(cas) => self.remote().fetch_all_into(&e.blobs, cas),
             None => self.remote().check_all(&e.blobs),
         };
@@ -628,6 +659,26 @@ impl Storage for HttpStore {
         }
         self.enqueue(*d, Job::Bytes(bytes));
         Ok(())
+    }
+}
+
+/// The remote as the source of output blobs recorded without them
+/// ([`HttpStore::adopt_entry_lazy`]): each fetched and verified into the CAS.
+impl BlobSource for HttpStore {
+    fn describe(&self) -> String {
+        self.remote().config().display_url()
+    }
+
+    fn fetch_into(&self, blobs: &[(Digest, u64)], cas: &Cas) -> std::result::Result<(), String> {
+        let refs: Vec<BlobRef> = blobs
+            .iter()
+            .map(|&(digest, size)| BlobRef { digest, size })
+            .collect();
+        match self.remote().fetch_all_into(&refs, cas) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("a blob is missing or corrupt there".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
