@@ -7,9 +7,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::beneath::{set_fd_times, Dir};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::beneath::{set_fd_times, Dir};
 use crate::fsutil::{touch_atime_now, unique_name};
 use crate::lock::{flock, LockMode};
 

@@ -149,10 +149,11 @@ impl CacheStats {
         self.blob_bytes + self.entry_bytes + self.layer_bytes
     }
 
-    /// On-disk size per byte of distinct blobs: about 1 when layers share
-    /// their blobs' inodes (entries and copied layer files add to it).
+    /// What blobs and layers take on disk per byte of distinct blobs
+    /// (action-cache entries, never linked, left out): 1.0 when every layer
+    /// file is a hard link to its blob, 2.0 when layers hold copies.
     pub fn disk_per_blob(&self) -> f64 {
-        self.disk_bytes as f64 / self.blob_bytes.max(1) as f64
+        self.disk_bytes.saturating_sub(self.entry_bytes) as f64 / self.blob_bytes.max(1) as f64
     }
 
     /// What sharing files (hard links) saves: logical minus on-disk size.
