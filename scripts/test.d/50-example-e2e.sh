@@ -101,6 +101,19 @@ cat "$work/a2.json"
 expect_eq "$(field "$work/a2.json" executed)" 0 "second build of A: tasks executed"
 echo "no-op build of the example: $(field "$work/a2.json" total_s) s in all (target < 1 s)"
 
+echo "--- cache stats after the example build: one copy per blob on disk (layers hard-link the CAS)"
+"$bin" cache stats --cache-dir "$work/cache-a"
+"$bin" cache stats --json --cache-dir "$work/cache-a" > "$work/stats.json"
+python3 - "$work/stats.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+mb = lambda b: f"{b / 1e6:.1f} MB"
+print(f"example cache: blobs {mb(s['blob_bytes'])}, layers {mb(s['layer_bytes'])} (logical), "
+      f"on disk {mb(s['disk_bytes'])}, disk per blob {s['disk_per_blob']:.3f}")
+if s["disk_per_blob"] > 1.1:
+    sys.exit(f"FAILED: on-disk size is {s['disk_per_blob']:.3f}x the distinct blobs (want <= 1.1)")
+PY
+
 echo "--- devshell: a shell in busybox:do_compile's sandbox (work tree, hermetic PATH, no host secrets, not host root)"
 # /etc/shadow must be absent or unreadable, and the shell's uid 0 must map to a non-zero host
 # uid (this suite runs as root in CI: the sandbox maps root to an unprivileged range).

@@ -14,6 +14,7 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -254,6 +255,28 @@ impl Dir {
         let t = CString::new(target).map_err(|_| einval("target contains a NUL byte"))?;
         // SAFETY: valid C strings and dirfd.
         cvt(unsafe { libc::symlinkat(t.as_ptr(), self.raw(), c.as_ptr()) }).map(drop)
+    }
+
+    /// Make `name` a new hard link to the file at `target` (a path outside
+    /// this directory, e.g. a CAS blob; a symlink there is not followed, it
+    /// would be linked itself). Fails if anything is at `name`.
+    pub(crate) fn hard_link(&self, target: &Path, name: &str) -> io::Result<()> {
+        let c = component(name)?;
+        let t = CString::new(target.as_os_str().as_bytes())
+            .map_err(|_| einval("path contains a NUL byte"))?;
+        // SAFETY: valid C strings and dirfds.
+        cvt(unsafe { libc::linkat(libc::AT_FDCWD, t.as_ptr(), self.raw(), c.as_ptr(), 0) })
+            .map(drop)
+    }
+
+    /// The (device, inode) of `name` itself (a symlink is not followed).
+    pub(crate) fn inode(&self, name: &str) -> io::Result<(u64, u64)> {
+        let c = component(name)?;
+        // SAFETY: `stat` is plain data, filled by the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid dirfd, C string and stat buffer.
+        cvt(unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+        Ok((st.st_dev, st.st_ino))
     }
 
     /// Create an overlayfs whiteout (a 0/0 character device) at `name`.

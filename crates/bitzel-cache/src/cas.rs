@@ -7,15 +7,29 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::beneath::{set_fd_times, Dir};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{touch_now, unique_name};
+use crate::fsutil::{touch_atime_now, unique_name};
+use crate::lock::{flock, LockMode};
 
 /// A blob store on the local disk.
 #[derive(Debug, Clone)]
 pub struct Cas {
     dir: PathBuf,
     tmp: PathBuf,
+}
+
+/// What a layer file hard-linked to a blob must look like
+/// ([`Cas::link_into`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkMeta {
+    /// The host permission bits (no setuid, setgid or sticky).
+    pub mode: u32,
+    /// The owner, `None` for this process's.
+    pub owner: Option<(u32, u32)>,
+    /// The mtime `(secs, nsecs)` given to a blob on its first link.
+    pub stamp: (i64, i64),
 }
 
 /// A blob as found on disk by [`Cas::list`].
@@ -25,7 +39,10 @@ pub struct BlobInfo {
     pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
-    /// Its modification time (Unix seconds): when it was last written or reused.
+    /// When it was last written, reused or linked (Unix seconds): the later
+    /// of its mtime and ctime. Reuse only touches the access time (which
+    /// moves the ctime), so that the mtime of a blob linked into layers is
+    /// not changed under them.
     pub mtime: i64,
 }
 
@@ -127,9 +144,10 @@ impl Cas {
     }
 
     fn refresh_existing(&self, dest: &Path) -> bool {
-        // Reused blobs get a fresh mtime so gc's grace period protects them
-        // while the action that reuses them is being recorded.
-        fs::symlink_metadata(dest).is_ok_and(|m| m.is_file()) && touch_now(dest).is_ok()
+        // Reused blobs get a fresh ctime (an access-time touch) so gc's grace
+        // period protects them while the action that reuses them is being
+        // recorded; their mtime may be a layer's (see `link_into`).
+        fs::symlink_metadata(dest).is_ok_and(|m| m.is_file()) && touch_atime_now(dest).is_ok()
     }
 
     fn publish(&self, tmp: &Path, dest: &Path) -> Result<()> {
@@ -207,10 +225,22 @@ impl Cas {
     fn copy_verified(
         &self,
         d: &Digest,
-        mut src: File,
+        src: File,
         p: &Path,
         out: &mut File,
         dest: &Path,
+    ) -> Result<u64> {
+        self.check_content(d, src, p, Some((out, dest)))
+    }
+
+    /// Read `src` (blob `d`, at `p`) to its end, hashing it and writing it
+    /// to `out` if given; a mismatch removes the blob.
+    fn check_content(
+        &self,
+        d: &Digest,
+        mut src: impl Read,
+        p: &Path,
+        mut out: Option<(&mut File, &Path)>,
     ) -> Result<u64> {
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -223,7 +253,9 @@ impl Cas {
                 Err(e) => return Err(e).ctx("read", p),
             };
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).ctx("write", dest)?;
+            if let Some((out, dest)) = out.as_mut() {
+                out.write_all(&buf[..n]).ctx("write", *dest)?;
+            }
             total += n as u64;
         }
         let actual = Digest(*hasher.finalize().as_bytes());
@@ -231,6 +263,79 @@ impl Cas {
             return Err(self.corrupt(p.to_path_buf(), *d, actual));
         }
         Ok(total)
+    }
+
+    /// Make `name` in `dir` a hard link to blob `d` instead of a copy, so a
+    /// materialised layer shares the blob's inode (see ARCHITECTURE.md, "One
+    /// copy per blob"). The content is verified first (a corrupt blob is
+    /// removed and reported). A link shares mode, owner and mtime, so:
+    ///
+    /// - a blob linked nowhere else yet (link count 1) is given `want`'s
+    ///   mode, owner and stamp, under an exclusive `flock` on the blob that
+    ///   every linker takes, so no two layers race on its metadata;
+    /// - a blob already linked is shared only if its mode and owner are
+    ///   `want`'s (it keeps the stamp of the layer that linked it first);
+    ///
+    /// otherwise, and when the filesystem refuses the link, `Ok(false)`: the
+    /// caller copies. `dest` names the new file in errors.
+    pub(crate) fn link_into(
+        &self,
+        d: &Digest,
+        (dir, name, dest): (&Dir, &str, &Path),
+        want: LinkMeta,
+    ) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        if want.mode & 0o400 == 0 || want.mode & !0o777 != 0 {
+            // The CAS must stay readable by its owner; no special bits.
+            return Ok(false);
+        }
+        let (src, p) = self.open_blob(d)?;
+        flock(&src, LockMode::Exclusive, true).ctx("lock", &p)?;
+        let md = src.metadata().ctx("stat", &p)?;
+        // SAFETY: geteuid/getegid have no preconditions.
+        let owner = want
+            .owner
+            .unwrap_or_else(|| unsafe { (libc::geteuid(), libc::getegid()) });
+        let same = md.mode() & 0o7777 == want.mode && (md.uid(), md.gid()) == owner;
+        let first = md.nlink() == 1;
+        if !first && !same {
+            return Ok(false);
+        }
+        self.check_content(d, &src, &p, None)?;
+        if first {
+            if (md.uid(), md.gid()) != owner
+                && std::os::unix::fs::fchown(&src, Some(owner.0), Some(owner.1)).is_err()
+            {
+                return Ok(false);
+            }
+            if md.mode() & 0o7777 != want.mode
+                && src
+                    .set_permissions(fs::Permissions::from_mode(want.mode))
+                    .is_err()
+            {
+                return Ok(false);
+            }
+            set_fd_times(&src, want.stamp.0, want.stamp.1).ctx("set times on", &p)?;
+        }
+        match dir.hard_link(&p, name) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV) | Some(libc::EMLINK) | Some(libc::EPERM)
+                ) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e).ctx("hard-link a blob to", dest),
+        }
+        // The blob's name may have been given a new inode (the same content,
+        // published again) since it was opened: only the checked one counts.
+        if dir.inode(name).ctx("stat", dest)? != (md.dev(), md.ino()) {
+            dir.remove(name).ctx("remove", dest)?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Rehash blob `d`. `Ok(false)` if missing; a corrupt blob is removed and
@@ -281,7 +386,7 @@ impl Cas {
                 out.push(BlobInfo {
                     digest,
                     size: md.len(),
-                    mtime: md.mtime(),
+                    mtime: md.mtime().max(md.ctime()),
                 });
             }
         }

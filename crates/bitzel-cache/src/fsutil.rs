@@ -124,6 +124,28 @@ pub fn touch_now(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Set the access time of `path` to now, leaving its mtime: the kernel
+/// moves the ctime too, which is what marks a blob as recently used.
+pub fn touch_atime_now(path: &Path) -> io::Result<()> {
+    let p = cpath(path)?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    // SAFETY: valid C string and a two-element timespec array.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Remove a file, symlink or directory tree at `path` if it exists. Makes
 /// read-only directories writable first so removal cannot fail on modes.
 pub fn remove_any(path: &Path) -> Result<()> {

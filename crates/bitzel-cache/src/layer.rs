@@ -25,7 +25,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::beneath::{set_fd_times, split_parent, Dir, Found, Parents};
-use crate::cas::Cas;
+use crate::cas::{Cas, LinkMeta};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::MATERIALIZED_MTIME;
 use crate::tree::{EntryKind, Tree};
@@ -190,7 +190,14 @@ pub fn materialize_layer(
                 dirs.push((rel, *mode));
             }
             EntryKind::File { digest, mode, .. } => {
-                write_file(cas, dir, (dest, rel, name), digest, *mode, owner, stamp)?;
+                let want = LinkMeta {
+                    mode: host_file_mode(*mode),
+                    owner,
+                    stamp,
+                };
+                if !cas.link_into(digest, (dir, name, &dest.join(rel)), want)? {
+                    write_file(cas, dir, (dest, rel, name), digest, *mode, owner, stamp)?;
+                }
             }
             EntryKind::Symlink { target } => {
                 dir.symlink(target, name)

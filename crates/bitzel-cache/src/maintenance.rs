@@ -79,6 +79,21 @@ fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
+/// The bytes a layer holds on its own: files not linked elsewhere (a file
+/// hard-linked to a CAS blob is the blob's bytes, counted with the blob and
+/// not freed by removing the layer).
+fn layer_own_bytes(p: &Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.nlink() == 1)
+        .map(|m| m.len())
+        .sum()
+}
+
 /// The bytes of the distinct files below `dirs`: a file with several hard
 /// links (here or in another of `dirs`) counts once, by its inode.
 fn distinct_file_bytes(dirs: &[PathBuf]) -> u64 {
@@ -132,6 +147,13 @@ impl CacheStats {
     /// wherever it appears.
     pub fn total_bytes(&self) -> u64 {
         self.blob_bytes + self.entry_bytes + self.layer_bytes
+    }
+
+    /// What blobs and layers take on disk per byte of distinct blobs
+    /// (action-cache entries, never linked, left out): 1.0 when every layer
+    /// file is a hard link to its blob, 2.0 when layers hold copies.
+    pub fn disk_per_blob(&self) -> f64 {
+        self.disk_bytes.saturating_sub(self.entry_bytes) as f64 / self.blob_bytes.max(1) as f64
     }
 
     /// What sharing files (hard links) saves: logical minus on-disk size.
@@ -479,7 +501,7 @@ impl Cache {
         let mut used: u64 = kept_blobs.iter().filter_map(|b| sizes.get(b)).sum::<u64>()
             + kept_layers
                 .iter()
-                .map(|l| dir_bytes(&self.layer_path(l)))
+                .map(|l| layer_own_bytes(&self.layer_path(l)))
                 .sum::<u64>();
         let mut full = false;
         let mut evicted_labels = Vec::new();
@@ -518,7 +540,7 @@ impl Cache {
             }
             for l in &new_layers {
                 if !kept_layers.contains(l) {
-                    add += dir_bytes(&self.layer_path(l));
+                    add += layer_own_bytes(&self.layer_path(l));
                 }
             }
             if !complete {
@@ -612,7 +634,7 @@ impl Cache {
         for t in doomed_trees.difference(&keep) {
             let path = self.layer_path(t);
             if path.is_dir() && !held.trees.contains(t) {
-                report.layer_bytes += dir_bytes(&path);
+                report.layer_bytes += layer_own_bytes(&path);
                 self.remove_layer(t)?;
                 report.layers_removed += 1;
             }
@@ -652,7 +674,7 @@ impl Cache {
         let layers: u64 = self
             .layer_dirs()?
             .iter()
-            .map(|l| dir_bytes(&self.layer_path(l)))
+            .map(|l| layer_own_bytes(&self.layer_path(l)))
             .sum();
         Ok(blobs + entries + layers)
     }

@@ -134,16 +134,17 @@ fn gc_evicts_lru_and_never_breaks_kept_entries() {
     let before = cache.stats().unwrap();
     assert_eq!(before.entries, 6);
     assert_eq!(before.layers, 6);
-    // Room for about three entries (blob + layer copy ≈ 200 kB each).
+    // Room for about three entries (≈ 100 kB each: a layer's files are
+    // hard links to the blobs, no second copy).
     let rep = cache
         .gc(&GcOptions {
-            max_bytes: 650_000,
+            max_bytes: 350_000,
             grace: Duration::ZERO,
         })
         .unwrap();
     assert_eq!(rep.entries_kept, 3, "{rep:?}");
     assert_eq!(rep.entries_evicted, 3);
-    assert!(rep.bytes_after <= 650_000, "{rep:?}");
+    assert!(rep.bytes_after <= 350_000, "{rep:?}");
     assert!(
         rep.blobs_removed >= 6,
         "data + log blobs of evicted entries: {rep:?}"
@@ -339,33 +340,76 @@ fn put_local_replaces_the_local_entry_and_leaves_further_levels_alone() {
 }
 
 #[test]
-fn stats_count_a_file_linked_in_several_places_once_on_disk() {
+fn layers_share_their_blobs_inodes_and_survive_verify_and_gc() {
+    use std::os::unix::fs::MetadataExt;
     let t = tempfile::tempdir().unwrap();
     let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
     let (_, r) = entry(&cache, t.path(), "a:do_install", 1, 100_000);
+    let (_, r2) = entry(&cache, t.path(), "b:do_install", 2, 50_000);
+    let before = cache.stats().unwrap();
+    assert_eq!(before.disk_bytes, before.total_bytes(), "{before:?}");
     let layer = cache.ensure_layer(&r.output).unwrap();
+    cache.ensure_layer(&r2.output).unwrap();
     let s = cache.stats().unwrap();
-    // Copied out of the CAS: on disk, the layer's files are a second copy.
-    assert_eq!(s.disk_bytes, s.total_bytes());
-    assert_eq!(s.dedup_saved(), 0);
-    assert!(s.layer_bytes >= 100_000, "{s:?}");
-
-    // A hard link to a blob adds to the logical size only.
-    let data = cache.read_tree(&r.output).unwrap();
-    let digest = data
+    // The layers' files are hard links to the blobs: logical size grows,
+    // on-disk size does not.
+    assert!(s.layer_bytes >= 150_000, "{s:?}");
+    assert_eq!(s.disk_bytes, before.disk_bytes, "{s:?}");
+    assert_eq!(s.dedup_saved(), s.layer_bytes);
+    assert!(s.disk_per_blob() <= 1.1, "{s:?}");
+    let data = layer.join("data");
+    let md = fs::metadata(&data).unwrap();
+    assert_eq!(md.nlink(), 2, "linked, not copied");
+    // The file is the blob, with the tree's mode.
+    let (digest, mode) = cache
+        .read_tree(&r.output)
+        .unwrap()
         .entries()
         .iter()
         .find_map(|e| match &e.kind {
-            bitzel_cache::EntryKind::File { digest, .. } if e.path == "data" => Some(*digest),
+            bitzel_cache::EntryKind::File { digest, mode, .. } if e.path == "data" => {
+                Some((*digest, *mode))
+            }
             _ => None,
         })
         .unwrap();
-    let mut perm = fs::metadata(&layer).unwrap().permissions();
-    perm.set_mode(0o755);
-    fs::set_permissions(&layer, perm).unwrap();
-    fs::hard_link(cache.cas().blob_path(&digest), layer.join("linked")).unwrap();
-    let after = cache.stats().unwrap();
-    assert_eq!(after.total_bytes(), s.total_bytes() + 100_000);
-    assert_eq!(after.disk_bytes, s.disk_bytes);
-    assert_eq!(after.dedup_saved(), 100_000);
+    let blob = cache.cas().blob_path(&digest);
+    assert_eq!(md.ino(), fs::metadata(&blob).unwrap().ino());
+    assert_eq!(md.mode() & 0o7777, mode & 0o777);
+
+    // verify and gc (grace zero: only what entries reference stays) keep it
+    // all usable, and a second materialisation after removing the layers
+    // links again.
+    let v = cache.verify().unwrap();
+    assert!(v.is_clean(), "{v:?}");
+    cache.gc(&GcOptions::max_size(u64::MAX)).unwrap();
+    let g = cache
+        .gc(&GcOptions {
+            max_bytes: u64::MAX,
+            grace: Duration::ZERO,
+        })
+        .unwrap();
+    assert_eq!(g.entries_evicted, 0, "{g:?}");
+    assert_eq!(fs::read(&data).unwrap().len(), 100_000);
+    let out = t.path().join("restored");
+    cache.apply(&[r.output], &out).unwrap();
+    assert_eq!(fs::read(out.join("data")).unwrap().len(), 100_000);
+    assert_eq!(
+        fs::metadata(out.join("data")).unwrap().nlink(),
+        1,
+        "publishing copies"
+    );
+
+    // A corrupted blob is found by verify; the layer sharing it is
+    // found broken and removed; the next build makes it again.
+    let mut perm = fs::metadata(&blob).unwrap().permissions();
+    perm.set_mode(0o644);
+    fs::set_permissions(&blob, perm).unwrap();
+    fs::write(&blob, vec![0u8; 100_000]).unwrap();
+    drop(cache); // the build is over: its layers are no longer held
+    let cache = Cache::open_with(&t.path().join("c"), opts()).unwrap();
+    let v = cache.verify().unwrap();
+    assert_eq!(v.corrupt_blobs, vec![digest], "{v:?}");
+    assert_eq!(v.broken_layers, vec![r.output.to_hex()], "{v:?}");
+    assert!(!cache.layer_ready(&r.output));
 }

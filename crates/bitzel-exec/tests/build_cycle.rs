@@ -236,4 +236,28 @@ fn build_cycle() {
     assert!(log.exists(), "do_compile ran again but wrote no log");
     let files = staged(&cache, &b, &tmp.path().join("staged-3"));
     assert!(files["out.txt"].contains("\nCONFIG_B=n\n"), "{files:?}");
+
+    // 4. One copy per blob: the layers the builds materialised hard-link
+    // their blobs; after verify and gc the next build restores and hits.
+    let s = cache.stats().unwrap();
+    assert!(s.layers > 0, "{s:?}");
+    assert!(
+        s.disk_per_blob() <= 1.1,
+        "disk per blob {}: {s:?}",
+        s.disk_per_blob()
+    );
+    assert!(s.dedup_saved() > 0, "{s:?}");
+    drop(b);
+    let v = cache.verify().unwrap();
+    assert!(v.is_clean(), "{v:?}");
+    cache
+        .gc(&bitzel_cache::GcOptions {
+            max_bytes: u64::MAX,
+            grace: std::time::Duration::ZERO,
+        })
+        .unwrap();
+    let b = build(&checkout, tmp.path(), &cache, 2);
+    assert_eq!(keyed(b.with(Outcome::Cached)), KEYED, "{:?}", b.outcomes);
+    let files = staged(&cache, &b, &tmp.path().join("staged-4"));
+    assert!(files["out.txt"].contains("\nCONFIG_B=n\n"), "{files:?}");
 }

@@ -153,6 +153,7 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                     "logical_bytes": s.total_bytes(),
                     "disk_bytes": s.disk_bytes,
                     "dedup_saved_bytes": s.dedup_saved(),
+                    "disk_per_blob": s.disk_per_blob(),
                     "builds": builds,
                     "index_note": s.index_note,
                 });
@@ -164,9 +165,12 @@ pub fn run(out: &Output, args: CacheArgs) -> anyhow::Result<ExitCode> {
                 println!("layers           {} ({})", s.layers, mib(s.layer_bytes));
                 println!("total (logical)  {}", mib(s.total_bytes()));
                 println!(
-                    "on disk          {} (each file once; {:.2}x the distinct blobs)",
-                    mib(s.disk_bytes),
-                    s.disk_bytes as f64 / s.blob_bytes.max(1) as f64
+                    "on disk          {} (each file once: layers hard-link their blobs)",
+                    mib(s.disk_bytes)
+                );
+                println!(
+                    "disk per blob    {:.2} (blobs and layers on disk / distinct blob bytes)",
+                    s.disk_per_blob()
                 );
                 println!("dedup saved      {}", mib(s.dedup_saved()));
                 if let Some(note) = &s.index_note {
