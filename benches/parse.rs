@@ -201,7 +201,16 @@ fn main() {
         ("warm (cache)", Some(cache.clone())),
     ] {
         let t = Instant::now();
-        let ws = load_workspace(&input, &FsLoader, &ParseOptions { cache_dir, jobs }).unwrap();
+        let ws = load_workspace(
+            &input,
+            &FsLoader,
+            &ParseOptions {
+                cache_dir,
+                jobs,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let el = t.elapsed().as_secs_f64();
         let errors = ws.diagnostics.iter().filter(|d| d.is_error()).count();
         println!(

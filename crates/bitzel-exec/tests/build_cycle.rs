@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use bitzel_cache::{Cache, Digest};
-use bitzel_exec::executor::{BuildExecutor, Counters, HostDirs, HostTools, TaskOutput};
+use bitzel_exec::executor::{BuildExecutor, HostDirs, HostTools, TaskOutput};
 use bitzel_graph::{run_with_outputs, Event, Outcome, RunOptions, TaskGraph};
 use bitzel_sandbox::{BackendChoice, HelperExe, SandboxConfig};
 

@@ -10,13 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use bitzel_cache::{Cache, Digest};
 use bitzel_exec::builtin::Fetched;
-use bitzel_exec::executor::{
-    fixed_output_digest, BuildExecutor, Counters, HostDirs, HostTools, TaskOutput,
-};
+use bitzel_exec::executor::{fixed_output_digest, BuildExecutor, HostDirs, HostTools, TaskOutput};
 use bitzel_graph::{CancelToken, Executor, Outcome, TaskNode, TaskResult};
 use bitzel_meta::{DataStore, Recipe};
 use bitzel_sandbox::NoneBackend;

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use bitzel_cache::{Action, Cache, Digest};
 use bitzel_exec::builtin::Fetched;
 use bitzel_exec::executor::{
-    BuildExecutor, Counters, Download, HostDirs, HostTools, RootfsLayer, TaskOutput,
+    BuildExecutor, Download, HostDirs, HostTools, RootfsLayer, TaskOutput,
 };
 use bitzel_sandbox::{Backend, HelperExe, NativeBackend, NoneBackend, SandboxConfig};
 
