@@ -68,30 +68,28 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-fn dir_bytes(p: &Path) -> u64 {
+/// The bytes of the regular files below `p` that `keep` accepts (by metadata).
+fn file_bytes(p: &Path, keep: impl Fn(&std::fs::Metadata) -> bool) -> u64 {
     walkdir::WalkDir::new(p)
         .follow_links(false)
         .into_iter()
         .flatten()
         .filter(|e| e.file_type().is_file())
         .filter_map(|e| e.metadata().ok())
+        .filter(|m| keep(m))
         .map(|m| m.len())
         .sum()
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    file_bytes(p, |_| true)
 }
 
 /// The bytes a layer holds on its own: files not linked elsewhere (a file
 /// hard-linked to a CAS blob is the blob's bytes, counted with the blob and
 /// not freed by removing the layer).
 fn layer_own_bytes(p: &Path) -> u64 {
-    walkdir::WalkDir::new(p)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.nlink() == 1)
-        .map(|m| m.len())
-        .sum()
+    file_bytes(p, |m| m.nlink() == 1)
 }
 
 /// The bytes of the distinct files below `dirs`: a file with several hard

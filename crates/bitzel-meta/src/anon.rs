@@ -427,7 +427,7 @@ impl Eval<'_> {
         }
         self.ds
             .get_var_unexpanded("BB_INVALIDCONF")
-            .is_some_and(|v| v == crate::python::PY_TRUE)
+            .is_some_and(|v| v.strip_prefix(crate::python::PY_LITERAL) == Some("True"))
     }
 
     /// Fire `bb.event.<class>` to the datastore's handlers (`__BBHANDLERS`,

@@ -149,10 +149,6 @@ pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
 /// `repr`, which for these types is also its `str`.
 pub const PY_LITERAL: &str = "\0bitzel-py:lit:";
 
-/// How a host stores Python's `True` in the datastore (a literal kept by
-/// its `repr`).
-pub const PY_TRUE: &str = "\0bitzel-py:lit:True";
-
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();
 
 /// Install the process-wide host. Returns false (and changes nothing) when

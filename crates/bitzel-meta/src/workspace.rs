@@ -794,7 +794,9 @@ fn shard_phases(
     opts: &ParseOptions,
 ) -> Phases {
     let all: Vec<usize> = (0..jobs.len()).collect();
-    let Some(cache) = cache else {
+    let count = opts.parsers.as_ref().map_or(1, |p| p.count());
+    // Counting misses opens every entry: only a sharded parse pays for it.
+    let Some(cache) = cache.filter(|_| opts.shard.is_some() || count > 1) else {
         return vec![(all, None)];
     };
     let missing: Vec<usize> = all
@@ -814,7 +816,6 @@ fn shard_phases(
             .collect();
         return vec![(mine, None)];
     }
-    let count = opts.parsers.as_ref().map_or(1, |p| p.count());
     let Some(parsers) = opts.parsers.as_ref().filter(|_| count > 1) else {
         return vec![(all, None)];
     };
