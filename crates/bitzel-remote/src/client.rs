@@ -94,15 +94,16 @@ impl RemoteExecutor {
     /// One line for the build summary.
     pub fn summary_line(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (downloaded, eager) = self.download_figures();
+        // `eager` covers the results the workers ran here only: hits in the
+        // engine's action cache are fetched through the remote cache.
         format!(
-            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded, {} bytes downloaded on demand (fetching every output would have been {} bytes)",
+            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded, {downloaded} bytes downloaded from the engine (for the results the workers ran, fetching every output would have been {eager} bytes)",
             self.engine.config().url,
             l(&self.stats.executed),
             l(&self.stats.cached),
             l(&self.stats.blobs_uploaded),
             l(&self.stats.bytes_uploaded) as f64 / 1e6,
-            self.download_figures().0,
-            self.download_figures().1,
         )
     }
 
