@@ -9,11 +9,15 @@
 #    outputs read here (deployed files, layers of local tasks) are downloaded:
 #    the bytes are printed beside what an eager download would have been;
 # 2. checkout B, empty local cache, same engine: executes 0 tasks (the
-#    engine's action cache answers every key);
+#    engine's action cache answers every key) and, again, downloads only the
+#    outputs it reads (the deployed files), not every output of every hit;
 # 3. instance `fresh` (its own CAS and action cache): one worker is SIGKILLed
 #    while it holds a running lease of busybox up to do_configure; the build
 #    still succeeds (the engine requeues the lease after the bot's keepalive);
 # 4. a worker whose build root differs (--root-path) refuses work with a reason.
+#
+# Between 2 and 3, the engine is restarted under the two connected workers,
+# which then run the tasks of a build made after the restart.
 #
 # Stage B also builds a checkout with no downloads at all, which must execute
 # 0 tasks and download nothing (fixed-output downloads are keyed by their
@@ -108,12 +112,38 @@ step_b() {
   checkout "$work/b" || return
   build "$work/b" "$work/cache-b" "$work/b.json" --remote-executor "$engine" --remote-instance main || return
   [ "$(field "$work/b.json" executed)" -eq 0 ] || fail "checkout B executed $(field "$work/b.json" executed) tasks"
+  # Hits in the engine's action cache leave the outputs there too: only
+  # what is deployed here is downloaded.
+  local lazy eager deployed
+  lazy=$(field "$work/b.json" remote_exec_bytes_downloaded)
+  eager=$(field "$work/b.json" remote_exec_bytes_eager)
+  deployed=$(find "$work/b/build/tmp/deploy" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  echo "checkout B: bytes downloaded from the engine: $lazy (deployed files: $deployed; fetching every output eagerly: $eager)"
+  [ "$lazy" -gt 0 ] && [ "$lazy" -lt "$eager" ] || fail "checkout B: on-demand download ($lazy) should be less than eager ($eager)"
   checkout "$work/n" nodl
   build "$work/n" "$work/cache-n" "$work/n.json" --remote-executor "$engine" --remote-instance main || return
   [ "$(field "$work/n.json" executed)" -eq 0 ] || fail "the checkout without downloads executed tasks"
   [ "$(field "$work/n.json" downloads_done)" -eq 0 ] || fail "the checkout without downloads downloaded something"
 }
 stage "B: a second checkout, empty local cache: 0 tasks executed" step_b
+
+step_restart() {
+  local before after
+  before=$(scripts/buildgrid jobs "$bg" | awk '$1 == "w1" || $1 == "w2" {s += $2} END {print s + 0}')
+  scripts/buildgrid restart-engine "$bg" || return
+  echo "engine restarted under workers w1 and w2"
+  # testdata/verbs' app has never been built on this engine: its tasks run on
+  # the workers, which must have found the restarted engine again.
+  (cd "$work/a" && timeout 300 "$bin" build testdata/verbs/project.yml app --sandbox native \
+      --cache-dir "$work/cache-restart" --summary-json "$work/restart.json" \
+      --remote-executor "$engine" --remote-instance main) > "$work/restart.out" 2>&1 \
+    || { tail -20 "$work/restart.out"; fail "the build after the engine restart failed"; }
+  [ "$(field "$work/restart.json" executed)" -gt 0 ] || fail "the build after the restart executed nothing"
+  after=$(scripts/buildgrid jobs "$bg" | awk '$1 == "w1" || $1 == "w2" {s += $2} END {print s + 0}')
+  echo "jobs run by w1 and w2: $before before the restart, $after after"
+  [ "$after" -gt "$before" ] || fail "no job ran on w1/w2 after the engine restarted"
+}
+stage "E: the engine restarts; the workers take work again" step_restart
 
 step_kill() {
   checkout "$work/k" || return

@@ -36,6 +36,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn fetch_blob(&self, d: &Digest, dest: &Path) -> Result<bool>;
     /// Store the file `src`, whose content hashes to `d`.
     fn put_blob(&self, d: &Digest, src: &Path) -> Result<()>;
+    /// True when this level's hits leave the file blobs of their trees on
+    /// the server: a hit copied into a lower level brings its entry, tree
+    /// manifests and logs, and the files are fetched when something reads
+    /// them (the level is also the cache's [`crate::BlobSource`]).
+    fn serves_files_on_demand(&self) -> bool {
+        false
+    }
 }
 
 /// How much to flush before an action-cache entry is published.
@@ -338,11 +345,14 @@ impl Stacked {
     /// Copy everything `r` references from `from` to `to`: each tree
     /// manifest first, validated ([`Tree::decode`]) before any of its file
     /// blobs is copied; then the files and logs.
+    /// Copy what `r` references from `from` into `to`; the trees' file
+    /// blobs only when `files` (see [`Storage::serves_files_on_demand`]).
     fn copy_result(
         &self,
         from: &dyn Storage,
         to: &dyn Storage,
         r: &ActionResult,
+        files: bool,
     ) -> Result<Copied> {
         for t in r.trees() {
             if !self.copy_blob(from, to, &t)? {
@@ -353,6 +363,9 @@ impl Stacked {
                 Some(Ok(tree)) => tree,
                 Some(Err(reason)) => return Ok(Copied::InvalidTree { tree: t, reason }),
             };
+            if !files {
+                continue;
+            }
             for b in tree.blobs() {
                 if !self.copy_blob(from, to, &b)? {
                     return Ok(Copied::Missing);
@@ -385,8 +398,16 @@ impl Storage for Stacked {
                 }
                 Err(e) => return Err(e),
             };
-            for lower in &self.levels[..i] {
-                match self.copy_result(level.as_ref(), lower.as_ref(), &r)? {
+            // A level serving files on demand hands its hit to the local
+            // level only: another remote would need the files uploaded.
+            let lazy = level.serves_files_on_demand();
+            let lower_levels = if lazy {
+                &self.levels[..1]
+            } else {
+                &self.levels[..i]
+            };
+            for lower in lower_levels {
+                match self.copy_result(level.as_ref(), lower.as_ref(), &r, !lazy)? {
                     Copied::Complete => {}
                     Copied::Missing => {
                         tracing::info!(key = %key.short(), level = %level.describe(), "hit without its blobs; treated as a miss");
@@ -412,7 +433,7 @@ impl Storage for Stacked {
         first.put_action(key, result)?;
         for level in rest {
             let res = self
-                .copy_result(first.as_ref(), level.as_ref(), result)
+                .copy_result(first.as_ref(), level.as_ref(), result, true)
                 .and_then(|copied| match copied {
                     Copied::Complete => level.put_action(key, result),
                     Copied::Missing => Ok(()),

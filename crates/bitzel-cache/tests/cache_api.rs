@@ -669,3 +669,94 @@ fn results_recorded_without_file_blobs_are_fetched_on_demand() {
         Lookup::Miss(MissReason::Incomplete { missing: victim })
     );
 }
+
+/// A cache level over another cache's store that serves its trees' files
+/// on demand (as a remote executor's engine does), counting the blobs read
+/// through it.
+#[derive(Debug)]
+struct OnDemandLevel {
+    inner: LocalStore,
+    read: std::sync::Mutex<Vec<Digest>>,
+}
+
+impl Storage for OnDemandLevel {
+    fn describe(&self) -> String {
+        "grpc://engine.test:1".into()
+    }
+    fn get_action(
+        &self,
+        key: &bitzel_cache::ActionKey,
+    ) -> bitzel_cache::Result<Option<ActionResult>> {
+        self.inner.get_action(key)
+    }
+    fn put_action(
+        &self,
+        key: &bitzel_cache::ActionKey,
+        r: &ActionResult,
+    ) -> bitzel_cache::Result<()> {
+        self.inner.put_action(key, r)
+    }
+    fn has_blob(&self, d: &Digest) -> bitzel_cache::Result<bool> {
+        self.inner.has_blob(d)
+    }
+    fn fetch_blob(&self, d: &Digest, dest: &Path) -> bitzel_cache::Result<bool> {
+        self.read.lock().unwrap().push(*d);
+        self.inner.fetch_blob(d, dest)
+    }
+    fn put_blob(&self, d: &Digest, src: &Path) -> bitzel_cache::Result<()> {
+        self.inner.put_blob(d, src)
+    }
+    fn serves_files_on_demand(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_hit_in_a_level_serving_files_on_demand_brings_no_file_until_one_is_read() {
+    use std::sync::atomic::Ordering;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    write_tree(&out);
+    let remote = Cache::open_with(&t.path().join("remote"), opts()).unwrap();
+    let a = action("busybox:do_compile", "make\n");
+    let key = a.key();
+    let r = result_for(&remote, &a, &out);
+    remote.put(&key, &r).unwrap();
+    let level = Arc::new(OnDemandLevel {
+        inner: remote.local().clone(),
+        read: Default::default(),
+    });
+    let cache = Cache::open_with(&t.path().join("local"), opts())
+        .unwrap()
+        .with_levels(vec![level.clone() as Arc<dyn Storage>]);
+    let engine = Arc::new(Engine {
+        cas: remote.cas().clone(),
+        up: true.into(),
+        fetched: 0.into(),
+    });
+    assert!(cache.set_blob_source(engine.clone()));
+    assert!(matches!(cache.lookup(&key).unwrap(), Lookup::Hit(_)));
+    let tree = cache.read_tree(&r.output).unwrap();
+    let read = level.read.lock().unwrap().clone();
+    assert!(
+        read.contains(&r.output),
+        "the tree manifest came through the level"
+    );
+    for b in tree.blobs() {
+        assert!(!read.contains(&b), "file blob {b} was read on a hit");
+        assert!(
+            !cache.cas().contains(&b),
+            "file blob {b} is local after a hit"
+        );
+    }
+    assert_eq!(engine.fetched.load(Ordering::SeqCst), 0);
+    // The entry is local now: a second lookup is a hit without the level.
+    level.read.lock().unwrap().clear();
+    assert!(matches!(cache.lookup(&key).unwrap(), Lookup::Hit(_)));
+    assert!(level.read.lock().unwrap().is_empty());
+    // Reading the output fetches its files from the source.
+    let dest = t.path().join("deploy");
+    cache.apply(&[r.output], &dest).unwrap();
+    assert_eq!(fs::read(dest.join("usr/readme")).unwrap(), b"readme");
+    assert!(engine.fetched.load(Ordering::SeqCst) > 0);
+}

@@ -35,10 +35,6 @@ pub struct ExecStats {
     pub blobs_uploaded: AtomicU64,
     /// Bytes uploaded.
     pub bytes_uploaded: AtomicU64,
-    /// Bytes an eager adoption of every remote result would have
-    /// downloaded (each result and every blob it lists): the figure to
-    /// compare with what was downloaded (outputs are fetched on demand).
-    pub eager_bytes: AtomicU64,
 }
 
 /// The remote executor.
@@ -83,22 +79,19 @@ impl RemoteExecutor {
 
     /// Bytes downloaded from the engine (results, manifests, logs and the
     /// outputs something local read) and what downloading every output of
-    /// every result would have been: `(downloaded, eager)`.
+    /// every result would have been (the results workers ran and the hits
+    /// in the engine's action cache): `(downloaded, eager)`.
     pub fn download_figures(&self) -> (u64, u64) {
-        (
-            self.store.stats().bytes_downloaded,
-            self.stats.eager_bytes.load(Ordering::Relaxed),
-        )
+        let s = self.store.stats();
+        (s.bytes_downloaded, s.on_demand_eager_bytes)
     }
 
     /// One line for the build summary.
     pub fn summary_line(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (downloaded, eager) = self.download_figures();
-        // `eager` covers the results the workers ran here only: hits in the
-        // engine's action cache are fetched through the remote cache.
         format!(
-            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded, {downloaded} bytes downloaded from the engine (for the results the workers ran, fetching every output would have been {eager} bytes)",
+            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded, {downloaded} bytes downloaded from the engine (fetching every output would have been {eager} bytes)",
             self.engine.config().url,
             l(&self.stats.executed),
             l(&self.stats.cached),
@@ -266,8 +259,7 @@ impl RemoteRunner for RemoteExecutor {
             });
         }
         match self.store.adopt_entry_lazy(key, &ar.encode_to_vec()) {
-            Some((r, eager)) if r.action == job.action => {
-                self.stats.eager_bytes.fetch_add(eager, Ordering::Relaxed);
+            Some(r) if r.action == job.action => {
                 if resp.cached_result {
                     self.stats.cached.fetch_add(1, Ordering::Relaxed);
                     Ok(RemoteOutcome::Cached(Box::new(r)))

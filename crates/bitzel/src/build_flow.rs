@@ -110,8 +110,10 @@ fn remote_executor(
     if !instance.is_empty() {
         rc = rc.with_instance(&instance)?;
     }
-    let store = Arc::new(bitzel_remote::cache_level(engine.clone(), rc, cache)?);
-    // Outputs of remote runs stay on the engine until something local reads them.
+    // Outputs, of remote runs and of hits in the engine's action cache alike,
+    // stay on the engine until something local reads them.
+    let store =
+        Arc::new(bitzel_remote::cache_level(engine.clone(), rc, cache)?.with_outputs_on_demand());
     cache.set_blob_source(store.clone());
     let runner =
         bitzel_remote::RemoteExecutor::new(engine, store.clone(), cache.cas().clone(), fallback);

@@ -18,6 +18,7 @@ pub struct RemoteStats {
     bytes_downloaded: AtomicU64,
     retries: AtomicU64,
     unavailable: AtomicU64,
+    on_demand_eager: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -51,6 +52,11 @@ pub struct RemoteStatsSnapshot {
     pub retries: u64,
     /// 1 if the remote was given up during the build, else 0.
     pub unavailable: u64,
+    /// For the results adopted with their files left on the server (see
+    /// `HttpStore::with_outputs_on_demand`): what downloading each result
+    /// and every blob it lists would have been, to compare with
+    /// `bytes_downloaded`.
+    pub on_demand_eager_bytes: u64,
 }
 
 macro_rules! bump {
@@ -91,6 +97,11 @@ impl RemoteStats {
         self.bytes_downloaded.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// A result was adopted on demand; fetching it whole would have been `bytes`.
+    pub fn note_on_demand(&self, bytes: u64) {
+        self.on_demand_eager.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> RemoteStatsSnapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -108,6 +119,7 @@ impl RemoteStats {
             bytes_downloaded: l(&self.bytes_downloaded),
             retries: l(&self.retries),
             unavailable: l(&self.unavailable),
+            on_demand_eager_bytes: l(&self.on_demand_eager),
         }
     }
 }

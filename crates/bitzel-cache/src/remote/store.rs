@@ -47,6 +47,9 @@ pub const STREAM_UPLOAD_BYTES: u64 = 1 << 20;
 pub struct HttpStore {
     shared: Arc<Shared>,
     local: Option<Cas>,
+    /// Hits leave the trees' file blobs on the server
+    /// ([`HttpStore::with_outputs_on_demand`]).
+    on_demand: bool,
 }
 
 /// What the upload workers share with the store.
@@ -164,6 +167,7 @@ impl HttpStore {
                 changed: Condvar::new(),
             }),
             local,
+            on_demand: false,
         })
     }
 
@@ -176,7 +180,18 @@ impl HttpStore {
                 changed: Condvar::new(),
             }),
             local,
+            on_demand: false,
         }
+    }
+
+    /// Hits from this level bring only their entry, tree manifests and
+    /// logs into the local CAS; the files stay on the server until
+    /// something local reads them. Only for a level that is also the
+    /// cache's [`BlobSource`] ([`crate::Cache::set_blob_source`]), as a
+    /// remote executor's engine is; without a local CAS it has no effect.
+    pub fn with_outputs_on_demand(mut self) -> HttpStore {
+        self.on_demand = self.local.is_some();
+        self
     }
 
     /// The level for `cache`: prefetches into its CAS and keeps the
@@ -401,7 +416,7 @@ impl HttpStore {
                 return None;
             }
         };
-        self.result_of_entry(key, e, false)
+        self.result_of_entry(key, e, self.on_demand)
     }
 
     /// An action result for `key` received some other way (the REAPI
@@ -418,17 +433,12 @@ impl HttpStore {
     /// [`HttpStore::adopt_entry`] without the file blobs of the result's
     /// trees: only the result, its tree manifests (validated) and its logs
     /// are fetched; the files stay on the server until something reads
-    /// them (this store as the cache's [`BlobSource`]). Also returns the
-    /// bytes an eager adoption would have downloaded (the result blob and
-    /// every blob the entry lists).
-    pub fn adopt_entry_lazy(
-        &self,
-        key: &ActionKey,
-        ac_bytes: &[u8],
-    ) -> Option<(ActionResult, u64)> {
+    /// them (this store as the cache's [`BlobSource`]). What an eager
+    /// adoption would have downloaded is counted in
+    /// [`RemoteStatsSnapshot::on_demand_eager_bytes`].
+    pub fn adopt_entry_lazy(&self, key: &ActionKey, ac_bytes: &[u8]) -> Option<ActionResult> {
         let e = self.entry_of_bytes(key, ac_bytes)?;
-        let eager = e.result.len() as u64 + e.blobs.iter().map(|b| b.size).sum::<u64>();
-        self.result_of_entry(key, e, true).map(|r| (r, eager))
+        self.result_of_entry(key, e, true)
     }
 
     fn entry_of_bytes(&self, key: &ActionKey, ac_bytes: &[u8]) -> Option<RemoteEntry> {
@@ -517,6 +527,7 @@ impl HttpStore {
                 return None;
             }
         }
+        let whole = e.result.len() as u64 + e.blobs.iter().map(|b| b.size).sum::<u64>();
         let complete = match &self.local {
             Some(cas) if lazy => {
                 let eager: HashSet<Digest> = r.trees().into_iter().chain(r.log_blobs()).collect();
@@ -526,7 +537,11 @@ impl HttpStore {
                     .filter(|b| eager.contains(&b.digest))
                     .copied()
                     .collect();
-                self.remote().fetch_all_into(&wanted, cas)
+                let fetched = self.remote().fetch_all_into(&wanted, cas);
+                if matches!(fetched, Ok(true)) {
+                    self.remote().stats.note_on_demand(whole);
+                }
+                fetched
             }
             Some(cas) => self.remote().fetch_all_into(&e.blobs, cas),
             None => self.remote().check_all(&e.blobs),
@@ -596,6 +611,10 @@ impl Storage for HttpStore {
     /// than to HEAD then PUT; large ones get a HEAD in the upload worker).
     fn has_blob(&self, d: &Digest) -> Result<bool> {
         Ok(self.remote().is_known_present(d) || self.shared.lock().pending.contains(d))
+    }
+
+    fn serves_files_on_demand(&self) -> bool {
+        self.on_demand
     }
 
     /// The local CAS is tried first: content addressing makes its copy the
