@@ -17,7 +17,9 @@
 # 4. a worker whose build root differs (--root-path) refuses work with a reason.
 #
 # Between 2 and 3, the engine is restarted under the two connected workers,
-# which then run the tasks of a build made after the restart.
+# which then run the tasks of a build made after the restart; then instance
+# `secure` (TLS, a JWT on every call) runs a small build through a worker
+# that also speaks TLS with a token, and a bad token is refused clearly.
 #
 # Stage B also builds a checkout with no downloads at all, which must execute
 # 0 tasks and download nothing (fixed-output downloads are keyed by their
@@ -58,7 +60,7 @@ build() { # <checkout> <cache> <summary> [extra args]
 }
 worker() { # <name> [extra args]: starts a worker, records its pid in $work/<name>.pid
   local name=$1; shift
-  setsid "$bin" -v worker --engine "$engine" --cache-dir "$work/$name" --bot-id "$name" "$@" \
+  setsid "$bin" -v worker --engine "${worker_engine:-$engine}" --cache-dir "$work/$name" --bot-id "$name" "$@" \
     > "$work/$name.log" 2>&1 < /dev/null &
   echo $! > "$work/$name.pid"
   pids+=("$!")
@@ -144,6 +146,39 @@ step_restart() {
   [ "$after" -gt "$before" ] || fail "no job ran on w1/w2 after the engine restarted"
 }
 stage "E: the engine restarts; the workers take work again" step_restart
+
+step_secure() {
+  # Instance `secure`: TLS only (a certificate from a CA made by
+  # scripts/buildgrid, trusted through SSL_CERT_FILE) and a JWT in an `authorization` header on every call, the
+  # worker's and the client's, each read from an environment variable.
+  local tls=grpcs://127.0.0.1:$((port + 1)) token
+  token=$(scripts/buildgrid token "$bg") || return
+  export SSL_CERT_FILE=$bg/ca.crt
+  BITZEL_TEST_REAPI_AUTH="Authorization: Bearer $token" worker_engine=$tls \
+    worker s1 --instance secure --auth-header-env BITZEL_TEST_REAPI_AUTH
+  checkout "$work/s" nodl || return
+  printf 'bitzel:\n  remote_executor:\n    auth_header_env: BITZEL_TEST_REAPI_AUTH\n' >> "$work/s/testdata/verbs/project.yml"
+  secure_build() { # <summary> <auth header value>
+    (cd "$work/s" && BITZEL_TEST_REAPI_AUTH=$2 timeout 300 "$bin" build testdata/verbs/project.yml app \
+        --sandbox native --cache-dir "$work/cache-s-$1" --summary-json "$work/$1.json" \
+        --remote-executor "$tls" --remote-instance secure)
+  }
+  if secure_build s-bad "Authorization: Bearer not.a.token" > "$work/s-bad.out" 2>&1; then
+    fail "a build with a bad token succeeded on instance secure"
+  fi
+  grep -qi "unauthenticated\|permission\|denied" "$work/s-bad.out" || { tail -20 "$work/s-bad.out"; fail "a bad token: no clear refusal"; }
+  echo "bad token: $(grep -m1 -i "unauthenticated\|permission\|denied" "$work/s-bad.out")"
+  secure_build s-good "Authorization: Bearer $token" > "$work/s-good.out" 2>&1 \
+    || { tail -20 "$work/s-good.out"; tail -20 "$work/s1.log"; fail "the build over TLS with a token failed"; }
+  [ "$(field "$work/s-good.json" executed)" -gt 0 ] || fail "the build over TLS executed nothing"
+  local n
+  n=$(scripts/buildgrid jobs "$bg" | awk '$1 == "s1" {print $2}')
+  echo "over TLS with a token: $(field "$work/s-good.json" executed) tasks executed, ${n:-0} jobs by worker s1"
+  [ "${n:-0}" -gt 0 ] || fail "worker s1 (TLS, token) ran no job"
+  kill -TERM "$(cat "$work/s1.pid")" 2>/dev/null || true
+  unset SSL_CERT_FILE
+}
+stage "T: TLS and an auth header on instance secure (client and worker)" step_secure
 
 step_kill() {
   checkout "$work/k" || return

@@ -70,6 +70,27 @@ pub(crate) struct ParseCache {
 /// What a recipe parse produced, with the inputs it read.
 pub(crate) type Parsed = (Vec<Recipe>, Vec<Diagnostic>);
 
+/// [`DataStore::config_digest`] of the base configuration without the
+/// variables its `BB_HASHCONFIG_IGNORE_VARS` names (`DATE`, `TIME`, ... in
+/// poky). A process-local object value counts by its pickled state when the
+/// Python host can keep it, else as "an object" (its identity differs in
+/// every process).
+fn config_digest(data: &DataStore) -> [u8; 32] {
+    let ignored = data
+        .try_get_var("BB_HASHCONFIG_IGNORE_VARS")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let ignore: hashbrown::HashSet<&str> = ignored.split_whitespace().collect();
+    let host = crate::python::python_host();
+    let object = |v: &str| -> String {
+        host.as_ref()
+            .and_then(|h| h.persist(v))
+            .unwrap_or_else(|| crate::python::PROCESS_LOCAL.to_string())
+    };
+    data.config_digest(&ignore, &object)
+}
+
 impl ParseCache {
     pub(crate) fn open(dir: &Path, base: &BaseConfig) -> Result<ParseCache, MetaError> {
         let dir = dir.join("v2");
@@ -95,6 +116,11 @@ impl ParseCache {
                 None => h.update(b"-"),
             };
         }
+        // The configuration's values too, as BitBake keys its recipe cache:
+        // what configuration-time Python read from the host (os-release, a
+        // tool's version, a handler's findings) is in them, so a change
+        // there is a new key even though no file changed.
+        h.update(&config_digest(&base.data));
         Ok(ParseCache {
             dir,
             base_key: *h.finalize().as_bytes(),

@@ -637,6 +637,69 @@ impl DataStore {
             .collect()
     }
 
+    /// A digest of every variable's stored data in this datastore and its
+    /// parents (value, weak default, flags, `:append`/`:prepend`/`:remove`
+    /// entries, override forms; not history), names in `ignore` left out:
+    /// BitBake's configuration hash (`DataSmart.get_hash` with
+    /// `BB_HASHCONFIG_IGNORE_VARS`), at least as sensitive. Values that
+    /// configuration-time Python read from the host (a `:=` expression, a
+    /// `ConfigParsed` handler reading os-release or running a tool) are in
+    /// it. `object` maps a process-local object value to a stable form.
+    pub(crate) fn config_digest(
+        &self,
+        ignore: &HashSet<&str>,
+        object: &dyn Fn(&str) -> String,
+    ) -> [u8; 32] {
+        let mut chain = Vec::new();
+        let mut ds = Some(self);
+        while let Some(d) = ds {
+            chain.push(d);
+            ds = d.parent.as_deref();
+        }
+        let mut h = blake3::Hasher::new();
+        let mut put = |s: &str| {
+            let s = if s.starts_with(crate::python::PROCESS_LOCAL) {
+                std::borrow::Cow::Owned(object(s))
+            } else {
+                std::borrow::Cow::Borrowed(s)
+            };
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        for (depth, d) in chain.iter().rev().enumerate() {
+            put(&depth.to_string());
+            let mut names: Vec<&Arc<str>> =
+                d.vars.keys().filter(|k| !ignore.contains(&***k)).collect();
+            names.sort();
+            for k in names {
+                let Some(e) = d.vars.get(k) else { continue };
+                put(k);
+                put(e.content.as_deref().unwrap_or("\0none"));
+                put(e.default.as_deref().unwrap_or("\0none"));
+                for (f, v) in &e.flags {
+                    put(f);
+                    put(v);
+                }
+                put("\0ops");
+                for (v, o) in e.appends.iter().chain(&e.prepends).chain(&e.removes) {
+                    put(v);
+                    put(o.as_deref().unwrap_or("\0none"));
+                }
+                put(&format!(
+                    "{} {} {}",
+                    e.appends.len(),
+                    e.prepends.len(),
+                    e.removes.len()
+                ));
+                for (full, o) in &e.overrides {
+                    put(full);
+                    put(o);
+                }
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+
     /// Names of variables set in this layer only (not the parent).
     pub(crate) fn local_keys(&self) -> Vec<Arc<str>> {
         let mut v: Vec<Arc<str>> = self.vars.keys().cloned().collect();

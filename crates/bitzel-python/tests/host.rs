@@ -25,6 +25,12 @@ fn install() {
 }
 
 fn load(opts: &ParseOptions) -> Workspace {
+    load_with(opts, BTreeMap::new())
+}
+
+/// [`load`] with `env` passed into the datastore (as BitBake's
+/// `BB_ENV_PASSTHROUGH` variables are).
+fn load_with(opts: &ParseOptions, env: BTreeMap<String, String>) -> Workspace {
     install();
     let r = root();
     let input = ConfInput {
@@ -34,7 +40,7 @@ fn load(opts: &ParseOptions) -> Workspace {
             r.display()
         ),
         local_conf: String::new(),
-        env: BTreeMap::new(),
+        env,
     };
     load_workspace(&input, &FsLoader, opts).unwrap()
 }
@@ -242,6 +248,55 @@ fn a_warm_parse_equals_a_cold_one() {
     // good.bb's object is of a class defined inside a function: it cannot
     // be pickled, so good.bb has no entry, and is parsed again.
     assert!(!entries.iter().any(|e| has(e, "recipes/good.bb")));
+}
+
+/// The configuration's handler reads a host file (as poky's reads
+/// os-release); hostfact.bb's anonymous function copies what it read. With
+/// no metadata file changed, a warm parse after the host file changed must
+/// equal a cold one: the parse cache is keyed by the configuration's values.
+#[test]
+fn a_warm_parse_after_the_host_changed_equals_a_cold_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fact = tmp.path().join("fact");
+    let opts = ParseOptions {
+        cache_dir: Some(tmp.path().join("cache")),
+        jobs: None,
+        ..Default::default()
+    };
+    let conf = || BTreeMap::from([("HOST_FACT_FILE".to_string(), fact.display().to_string())]);
+    let seen = |ws: &Workspace| {
+        let r = ws.recipes.iter().find(|r| r.pn == "hostfact").unwrap();
+        r.data.try_get_var("FACT_SEEN").unwrap()
+    };
+    std::fs::write(&fact, "first\n").unwrap();
+    assert_eq!(
+        seen(&load_with(&opts, conf())).as_deref(),
+        Some("seen:first")
+    );
+    assert_eq!(
+        seen(&load_with(&opts, conf())).as_deref(),
+        Some("seen:first")
+    );
+    std::fs::write(&fact, "second\n").unwrap();
+    assert_eq!(
+        seen(&load_with(&opts, conf())).as_deref(),
+        Some("seen:second")
+    );
+    // Names in BB_HASHCONFIG_IGNORE_VARS do not count (BitBake's DATE, TIME).
+    let ignoring = || {
+        let mut env = conf();
+        env.insert("BB_HASHCONFIG_IGNORE_VARS".into(), "HOST_FACT".into());
+        env
+    };
+    assert_eq!(
+        seen(&load_with(&opts, ignoring())).as_deref(),
+        Some("seen:second")
+    );
+    std::fs::write(&fact, "third\n").unwrap();
+    assert_eq!(
+        seen(&load_with(&opts, ignoring())).as_deref(),
+        Some("seen:second")
+    );
 }
 
 /// A datastore of plain values, for calling the host directly.

@@ -91,7 +91,7 @@ impl RemoteExecutor {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (downloaded, eager) = self.download_figures();
         format!(
-            "remote executor {}: {} executed by workers, {} from the engine's action cache, {} blobs ({:.1} MB) uploaded, {downloaded} bytes downloaded from the engine (fetching every output would have been {eager} bytes)",
+            "remote executor {}: {} executed by workers, {} found cached by the engine when submitted (other hits are the cache line's remote hits), {} blobs ({:.1} MB) uploaded, {downloaded} bytes downloaded from the engine (fetching every output would have been {eager} bytes)",
             self.engine.config().url,
             l(&self.stats.executed),
             l(&self.stats.cached),

@@ -27,6 +27,17 @@ python py_config_handler() {
         d.setVar("REPARSED", "yes")
 }
 
+addhandler py_host_fact
+py_host_fact[eventmask] = "bb.event.ConfigParsed"
+python py_host_fact() {
+    # As poky's base_eventhandler sets NATIVELSBSTRING from os-release: a
+    # configuration value read from the host, in no metadata file.
+    path = d.getVar("HOST_FACT_FILE")
+    if path:
+        with open(path) as f:
+            d.setVar("HOST_FACT", f.read().strip())
+}
+
 addhandler py_mc_handler
 py_mc_handler[eventmask] = "bb.event.MultiConfigParsed"
 python py_mc_handler() {
