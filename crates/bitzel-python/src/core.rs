@@ -11,6 +11,7 @@ use bitzel_meta::pyexpr::{DataOp, LogLevel, PyContext};
 use bitzel_meta::{with_data_context, DataStore, ExpandError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 type CtxPtr = *const (dyn PyContext + 'static);
 
@@ -128,13 +129,25 @@ fn unsupported(what: String) -> PyErr {
 
 #[pymethods]
 impl Core {
-    fn get(&self, py: Python<'_>, var: &str, expand: bool) -> PyResult<Option<String>> {
-        if expand {
-            if let Some(r) = self.owned_read(|ds| ds.try_get_var(var)) {
-                return r?.map_err(|e| expansion_error(py, var, &e));
-            }
-        }
-        self.with(|c| c.get_var(var, expand))
+    /// A variable's value. The string is interned, so reading the same
+    /// value twice gives the same object, as BitBake's `getVar` returns the
+    /// stored (or expansion-cached) object itself.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        var: &str,
+        expand: bool,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
+        let owned = if expand {
+            self.owned_read(|ds| ds.try_get_var(var))
+        } else {
+            None
+        };
+        let value = match owned {
+            Some(r) => r?.map_err(|e| expansion_error(py, var, &e))?,
+            None => self.with(|c| c.get_var(var, expand))?,
+        };
+        Ok(value.map(|v| PyString::intern(py, &v)))
     }
 
     fn flag(
