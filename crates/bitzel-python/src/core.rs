@@ -227,8 +227,13 @@ impl Core {
     }
 
     /// Parse `path` into this datastore (it must be one of its own) with
-    /// bitzel's parser: `(skip reason, error messages)`.
-    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>)> {
+    /// bitzel's parser: `(skip reason, error messages, whether BitBake
+    /// reports one of them with bb.fatal)`.
+    fn parse(
+        &self,
+        path: &str,
+        include: bool,
+    ) -> PyResult<(Option<String>, Vec<String>, bool)> {
         let Some(m) = &self.owned else {
             return Err(unsupported(
                 "parsing into the datastore of the parse in progress".to_string(),
@@ -240,7 +245,12 @@ impl Core {
         let data = std::mem::replace(&mut *ds, DataStore::new());
         let h = bitzel_meta::handle(Path::new(path), data, include);
         *ds = h.data;
-        Ok((h.skipped, h.errors.iter().map(|e| e.to_string()).collect()))
+        let fatal = h.errors.iter().any(|e| e.fatal);
+        Ok((
+            h.skipped,
+            h.errors.iter().map(|e| e.to_string()).collect(),
+            fatal,
+        ))
     }
 
     fn log(&self, level: u32, msg: &str) -> PyResult<()> {
