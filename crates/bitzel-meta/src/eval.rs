@@ -17,6 +17,9 @@ use crate::Loader;
 pub(crate) struct Env<'a> {
     pub(crate) loader: &'a dyn Loader,
     asts: Mutex<HashMap<PathBuf, Option<Arc<Ast>>>>,
+    /// The directory BitBake's process would run in: relative (and empty)
+    /// `BBPATH` entries are relative to it (`bb.utils.which`).
+    cwd: Option<PathBuf>,
 }
 
 /// Why a file could not be loaded.
@@ -25,10 +28,22 @@ pub(crate) enum LoadError {
 }
 
 impl<'a> Env<'a> {
+    /// Files from `loader`; relative `BBPATH` entries are relative to
+    /// this process's current directory (`bb.parse.handle` in a process).
     pub(crate) fn new(loader: &'a dyn Loader) -> Env<'a> {
         Env {
             loader,
             asts: Mutex::new(HashMap::new()),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+
+    /// Files from `loader`; relative `BBPATH` entries are relative to
+    /// `dir` (a build's `TOPDIR`, where BitBake runs).
+    pub(crate) fn in_dir(loader: &'a dyn Loader, dir: &Path) -> Env<'a> {
+        Env {
+            cwd: Some(dir.to_path_buf()),
+            ..Env::new(loader)
         }
     }
 
@@ -456,20 +471,28 @@ impl<'e> Eval<'e> {
         }
     }
 
+    /// `BBPATH`'s entries as `bb.utils.which` reads them: split on `:`,
+    /// empty entries kept (an unset or empty `BBPATH` is one empty entry,
+    /// which [`Self::which`] takes as the current directory).
     fn bbpath(&self) -> Vec<String> {
         let bbpath = self.ds.get_var("BBPATH").unwrap_or_default();
-        bbpath
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+        bbpath.split(':').map(str::to_string).collect()
     }
 
-    /// `bb.utils.which(path, item)`: the first `dir/item` that exists.
-    /// Every candidate looked at is recorded as an input.
+    /// `bb.utils.which(path, item)`: the first `dir/item` that exists. A
+    /// relative (or empty) `dir` is relative to the current directory
+    /// ([`Env::in_dir`]) and candidates are made absolute
+    /// (`os.path.abspath`, as `which` does with the one it returns). Every
+    /// candidate looked at is recorded as an input.
     pub(crate) fn which(&mut self, dirs: &[String], item: &str) -> Option<PathBuf> {
         for d in dirs {
             let cand = Path::new(d).join(item);
+            let cand = match &self.env.cwd {
+                Some(cwd) if !cand.is_absolute() => PathBuf::from(
+                    crate::pyexpr::bbfuncs::normpath(&cwd.join(&cand).to_string_lossy()),
+                ),
+                _ => cand,
+            };
             match self.env.load(&cand) {
                 Ok(Some(_)) => return Some(cand),
                 Ok(None) => self.inputs.push((cand, None)),
@@ -485,7 +508,7 @@ impl<'e> Eval<'e> {
         };
         match kind {
             IncludeKind::IncludeAll => {
-                for dir in self.bbpath() {
+                for dir in self.bbpath().into_iter().filter(|d| !d.is_empty()) {
                     let p = Path::new(&dir).join(names.trim());
                     self.include_one(file, line, &p.to_string_lossy(), false);
                 }
@@ -509,7 +532,13 @@ impl<'e> Eval<'e> {
                 .parent()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default()];
-            dirs.extend(self.bbpath());
+            // ConfHandler formats "dir:BBPATH": an unset BBPATH is the
+            // text "None" there, not the current directory.
+            if self.ds.contains("BBPATH") {
+                dirs.extend(self.bbpath());
+            } else {
+                dirs.push("None".to_string());
+            }
             if let Some(found) = self.which(&dirs, name) {
                 path = found;
             }

@@ -229,11 +229,7 @@ impl Core {
     /// Parse `path` into this datastore (it must be one of its own) with
     /// bitzel's parser: `(skip reason, error messages, whether BitBake
     /// reports one of them with bb.fatal)`.
-    fn parse(
-        &self,
-        path: &str,
-        include: bool,
-    ) -> PyResult<(Option<String>, Vec<String>, bool)> {
+    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>, bool)> {
         let Some(m) = &self.owned else {
             return Err(unsupported(
                 "parsing into the datastore of the parse in progress".to_string(),
