@@ -199,9 +199,6 @@ class DataProxy:
     def setVarFlag(self, var, flag, value, **loginfo):
         if flag in _LIST_FLAGS:
             value = _list_out(value)
-        elif flag == 'task':
-            # bitzel's datastore marks tasks with the text "1".
-            value = str(value)
         else:
             value = _to_store(value)
         self._c.op('setflag', var, flag, value)

@@ -152,9 +152,10 @@ fn bitbake_lists_cross_d_as_python_lists() {
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);
     assert_eq!(r.data.task_deps("do_extra"), ["do_other", "do_thing"]);
+    // bb.build.addtask sets the flag to the int 1, as the parser does.
     assert_eq!(
         r.data.get_flag_unexpanded("do_extra", "task").as_deref(),
-        Some("1")
+        Some(bitzel_meta::PY_ONE)
     );
 }
 
