@@ -338,7 +338,7 @@ impl<'t> Parser<'t> {
                     let next_comment = next.is_some_and(|l| l.starts_with('#'));
                     if commented && !next_comment {
                         let (line, what) = match next {
-                            Some(l) if l.is_empty() => (j + 1, "an empty line"),
+                            Some("") => (j + 1, "an empty line"),
                             Some(_) => (j + 1, "a line that is not a comment"),
                             None => (j, "the end of the file"),
                         };
