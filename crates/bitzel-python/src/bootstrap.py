@@ -306,6 +306,23 @@ class DataProxy:
     def getVarHistory(self, var):
         return []
 
+    @property
+    def varhistory(self):
+        return _VarHistory(self._c)
+
+
+class _VarHistory:
+    """`d.varhistory` as bb.data.emit_var uses it: `emit` writes the
+    history comment block bitzel's datastore keeps for a variable (the
+    values are the datastore's own; `oval`/`val` are what it computes)."""
+    __slots__ = ('_c',)
+
+    def __init__(self, core):
+        self._c = core
+
+    def emit(self, var, oval, val, o, d):
+        o.write(self._c.history_text(var))
+
 
 class _Locals(dict):
     """BitBake's DataContext: a bare name is a datastore variable."""

@@ -203,6 +203,21 @@ impl Core {
         self.with(|c| c.expand(s))
     }
 
+    /// BitBake's `VariableHistory.emit` block for `var` (the `#` comment
+    /// lines `bb.data.emit_var(..., all=True)` writes before a variable).
+    fn history_text(&self, var: &str) -> PyResult<String> {
+        let emit = |ds: &DataStore| {
+            let mut out = String::new();
+            bitzel_meta::emit_history(ds, var, &mut out);
+            out
+        };
+        if let Some(r) = self.owned_read(emit) {
+            return r;
+        }
+        let ds = self.with(|c| c.snapshot())?.map_err(unsupported)?;
+        Ok(emit(&ds))
+    }
+
     fn has_overrides(&self, var: &str) -> PyResult<bool> {
         self.with(|c| c.has_overrides(var))?.map_err(unsupported)
     }
