@@ -327,3 +327,12 @@ fn sys_executable_is_the_linked_interpreter() {
     assert_eq!(exe, bitzel_python::LINKED_PYTHON);
     assert!(Path::new(&exe).is_absolute(), "{exe}");
 }
+
+#[test]
+fn getvar_identity_flag_types_and_varhistory_as_datasmart() {
+    assert_eq!(var("good", "SAME_OBJECT").as_deref(), Some("True"));
+    assert_eq!(var("good", "EXPORT_FLAG").as_deref(), Some("1"));
+    let history = var("good", "FLAVOURS_HISTORY").unwrap();
+    assert!(history.contains("# $FLAVOURS"), "{history}");
+    assert!(history.contains("good.bb:2"), "{history}");
+}
