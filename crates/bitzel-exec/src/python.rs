@@ -216,7 +216,10 @@ fn datastore(
             entry.insert("v".into(), v.into());
         }
         let mut flags = serde_json::Map::new();
+        // A flag holding a Python literal (the parser's int 1 of `func`,
+        // `export`...) goes as its `str()`, the text the task's `d` reads.
         for (k, v) in d.flags(&name) {
+            let v = bitzel_meta::py_str(&v).to_string();
             keyed.insert(format!("{name}[{k}]"), v.clone());
             flags.insert(k, v.into());
         }

@@ -29,7 +29,7 @@ const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x05";
 /// changing (a fix in the evaluator, the Python subset, anonymous
 /// functions, the stored format...): entries made by older semantics are
 /// then never used.
-pub const PARSE_SEMANTICS: u32 = 4;
+pub const PARSE_SEMANTICS: u32 = 5;
 
 /// The parse semantics every entry is keyed by: the crate version (an
 /// upgraded bitzel never reuses an older one's entries) and
@@ -590,6 +590,7 @@ fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
         w.u32(d.col);
         w.str(&d.message);
         w.str(&d.snippet);
+        w.body.push(u8::from(d.fatal));
     }
 }
 
@@ -695,6 +696,7 @@ fn decode_parsed(r: &mut Reader, base: &Arc<DataStore>) -> Option<Parsed> {
             col: r.u32()?,
             message: r.str()?.to_string(),
             snippet: r.str()?.to_string(),
+            fatal: r.u8()? != 0,
         });
     }
     Some((recipes, diags))

@@ -963,6 +963,13 @@ impl DataStore {
 
 /// BitBake's `bb.utils.to_boolean`-ish truthiness of a flag value.
 fn truthy(v: &str) -> bool {
+    if let Some(lit) = v.strip_prefix(crate::python::PY_LITERAL) {
+        // A Python value: its own truth (0, False, None, empty are false).
+        return !matches!(
+            lit,
+            "0" | "0.0" | "False" | "None" | "()" | "[]" | "{}" | "set()" | "frozenset()"
+        );
+    }
     !matches!(
         v.trim().to_ascii_lowercase().as_str(),
         "" | "0" | "false" | "no" | "n" | "f" | "off"

@@ -41,6 +41,9 @@ pub struct Diagnostic {
     pub message: String,
     /// The source line and a caret under the column (empty when unknown).
     pub snippet: String,
+    /// BitBake stops here with `bb.fatal` (the message logged, then
+    /// `bb.BBHandledException`) rather than raising `bb.parse.ParseError`.
+    pub fatal: bool,
 }
 
 impl Diagnostic {
@@ -60,6 +63,15 @@ impl Diagnostic {
             col,
             message: message.into(),
             snippet: source_line.map(|l| snippet(l, col)).unwrap_or_default(),
+            fatal: false,
+        }
+    }
+
+    /// The same diagnostic, marked as one BitBake reports with `bb.fatal`.
+    pub fn fatal(self) -> Diagnostic {
+        Diagnostic {
+            fatal: true,
+            ..self
         }
     }
 

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::data::DataStore;
-use crate::python::PY_LITERAL;
+use crate::python::{py_str, PY_LITERAL};
 
 /// What to print.
 #[derive(Debug, Clone, Default)]
@@ -22,10 +22,15 @@ pub struct EmitOptions {
 fn to_boolean(v: Option<String>) -> bool {
     match v {
         None => false,
-        Some(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "1" | "y" | "yes" | "true" | "t" | "on"
-        ),
+        // An int (the parser's `export` flag is the int 1) is true when not
+        // 0; a bool is an int.
+        Some(s) => match s.strip_prefix(PY_LITERAL) {
+            Some(lit) => !matches!(lit, "0" | "False" | "None"),
+            None => matches!(
+                s.trim().to_ascii_lowercase().as_str(),
+                "1" | "y" | "yes" | "true" | "t" | "on"
+            ),
+        },
     }
 }
 
@@ -112,7 +117,7 @@ fn emit_var(ds: &DataStore, var: &str, all: bool, history: bool, out: &mut Strin
             out,
             "# line: {}, file: {}",
             ds.get_flag_unexpanded(var, "lineno")
-                .unwrap_or_else(|| "None".into()),
+                .map_or_else(|| "None".into(), |l| py_str(&l).to_string()),
             ds.get_flag_unexpanded(var, "filename")
                 .unwrap_or_else(|| "None".into())
         );

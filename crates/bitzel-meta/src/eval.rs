@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::data::{DataStore, ExpandError, HistoryEntry};
 use crate::diag::{Diagnostic, Severity};
 use crate::parse::{self, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
+use crate::python::PY_ONE;
 use crate::Loader;
 
 /// Shared, thread-safe state for one workspace load: the loader and every
@@ -17,6 +18,9 @@ use crate::Loader;
 pub(crate) struct Env<'a> {
     pub(crate) loader: &'a dyn Loader,
     asts: Mutex<HashMap<PathBuf, Option<Arc<Ast>>>>,
+    /// The directory BitBake's process would run in: relative (and empty)
+    /// `BBPATH` entries are relative to it (`bb.utils.which`).
+    cwd: Option<PathBuf>,
 }
 
 /// Why a file could not be loaded.
@@ -25,10 +29,22 @@ pub(crate) enum LoadError {
 }
 
 impl<'a> Env<'a> {
+    /// Files from `loader`; relative `BBPATH` entries are relative to
+    /// this process's current directory (`bb.parse.handle` in a process).
     pub(crate) fn new(loader: &'a dyn Loader) -> Env<'a> {
         Env {
             loader,
             asts: Mutex::new(HashMap::new()),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+
+    /// Files from `loader`; relative `BBPATH` entries are relative to
+    /// `dir` (a build's `TOPDIR`, where BitBake runs).
+    pub(crate) fn in_dir(loader: &'a dyn Loader, dir: &Path) -> Env<'a> {
+        Env {
+            cwd: Some(dir.to_path_buf()),
+            ..Env::new(loader)
         }
     }
 
@@ -248,7 +264,7 @@ impl<'e> Eval<'e> {
                 self.ds.set_var_flag(
                     var,
                     "export",
-                    Arc::from("1"),
+                    Arc::from(PY_ONE),
                     hist(file, line, "exported", Arc::from("1")),
                 );
             }
@@ -305,7 +321,7 @@ impl<'e> Eval<'e> {
                         };
                         self.ds.set_var("__BBHANDLERS", Arc::from(v), None);
                     }
-                    self.ds.set_var_flag(n, "handler", Arc::from("1"), None);
+                    self.ds.set_var_flag(n, "handler", Arc::from(PY_ONE), None);
                 }
             }
             StmtKind::ExportFunctions { funcs, classname } => {
@@ -319,8 +335,9 @@ impl<'e> Eval<'e> {
             } => self.func(file, line, name.as_deref(), *python, *fakeroot, body),
             StmtKind::PyDef { name, text } => {
                 let h = hist(file, line, "set", text.clone());
-                self.ds.set_var_flag(name, "func", Arc::from("1"), None);
-                self.ds.set_var_flag(name, "python", Arc::from("1"), None);
+                self.ds.set_var_flag(name, "func", Arc::from(PY_ONE), None);
+                self.ds
+                    .set_var_flag(name, "python", Arc::from(PY_ONE), None);
                 self.ds.set_var(name, text.clone(), h);
                 self.ds.set_var_flag(
                     name,
@@ -393,7 +410,7 @@ impl<'e> Eval<'e> {
             self.ds.set_var_flag(
                 var,
                 "export",
-                Arc::from("1"),
+                Arc::from(PY_ONE),
                 hist(file, line, "exported", Arc::from("1")),
             );
         }
@@ -456,20 +473,28 @@ impl<'e> Eval<'e> {
         }
     }
 
+    /// `BBPATH`'s entries as `bb.utils.which` reads them: split on `:`,
+    /// empty entries kept (an unset or empty `BBPATH` is one empty entry,
+    /// which [`Self::which`] takes as the current directory).
     fn bbpath(&self) -> Vec<String> {
         let bbpath = self.ds.get_var("BBPATH").unwrap_or_default();
-        bbpath
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+        bbpath.split(':').map(str::to_string).collect()
     }
 
-    /// `bb.utils.which(path, item)`: the first `dir/item` that exists.
-    /// Every candidate looked at is recorded as an input.
+    /// `bb.utils.which(path, item)`: the first `dir/item` that exists. A
+    /// relative (or empty) `dir` is relative to the current directory
+    /// ([`Env::in_dir`]) and candidates are made absolute
+    /// (`os.path.abspath`, as `which` does with the one it returns). Every
+    /// candidate looked at is recorded as an input.
     pub(crate) fn which(&mut self, dirs: &[String], item: &str) -> Option<PathBuf> {
         for d in dirs {
             let cand = Path::new(d).join(item);
+            let cand = match &self.env.cwd {
+                Some(cwd) if !cand.is_absolute() => PathBuf::from(
+                    crate::pyexpr::bbfuncs::normpath(&cwd.join(&cand).to_string_lossy()),
+                ),
+                _ => cand,
+            };
             match self.env.load(&cand) {
                 Ok(Some(_)) => return Some(cand),
                 Ok(None) => self.inputs.push((cand, None)),
@@ -485,7 +510,7 @@ impl<'e> Eval<'e> {
         };
         match kind {
             IncludeKind::IncludeAll => {
-                for dir in self.bbpath() {
+                for dir in self.bbpath().into_iter().filter(|d| !d.is_empty()) {
                     let p = Path::new(&dir).join(names.trim());
                     self.include_one(file, line, &p.to_string_lossy(), false);
                 }
@@ -509,7 +534,13 @@ impl<'e> Eval<'e> {
                 .parent()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default()];
-            dirs.extend(self.bbpath());
+            // ConfHandler formats "dir:BBPATH": an unset BBPATH is the
+            // text "None" there, not the current directory.
+            if self.ds.contains("BBPATH") {
+                dirs.extend(self.bbpath());
+            } else {
+                dirs.push("None".to_string());
+            }
             if let Some(found) = self.which(&dirs, name) {
                 path = found;
             }
@@ -630,7 +661,7 @@ impl<'e> Eval<'e> {
         };
         let h = |op: &'static str, d: &str| hist(file, line, op, Arc::from(d));
         self.ds
-            .set_var_flag(&task, "task", Arc::from("1"), h("addtask", "1"));
+            .set_var_flag(&task, "task", Arc::from(PY_ONE), h("addtask", "1"));
         let tasks = self
             .ds
             .content_parsing("__BBTASKS")
@@ -760,7 +791,8 @@ impl<'e> Eval<'e> {
             self.ds
                 .set_var_flag(&fname, "fakeroot", Arc::from("1"), None);
         }
-        self.ds.set_var_flag(&fname, "func", Arc::from("1"), None);
+        self.ds
+            .set_var_flag(&fname, "func", Arc::from(PY_ONE), None);
         self.ds
             .set_var(&fname, text.clone(), hist(file, line, "set", text));
         self.ds.set_var_flag(
@@ -808,7 +840,8 @@ impl<'e> Eval<'e> {
             }
             self.ds
                 .set_var_flag(func, "filename", Arc::from("autogenerated"), None);
-            self.ds.set_var_flag(func, "lineno", Arc::from("1"), None);
+            self.ds
+                .set_var_flag(func, "lineno", Arc::from(PY_ONE), None);
             let is_py = self
                 .ds
                 .flag_raw(&called, "python", false)

@@ -41,8 +41,8 @@ pub use emit::{emit_env, emit_history, EmitOptions};
 pub use handle::{handle, handle_with, Handled};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
 pub use python::{
-    install_python_host, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
-    PROCESS_LOCAL,
+    install_python_host, py_str, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
+    PROCESS_LOCAL, PY_ONE,
 };
 pub use workspace::load_workspace;
 

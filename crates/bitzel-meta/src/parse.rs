@@ -278,6 +278,14 @@ impl<'t> Parser<'t> {
         self.diag(Severity::Error, line, col, message);
     }
 
+    /// An error BitBake reports with `bb.fatal` ([`Diagnostic::fatal`]).
+    fn fatal_error(&mut self, line: u32, col: u32, message: impl Into<String>) {
+        self.error(line, col, message);
+        if let Some(d) = self.diags.pop() {
+            self.diags.push(d.fatal());
+        }
+    }
+
     fn diag(&mut self, severity: Severity, line: u32, col: u32, message: impl Into<String>) {
         let src = line
             .checked_sub(1)
@@ -320,26 +328,40 @@ impl<'t> Parser<'t> {
                 if let Some(stripped) = phys.strip_suffix('\\') {
                     text.push_str(stripped);
                     j += 1;
-                    if j >= n {
-                        break;
-                    }
-                    let next = self.rstripped(j);
-                    if commented && !next.starts_with('#') && !next.is_empty() {
-                        self.error(
-                            (j + 1) as u32,
+                    let next = (j < n).then(|| self.rstripped(j));
+                    // BitBake (both handlers) stops with `bb.fatal` when a
+                    // continued comment goes on with a line that is not a
+                    // comment, an empty line or the end of the file; the
+                    // recipe handler also when a continued statement goes
+                    // on with a comment (the configuration handler joins
+                    // that comment into the statement).
+                    let next_comment = next.is_some_and(|l| l.starts_with('#'));
+                    if commented && !next_comment {
+                        let (line, what) = match next {
+                            Some("") => (j + 1, "an empty line"),
+                            Some(_) => (j + 1, "a line that is not a comment"),
+                            None => (j, "the end of the file"),
+                        };
+                        self.fatal_error(
+                            line as u32,
                             1,
-                            "this line continues a comment (the previous line ends with `\\`); \
-                             BitBake rejects such partially commented expressions: \
-                             make every line a comment or remove the backslash",
+                            format!(
+                                "a comment ending with `\\` is continued by {what}; BitBake \
+                                 rejects such partially commented expressions: make every \
+                                 line a comment or remove the backslash"
+                            ),
                         );
-                    } else if !commented && next.starts_with('#') {
-                        self.error(
+                    } else if !commented && next_comment && self.mode == Mode::Recipe {
+                        self.fatal_error(
                             (j + 1) as u32,
                             1,
                             "comment in the middle of a multi-line expression \
                              (the previous line ends with `\\`); BitBake rejects this: \
                              move the comment above the statement",
                         );
+                    }
+                    if next.is_none() {
+                        break;
                     }
                 } else {
                     text.push_str(phys);
@@ -1092,6 +1114,33 @@ P.=".x"
             expect![[r#"
                 2: Assign { export: false, var: "A", flag: None, op: Set, value: "a    b " }
                 6: Assign { export: false, var: "B", flag: None, op: Set, value: "it\"s" }
+            "#]],
+        );
+    }
+
+    /// BitBake's `bb.fatal` cases of continued lines and comments: a
+    /// continued comment must go on with comments (not an empty line, a
+    /// statement or the end of the file); a continued statement may not go
+    /// on with a comment in a recipe, while a configuration file joins it.
+    #[test]
+    fn continued_comments() {
+        let fatal = |mode: Mode, src: &str| -> Vec<(u32, bool)> {
+            let ast = parse(Path::new("t"), src, mode);
+            ast.diagnostics.iter().map(|d| (d.line, d.fatal)).collect()
+        };
+        for mode in [Mode::Recipe, Mode::Conf] {
+            assert_eq!(fatal(mode, "# a \\\n# b \\\n\nA = \"1\"\n"), [(3, true)]);
+            assert_eq!(fatal(mode, "# a \\\n# b \\"), [(2, true)]);
+            assert_eq!(fatal(mode, "# a \\\nA = \"1\"\n"), [(2, true)]);
+            assert_eq!(fatal(mode, "# a \\\n# b\nA = \"1\"\n"), []);
+        }
+        let in_var = "VAR = \" \\\n    A \\\n#   c \\\n    B \\\n\"\n";
+        assert_eq!(fatal(Mode::Recipe, in_var), [(3, true)]);
+        check(
+            Mode::Conf,
+            in_var,
+            expect![[r#"
+                1: Assign { export: false, var: "VAR", flag: None, op: Set, value: "     A #   c     B " }
             "#]],
         );
     }

@@ -149,6 +149,18 @@ pub const PROCESS_LOCAL: &str = "\0bitzel-py:obj:";
 /// `repr`, which for these types is also its `str`.
 pub const PY_LITERAL: &str = "\0bitzel-py:lit:";
 
+/// The Python integer `1` as the datastore keeps it: BitBake's parser sets
+/// the `export`, `func` and `handler` flags (and `task`, `python` of a
+/// `def`, `lineno` of an `EXPORT_FUNCTIONS` stub) to the int `1`, not the
+/// text `"1"`.
+pub const PY_ONE: &str = "\0bitzel-py:lit:1";
+
+/// A stored value as Python's `str()` shows it: a literal's text without
+/// the [`PY_LITERAL`] mark (its `repr`, which is its `str`).
+pub fn py_str(value: &str) -> &str {
+    value.strip_prefix(PY_LITERAL).unwrap_or(value)
+}
+
 static HOST: OnceLock<Arc<dyn PythonHost>> = OnceLock::new();
 
 /// Install the process-wide host. Returns false (and changes nothing) when

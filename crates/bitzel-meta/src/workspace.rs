@@ -848,7 +848,7 @@ pub fn load_workspace(
     loader: &dyn Loader,
     opts: &ParseOptions,
 ) -> Result<Workspace, MetaError> {
-    let env = Env::new(loader);
+    let env = Env::in_dir(loader, &input.topdir);
     let base = base_config(&env, input);
     if base.diags.iter().any(Diagnostic::is_error) {
         return Err(MetaError::Config {

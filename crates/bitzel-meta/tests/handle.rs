@@ -92,3 +92,55 @@ fn deltask_expands_its_list_as_bitbake() {
     assert!(h.errors.is_empty(), "{:?}", h.errors);
     assert_eq!(h.data.tasks(), vec!["do_c".to_string()]);
 }
+
+#[test]
+fn bbpath_entries_relative_to_the_current_directory_as_bb_utils_which() {
+    // bb.utils.which joins each BBPATH entry (an unset BBPATH being one
+    // empty entry) with the item, so a relative entry is relative to the
+    // current directory, and the file found is made absolute.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("classes")).unwrap();
+    std::fs::write(dir.path().join("classes/c.bbclass"), "FROM_CLASS = \"1\"\n").unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count() - 1);
+    let rel = format!(
+        "{up}{}",
+        dir.path().display().to_string().trim_start_matches('/')
+    );
+    let f = dir.path().join("t.bb");
+    std::fs::write(&f, format!("BBPATH = \"/nonexistent::{rel}\"\ninherit c\n")).unwrap();
+    let h = handle(&f, DataStore::new(), false);
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.data.get_var("FROM_CLASS").as_deref(), Some("1"));
+    let cache = h.data.get_var("__inherit_cache").unwrap_or_default();
+    assert!(
+        cache
+            .split_whitespace()
+            .all(|p| p.starts_with('/') && !p.contains("/../")),
+        "{cache}"
+    );
+}
+
+#[test]
+fn parser_flags_are_the_int_one_as_bitbakes_ast_sets_them() {
+    // BitBake's ast: `export` and `func` (and `python` of a `def`) are the
+    // int 1; `python` of `python f()` and `fakeroot` are the text "1".
+    let h = parse(
+        "export A = \"a\"\nexport B\ndo_x() {\n    :\n}\npython do_y() {\n    pass\n}\ndef f(d):\n    return 1\naddtask x\n",
+        "bb",
+    );
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    let flag = |v: &str, f: &str| h.data.get_flag_unexpanded(v, f);
+    let one = Some(bitzel_meta::PY_ONE.to_string());
+    assert_eq!(flag("A", "export"), one);
+    assert_eq!(flag("B", "export"), one);
+    assert_eq!(flag("do_x", "func"), one);
+    assert_eq!(flag("do_x", "python"), None);
+    assert_eq!(flag("do_y", "func"), one);
+    assert_eq!(flag("do_y", "python").as_deref(), Some("1"));
+    assert_eq!(flag("f", "python"), one);
+    assert_eq!(flag("do_x", "task"), one);
+    assert!(h.data.is_exported("A") && h.data.is_func("do_x") && h.data.is_python("f"));
+    let out = bitzel_meta::emit_env(&h.data, &Default::default());
+    assert!(out.contains("export A=\"a\""), "{out}");
+}

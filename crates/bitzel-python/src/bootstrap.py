@@ -199,9 +199,6 @@ class DataProxy:
     def setVarFlag(self, var, flag, value, **loginfo):
         if flag in _LIST_FLAGS:
             value = _list_out(value)
-        elif flag == 'task':
-            # bitzel's datastore marks tasks with the text "1".
-            value = str(value)
         else:
             value = _to_store(value)
         self._c.op('setflag', var, flag, value)
@@ -308,6 +305,23 @@ class DataProxy:
 
     def getVarHistory(self, var):
         return []
+
+    @property
+    def varhistory(self):
+        return _VarHistory(self._c)
+
+
+class _VarHistory:
+    """`d.varhistory` as bb.data.emit_var uses it: `emit` writes the
+    history comment block bitzel's datastore keeps for a variable (the
+    values are the datastore's own; `oval`/`val` are what it computes)."""
+    __slots__ = ('_c',)
+
+    def __init__(self, core):
+        self._c = core
+
+    def emit(self, var, oval, val, o, d):
+        o.write(self._c.history_text(var))
 
 
 class _Locals(dict):

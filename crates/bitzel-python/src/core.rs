@@ -11,6 +11,7 @@ use bitzel_meta::pyexpr::{DataOp, LogLevel, PyContext};
 use bitzel_meta::{with_data_context, DataStore, ExpandError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 type CtxPtr = *const (dyn PyContext + 'static);
 
@@ -128,13 +129,25 @@ fn unsupported(what: String) -> PyErr {
 
 #[pymethods]
 impl Core {
-    fn get(&self, py: Python<'_>, var: &str, expand: bool) -> PyResult<Option<String>> {
-        if expand {
-            if let Some(r) = self.owned_read(|ds| ds.try_get_var(var)) {
-                return r?.map_err(|e| expansion_error(py, var, &e));
-            }
-        }
-        self.with(|c| c.get_var(var, expand))
+    /// A variable's value. The string is interned, so reading the same
+    /// value twice gives the same object, as BitBake's `getVar` returns the
+    /// stored (or expansion-cached) object itself.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        var: &str,
+        expand: bool,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
+        let owned = if expand {
+            self.owned_read(|ds| ds.try_get_var(var))
+        } else {
+            None
+        };
+        let value = match owned {
+            Some(r) => r?.map_err(|e| expansion_error(py, var, &e))?,
+            None => self.with(|c| c.get_var(var, expand))?,
+        };
+        Ok(value.map(|v| PyString::intern(py, &v)))
     }
 
     fn flag(
@@ -190,6 +203,21 @@ impl Core {
         self.with(|c| c.expand(s))
     }
 
+    /// BitBake's `VariableHistory.emit` block for `var` (the `#` comment
+    /// lines `bb.data.emit_var(..., all=True)` writes before a variable).
+    fn history_text(&self, var: &str) -> PyResult<String> {
+        let emit = |ds: &DataStore| {
+            let mut out = String::new();
+            bitzel_meta::emit_history(ds, var, &mut out);
+            out
+        };
+        if let Some(r) = self.owned_read(emit) {
+            return r;
+        }
+        let ds = self.with(|c| c.snapshot())?.map_err(unsupported)?;
+        Ok(emit(&ds))
+    }
+
     fn has_overrides(&self, var: &str) -> PyResult<bool> {
         self.with(|c| c.has_overrides(var))?.map_err(unsupported)
     }
@@ -214,8 +242,9 @@ impl Core {
     }
 
     /// Parse `path` into this datastore (it must be one of its own) with
-    /// bitzel's parser: `(skip reason, error messages)`.
-    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>)> {
+    /// bitzel's parser: `(skip reason, error messages, whether BitBake
+    /// reports one of them with bb.fatal)`.
+    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>, bool)> {
         let Some(m) = &self.owned else {
             return Err(unsupported(
                 "parsing into the datastore of the parse in progress".to_string(),
@@ -227,7 +256,12 @@ impl Core {
         let data = std::mem::replace(&mut *ds, DataStore::new());
         let h = bitzel_meta::handle(Path::new(path), data, include);
         *ds = h.data;
-        Ok((h.skipped, h.errors.iter().map(|e| e.to_string()).collect()))
+        let fatal = h.errors.iter().any(|e| e.fatal);
+        Ok((
+            h.skipped,
+            h.errors.iter().map(|e| e.to_string()).collect(),
+            fatal,
+        ))
     }
 
     fn log(&self, level: u32, msg: &str) -> PyResult<()> {

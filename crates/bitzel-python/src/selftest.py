@@ -37,7 +37,12 @@ def install(boot, core_type):
     def handle(fn, d, include=0, baseconfig=False):
         if not isinstance(d, boot.DataProxy):
             raise TypeError("bitzel selftest: bb.parse.handle got %r, not a bitzel datastore" % (d,))
-        skipped, errors = d._c.parse(fn, bool(include))
+        skipped, errors, fatal = d._c.parse(fn, bool(include))
+        if fatal:
+            # bb.fatal: the error is logged, then BBHandledException.
+            for e in errors:
+                bb.parse.logger.critical(e)
+            raise bb.BBHandledException()
         if errors:
             raise bb.parse.ParseError('\n'.join(errors), fn)
         if include or fn.endswith('.conf') or fn.endswith('.bbclass'):

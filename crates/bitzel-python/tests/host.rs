@@ -158,9 +158,10 @@ fn bitbake_lists_cross_d_as_python_lists() {
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);
     assert_eq!(r.data.task_deps("do_extra"), ["do_other", "do_thing"]);
+    // bb.build.addtask sets the flag to the int 1, as the parser does.
     assert_eq!(
         r.data.get_flag_unexpanded("do_extra", "task").as_deref(),
-        Some("1")
+        Some(bitzel_meta::PY_ONE)
     );
 }
 
@@ -380,4 +381,13 @@ fn sys_executable_is_the_linked_interpreter() {
         .unwrap();
     assert_eq!(exe, bitzel_python::LINKED_PYTHON);
     assert!(Path::new(&exe).is_absolute(), "{exe}");
+}
+
+#[test]
+fn getvar_identity_flag_types_and_varhistory_as_datasmart() {
+    assert_eq!(var("good", "SAME_OBJECT").as_deref(), Some("True"));
+    assert_eq!(var("good", "EXPORT_FLAG").as_deref(), Some("1"));
+    let history = var("good", "FLAVOURS_HISTORY").unwrap();
+    assert!(history.contains("# $FLAVOURS"), "{history}");
+    assert!(history.contains("good.bb:2"), "{history}");
 }

@@ -519,7 +519,7 @@ fn min_max<'a>(
 }
 
 /// posixpath.normpath.
-fn normpath(p: &str) -> String {
+pub(crate) fn normpath(p: &str) -> String {
     if p.is_empty() {
         return ".".to_owned();
     }

@@ -48,7 +48,7 @@
 //! reusable compiled expression, and [`eval_inline`] keeps a small
 //! thread-safe cache of compiled expressions keyed by source text.
 
-mod bbfuncs;
+pub(crate) mod bbfuncs;
 mod eval;
 mod format;
 mod lexer;

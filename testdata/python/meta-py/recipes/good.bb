@@ -37,3 +37,16 @@ python () {
     d.setVarFlag("do_extra", "deps", deps + ["do_thing"])
     d.setVarFlag("do_extra", "task", 1)
 }
+
+export EXPORTED = "e"
+
+python () {
+    # The same value read twice is the same object, as DataSmart returns its
+    # stored one; the parser's `export` flag is the int 1.
+    d.setVar("SAME_OBJECT", str(d.getVar("FLAVOURS", False) is d.getVar("FLAVOURS", False)))
+    d.setVar("EXPORT_FLAG", repr(d.getVarFlag("EXPORTED", "export")))
+    import io
+    out = io.StringIO()
+    d.varhistory.emit("FLAVOURS", None, None, out, d)
+    d.setVar("FLAVOURS_HISTORY", out.getvalue())
+}
