@@ -207,9 +207,11 @@ stage "K: a worker SIGKILLed mid-lease; the build still succeeds" step_kill
 step_refuse() {
   for w in k1 k2; do kill -TERM "$(cat "$work/$w.pid")" 2>/dev/null || true; done
   sleep 2
-  worker odd --instance main --root-path /usr
+  # Instance `fresh`: testdata/verbs was built on `main` (step E), so its
+  # action cache there would answer without any worker.
+  worker odd --instance fresh --root-path /usr
   if (cd "$work/a" && "$bin" build testdata/verbs/project.yml app --sandbox native \
-      --cache-dir "$work/cache-odd" --remote-executor "$engine" --remote-instance main) > "$work/odd.out" 2>&1; then
+      --cache-dir "$work/cache-odd" --remote-executor "$engine" --remote-instance fresh) > "$work/odd.out" 2>&1; then
     fail "a build on a worker with another build root succeeded"
   fi
   grep -q "refuses this action: it needs build root" "$work/odd.out" || { cat "$work/odd.out"; fail "no refusal reason shown"; }
