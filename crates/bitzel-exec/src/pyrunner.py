@@ -115,6 +115,9 @@ def main():
     # directory of the sandbox, never into the task's captured output.
     d.setVar("T", temp)
     d.setVar("BB_RUNTASK", task)
+    # As bb.build._exec_task: the task's name without `do_` (sstate.bbclass
+    # refuses to run without it: "sstate code running without task context").
+    d.setVar("BB_CURRENTTASK", task[3:] if task.startswith("do_") else task)
     d.setVar("BB_WORKERCONTEXT", "1")
     d.setVar("BB_LOGFILE", "/dev/stdout")
     for namespace, libdir in spec["pylibs"]:
