@@ -78,6 +78,15 @@ setup() {
 }
 stage "setup: BuildGrid, two workers, downloads" setup
 
+on_demand() { # <checkout name>: downloaded bytes below what every output would be
+  local lazy eager deployed
+  lazy=$(field "$work/$1.json" remote_exec_bytes_downloaded)
+  eager=$(field "$work/$1.json" remote_exec_bytes_eager)
+  deployed=$(find "$work/$1/build/tmp/deploy" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  echo "checkout $1: bytes downloaded from the engine: $lazy (deployed files: $deployed; fetching every output eagerly: $eager)"
+  [ "$lazy" -gt 0 ] && [ "$lazy" -lt "$eager" ] || fail "checkout $1: on-demand download ($lazy) should be less than eager ($eager)"
+}
+
 step_a() {
   checkout "$work/a" || return
   build "$work/a" "$work/cache-a" "$work/a.json" --remote-executor "$engine" --remote-instance main || return
@@ -85,12 +94,7 @@ step_a() {
   [ "$(field "$work/a.json" executed)" -gt 0 ] || fail "build A executed nothing"
   # Outputs stay on the engine until something local reads them: the
   # deployed files and the layers of tasks run here (Python tasks).
-  local lazy eager deployed
-  lazy=$(field "$work/a.json" remote_exec_bytes_downloaded)
-  eager=$(field "$work/a.json" remote_exec_bytes_eager)
-  deployed=$(find "$work/a/build/tmp/deploy" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-  echo "bytes downloaded from the engine: $lazy (deployed files: $deployed; fetching every output eagerly: $eager)"
-  [ "$lazy" -gt 0 ] && [ "$lazy" -lt "$eager" ] || fail "on-demand download ($lazy) should be less than eager ($eager)"
+  on_demand a || return
   (cd "$work/a" && "$bin" runqemu --check examples/busybox-qemux86-64.yml) || return
   scripts/buildgrid jobs "$bg" | tee "$work/jobs"
   local n1 n2 # the engine records the bot id as the job's worker
@@ -116,12 +120,7 @@ step_b() {
   [ "$(field "$work/b.json" executed)" -eq 0 ] || fail "checkout B executed $(field "$work/b.json" executed) tasks"
   # Hits in the engine's action cache leave the outputs there too: only
   # what is deployed here is downloaded.
-  local lazy eager deployed
-  lazy=$(field "$work/b.json" remote_exec_bytes_downloaded)
-  eager=$(field "$work/b.json" remote_exec_bytes_eager)
-  deployed=$(find "$work/b/build/tmp/deploy" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-  echo "checkout B: bytes downloaded from the engine: $lazy (deployed files: $deployed; fetching every output eagerly: $eager)"
-  [ "$lazy" -gt 0 ] && [ "$lazy" -lt "$eager" ] || fail "checkout B: on-demand download ($lazy) should be less than eager ($eager)"
+  on_demand b || return
   checkout "$work/n" nodl
   build "$work/n" "$work/cache-n" "$work/n.json" --remote-executor "$engine" --remote-instance main || return
   [ "$(field "$work/n.json" executed)" -eq 0 ] || fail "the checkout without downloads executed tasks"

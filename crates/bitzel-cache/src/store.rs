@@ -402,7 +402,7 @@ impl Storage for Stacked {
             // level only: another remote would need the files uploaded.
             let lazy = level.serves_files_on_demand();
             let lower_levels = if lazy {
-                &self.levels[..1]
+                &self.levels[..i.min(1)]
             } else {
                 &self.levels[..i]
             };
