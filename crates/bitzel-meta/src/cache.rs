@@ -594,6 +594,44 @@ fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
     }
 }
 
+/// The key a whole datastore's byte form ([`datastore_bytes`]) is written
+/// under: it has no base configuration.
+const WHOLE_STORE: [u8; 32] = [0; 32];
+
+/// A whole datastore (every layer flattened: values, flags, history) as
+/// bytes, for Python's pickling of `d` (BitBake's DataSmart pickles).
+pub fn datastore_bytes(ds: &DataStore) -> Vec<u8> {
+    // A base no layer is: `vars_above` flattens the whole chain.
+    let vars = ds.vars_above(&Arc::new(DataStore::new()));
+    let mut keys: Vec<&Arc<str>> = vars.keys().collect();
+    keys.sort();
+    let mut w = Writer::default();
+    w.u32(keys.len() as u32);
+    for k in keys {
+        w.arc(k);
+        if let Some(e) = vars.get(k) {
+            encode_entry(&mut w, e);
+        }
+    }
+    w.finish(&WHOLE_STORE)
+}
+
+/// The datastore [`datastore_bytes`] wrote, or None when `bytes` is not
+/// one (truncated, or another format).
+pub fn datastore_from_bytes(bytes: &[u8]) -> Option<DataStore> {
+    let strings = Mutex::new(hashbrown::HashSet::new());
+    let mut r = Reader::new(Arc::from(bytes), &WHOLE_STORE, &strings)?;
+    let start = r.pos;
+    for _ in 0..r.u32()? {
+        r.skip_str()?;
+        skip_entry(&mut r)?;
+    }
+    if r.pos != r.b.len() {
+        return None;
+    }
+    Some(DataStore::from_vars(decode_vars(&mut r.at(start))))
+}
+
 /// A recipe layer's variables, from a vars section [`decode_parsed`] has
 /// checked (so a failure here, which cannot happen, gives what was read).
 fn decode_vars(r: &mut Reader) -> VarMap {

@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::localvars::LocalVars;
+use crate::localvars::{LocalVars, VarMap};
 use crate::pyexpr::{self, PyContext};
 
 /// One recorded operation on a variable (what `bitbake -e` prints in its
@@ -952,6 +952,14 @@ impl DataStore {
 
     /// A layer over `parent` holding `vars` (for the parse cache: a
     /// decoder run on first use).
+    /// A datastore of one layer holding `vars`.
+    pub(crate) fn from_vars(vars: VarMap) -> DataStore {
+        DataStore {
+            vars: LocalVars::from(vars),
+            ..DataStore::new()
+        }
+    }
+
     pub(crate) fn from_parts(parent: Arc<DataStore>, vars: LocalVars) -> DataStore {
         DataStore {
             parent: Some(parent),

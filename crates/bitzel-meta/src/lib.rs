@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use anon::with_data_context;
+pub use cache::{datastore_bytes, datastore_from_bytes};
 pub use data::{DataStore, ExpandError, HistoryEntry};
 pub use diag::{Diagnostic, MetaError, Severity};
 pub use emit::{emit_env, emit_history, EmitOptions};

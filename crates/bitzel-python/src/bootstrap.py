@@ -303,12 +303,37 @@ class DataProxy:
     def __len__(self):
         return len(self._c.keys())
 
+    def __reduce__(self):
+        # Pickling keeps the whole datastore (values, flags, history); it
+        # comes back as a datastore of its own.
+        return (_restore_store, (self._c.to_bytes(),))
+
+    def __eq__(self, other):
+        # As DataSmart (a Mapping): equal when the same variables hold the
+        # same unexpanded values.
+        if not isinstance(other, DataProxy):
+            return NotImplemented
+        keys = set(self.keys())
+        if keys != set(other.keys()):
+            return False
+        return all(self.getVar(k, False) == other.getVar(k, False) for k in keys)
+
+    __hash__ = None
+
+    def enableTracking(self):
+        # bitzel's datastore records every variable's history always.
+        pass
+
     def getVarHistory(self, var):
         return []
 
     @property
     def varhistory(self):
         return _VarHistory(self._c)
+
+
+def _restore_store(data):
+    return DataProxy(type(_D._c).from_bytes(data))
 
 
 class _VarHistory:

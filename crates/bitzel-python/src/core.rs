@@ -233,6 +233,31 @@ impl Core {
         })
     }
 
+    /// The whole datastore as bytes (what pickling `d` keeps).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let bytes = match self.owned_read(bitzel_meta::datastore_bytes) {
+            Some(r) => r?,
+            None => {
+                let ds = self.with(|c| c.snapshot())?.map_err(unsupported)?;
+                bitzel_meta::datastore_bytes(&ds)
+            }
+        };
+        Ok(pyo3::types::PyBytes::new(py, &bytes))
+    }
+
+    /// A datastore of its own from [`Core::to_bytes`]'s form (unpickling).
+    #[staticmethod]
+    fn from_bytes(bytes: &[u8]) -> PyResult<Core> {
+        let ds = bitzel_meta::datastore_from_bytes(bytes).ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "bitzel: the pickled datastore is not one this bitzel wrote (truncated, or from another version); pickle it again",
+            )
+        })?;
+        Ok(Core {
+            owned: Some(Mutex::new(ds)),
+        })
+    }
+
     /// A datastore of its own, empty (`bb.data.init()` in the selftest).
     #[staticmethod]
     fn new_store() -> Core {
