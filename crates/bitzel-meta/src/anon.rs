@@ -33,7 +33,15 @@ pub(crate) struct AnonCtx<'d> {
     line: u32,
     logs: RefCell<Vec<(LogLevel, String)>>,
     expand_error: RefCell<Option<ExpandError>>,
+    /// `Some`: the inherits asked for (`DataOp::Inherit`), which the parse
+    /// runs when the Python call returns; `None`: inheriting is not
+    /// possible from this datastore (no recipe is being parsed into it).
+    inherits: Option<RefCell<Vec<PendingInherit>>>,
 }
+
+/// An inherit an event handler or anonymous function asked for: the
+/// classes, the file and line it names.
+pub(crate) type PendingInherit = (String, Arc<Path>, u32);
 
 impl<'d> AnonCtx<'d> {
     pub(crate) fn new(ds: &'d mut DataStore, file: Arc<Path>, line: u32) -> AnonCtx<'d> {
@@ -43,6 +51,17 @@ impl<'d> AnonCtx<'d> {
             line,
             logs: RefCell::new(Vec::new()),
             expand_error: RefCell::new(None),
+            inherits: None,
+        }
+    }
+
+    /// As [`AnonCtx::new`], for a call whose `bb.parse.BBHandler.inherit`
+    /// calls the parse runs afterwards (an event handler, an anonymous
+    /// function run by CPython).
+    fn inheriting(ds: &'d mut DataStore, file: Arc<Path>, line: u32) -> AnonCtx<'d> {
+        AnonCtx {
+            inherits: Some(RefCell::new(Vec::new())),
+            ..AnonCtx::new(ds, file, line)
         }
     }
 
@@ -155,6 +174,20 @@ impl PyContext for AnonCtx<'_> {
             DataOp::RenameVar { var, new } => {
                 let h = self.hist("rename", new);
                 self.write(|d| d.rename_var(var, new, h));
+            }
+            DataOp::Inherit {
+                classes,
+                file,
+                line,
+            } => {
+                let Some(pending) = &self.inherits else {
+                    return Err(
+                        "bb.parse.BBHandler.inherit outside an event handler or anonymous function of a recipe being parsed"
+                            .to_string(),
+                    );
+                };
+                let file: Arc<Path> = Arc::from(Path::new(file));
+                pending.borrow_mut().push((classes.to_string(), file, line));
             }
         }
         Ok(())
@@ -350,10 +383,13 @@ impl Eval<'_> {
             return ControlFlow::Continue(());
         };
         self.ds.begin_transaction();
-        let ctx = AnonCtx::new(&mut self.ds, file.clone(), lineno);
+        let ctx = AnonCtx::inheriting(&mut self.ds, file.clone(), lineno);
         let result = f(host.as_ref(), &ctx);
         let AnonCtx {
-            logs, expand_error, ..
+            logs,
+            expand_error,
+            inherits,
+            ..
         } = ctx;
         self.emit_logs(file, lineno, logs.into_inner());
         if let Some(e) = expand_error.into_inner() {
@@ -368,6 +404,12 @@ impl Eval<'_> {
         match result {
             Ok(PyRun::Done) => {
                 self.ds.commit();
+                // BitBake's inherit parses the class at the call; bitzel's
+                // parser does it when the call returns (what the call read
+                // after inheriting does not see the class yet).
+                for (classes, at, line) in inherits.map(RefCell::into_inner).unwrap_or_default() {
+                    self.inherit(&classes, &at, line, false);
+                }
                 ControlFlow::Continue(())
             }
             Ok(PyRun::Skip(reason)) => {

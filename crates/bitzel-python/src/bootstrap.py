@@ -377,6 +377,21 @@ class _LogToCore(logging.Handler):
             pass
 
 
+def _inherit(files, fn, lineno, d, deferred=False):
+    """bb.parse.BBHandler.inherit as metadata calls it (from an event
+    handler or anonymous function): bitzel's parser inherits the classes
+    into the recipe being parsed once the call returns."""
+    if not isinstance(d, DataProxy):
+        raise TypeError("bitzel: bb.parse.BBHandler.inherit got %r, not the datastore "
+                        "being parsed" % (d,))
+    if deferred:
+        raise NotImplementedError("bitzel: bb.parse.BBHandler.inherit(..., deferred=True) from "
+                                  "Python is not supported; use `inherit_defer` in the metadata")
+    if not isinstance(files, str):
+        files = ' '.join(files)
+    d._c.inherit(files, fn, int(lineno))
+
+
 def install(core, obj_mark):
     """Called once by bitzel: `d` is the proxy of the calling datastore."""
     global _OBJ
@@ -386,6 +401,9 @@ def install(core, obj_mark):
     global _D
     d = DataProxy(core)
     _D = d
+    handler = getattr(bb.parse, 'BBHandler', None)
+    if handler is not None:
+        handler.inherit = _inherit
     logger = logging.getLogger('BitBake')
     logger.addHandler(_LogToCore(core))
     logger.setLevel(logging.DEBUG)

@@ -289,6 +289,18 @@ impl Core {
         ))
     }
 
+    /// `bb.parse.BBHandler.inherit(classes, fn, lineno, d)`: bitzel's
+    /// parser inherits `classes` into the recipe being parsed.
+    fn inherit(&self, classes: &str, file: &str, line: u32) -> PyResult<()> {
+        let op = DataOp::Inherit {
+            classes,
+            file,
+            line,
+        };
+        self.with(|c| c.modify(op))?
+            .map_err(|w| PyRuntimeError::new_err(format!("bitzel: {w} is not possible")))
+    }
+
     fn log(&self, level: u32, msg: &str) -> PyResult<()> {
         let level = match level {
             0..=19 => LogLevel::Debug,

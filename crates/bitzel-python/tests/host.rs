@@ -154,6 +154,35 @@ fn event_handlers_run_in_bitbake_order_with_their_masks() {
 }
 
 #[test]
+fn bbhandler_inherit_from_python_inherits_with_bitzels_parser() {
+    // A RecipePreFinalise handler inherits `viahandler`, an anonymous
+    // function `viaanon` (the stand-in bb's own inherit raises, so the
+    // classes come from bitzel's parser); the class inherited from the
+    // handler brings an anonymous function that runs at finalisation.
+    assert_eq!(
+        var("pyinherit", "VIA_HANDLER").as_deref(),
+        Some("inherited")
+    );
+    assert_eq!(var("pyinherit", "VIA_HANDLER_ANON").as_deref(), Some("ran"));
+    assert_eq!(var("pyinherit", "VIA_ANON").as_deref(), Some("inherited"));
+    assert_eq!(
+        var("pyinherit", "CLASS_ORDER").as_deref(),
+        Some("recipe viahandler viaanon")
+    );
+    let r = ws().recipes.iter().find(|r| r.pn == "pyinherit").unwrap();
+    let cache = r
+        .data
+        .get_var_unexpanded("__inherit_cache")
+        .unwrap_or_default();
+    for class in ["viahandler", "viaanon"] {
+        assert!(
+            cache.contains(&format!("classes/{class}.bbclass")),
+            "{class} not in __inherit_cache: {cache}"
+        );
+    }
+}
+
+#[test]
 fn bitbake_lists_cross_d_as_python_lists() {
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);

@@ -103,6 +103,15 @@ pub enum DataOp<'s> {
     DelVarFlag { var: &'s str, flag: &'s str },
     /// `d.renameVar(var, newkey)`.
     RenameVar { var: &'s str, new: &'s str },
+    /// `bb.parse.BBHandler.inherit(classes, fn, lineno, d)` from an event
+    /// handler or anonymous function: bitzel's parser inherits `classes`
+    /// (expanded, whitespace-separated) into the datastore being parsed,
+    /// as if `inherit` stood at `file`:`line`.
+    Inherit {
+        classes: &'s str,
+        file: &'s str,
+        line: u32,
+    },
 }
 
 /// The level of a `bb.note`/`bb.warn`/... message.

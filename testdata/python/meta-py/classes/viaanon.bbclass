@@ -1,0 +1,2 @@
+VIA_ANON = "inherited"
+CLASS_ORDER .= " viaanon"
