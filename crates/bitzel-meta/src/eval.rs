@@ -660,6 +660,14 @@ impl<'e> Eval<'e> {
             format!("do_{task}")
         };
         let h = |op: &'static str, d: &str| hist(file, line, op, Arc::from(d));
+        let prefix = crate::python::python_host().is_some_and(|p| p.prefixes_task_deps());
+        let dep = |t: &str| -> String {
+            if prefix && !t.starts_with("do_") {
+                format!("do_{t}")
+            } else {
+                t.to_string()
+            }
+        };
         self.ds
             .set_var_flag(&task, "task", Arc::from(PY_ONE), h("addtask", "1"));
         let tasks = self
@@ -680,8 +688,9 @@ impl<'e> Eval<'e> {
             .map(|v| v.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
         for a in after {
-            if !deps.iter().any(|d| d == &**a) {
-                deps.push(a.to_string());
+            let a = dep(a);
+            if !deps.contains(&a) {
+                deps.push(a);
             }
         }
         let joined = deps.join(" ");
@@ -692,6 +701,8 @@ impl<'e> Eval<'e> {
             h("addtask", &joined),
         );
         for b in before {
+            let b = dep(b);
+            let b = b.as_str();
             let mut existing: Vec<String> = self
                 .ds
                 .flag_raw(b, "deps", false)

@@ -87,6 +87,13 @@ pub trait PythonHost: Send + Sync {
     fn fast_path(&self) -> bool {
         true
     }
+    /// Whether `addtask`'s `after`/`before` entries without `do_` get it
+    /// (newer BitBake's `bb.build.addtask`), or stay as written (older
+    /// ones, and bitzel without a BitBake library): the user's BitBake
+    /// decides.
+    fn prefixes_task_deps(&self) -> bool {
+        false
+    }
     /// For the parse cache: the form of a process-local object value
     /// ([`PROCESS_LOCAL`]) that a later process reads back as an equal
     /// object (its pickled state, `d` in it standing for the datastore it

@@ -392,6 +392,17 @@ def _inherit(files, fn, lineno, d, deferred=False):
     d._c.inherit(files, fn, int(lineno))
 
 
+def prefixes_task_deps():
+    """Whether the user's BitBake names addtask's after/before entries
+    with do_ (its bb.build has ensure_task_prefix; older ones keep them
+    as written)."""
+    try:
+        import bb.build
+    except Exception:
+        return False
+    return hasattr(bb.build, 'ensure_task_prefix')
+
+
 def install(core, obj_mark):
     """Called once by bitzel: `d` is the proxy of the calling datastore."""
     global _OBJ

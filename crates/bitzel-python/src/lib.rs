@@ -92,6 +92,9 @@ pub struct CPython {
     /// Modules to import before Python next runs (`require_modules`).
     pending: Mutex<Vec<String>>,
     fast_path: bool,
+    /// Whether this BitBake's `bb.build.addtask` names `after`/`before`
+    /// entries with `do_` when they lack it (it has `ensure_task_prefix`).
+    prefixes_task_deps: bool,
 }
 
 impl std::fmt::Debug for CPython {
@@ -198,6 +201,11 @@ impl CPython {
                 .getattr("install")
                 .and_then(|f| f.call1((core, bitzel_meta::PROCESS_LOCAL)))
                 .map_err(fail)?;
+            let prefixes_task_deps = module
+                .getattr("prefixes_task_deps")
+                .and_then(|f| f.call0())
+                .and_then(|v| v.is_truthy())
+                .map_err(fail)?;
             Ok(CPython {
                 stats: Stats::default(),
                 module: module.unbind(),
@@ -206,6 +214,7 @@ impl CPython {
                 pylibs: Mutex::new(Vec::new()),
                 pending: Mutex::new(Vec::new()),
                 fast_path: true,
+                prefixes_task_deps,
             })
         })
     }
@@ -426,6 +435,10 @@ impl PythonHost for CPython {
 
     fn fast_path(&self) -> bool {
         self.fast_path
+    }
+
+    fn prefixes_task_deps(&self) -> bool {
+        self.prefixes_task_deps
     }
 
     fn loaded_modules(&self) -> Vec<String> {

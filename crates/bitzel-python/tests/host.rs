@@ -183,6 +183,15 @@ fn bbhandler_inherit_from_python_inherits_with_bitzels_parser() {
 }
 
 #[test]
+fn addtask_names_after_and_before_with_do_when_the_bitbake_does() {
+    // The stand-in bb.build has `ensure_task_prefix`, as newer BitBake.
+    let r = ws().recipes.iter().find(|r| r.pn == "taskprefix").unwrap();
+    assert_eq!(r.data.task_deps("do_second"), ["do_first"]);
+    assert_eq!(r.data.task_deps("do_third"), ["do_second"]);
+    assert_eq!(r.data.task_deps("do_fourth"), ["do_second"]);
+}
+
+#[test]
 fn bitbake_lists_cross_d_as_python_lists() {
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);
