@@ -20,6 +20,20 @@ pub struct Handled {
     pub errors: Vec<Diagnostic>,
     /// A recipe's skip reason (`bb.parse.SkipRecipe`), if it raised one.
     pub skipped: Option<String>,
+    /// A recipe's `BBCLASSEXTEND` variants, finalised each on its own
+    /// datastore (as BitBake's `bb.parse.handle` returns them beside `''`).
+    pub variants: Vec<HandledVariant>,
+}
+
+/// One `BBCLASSEXTEND` variant of a [`Handled`] recipe.
+#[derive(Debug)]
+pub struct HandledVariant {
+    /// The `BBCLASSEXTEND` word (BitBake's key for it).
+    pub name: String,
+    /// Its datastore after finalisation.
+    pub data: DataStore,
+    /// Its skip reason, if it raised `bb.parse.SkipRecipe`.
+    pub skipped: Option<String>,
 }
 
 /// Parse `file` into `data` as BitBake's `bb.parse.handle` does: with
@@ -48,15 +62,36 @@ pub fn handle_with(loader: &dyn Loader, file: &Path, data: DataStore, include: b
         ),
         Err(e) => ev.error(file, 0, format!("cannot read: {e}")),
     }
-    let mut skipped = None;
-    if recipe && !ev.diags.iter().any(Diagnostic::is_error) {
-        let farc: Arc<Path> = Arc::from(file);
-        skipped = ev.finalize(&farc);
+    if !recipe || ev.diags.iter().any(Diagnostic::is_error) {
+        let errors = ev.diags.into_iter().filter(Diagnostic::is_error).collect();
+        return Handled {
+            data: ev.ds,
+            errors,
+            skipped: None,
+            variants: Vec::new(),
+        };
     }
-    let errors = ev.diags.into_iter().filter(Diagnostic::is_error).collect();
+    let farc: Arc<Path> = Arc::from(file);
+    let mut errors = Vec::new();
+    let mut base = None;
+    let mut variants = Vec::new();
+    for (mut e, name) in crate::workspace::split_variants(ev, &farc) {
+        let skipped = e.finalize(&farc);
+        errors.extend(e.diags.into_iter().filter(Diagnostic::is_error));
+        match name {
+            None => base = Some((e.ds, skipped)),
+            Some(name) => variants.push(HandledVariant {
+                name,
+                data: e.ds,
+                skipped,
+            }),
+        }
+    }
+    let (data, skipped) = base.unwrap_or_default();
     Handled {
-        data: ev.ds,
+        data,
         errors,
         skipped,
+        variants,
     }
 }

@@ -39,7 +39,7 @@ pub use cache::{datastore_bytes, datastore_from_bytes};
 pub use data::{DataStore, ExpandError, HistoryEntry};
 pub use diag::{Diagnostic, MetaError, Severity};
 pub use emit::{emit_env, emit_history, EmitOptions};
-pub use handle::{handle, handle_with, Handled};
+pub use handle::{handle, handle_with, Handled, HandledVariant};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
 pub use python::{
     install_python_host, py_str, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,

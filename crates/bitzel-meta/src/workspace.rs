@@ -642,9 +642,6 @@ pub(crate) fn parse_recipe(
             Err(e) => ev.error(a, 0, format!("cannot read: {e}")),
         }
     }
-    let extend = ev.ds.get_var("BBCLASSEXTEND").unwrap_or_default();
-    let variants: Vec<String> = extend.split_whitespace().map(str::to_string).collect();
-
     let mut out = Vec::new();
     let mut diags = Vec::new();
     let mut all_inputs: Vec<Input> = Vec::new();
@@ -701,57 +698,73 @@ pub(crate) fn parse_recipe(
         });
     };
 
-    if variants.is_empty() {
-        finish(ev, None);
-    } else {
-        let pn = ev.ds.get_var("PN").unwrap_or_default();
-        let Eval {
-            env: e_env,
-            ds,
-            diags: d0,
-            inputs: i0,
-            classtype,
-            deferred,
-            ..
-        } = ev;
-        let frozen = ds.freeze();
-        let mk = |d: Vec<Diagnostic>| {
-            let mut e = Eval::new(e_env, DataStore::layered(frozen.clone()), classtype);
-            e.inputs = i0.clone();
-            e.deferred = deferred.clone();
-            e.diags = d;
-            e
-        };
-        finish(mk(d0), None);
-        for v in &variants {
-            let mut e = mk(Vec::new());
-            let (ext, var) = match v.split_once(':') {
-                Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                None => (v.clone(), None),
-            };
-            match &var {
-                Some(vv) => {
-                    e.ds.set_var("BBEXTENDCURR", Arc::from(ext.as_str()), None);
-                    e.ds.set_var("BBEXTENDVARIANT", Arc::from(vv.as_str()), None);
-                }
-                None => {
-                    let newpn: Arc<str> = Arc::from(format!("{pn}-{v}"));
-                    let h = Some(HistoryEntry {
-                        file: farc.clone(),
-                        line: 0,
-                        op: Cow::Borrowed("set (BBCLASSEXTEND)"),
-                        flag: None,
-                        detail: newpn.clone(),
-                    });
-                    e.ds.set_var("PN", newpn, h);
-                }
-            }
-            e.deferred.push((Arc::from(ext.as_str()), farc.clone(), 0));
-            finish(e, Some(v.clone()));
-        }
+    for (e, variant) in split_variants(ev, &farc) {
+        finish(e, variant);
     }
     inputs_prefix.clear();
     (out, diags, all_inputs)
+}
+
+/// BitBake's `multi_finalize` split of a parsed, not yet finalised recipe:
+/// the recipe itself (variant `None`) and, for each `BBCLASSEXTEND` word,
+/// an evaluator over the frozen recipe with `PN` (or `BBEXTENDCURR`/
+/// `BBEXTENDVARIANT` for `class:variant`) set and the class queued as a
+/// deferred inherit, named by the word.
+pub(crate) fn split_variants<'e>(
+    ev: Eval<'e>,
+    farc: &Arc<Path>,
+) -> Vec<(Eval<'e>, Option<String>)> {
+    let extend = ev.ds.get_var("BBCLASSEXTEND").unwrap_or_default();
+    let variants: Vec<String> = extend.split_whitespace().map(str::to_string).collect();
+    if variants.is_empty() {
+        return vec![(ev, None)];
+    }
+    let pn = ev.ds.get_var("PN").unwrap_or_default();
+    let Eval {
+        env: e_env,
+        ds,
+        diags: d0,
+        inputs: i0,
+        classtype,
+        deferred,
+        ..
+    } = ev;
+    let frozen = ds.freeze();
+    let mk = |d: Vec<Diagnostic>| {
+        let mut e = Eval::new(e_env, DataStore::layered(frozen.clone()), classtype);
+        e.inputs = i0.clone();
+        e.deferred = deferred.clone();
+        e.diags = d;
+        e
+    };
+    let mut out = vec![(mk(d0), None)];
+    for v in variants {
+        let mut e = mk(Vec::new());
+        let (ext, var) = match v.split_once(':') {
+            Some((a, b)) => (a.to_string(), Some(b.to_string())),
+            None => (v.clone(), None),
+        };
+        match &var {
+            Some(vv) => {
+                e.ds.set_var("BBEXTENDCURR", Arc::from(ext.as_str()), None);
+                e.ds.set_var("BBEXTENDVARIANT", Arc::from(vv.as_str()), None);
+            }
+            None => {
+                let newpn: Arc<str> = Arc::from(format!("{pn}-{v}"));
+                let h = Some(HistoryEntry {
+                    file: farc.clone(),
+                    line: 0,
+                    op: Cow::Borrowed("set (BBCLASSEXTEND)"),
+                    flag: None,
+                    detail: newpn.clone(),
+                });
+                e.ds.set_var("PN", newpn, h);
+            }
+        }
+        e.deferred.push((Arc::from(ext.as_str()), farc.clone(), 0));
+        out.push((e, Some(v)));
+    }
+    out
 }
 
 /// BitBake's `show_appends_with_no_recipes`: `.bbappend` files that no

@@ -144,3 +144,40 @@ fn parser_flags_are_the_int_one_as_bitbakes_ast_sets_them() {
     let out = bitzel_meta::emit_env(&h.data, &Default::default());
     assert!(out.contains("export A=\"a\""), "{out}");
 }
+
+#[test]
+fn a_recipe_gives_its_bbclassextend_variants_each_on_its_own_datastore() {
+    // As BitBake's bb.parse.handle: the recipe under '' and one datastore
+    // per BBCLASSEXTEND word; what the variant's class does (renaming a
+    // variable in an anonymous function) stays in the variant.
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("flip.bbclass");
+    std::fs::write(
+        &class,
+        "MODE = \"flipped\"\npython () {\n    d.renameVar(\"KEPT\", \"MOVED\")\n}\n",
+    )
+    .unwrap();
+    let recipe = dir.path().join("thing.bb");
+    std::fs::write(
+        &recipe,
+        format!(
+            "PN = \"thing\"\nKEPT = \"here\"\nMODE = \"plain\"\nBBCLASSEXTEND = \"{}\"\n",
+            class.display()
+        ),
+    )
+    .unwrap();
+    let h = handle(&recipe, DataStore::new(), false);
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.data.get_var("KEPT").as_deref(), Some("here"));
+    assert_eq!(h.data.get_var("MODE").as_deref(), Some("plain"));
+    assert_eq!(h.variants.len(), 1);
+    let v = &h.variants[0];
+    assert_eq!(v.name, class.display().to_string());
+    assert_eq!(v.data.get_var("KEPT"), None);
+    assert_eq!(v.data.get_var("MOVED").as_deref(), Some("here"));
+    assert_eq!(v.data.get_var("MODE").as_deref(), Some("flipped"));
+    assert_eq!(
+        v.data.get_var("PN"),
+        Some(format!("thing-{}", class.display()))
+    );
+}

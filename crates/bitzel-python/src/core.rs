@@ -13,6 +13,14 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+/// What [`Core::parse`] gives Python.
+type Parsed = (
+    Option<String>,
+    Vec<String>,
+    bool,
+    Vec<(String, Core, Option<String>)>,
+);
+
 type CtxPtr = *const (dyn PyContext + 'static);
 
 thread_local! {
@@ -268,8 +276,9 @@ impl Core {
 
     /// Parse `path` into this datastore (it must be one of its own) with
     /// bitzel's parser: `(skip reason, error messages, whether BitBake
-    /// reports one of them with bb.fatal)`.
-    fn parse(&self, path: &str, include: bool) -> PyResult<(Option<String>, Vec<String>, bool)> {
+    /// reports one of them with bb.fatal, the BBCLASSEXTEND variants as
+    /// (name, datastore of its own, skip reason))`.
+    fn parse(&self, path: &str, include: bool) -> PyResult<Parsed> {
         let Some(m) = &self.owned else {
             return Err(unsupported(
                 "parsing into the datastore of the parse in progress".to_string(),
@@ -282,10 +291,21 @@ impl Core {
         let h = bitzel_meta::handle(Path::new(path), data, include);
         *ds = h.data;
         let fatal = h.errors.iter().any(|e| e.fatal);
+        let variants = h
+            .variants
+            .into_iter()
+            .map(|v| {
+                let core = Core {
+                    owned: Some(Mutex::new(v.data)),
+                };
+                (v.name, core, v.skipped)
+            })
+            .collect();
         Ok((
             h.skipped,
             h.errors.iter().map(|e| e.to_string()).collect(),
             fatal,
+            variants,
         ))
     }
 

@@ -37,7 +37,7 @@ def install(boot, core_type):
     def handle(fn, d, include=0, baseconfig=False):
         if not isinstance(d, boot.DataProxy):
             raise TypeError("bitzel selftest: bb.parse.handle got %r, not a bitzel datastore" % (d,))
-        skipped, errors, fatal = d._c.parse(fn, bool(include))
+        skipped, errors, fatal, variants = d._c.parse(fn, bool(include))
         if fatal:
             # bb.fatal: the error is logged, then BBHandledException.
             for e in errors:
@@ -49,7 +49,15 @@ def install(boot, core_type):
             return d
         if skipped is not None:
             raise bb.parse.SkipRecipe(skipped)
-        return {'': d}
+        # As BitBake: the recipe under '', each BBCLASSEXTEND variant under
+        # its word; a variant that raised SkipRecipe carries __SKIPPED.
+        datastores = {'': d}
+        for name, core, skip in variants:
+            v = boot.DataProxy(core)
+            if skip is not None:
+                v.setVar('__SKIPPED', skip)
+            datastores[name] = v
+        return datastores
 
     bb.data.init = init
     bb.data.init_db = init_db
