@@ -10,9 +10,10 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use hashbrown::{HashMap, HashSet};
+use indexmap::IndexMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -48,8 +49,10 @@ pub(crate) struct VarEntry {
     pub(crate) content: Option<Arc<str>>,
     /// Weak default (`??=`), BitBake's `_defaultval`.
     pub(crate) default: Option<Arc<str>>,
-    /// Flags, including BitBake's internal `_defaultval_flag_<f>`.
-    pub(crate) flags: BTreeMap<Arc<str>, Arc<str>>,
+    /// Flags, including BitBake's internal `_defaultval_flag_<f>`, in the
+    /// order they were first set (a Python dict's order, which
+    /// `getVarFlags` returns and metadata iterates).
+    pub(crate) flags: IndexMap<Arc<str>, Arc<str>>,
     pub(crate) appends: Vec<CondValue>,
     pub(crate) prepends: Vec<CondValue>,
     pub(crate) removes: Vec<CondValue>,
@@ -489,10 +492,10 @@ impl DataStore {
             if flag == "_defaultval" {
                 e.default = None;
             } else {
-                e.flags.remove(flag);
+                e.flags.shift_remove(flag);
             }
             let dv = format!("_defaultval_flag_{flag}");
-            e.flags.remove(dv.as_str());
+            e.flags.shift_remove(dv.as_str());
             if let Some(mut h) = hist {
                 h.flag = Some(Arc::from(flag));
                 e.history.push(h);
@@ -808,9 +811,9 @@ impl DataStore {
 
     /// All user-visible flags of `var`, unexpanded (BitBake's
     /// `getVarFlags`: internal `_...` flags hidden, weak flag defaults shown
-    /// when no real value is set).
-    pub fn flags(&self, var: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
+    /// when no real value is set), in the order they were first set.
+    pub fn flags(&self, var: &str) -> IndexMap<String, String> {
+        let mut out = IndexMap::new();
         if let Some(e) = self.find(var) {
             for (k, v) in &e.flags {
                 if let Some(f) = k.strip_prefix("_defaultval_flag_") {
@@ -828,7 +831,7 @@ impl DataStore {
     /// Every stored flag of `var`, internal ones (`_defaultval_flag_...`)
     /// included, unexpanded: `getVarFlags(var, internalflags=True)` without
     /// `_content` (the value is not a flag in bitzel's datastore).
-    pub fn flags_internal(&self, var: &str) -> BTreeMap<String, String> {
+    pub fn flags_internal(&self, var: &str) -> IndexMap<String, String> {
         self.find(var)
             .map(|e| {
                 e.flags

@@ -54,8 +54,36 @@ fn flags_internal_shows_flag_defaults_flags_hides_them() {
     let all: Vec<_> = ds.flags_internal("foo").into_keys().collect();
     assert_eq!(
         all,
-        vec!["_defaultval_flag_flag1", "_defaultval_flag_other", "flag1"]
+        vec!["flag1", "_defaultval_flag_flag1", "_defaultval_flag_other"]
     );
+}
+
+#[test]
+fn flags_keep_the_order_they_were_first_set_as_a_python_dict() {
+    // getVarFlags returns the variable's flag dict: a Python dict, in the
+    // order the flags were first set (not sorted). Metadata that joins the
+    // flags it iterates (populate_sdk_base's COMPLEMENTARY_GLOB) depends on
+    // it. Re-setting a flag keeps its place; deleting and setting it again
+    // moves it to the end.
+    let h = parse(
+        "GLOBS[zeta] = \"z\"\nGLOBS[alpha] = \"a\"\nGLOBS[mid] = \"m\"\nGLOBS[zeta] = \"z2\"\n",
+        "conf",
+    );
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    let mut ds = h.data;
+    let keys: Vec<_> = ds.flags("GLOBS").into_iter().collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("zeta".to_string(), "z2".to_string()),
+            ("alpha".to_string(), "a".to_string()),
+            ("mid".to_string(), "m".to_string())
+        ]
+    );
+    ds.del_var_flag("GLOBS", "alpha", None);
+    ds.set_var_flag("GLOBS", "alpha", Arc::from("a2"), None);
+    let keys: Vec<_> = ds.flags("GLOBS").into_keys().collect();
+    assert_eq!(keys, vec!["zeta", "mid", "alpha"]);
 }
 
 #[test]
