@@ -23,7 +23,7 @@ use crate::localvars::{LocalVars, VarMap};
 use crate::workspace::BaseConfig;
 use crate::Recipe;
 
-const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x05";
+const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x06";
 
 /// Bump whenever what a parse produces changes without the crate version
 /// changing (a fix in the evaluator, the Python subset, anonymous
@@ -64,8 +64,12 @@ pub(crate) struct ParseCache {
     /// Every string read from an entry, shared: most of a recipe's text
     /// (class functions, common values) is the same in hundreds of entries,
     /// and one copy of each keeps a warm load of poky small and fast.
-    strings: Mutex<hashbrown::HashSet<Arc<str>>>,
+    /// Shared with the recipes' lazy decoders, which outlive the cache.
+    strings: Strings,
 }
+
+/// The set of strings shared by everything decoded from entries.
+type Strings = Arc<Mutex<hashbrown::HashSet<Arc<str>>>>;
 
 /// What a recipe parse produced, with the inputs it read.
 pub(crate) type Parsed = (Vec<Recipe>, Vec<Diagnostic>);
@@ -124,7 +128,7 @@ impl ParseCache {
         Ok(ParseCache {
             dir,
             base_key: *h.finalize().as_bytes(),
-            strings: Mutex::default(),
+            strings: Strings::default(),
             digests: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -177,8 +181,9 @@ impl ParseCache {
         appends: &[&PathBuf],
         layer: &str,
     ) -> Option<Parsed> {
-        let bytes = std::fs::read(self.entry_path(file, appends, layer)).ok()?;
-        let mut r = Reader::new(Arc::from(bytes), &self.base_key, &self.strings)?;
+        let map = Arc::new(map_entry(&self.entry_path(file, appends, layer))?);
+        let head = entry_head(&map, &self.base_key)?;
+        let mut r = Reader::new(Arc::from(head), &self.strings)?;
         let n = r.u32()?;
         for _ in 0..n {
             let p = PathBuf::from(r.str()?.as_ref());
@@ -187,7 +192,7 @@ impl ParseCache {
                 return None;
             }
         }
-        let out = decode_parsed(&mut r, &base.data).and_then(|parsed| {
+        let out = decode_parsed(&mut r, &base.data, &map, &self.strings).and_then(|parsed| {
             let n = r.u32()?;
             let modules = (0..n)
                 .map(|_| r.str().map(|m| m.to_string()))
@@ -218,7 +223,7 @@ impl ParseCache {
             w.str(&p.to_string_lossy());
             w.digest_opt(d.as_ref());
         }
-        encode_parsed(&mut w, parsed, &base.data);
+        let mut blobs = encode_parsed(&mut w, parsed, &base.data);
         let modules = crate::python::python_host()
             .map(|h| h.loaded_modules())
             .unwrap_or_default();
@@ -226,7 +231,9 @@ impl ParseCache {
         for m in &modules {
             w.str(m);
         }
-        if !persist_objects(&mut w.table) {
+        if !persist_objects(&mut w.table)
+            || !blobs.iter_mut().all(|(_, b)| persist_objects(&mut b.table))
+        {
             // A Python object that lives in this process only and cannot
             // be pickled: an entry would read back wrong, so there is none.
             tracing::debug!(file = %file.display(), "holds a Python object that cannot be kept; not cached");
@@ -234,7 +241,7 @@ impl ParseCache {
         }
         let path = self.entry_path(file, appends, layer);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let data = w.finish(&self.base_key);
+        let data = entry_bytes(&self.base_key, w, blobs);
         std::fs::write(&tmp, &data).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(())
@@ -311,19 +318,62 @@ impl Writer {
             None => self.body.push(0),
         }
     }
-    /// The entry: magic, the base key, the string table, the body.
-    fn finish(self, base_key: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(base_key);
+    /// A section: the string table, then the body.
+    fn finish(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.table.len() as u32).to_le_bytes());
         for s in &self.table {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
         out.extend_from_slice(&self.body);
-        out
     }
+}
+
+/// An entry's bytes: magic, the base key, the head's length (u64), the head
+/// (inputs, each recipe's name, version, skip reason and where its
+/// variables are, diagnostics, modules), then each recipe's variables, a
+/// section of their own. A listing reads the head only; a recipe's
+/// variables are decoded from their section when first used.
+fn entry_bytes(base_key: &[u8; 32], mut head: Writer, blobs: Vec<(usize, Writer)>) -> Vec<u8> {
+    let mut sections = Vec::new();
+    for (at, b) in blobs {
+        let start = sections.len();
+        b.finish(&mut sections);
+        let len = (sections.len() - start) as u64;
+        head.body[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    }
+    let mut h = Vec::new();
+    head.finish(&mut h);
+    let mut out = Vec::with_capacity(h.len() + 48);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(base_key);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&sections);
+    out
+}
+
+/// The entry at `path`, memory-mapped: pages are read when touched, and
+/// the mapping keeps this version of the file even when a later parse
+/// renames a new entry over it (entries are never written in place).
+fn map_entry(path: &Path) -> Option<memmap2::Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: entries are only ever created under a temporary name and
+    // renamed into place (`ParseCache::store`), never truncated or
+    // rewritten, so the mapped file does not change while mapped.
+    unsafe { memmap2::Mmap::map(&file) }.ok()
+}
+
+/// The head section of an entry written under `base_key` (None for another
+/// one or a short file).
+fn entry_head<'a>(map: &'a [u8], base_key: &[u8; 32]) -> Option<&'a [u8]> {
+    if map.get(..8)? != MAGIC || map.get(8..40)? != base_key {
+        return None;
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(map.get(40..48)?);
+    let end = 48usize.checked_add(usize::try_from(u64::from_le_bytes(len)).ok()?)?;
+    map.get(48..end)
 }
 
 struct Reader {
@@ -333,21 +383,14 @@ struct Reader {
 }
 
 impl Reader {
-    /// Read an entry written under `base_key` (None for another one): its
-    /// string table, each string shared through `strings`.
-    fn new(
-        b: Arc<[u8]>,
-        base_key: &[u8; 32],
-        strings: &Mutex<hashbrown::HashSet<Arc<str>>>,
-    ) -> Option<Reader> {
+    /// Read a section: its string table, each string shared through
+    /// `strings`.
+    fn new(b: Arc<[u8]>, strings: &Mutex<hashbrown::HashSet<Arc<str>>>) -> Option<Reader> {
         let mut r = Reader {
             b,
             pos: 0,
             table: Arc::from(Vec::new()),
         };
-        if r.take(8)? != MAGIC || r.take(32)? != base_key {
-            return None;
-        }
         let n = r.u32()? as usize;
         let mut spans = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
@@ -371,29 +414,6 @@ impl Reader {
         }
         r.table = Arc::from(table);
         Some(r)
-    }
-
-    /// Another reader of the same entry, at `pos`.
-    fn at(&self, pos: usize) -> Reader {
-        Reader {
-            b: self.b.clone(),
-            pos,
-            table: self.table.clone(),
-        }
-    }
-
-    /// Skip a string reference, checking it names a string of the table.
-    fn skip_str(&mut self) -> Option<()> {
-        let i = self.u32()? as usize;
-        (i < self.table.len()).then_some(())
-    }
-
-    fn skip_opt(&mut self) -> Option<()> {
-        match self.u8()? {
-            0 => Some(()),
-            1 => self.skip_str(),
-            _ => None,
-        }
     }
 
     fn take(&mut self, n: usize) -> Option<&[u8]> {
@@ -548,8 +568,12 @@ fn decode_entry(r: &mut Reader, paths: &mut HashMap<Arc<str>, Arc<Path>>) -> Opt
     Some(e)
 }
 
-fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
+/// Write `parsed` into `w` (the head); each recipe's variables into a
+/// section of their own, returned with where in the head's body its length
+/// goes.
+fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) -> Vec<(usize, Writer)> {
     let (recipes, diags) = parsed;
+    let mut blobs = Vec::with_capacity(recipes.len());
     w.u32(recipes.len() as u32);
     for r in recipes {
         w.str(&r.file.to_string_lossy());
@@ -570,13 +594,18 @@ fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
         let vars = r.data.vars_above(base);
         let mut keys: Vec<&Arc<str>> = vars.keys().collect();
         keys.sort();
-        w.u32(keys.len() as u32);
+        let mut b = Writer::default();
+        b.u32(keys.len() as u32);
         for k in keys {
-            w.arc(k);
+            b.arc(k);
             if let Some(e) = vars.get(k) {
-                encode_entry(w, e);
+                encode_entry(&mut b, e);
             }
         }
+        // The section's length, known once its objects are kept
+        // (`entry_bytes`).
+        blobs.push((w.body.len(), b));
+        w.raw(&[0; 8]);
     }
     w.u32(diags.len() as u32);
     for d in diags {
@@ -592,14 +621,12 @@ fn encode_parsed(w: &mut Writer, parsed: &Parsed, base: &Arc<DataStore>) {
         w.str(&d.snippet);
         w.body.push(u8::from(d.fatal));
     }
+    blobs
 }
 
-/// The key a whole datastore's byte form ([`datastore_bytes`]) is written
-/// under: it has no base configuration.
-const WHOLE_STORE: [u8; 32] = [0; 32];
-
 /// A whole datastore (every layer flattened: values, flags, history) as
-/// bytes, for Python's pickling of `d` (BitBake's DataSmart pickles).
+/// bytes, for Python's pickling of `d` (BitBake's DataSmart pickles): one
+/// section, as a recipe's variables are written in an entry.
 pub fn datastore_bytes(ds: &DataStore) -> Vec<u8> {
     // A base no layer is: `vars_above` flattens the whole chain.
     let vars = ds.vars_above(&Arc::new(DataStore::new()));
@@ -613,70 +640,58 @@ pub fn datastore_bytes(ds: &DataStore) -> Vec<u8> {
             encode_entry(&mut w, e);
         }
     }
-    w.finish(&WHOLE_STORE)
+    let mut out = Vec::new();
+    w.finish(&mut out);
+    out
 }
 
 /// The datastore [`datastore_bytes`] wrote, or None when `bytes` is not
 /// one (truncated, or another format).
 pub fn datastore_from_bytes(bytes: &[u8]) -> Option<DataStore> {
     let strings = Mutex::new(hashbrown::HashSet::new());
-    let mut r = Reader::new(Arc::from(bytes), &WHOLE_STORE, &strings)?;
-    let start = r.pos;
-    for _ in 0..r.u32()? {
-        r.skip_str()?;
-        skip_entry(&mut r)?;
-    }
-    if r.pos != r.b.len() {
-        return None;
-    }
-    Some(DataStore::from_vars(decode_vars(&mut r.at(start))))
+    let mut r = Reader::new(Arc::from(bytes), &strings)?;
+    let vars = read_vars(&mut r)?;
+    (r.pos == r.b.len()).then(|| DataStore::from_vars(vars))
 }
 
-/// A recipe layer's variables, from a vars section [`decode_parsed`] has
-/// checked (so a failure here, which cannot happen, gives what was read).
-fn decode_vars(r: &mut Reader) -> VarMap {
+/// A section's variables, or None when the section is damaged.
+fn read_vars(r: &mut Reader) -> Option<VarMap> {
     let mut paths: HashMap<Arc<str>, Arc<Path>> = HashMap::new();
-    let nv = r.u32().unwrap_or(0);
+    let nv = r.u32()?;
     let mut vars = VarMap::with_capacity(nv as usize);
     for _ in 0..nv {
-        let Some((k, e)) = r.str().zip(decode_entry(r, &mut paths)) else {
-            tracing::error!("parse cache entry changed while in use; clear the parse cache");
-            break;
-        };
+        let (k, e) = r.str().zip(decode_entry(r, &mut paths))?;
         vars.insert(k, e);
     }
-    vars
+    Some(vars)
 }
 
-/// Check one variable entry's structure without decoding it.
-fn skip_entry(r: &mut Reader) -> Option<()> {
-    r.skip_opt()?;
-    r.skip_opt()?;
-    for _ in 0..r.u32()? {
-        r.skip_str()?;
-        r.skip_str()?;
-    }
-    for _ in 0..3 {
-        for _ in 0..r.u32()? {
-            r.skip_str()?;
-            r.skip_opt()?;
-        }
-    }
-    for _ in 0..r.u32()? {
-        r.skip_str()?;
-        r.skip_str()?;
-    }
-    for _ in 0..r.u32()? {
-        r.skip_str()?;
-        r.u32()?;
-        r.skip_str()?;
-        r.skip_opt()?;
-        r.skip_str()?;
-    }
-    Some(())
+/// A recipe layer's variables, from its section (`map[start..end]`) of an
+/// entry whose structure is checked here: a damaged file is logged and
+/// gives no variables.
+fn decode_vars(map: &memmap2::Mmap, start: usize, end: usize, strings: &Strings) -> VarMap {
+    let vars = map
+        .get(start..end)
+        .and_then(|b| Reader::new(Arc::from(b), strings))
+        .and_then(|mut r| read_vars(&mut r));
+    vars.unwrap_or_else(|| {
+        tracing::error!(
+            "parse cache entry damaged; clear the parse cache (the cache directory's parse/)"
+        );
+        VarMap::default()
+    })
 }
 
-fn decode_parsed(r: &mut Reader, base: &Arc<DataStore>) -> Option<Parsed> {
+/// The head's recipes and diagnostics; each recipe's variables are decoded
+/// from their section of `map` when first used.
+fn decode_parsed(
+    r: &mut Reader,
+    base: &Arc<DataStore>,
+    map: &Arc<memmap2::Mmap>,
+    strings: &Strings,
+) -> Option<Parsed> {
+    // The sections follow the head (`r` reads a copy of it).
+    let mut next = 48 + r.b.len();
     let n = r.u32()?;
     let mut recipes = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -697,15 +712,15 @@ fn decode_parsed(r: &mut Reader, base: &Arc<DataStore>) -> Option<Parsed> {
             appends.push(PathBuf::from(r.str()?.as_ref()));
         }
         let skip = r.opt()?.map(|s| s.to_string());
-        // The variables are checked now and decoded when first used.
-        let start = r.pos;
-        let nv = r.u32()?;
-        for _ in 0..nv {
-            r.skip_str()?;
-            skip_entry(r)?;
+        // The variables are decoded (and checked) when first used.
+        let len = usize::try_from(u64::from_le_bytes(r.take(8)?.try_into().ok()?)).ok()?;
+        let (start, end) = (next, next.checked_add(len)?);
+        if end > map.len() {
+            return None;
         }
-        let lazy = r.at(start);
-        let vars = LocalVars::lazy(Box::new(move || decode_vars(&mut lazy.at(start))));
+        next = end;
+        let (map, strings) = (map.clone(), strings.clone());
+        let vars = LocalVars::lazy(Box::new(move || decode_vars(&map, start, end, &strings)));
         recipes.push(Recipe {
             file,
             variant,
@@ -778,6 +793,91 @@ mod tests {
         let ws = crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap();
         assert!(ws.recipes.iter().any(|r| r.pn == "busybox"));
         SEMANTICS_OVERRIDE.with(|o| *o.borrow_mut() = None);
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_tree(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// Every recipe (skipped ones too) as a listing shows it, with its
+    /// whole environment (which decodes each recipe's variables).
+    fn listing(layers: &Path, cache: &Path) -> Vec<String> {
+        let rs = layers.to_string_lossy();
+        let input = crate::ConfInput {
+            topdir: cache.join("build"),
+            bblayers_conf: format!(
+                "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-core {rs}/meta-app\"\n"
+            ),
+            local_conf: "MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into(),
+            env: BTreeMap::new(),
+        };
+        let opts = crate::ParseOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            jobs: Some(2),
+            ..Default::default()
+        };
+        let ws = crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap();
+        ws.recipes
+            .iter()
+            .chain(&ws.skipped)
+            .map(|r| {
+                let env = crate::emit_env(&r.data, &crate::EmitOptions::default());
+                format!(
+                    "{} {} {} {} {:?}\n{env}",
+                    r.virtual_name(),
+                    r.pn,
+                    r.pv,
+                    r.pr,
+                    r.skip
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_warm_listing_equals_a_cold_one_and_a_changed_input_reparses() {
+        let t = tempfile::tempdir().unwrap();
+        let layers = t.path().join("layers");
+        copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/meta/basic"),
+            &layers,
+        );
+        let cache = t.path().join("cache");
+        let cold = listing(&layers, &cache);
+        let written = entries(&cache);
+        assert!(written.len() >= 2, "entries written: {written:?}");
+        let warm = listing(&layers, &cache);
+        assert_eq!(entries(&cache), written, "a warm load writes nothing");
+        assert_eq!(warm, cold);
+        assert!(
+            cold.iter().any(|r| r.contains("SUMMARY=\"Tiny versions")),
+            "{cold:?}"
+        );
+        // A bbappend's edit re-parses its recipe (a new entry), and only it.
+        let append = layers.join("meta-app/recipes-core/busybox/busybox_%.bbappend");
+        let text = std::fs::read_to_string(&append).unwrap();
+        std::fs::write(&append, format!("{text}\nEDITED_BY_TEST = \"yes\"\n")).unwrap();
+        let edited = listing(&layers, &cache);
+        let after = entries(&cache);
+        assert_eq!(
+            after
+                .iter()
+                .filter(|(p, i)| written.get(*p) != Some(i))
+                .count(),
+            1,
+            "exactly busybox's entry is written again"
+        );
+        assert!(edited.iter().any(|r| r.contains("EDITED_BY_TEST=\"yes\"")));
+        std::fs::remove_dir_all(&cache).unwrap();
+        assert_eq!(listing(&layers, &cache), edited, "equal to a cold parse");
     }
 
     #[test]

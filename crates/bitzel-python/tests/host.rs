@@ -19,9 +19,35 @@ fn root() -> PathBuf {
 fn install() {
     static HOST: OnceLock<()> = OnceLock::new();
     HOST.get_or_init(|| {
-        let host = CPython::new(&root().join("bb-stub")).unwrap();
+        let host = CPython::new(&root().join("bb-stub"), Some(&bytecode_dir())).unwrap();
         assert!(bitzel_meta::install_python_host(Arc::new(host)));
     });
+}
+
+/// Where this test process's interpreter keeps compiled modules.
+fn bytecode_dir() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .to_path_buf()
+}
+
+#[test]
+fn compiled_modules_are_kept_in_the_bytecode_dir() {
+    install();
+    let stub = root().join("bb-stub").join("bb");
+    let compiled: Vec<PathBuf> = walkdir::WalkDir::new(bytecode_dir())
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pyc"))
+        .collect();
+    // sys.pycache_prefix mirrors each source's absolute directory.
+    let mirrored = bytecode_dir().join(stub.strip_prefix("/").unwrap());
+    assert!(
+        compiled.iter().any(|p| p.starts_with(&mirrored)),
+        "no compiled bb module under {}: {compiled:?}",
+        mirrored.display()
+    );
 }
 
 fn load(opts: &ParseOptions) -> Workspace {

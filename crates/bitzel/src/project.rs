@@ -346,7 +346,7 @@ fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::Confi
         Err(e) => return Err(e.into()),
     };
     tracing::debug!(dir = %lib.dir.display(), source = ?lib.source, "BitBake library");
-    let mut host = bitzel_python::CPython::new(&lib.dir)?;
+    let mut host = bitzel_python::CPython::new(&lib.dir, bytecode_dir(project).as_deref())?;
     // A measurement switch: everything through CPython, no Rust fast path.
     if std::env::var_os("BITZEL_PYTHON_NO_FAST_PATH").is_some_and(|v| v == "1") {
         host.set_fast_path(false);
@@ -355,6 +355,14 @@ fn start_python(project: &Project) -> anyhow::Result<Option<bitzel_config::Confi
     bitzel_meta::install_python_host(host.clone());
     let _ = PYTHON.set(host);
     Ok(None)
+}
+
+/// Where the embedded interpreter keeps compiled Python modules: the
+/// cache directory's `python`.
+fn bytecode_dir(project: &Project) -> Option<PathBuf> {
+    crate::build_flow::cache_dir(project)
+        .ok()
+        .map(|d| d.join("python"))
 }
 
 /// Parser processes for a cold parse whose metadata runs Python (one
@@ -384,6 +392,7 @@ fn parser_processes(
                 local_conf: input.local_conf.clone(),
                 cache_dir: cache_dir?.to_path_buf(),
                 bitbake_lib: py.bitbake_lib().to_path_buf(),
+                bytecode_dir: bytecode_dir(project),
                 fast_path: py.fast_path(),
             },
             count,

@@ -43,6 +43,8 @@ pub struct ShardRequest {
     pub cache_dir: PathBuf,
     /// The BitBake library the parent's interpreter uses.
     pub bitbake_lib: PathBuf,
+    /// Where compiled Python modules are kept (the parent's).
+    pub bytecode_dir: Option<PathBuf>,
     /// Whether bitzel's Rust subset is tried first (part of the cache key).
     pub fast_path: bool,
 }
@@ -62,7 +64,7 @@ impl ShardRequest {
 pub fn run(_out: &Output, args: ParseShardArgs) -> anyhow::Result<ExitCode> {
     let req: ShardRequest = serde_json::from_reader(std::io::stdin().lock())
         .context("parse-shard: reading the request on standard input")?;
-    let mut host = bitzel_python::CPython::new(&req.bitbake_lib)?;
+    let mut host = bitzel_python::CPython::new(&req.bitbake_lib, req.bytecode_dir.as_deref())?;
     host.set_fast_path(req.fast_path);
     bitzel_meta::install_python_host(std::sync::Arc::new(host));
     let opts = bitzel_meta::ParseOptions {

@@ -32,7 +32,7 @@ pub fn run(_out: &Output, args: SelftestArgs) -> anyhow::Result<ExitCode> {
             args.lib.display()
         );
     }
-    let host = std::sync::Arc::new(bitzel_python::CPython::new(&args.lib)?);
+    let host = std::sync::Arc::new(bitzel_python::CPython::new(&args.lib, None)?);
     bitzel_meta::install_python_host(host.clone());
     let (passed, failed) = host.run_selftest(&args.modules, args.verbose_tests)?;
     println!("{passed} passed, {failed} failed");
