@@ -169,20 +169,13 @@ pub struct PyTask {
     pub vars: BTreeMap<String, String>,
 }
 
-/// Variables that name places on the host side of the build (the build
-/// directory, the deploy directory, the layers' search path): a sandboxed
-/// task cannot reach them, and as inputs they would make every build
-/// directory key a Python task differently. They are left out of the
-/// datastore a Python task gets, as BitBake leaves `BB_BASEHASH_IGNORE_VARS`
-/// out of its signatures (here they are not even visible, so no output can
-/// depend on them unkeyed).
-pub const HOST_SIDE_VARS: &[&str] = &[
-    "BBPATH",
-    "DEPLOY_DIR",
-    "DEPLOY_DIR_IMAGE",
-    "TMPDIR",
-    "TOPDIR",
-];
+/// Variables that name places only bitzel's host side uses (the layers'
+/// search path): left out of the datastore a Python task gets, as BitBake
+/// leaves `BB_BASEHASH_IGNORE_VARS` out of its signatures. The build
+/// directory's names (`TOPDIR`, `TMPDIR`, the deploy directories) are in it:
+/// the sandbox shows `TOPDIR` as scratch ([`crate::named`]), and their values
+/// are keyed with the build directory as a placeholder ([`keyed_text`]).
+pub const HOST_SIDE_VARS: &[&str] = &["BBPATH"];
 
 /// The datastore as the runner loads it: every variable with its final
 /// value (expanded where bitzel can expand it; functions and values with
@@ -234,7 +227,7 @@ fn datastore(
 /// The host directories values may name (`FILE`, `FILESPATH`, the
 /// functions' `[filename]`...): each layer of `BBLAYERS` and `TOPDIR`, with
 /// the placeholder that stands for it in the key, longest path first.
-fn host_roots(d: &DataStore) -> Vec<(String, String)> {
+pub(crate) fn host_roots(d: &DataStore) -> Vec<(String, String)> {
     let mut roots: Vec<(String, String)> = d
         .get_var("BBLAYERS")
         .unwrap_or_default()
@@ -256,7 +249,7 @@ fn host_roots(d: &DataStore) -> Vec<(String, String)> {
 /// key). The task itself sees the real paths (its messages name the
 /// metadata files); like BitBake's `BB_BASEHASH_IGNORE_VARS`, an output that
 /// copied such a path would be shared across checkouts.
-fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
+pub(crate) fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
     let mut out = v.to_string();
     for (path, placeholder) in roots {
         if out.contains(path.as_str()) {
@@ -355,6 +348,7 @@ mod tests {
         set("PN", "demo");
         set("B", "/bitzel/work/${PN}");
         set("TOPDIR", "/home/me/build");
+        set("BBPATH", "/home/me/build");
         set("do_py", "    bb.note(d.getVar('B'))");
         set(
             bitzel_meta::ADDPYLIB_VAR,
@@ -389,7 +383,8 @@ mod tests {
         assert_eq!(py.vars["py:do_py"], "    bb.note(d.getVar('B'))");
         assert_eq!(py.vars["py:do_py[dirs]"], "${B}");
         assert_eq!(py.vars["py:addpylib"], "mylib other");
-        assert!(!py.vars.contains_key("py:TOPDIR"), "{:?}", py.vars);
+        assert!(!py.vars.contains_key("py:BBPATH"), "{:?}", py.vars);
+        assert_eq!(py.vars["py:TOPDIR"], "<TOPDIR>");
         assert_eq!(
             py.inputs.keys().collect::<Vec<_>>(),
             vec![
@@ -410,7 +405,7 @@ mod tests {
         let spec: serde_json::Value = serde_json::from_str(&py.spec).unwrap();
         assert_eq!(spec["task"], "do_py");
         assert_eq!(spec["vars"]["do_py"]["f"]["python"], "1");
-        assert!(spec["vars"].get("TOPDIR").is_none());
+        assert_eq!(spec["vars"]["TOPDIR"]["v"], "/home/me/build");
         assert!(py
             .script
             .ends_with("exec /usr/bin/python3 -I -B /bitzel/py/runner.py /bitzel/py/task.json\n"));
