@@ -257,6 +257,11 @@ fn python_tasks_find_host_tools_where_the_metadata_names_them() {
             "PYTHON FOUND TR\nSHELL FOUND TR\n",
             "{sandbox}"
         );
+        assert_eq!(
+            d.deployed("build", "siggen.txt"),
+            "noop None\n",
+            "{sandbox}"
+        );
         // Without a mount namespace the task sees its paths moved below its
         // own host root (`PathMap`), `WORKDIR` too.
         let workdir = format!("{}/tmp/work/pynamed\n", build.display());

@@ -22,6 +22,9 @@ python do_compile() {
     with open(os.path.join(b, "tools.txt"), "wb") as f:
         f.write(out)
     bb.build.exec_func("pynamed_shell", d)
+    # The signature generator BitBake's worker sets up (sstate.bbclass asks it).
+    with open(os.path.join(b, "siggen.txt"), "w") as f:
+        f.write("%s %s\n" % (bb.parse.siggen.name, getattr(bb.parse.siggen, "report_unihash", None)))
     # The build directory is writable scratch; nothing of it is kept.
     scratch = os.path.join(d.getVar("TMPDIR"), "sstate-control")
     os.makedirs(scratch, exist_ok=True)
@@ -36,7 +39,7 @@ pynamed_shell() {
 pynamed_shell[dirs] = "${B}"
 
 do_deploy() {
-	cp ${B}/tools.txt ${DEPLOYDIR}/
+	cp ${B}/tools.txt ${B}/siggen.txt ${DEPLOYDIR}/
 	test ! -e ${TMPDIR}/sstate-control/manifest
 	echo "workdir ${WORKDIR}" > ${DEPLOYDIR}/where.txt
 }
