@@ -910,7 +910,7 @@ impl BuildExecutor<'_> {
             && crate::python::needs_python(d, &task.task)
         {
             Some(
-                crate::python::py_task(d, &task.task, &self.python)
+                crate::python::py_task(d, &task.task, &recipe.virtual_name(), &self.python)
                     .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?,
             )
         } else {

@@ -127,6 +127,13 @@ def main():
     import bb.siggen
 
     bb.parse.siggen = bb.siggen.SignatureGenerator(d)
+    # As bitbake-worker and bb.build._task_data: the recipe's name and the
+    # generator's view of it (stamps), which bb.siggen.dump_this_task reads.
+    d.setVar("BB_FILENAME", spec["filename"])
+    tasks = d.getVar("__BBTASKS", False)
+    if isinstance(tasks, str):
+        d.setVar("__BBTASKS", tasks.split())
+    bb.parse.siggen.setup_datacache_from_datastore(spec["filename"], d)
     for namespace, libdir in spec["pylibs"]:
         add_pylib(bb, d, libdir, namespace)
     compile_defs(bb, defs)

@@ -259,8 +259,15 @@ pub(crate) fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
     out
 }
 
-/// Everything a Python task needs beyond a shell task.
-pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask, String> {
+/// Everything a Python task needs beyond a shell task. `filename` is
+/// BitBake's name for the recipe (`virtual:<variant>:<file>` for a variant),
+/// the task's `BB_FILENAME`.
+pub fn py_task(
+    d: &DataStore,
+    task: &str,
+    filename: &str,
+    setup: &PythonSetup,
+) -> Result<PyTask, String> {
     let lib = setup.lib()?;
     let mut binds = vec![(lib.dir.clone(), LIB_PATH.to_string())];
     let mut inputs = BTreeMap::new();
@@ -296,8 +303,10 @@ pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask,
         .map(|(k, v)| (format!("py:{k}"), keyed_text(&v, &roots)))
         .collect();
     vars.insert("py:addpylib".into(), namespaces.join(" "));
+    vars.insert("py:BB_FILENAME".into(), keyed_text(filename, &roots));
     let spec = serde_json::json!({
         "task": task,
+        "filename": filename,
         "bitbake_lib": LIB_PATH,
         "temp": TEMP_PATH,
         "pylibs": pylibs,
@@ -369,7 +378,7 @@ mod tests {
         let lib = bblib.clone();
         let setup = PythonSetup::new(move || Ok(lib.clone()));
         // The addpylib directories must exist.
-        let err = py_task(&store(), "do_py", &setup).unwrap_err();
+        let err = py_task(&store(), "do_py", "/r/x.bb", &setup).unwrap_err();
         assert!(err.contains("addpylib /nonexistent/lib mylib"), "{err}");
 
         let mut d = store();
@@ -378,7 +387,7 @@ mod tests {
         }
         let recorded = format!("mylib {0}/lib\nother {0}/other", t.path().display());
         d.set_var(bitzel_meta::ADDPYLIB_VAR, recorded.as_str().into(), None);
-        let py = py_task(&d, "do_py", &setup).unwrap();
+        let py = py_task(&d, "do_py", "/r/x.bb", &setup).unwrap();
         assert_eq!(py.vars["py:B"], "/bitzel/work/demo");
         assert_eq!(py.vars["py:do_py"], "    bb.note(d.getVar('B'))");
         assert_eq!(py.vars["py:do_py[dirs]"], "${B}");
@@ -404,6 +413,8 @@ mod tests {
         );
         let spec: serde_json::Value = serde_json::from_str(&py.spec).unwrap();
         assert_eq!(spec["task"], "do_py");
+        assert_eq!(spec["filename"], "/r/x.bb");
+        assert_eq!(py.vars["py:BB_FILENAME"], "/r/x.bb");
         assert_eq!(spec["vars"]["do_py"]["f"]["python"], "1");
         assert_eq!(spec["vars"]["TOPDIR"]["v"], "/home/me/build");
         assert!(py
@@ -412,7 +423,7 @@ mod tests {
         // A library's content is keyed.
         std::fs::write(t.path().join("lib/extra.py"), "X = 1\n").unwrap();
         let setup2 = PythonSetup::new(move || Ok(bblib.clone()));
-        let again = py_task(&d, "do_py", &setup2).unwrap();
+        let again = py_task(&d, "do_py", "/r/x.bb", &setup2).unwrap();
         assert_ne!(
             again.inputs["python:pylib:0:mylib"],
             py.inputs["python:pylib:0:mylib"]
@@ -444,7 +455,7 @@ mod tests {
 
     #[test]
     fn without_a_library_a_python_task_says_how_to_name_one() {
-        let err = py_task(&store(), "do_py", &PythonSetup::none()).unwrap_err();
+        let err = py_task(&store(), "do_py", "/r/x.bb", &PythonSetup::none()).unwrap_err();
         assert!(err.contains("BITZEL_BITBAKE_LIB"), "{err}");
     }
 }

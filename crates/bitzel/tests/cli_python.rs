@@ -259,7 +259,7 @@ fn python_tasks_find_host_tools_where_the_metadata_names_them() {
         );
         assert_eq!(
             d.deployed("build", "siggen.txt"),
-            "noop None\n",
+            "noop None pynamed_1.0.bb\n",
             "{sandbox}"
         );
         // Without a mount namespace the task sees its paths moved below its

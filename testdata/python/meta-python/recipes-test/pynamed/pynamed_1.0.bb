@@ -7,6 +7,7 @@ inherit deploy
 # below the build directory, and PATH naming HOSTTOOLS_DIR, exported.
 WORKDIR = "${TOPDIR}/tmp/work/${PN}"
 HOSTTOOLS_DIR = "${TOPDIR}/tmp/hosttools"
+STAMP = "${TOPDIR}/tmp/stamps/${PN}"
 export PATH = "${HOSTTOOLS_DIR}"
 
 # A Python task: its subprocess finds a HOSTTOOLS tool through the exported
@@ -22,9 +23,13 @@ python do_compile() {
     with open(os.path.join(b, "tools.txt"), "wb") as f:
         f.write(out)
     bb.build.exec_func("pynamed_shell", d)
-    # The signature generator BitBake's worker sets up (sstate.bbclass asks it).
+    # The signature generator BitBake's worker sets up, and the recipe's
+    # name it knows (sstate.bbclass asks for both).
+    bb.siggen.dump_this_task(os.path.join(d.getVar("T"), "siginfo"), d)
     with open(os.path.join(b, "siggen.txt"), "w") as f:
-        f.write("%s %s\n" % (bb.parse.siggen.name, getattr(bb.parse.siggen, "report_unihash", None)))
+        f.write("%s %s %s\n" % (bb.parse.siggen.name,
+                                 getattr(bb.parse.siggen, "report_unihash", None),
+                                 os.path.basename(d.getVar("BB_FILENAME"))))
     # The build directory is writable scratch; nothing of it is kept.
     scratch = os.path.join(d.getVar("TMPDIR"), "sstate-control")
     os.makedirs(scratch, exist_ok=True)
