@@ -435,6 +435,8 @@ pub(crate) struct Prepared {
     pub(crate) deploy_dir: Option<String>,
     /// The run's time limit.
     pub(crate) timeout: Option<Duration>,
+    /// The recipe's own names for the sandbox's places.
+    pub(crate) named: crate::named::NamedPaths,
 }
 
 /// Where a running task's work directory is and how its output is found.
@@ -908,7 +910,7 @@ impl BuildExecutor<'_> {
             && crate::python::needs_python(d, &task.task)
         {
             Some(
-                crate::python::py_task(d, &task.task, &self.python)
+                crate::python::py_task(d, &task.task, &recipe.virtual_name(), &self.python)
                     .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?,
             )
         } else {
@@ -948,6 +950,12 @@ impl BuildExecutor<'_> {
             native_sysroot: is_native_sysroot(d, &task.task),
             deploy_dir: d.get_flag(&task.task, "deploy-dir"),
             timeout: self.timeout,
+            named: crate::named::NamedPaths::of(
+                d,
+                &self.tools.root_paths,
+                paths::WORK,
+                paths::HOSTTOOLS,
+            ),
         })
     }
 
@@ -1016,6 +1024,10 @@ impl BuildExecutor<'_> {
                 .policy
                 .insert("python".into(), crate::python::INTERPRETER.into());
         }
+        let roots = crate::python::host_roots(&recipe.data);
+        action
+            .vars
+            .extend(p.named.keyed(|s| crate::python::keyed_text(s, &roots)));
         if !p.files.absent.is_empty() {
             action
                 .vars
@@ -1175,6 +1187,48 @@ impl BuildExecutor<'_> {
         Ok((mounts, WorkDir::Overlay { upper }))
     }
 
+    /// The mounts of [`crate::named`]: `TOPDIR` a tmpfs, `WORKDIR` the work
+    /// tree (a symlink to it, or the flattened copy itself), `HOSTTOOLS_DIR`
+    /// the tools.
+    fn named_mounts(
+        &self,
+        task: &TaskNode,
+        named: &crate::named::NamedPaths,
+        work: &WorkDir,
+        scratch: &Path,
+    ) -> Result<Vec<Mount>, TaskFailure> {
+        let mut mounts = Vec::new();
+        if let Some(top) = &named.topdir {
+            mounts.push(Mount::Tmpfs { dst: top.clone() });
+        }
+        if let Some(w) = &named.workdir {
+            let src = match work {
+                WorkDir::Flattened { dir, .. } => dir.clone(),
+                WorkDir::Overlay { .. } => {
+                    // A bound symlink is recreated as a symlink in the sandbox.
+                    let link = scratch.join("workdir-link");
+                    std::os::unix::fs::symlink(paths::WORK, &link).map_err(|e| {
+                        setup_err(task, format!("creating {}: {e}", link.display()))
+                    })?;
+                    link
+                }
+            };
+            mounts.push(Mount::Bind {
+                src,
+                dst: w.clone(),
+                writable: true,
+            });
+        }
+        if let Some(h) = &named.hosttools {
+            mounts.push(Mount::Bind {
+                src: self.tools.dir.clone(),
+                dst: h.clone(),
+                writable: false,
+            });
+        }
+        Ok(mounts)
+    }
+
     pub(crate) fn run_in_sandbox(
         &self,
         task: &TaskNode,
@@ -1240,6 +1294,7 @@ impl BuildExecutor<'_> {
             dst: PathBuf::from(paths::HOSTTOOLS),
             writable: false,
         });
+        mounts.extend(self.named_mounts(task, &p.named, &work, scratch)?);
         if p.interactive {
             // The recipe's kept run scripts and logs (`${T}`), to run or read by hand.
             let temp = crate::tasklog::temp_dir(&self.dirs.build_dir, &task.pn);

@@ -6,6 +6,7 @@ pub mod executor;
 pub mod file_checksums;
 pub mod hosttools;
 pub mod limits;
+pub mod named;
 pub mod prefetch;
 pub mod python;
 pub mod remote;
@@ -25,5 +26,7 @@ pub mod tasklog;
 /// 2 = issue 12 (keyed task flags, `[prefuncs]`/`[postfuncs]`, directories and
 /// globs in `[file-checksums]`, hardened sandbox and host-root inputs);
 /// 3 = issue 14 (native sysroot layers apart at `/bitzel/sysroot-native`,
-/// `[sysroot-native]`).
-pub const EXEC_SEMANTICS_VERSION: u32 = 3;
+/// `[sysroot-native]`); 4 = the metadata's own `TOPDIR`, `WORKDIR` and
+/// `HOSTTOOLS_DIR` shown in the sandbox (`named.rs`), and Python tasks'
+/// datastore with `TOPDIR` and `TMPDIR`.
+pub const EXEC_SEMANTICS_VERSION: u32 = 4;

@@ -120,6 +120,20 @@ def main():
     d.setVar("BB_CURRENTTASK", task[3:] if task.startswith("do_") else task)
     d.setVar("BB_WORKERCONTEXT", "1")
     d.setVar("BB_LOGFILE", "/dev/stdout")
+    # As bitbake-worker: a signature generator in bb.parse.siggen (sstate.bbclass
+    # asks it for report_unihash). bitzel's own keys replace BitBake's task
+    # signatures, so it is BitBake's no-op one: no hash equivalence to report.
+    import bb.parse
+    import bb.siggen
+
+    bb.parse.siggen = bb.siggen.SignatureGenerator(d)
+    # As bitbake-worker and bb.build._task_data: the recipe's name and the
+    # generator's view of it (stamps), which bb.siggen.dump_this_task reads.
+    d.setVar("BB_FILENAME", spec["filename"])
+    tasks = d.getVar("__BBTASKS", False)
+    if isinstance(tasks, str):
+        d.setVar("__BBTASKS", tasks.split())
+    bb.parse.siggen.setup_datacache_from_datastore(spec["filename"], d)
     for namespace, libdir in spec["pylibs"]:
         add_pylib(bb, d, libdir, namespace)
     compile_defs(bb, defs)

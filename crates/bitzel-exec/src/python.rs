@@ -169,20 +169,13 @@ pub struct PyTask {
     pub vars: BTreeMap<String, String>,
 }
 
-/// Variables that name places on the host side of the build (the build
-/// directory, the deploy directory, the layers' search path): a sandboxed
-/// task cannot reach them, and as inputs they would make every build
-/// directory key a Python task differently. They are left out of the
-/// datastore a Python task gets, as BitBake leaves `BB_BASEHASH_IGNORE_VARS`
-/// out of its signatures (here they are not even visible, so no output can
-/// depend on them unkeyed).
-pub const HOST_SIDE_VARS: &[&str] = &[
-    "BBPATH",
-    "DEPLOY_DIR",
-    "DEPLOY_DIR_IMAGE",
-    "TMPDIR",
-    "TOPDIR",
-];
+/// Variables that name places only bitzel's host side uses (the layers'
+/// search path): left out of the datastore a Python task gets, as BitBake
+/// leaves `BB_BASEHASH_IGNORE_VARS` out of its signatures. The build
+/// directory's names (`TOPDIR`, `TMPDIR`, the deploy directories) are in it:
+/// the sandbox shows `TOPDIR` as scratch ([`crate::named`]), and their values
+/// are keyed with the build directory as a placeholder ([`keyed_text`]).
+pub const HOST_SIDE_VARS: &[&str] = &["BBPATH"];
 
 /// The datastore as the runner loads it: every variable with its final
 /// value (expanded where bitzel can expand it; functions and values with
@@ -234,7 +227,7 @@ fn datastore(
 /// The host directories values may name (`FILE`, `FILESPATH`, the
 /// functions' `[filename]`...): each layer of `BBLAYERS` and `TOPDIR`, with
 /// the placeholder that stands for it in the key, longest path first.
-fn host_roots(d: &DataStore) -> Vec<(String, String)> {
+pub(crate) fn host_roots(d: &DataStore) -> Vec<(String, String)> {
     let mut roots: Vec<(String, String)> = d
         .get_var("BBLAYERS")
         .unwrap_or_default()
@@ -256,7 +249,7 @@ fn host_roots(d: &DataStore) -> Vec<(String, String)> {
 /// key). The task itself sees the real paths (its messages name the
 /// metadata files); like BitBake's `BB_BASEHASH_IGNORE_VARS`, an output that
 /// copied such a path would be shared across checkouts.
-fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
+pub(crate) fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
     let mut out = v.to_string();
     for (path, placeholder) in roots {
         if out.contains(path.as_str()) {
@@ -266,8 +259,15 @@ fn keyed_text(v: &str, roots: &[(String, String)]) -> String {
     out
 }
 
-/// Everything a Python task needs beyond a shell task.
-pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask, String> {
+/// Everything a Python task needs beyond a shell task. `filename` is
+/// BitBake's name for the recipe (`virtual:<variant>:<file>` for a variant),
+/// the task's `BB_FILENAME`.
+pub fn py_task(
+    d: &DataStore,
+    task: &str,
+    filename: &str,
+    setup: &PythonSetup,
+) -> Result<PyTask, String> {
     let lib = setup.lib()?;
     let mut binds = vec![(lib.dir.clone(), LIB_PATH.to_string())];
     let mut inputs = BTreeMap::new();
@@ -303,8 +303,10 @@ pub fn py_task(d: &DataStore, task: &str, setup: &PythonSetup) -> Result<PyTask,
         .map(|(k, v)| (format!("py:{k}"), keyed_text(&v, &roots)))
         .collect();
     vars.insert("py:addpylib".into(), namespaces.join(" "));
+    vars.insert("py:BB_FILENAME".into(), keyed_text(filename, &roots));
     let spec = serde_json::json!({
         "task": task,
+        "filename": filename,
         "bitbake_lib": LIB_PATH,
         "temp": TEMP_PATH,
         "pylibs": pylibs,
@@ -355,6 +357,7 @@ mod tests {
         set("PN", "demo");
         set("B", "/bitzel/work/${PN}");
         set("TOPDIR", "/home/me/build");
+        set("BBPATH", "/home/me/build");
         set("do_py", "    bb.note(d.getVar('B'))");
         set(
             bitzel_meta::ADDPYLIB_VAR,
@@ -375,7 +378,7 @@ mod tests {
         let lib = bblib.clone();
         let setup = PythonSetup::new(move || Ok(lib.clone()));
         // The addpylib directories must exist.
-        let err = py_task(&store(), "do_py", &setup).unwrap_err();
+        let err = py_task(&store(), "do_py", "/r/x.bb", &setup).unwrap_err();
         assert!(err.contains("addpylib /nonexistent/lib mylib"), "{err}");
 
         let mut d = store();
@@ -384,12 +387,13 @@ mod tests {
         }
         let recorded = format!("mylib {0}/lib\nother {0}/other", t.path().display());
         d.set_var(bitzel_meta::ADDPYLIB_VAR, recorded.as_str().into(), None);
-        let py = py_task(&d, "do_py", &setup).unwrap();
+        let py = py_task(&d, "do_py", "/r/x.bb", &setup).unwrap();
         assert_eq!(py.vars["py:B"], "/bitzel/work/demo");
         assert_eq!(py.vars["py:do_py"], "    bb.note(d.getVar('B'))");
         assert_eq!(py.vars["py:do_py[dirs]"], "${B}");
         assert_eq!(py.vars["py:addpylib"], "mylib other");
-        assert!(!py.vars.contains_key("py:TOPDIR"), "{:?}", py.vars);
+        assert!(!py.vars.contains_key("py:BBPATH"), "{:?}", py.vars);
+        assert_eq!(py.vars["py:TOPDIR"], "<TOPDIR>");
         assert_eq!(
             py.inputs.keys().collect::<Vec<_>>(),
             vec![
@@ -409,15 +413,17 @@ mod tests {
         );
         let spec: serde_json::Value = serde_json::from_str(&py.spec).unwrap();
         assert_eq!(spec["task"], "do_py");
+        assert_eq!(spec["filename"], "/r/x.bb");
+        assert_eq!(py.vars["py:BB_FILENAME"], "/r/x.bb");
         assert_eq!(spec["vars"]["do_py"]["f"]["python"], "1");
-        assert!(spec["vars"].get("TOPDIR").is_none());
+        assert_eq!(spec["vars"]["TOPDIR"]["v"], "/home/me/build");
         assert!(py
             .script
             .ends_with("exec /usr/bin/python3 -I -B /bitzel/py/runner.py /bitzel/py/task.json\n"));
         // A library's content is keyed.
         std::fs::write(t.path().join("lib/extra.py"), "X = 1\n").unwrap();
         let setup2 = PythonSetup::new(move || Ok(bblib.clone()));
-        let again = py_task(&d, "do_py", &setup2).unwrap();
+        let again = py_task(&d, "do_py", "/r/x.bb", &setup2).unwrap();
         assert_ne!(
             again.inputs["python:pylib:0:mylib"],
             py.inputs["python:pylib:0:mylib"]
@@ -449,7 +455,7 @@ mod tests {
 
     #[test]
     fn without_a_library_a_python_task_says_how_to_name_one() {
-        let err = py_task(&store(), "do_py", &PythonSetup::none()).unwrap_err();
+        let err = py_task(&store(), "do_py", "/r/x.bb", &PythonSetup::none()).unwrap_err();
         assert!(err.contains("BITZEL_BITBAKE_LIB"), "{err}");
     }
 }

@@ -75,6 +75,9 @@ pub struct RemoteJob {
     /// The host tools linked at `/bitzel/hosttools`, by name (the worker
     /// resolves them on its own `PATH`; their digest must be the action's).
     pub hosttools: Vec<String>,
+    /// The recipe's own names for the sandbox's places (`named.rs`).
+    #[serde(default)]
+    pub named: crate::named::NamedPaths,
 }
 
 /// The [`RemoteJob::version`] this build writes and reads.
@@ -202,6 +205,7 @@ impl BuildExecutor<'_> {
             hosttools: tool_names(&self.tools.dir).map_err(|e| {
                 setup_err(task, format!("listing {}: {e}", self.tools.dir.display()))
             })?,
+            named: p.named.clone(),
         })
     }
 
@@ -354,6 +358,7 @@ impl BuildExecutor<'_> {
             native_sysroot: job.native_sysroot,
             deploy_dir: job.deploy_dir.clone(),
             timeout: job.timeout_secs.map(std::time::Duration::from_secs),
+            named: job.named.clone(),
         };
         match self.run_in_sandbox(&task, None, &inputs, &p, &job.action, cancel)? {
             crate::executor::Ran::Captured(r, _) => Ok(*r),

@@ -157,7 +157,7 @@ pub enum GraphError {
     },
     /// Two different recipes in the graph provide the same name.
     #[error(
-        "multiple recipes are due to be built which each provide {name}: {}; depend on one of them only, or list {name} in MULTI_PROVIDER_ALLOWED",
+        "multiple recipes are due to be built which each provide {name}: {}; depend on one of them only, or list {name} in BB_MULTI_PROVIDER_ALLOWED",
         .files.join(", ")
     )]
     MultipleProviders {

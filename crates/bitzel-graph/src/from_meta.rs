@@ -169,7 +169,7 @@ fn task_info(d: &DataStore, name: &str, fallback: &Origin) -> TaskInfo {
 impl ProviderPrefs {
     /// Read `PREFERRED_PROVIDER_*`, `PREFERRED_PROVIDERS`,
     /// `PREFERRED_RPROVIDER_*`, `PREFERRED_VERSION[_<pn>|:pn-<pn>]`,
-    /// `REQUIRED_VERSION[...]`, `ASSUME_PROVIDED` and `MULTI_PROVIDER_ALLOWED`
+    /// `REQUIRED_VERSION[...]`, `ASSUME_PROVIDED` and `BB_MULTI_PROVIDER_ALLOWED`
     /// from the global configuration. `pns` are the recipe names (for the
     /// `:pn-<pn>` override forms).
     pub fn from_config<'a>(ds: &DataStore, pns: impl Iterator<Item = &'a str>) -> ProviderPrefs {
@@ -237,9 +237,31 @@ impl ProviderPrefs {
             }
         }
         p.assume_provided = words(ds, "ASSUME_PROVIDED");
-        p.multi_provider_allowed = words(ds, "MULTI_PROVIDER_ALLOWED");
+        // BitBake's name; MULTI_PROVIDER_WHITELIST is its name before 2.0.
+        p.multi_provider_allowed = words(ds, "BB_MULTI_PROVIDER_ALLOWED");
         p.multi_provider_allowed
             .extend(words(ds, "MULTI_PROVIDER_WHITELIST"));
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_provider_allowed_is_read_under_bitbakes_names() {
+        let mut d = DataStore::new();
+        d.set_var(
+            "BB_MULTI_PROVIDER_ALLOWED",
+            "virtual/libintl virtual/x".into(),
+            None,
+        );
+        d.set_var("MULTI_PROVIDER_WHITELIST", "virtual/old".into(), None);
+        let p = ProviderPrefs::from_config(&d, std::iter::empty());
+        assert_eq!(
+            p.multi_provider_allowed,
+            vec!["virtual/libintl", "virtual/x", "virtual/old"]
+        );
     }
 }

@@ -210,7 +210,7 @@ pub struct ProviderPrefs {
     pub required_version: BTreeMap<String, String>,
     /// `ASSUME_PROVIDED`: names nobody needs to provide (`^`/`$` make an entry a regex).
     pub assume_provided: Vec<String>,
-    /// `MULTI_PROVIDER_ALLOWED`: names several recipes in one build may provide.
+    /// `BB_MULTI_PROVIDER_ALLOWED`: names several recipes in one build may provide.
     pub multi_provider_allowed: Vec<String>,
     /// PNs of the recipes skipped at parse time (BitBake's skiplist): they
     /// provide nothing, but are candidates for a missing name's close matches.

@@ -687,7 +687,7 @@ fn two_recipes_providing_one_name_in_one_build() {
         &prefs,
         &["a"],
         expect![[
-            r#"error: multiple recipes are due to be built which each provide virtual/x: /l/meta/recipes/p1/p1_1.bb, /l/meta/recipes/p2/p2_1.bb; depend on one of them only, or list virtual/x in MULTI_PROVIDER_ALLOWED"#
+            r#"error: multiple recipes are due to be built which each provide virtual/x: /l/meta/recipes/p1/p1_1.bb, /l/meta/recipes/p2/p2_1.bb; depend on one of them only, or list virtual/x in BB_MULTI_PROVIDER_ALLOWED"#
         ]],
     );
     prefs.multi_provider_allowed = vec!["virtual/x".into()];

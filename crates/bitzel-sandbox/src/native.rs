@@ -387,6 +387,13 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
             for m in &spec.mounts {
                 let is_file = matches!(m, Mount::Bind { src, .. } if src.metadata().is_ok_and(|md| !md.is_dir()));
                 let p = under(&skel, m.dst());
+                if let Mount::Bind { src, .. } = m {
+                    if src.symlink_metadata().is_ok_and(|md| md.is_symlink()) {
+                        // A bound symlink is a symlink in the skeleton (the root is read-only).
+                        bind_host_path(src, &p, false)?;
+                        continue;
+                    }
+                }
                 if is_file {
                     sys::touch(&p)?;
                 } else {
@@ -461,6 +468,9 @@ fn setup_namespace(req: &HelperRequest) -> SResult<()> {
 /// The spec's mounts, in order, below `root`.
 fn mount_spec_mounts(req: &HelperRequest, root: &Path, scratch: &mut Scratch) -> SResult<()> {
     for m in &req.spec.mounts {
+        if let Some(ids) = &req.map_root {
+            make_parents_owned(&req.spec.mounts, m.dst(), root, ids)?;
+        }
         let target = under(root, m.dst());
         match m {
             Mount::Bind { src, writable, .. } => bind_host_path(src, &target, *writable)?,
@@ -486,6 +496,49 @@ fn mount_spec_mounts(req: &HelperRequest, root: &Path, scratch: &mut Scratch) ->
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Create the directories between the innermost earlier tmpfs mount that
+/// holds `dst` and `dst`'s parent, owned by the task's identity (`ids`), so
+/// that the task can write next to a mount inside its tmpfs as it can in the
+/// rest of it (the helper would make them root's).
+fn make_parents_owned(mounts: &[Mount], dst: &Path, root: &Path, ids: &IdMap) -> SResult<()> {
+    let Some(tmpfs) = mounts
+        .iter()
+        .take_while(|m| m.dst() != dst)
+        .filter(|m| matches!(m, Mount::Tmpfs { .. }) && dst.starts_with(m.dst()) && dst != m.dst())
+        .map(Mount::dst)
+        .max_by_key(|t| t.components().count())
+    else {
+        return Ok(());
+    };
+    let Some(parent) = dst.parent() else {
+        return Ok(());
+    };
+    let mut missing: Vec<&Path> = parent
+        .ancestors()
+        .take_while(|a| a.starts_with(tmpfs) && *a != tmpfs)
+        .filter(|a| !under(root, a).exists())
+        .collect();
+    missing.reverse();
+    for a in missing {
+        let p = under(root, a);
+        sys::mkdir_p(&p)?;
+        nix::unistd::chown(
+            &p,
+            Some(nix::unistd::Uid::from_raw(ids.uid)),
+            Some(nix::unistd::Gid::from_raw(ids.gid)),
+        )
+        .map_err(|e| {
+            fail(
+                "chown",
+                Some(&p),
+                e,
+                "handing a mount point's parent to the task",
+            )
+        })?;
     }
     Ok(())
 }
@@ -530,6 +583,9 @@ fn bind_host_path(src: &Path, target: &Path, writable: bool) -> SResult<()> {
                 e.to_string(),
             )
         })?;
+        if std::fs::read_link(target).is_ok_and(|t| t == to) {
+            return Ok(()); // made in a `rootfs` root's skeleton already
+        }
         if let Some(parent) = target.parent() {
             sys::mkdir_p(parent)?;
         }

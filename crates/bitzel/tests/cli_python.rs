@@ -49,6 +49,14 @@ impl Dirs {
         }
     }
 
+    /// Outside `/tmp` (the sandbox's own `/tmp` hides what is below it), as
+    /// a build directory usually is.
+    fn outside_tmp() -> Dirs {
+        Dirs {
+            tmp: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
+        }
+    }
+
     /// `bitzel build testdata/python/project.yml <args>` (native sandbox) into
     /// `<tmp>/<build>`, the cache in `<tmp>/cache`, with `lib` as the library.
     fn build(&self, build: &str, lib: &Path, args: &[&str]) -> (Run, serde_json::Value) {
@@ -223,6 +231,54 @@ fn without_a_sandbox_the_runner_gets_the_rewritten_paths() {
         d.deployed("build", "from-python.txt"),
         "exported to pyinfo\n"
     );
+}
+
+/// A recipe naming its work tree and `HOSTTOOLS_DIR` below the build
+/// directory, with `PATH` naming `HOSTTOOLS_DIR` exported (as
+/// OpenEmbedded-Core does): a Python task's subprocess and the shell
+/// function it runs find the host tools, the work tree is kept under its
+/// fixed path, and the build directory is scratch. With and without a
+/// mount namespace.
+#[test]
+fn python_tasks_find_host_tools_where_the_metadata_names_them() {
+    let lib = bitbake_lib();
+    for sandbox in ["native", "none"] {
+        let d = Dirs::outside_tmp();
+        let build = d.tmp.path().join("build");
+        let (r, s) = d.build_at(&repo_root(), sandbox, "build", &lib, &["pynamed"]);
+        assert_eq!(r.code, 0, "{sandbox}: {}", r.stderr);
+        assert!(
+            s["executed"].as_u64().unwrap() >= 2,
+            "{sandbox}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            d.deployed("build", "tools.txt"),
+            "PYTHON FOUND TR\nSHELL FOUND TR\n",
+            "{sandbox}"
+        );
+        assert_eq!(
+            d.deployed("build", "siggen.txt"),
+            "noop None pynamed_1.0.bb\n",
+            "{sandbox}"
+        );
+        // Without a mount namespace the task sees its paths moved below its
+        // own host root (`PathMap`), `WORKDIR` too.
+        let workdir = format!("{}/tmp/work/pynamed\n", build.display());
+        let seen = d.deployed("build", "where.txt");
+        match sandbox {
+            "native" => assert_eq!(seen, format!("workdir {workdir}")),
+            _ => assert!(
+                seen.starts_with("workdir /") && seen.ends_with(&format!("/root{workdir}")),
+                "{seen}"
+            ),
+        }
+        // Nothing the task wrote below the build directory reached the host.
+        assert!(
+            !build.join("tmp/sstate-control").exists(),
+            "{sandbox}: the scratch write reached the host"
+        );
+    }
 }
 
 #[test]
