@@ -773,9 +773,9 @@ mod tests {
             .collect()
     }
 
-    fn load(cache: &Path, semantics: Option<&str>) {
-        SEMANTICS_OVERRIDE.with(|o| *o.borrow_mut() = semantics.map(str::to_string));
-        let layers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/meta/basic");
+    /// The workspace of `layers` (meta-core, meta-app) parsed with the
+    /// parse cache in `cache`.
+    fn parse(layers: &Path, cache: &Path, jobs: usize) -> crate::Workspace {
         let rs = layers.to_string_lossy();
         let input = crate::ConfInput {
             topdir: cache.join("build"),
@@ -787,10 +787,16 @@ mod tests {
         };
         let opts = crate::ParseOptions {
             cache_dir: Some(cache.to_path_buf()),
-            jobs: Some(1),
+            jobs: Some(jobs),
             ..Default::default()
         };
-        let ws = crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap();
+        crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap()
+    }
+
+    fn load(cache: &Path, semantics: Option<&str>) {
+        SEMANTICS_OVERRIDE.with(|o| *o.borrow_mut() = semantics.map(str::to_string));
+        let layers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/meta/basic");
+        let ws = parse(&layers, cache, 1);
         assert!(ws.recipes.iter().any(|r| r.pn == "busybox"));
         SEMANTICS_OVERRIDE.with(|o| *o.borrow_mut() = None);
     }
@@ -810,21 +816,7 @@ mod tests {
     /// Every recipe (skipped ones too) as a listing shows it, with its
     /// whole environment (which decodes each recipe's variables).
     fn listing(layers: &Path, cache: &Path) -> Vec<String> {
-        let rs = layers.to_string_lossy();
-        let input = crate::ConfInput {
-            topdir: cache.join("build"),
-            bblayers_conf: format!(
-                "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-core {rs}/meta-app\"\n"
-            ),
-            local_conf: "MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into(),
-            env: BTreeMap::new(),
-        };
-        let opts = crate::ParseOptions {
-            cache_dir: Some(cache.to_path_buf()),
-            jobs: Some(2),
-            ..Default::default()
-        };
-        let ws = crate::load_workspace(&input, &crate::FsLoader, &opts).unwrap();
+        let ws = parse(layers, cache, 2);
         ws.recipes
             .iter()
             .chain(&ws.skipped)
