@@ -220,6 +220,22 @@ impl PyContext for AnonCtx<'_> {
         Ok(self.read(|d| d.clone()))
     }
 
+    fn expand_with_refs(
+        &self,
+        s: &str,
+        varname: Option<&str>,
+    ) -> Option<Result<crate::ExpansionRefs, ExpandError>> {
+        Some(self.read(|d| d.expand_with_refs(s, varname)))
+    }
+
+    fn flag_with_refs(
+        &self,
+        var: &str,
+        flag: &str,
+    ) -> Option<Result<crate::FlagRefs, ExpandError>> {
+        Some(self.read(|d| d.flag_with_refs(var, flag)))
+    }
+
     fn log(&self, level: LogLevel, msg: &str) {
         self.logs.borrow_mut().push((level, msg.to_string()));
     }

@@ -9,7 +9,7 @@
 //! parsed once and every recipe layers over it.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
 use hashbrown::{HashMap, HashSet};
@@ -748,7 +748,7 @@ impl DataStore {
         Ok(arc)
     }
 
-    fn with_expander<T>(
+    pub(crate) fn with_expander<T>(
         &self,
         f: impl FnOnce(&Expander<'_>) -> Result<T, ExpandError>,
     ) -> Result<T, ExpandError> {
@@ -1005,6 +1005,12 @@ pub(crate) struct Expander<'a> {
     /// datastore being expanded is not changed); once there is one, no
     /// value is cached.
     overlay: RefCell<HashMap<Box<str>, Option<Arc<str>>>>,
+    /// When set, what one expansion itself reads, as BitBake's
+    /// `VariableParse` records it (`crate::refs`).
+    pub(crate) refs: RefCell<Option<crate::refs::RefsRecord>>,
+    /// How deeply `expand` calls are nested right now (the expansion that
+    /// `refs` records is the one at its `depth`).
+    pub(crate) depth: Cell<u32>,
 }
 
 impl<'a> Expander<'a> {
@@ -1017,6 +1023,8 @@ impl<'a> Expander<'a> {
             pending: RefCell::new(None),
             deps: None,
             overlay: RefCell::new(HashMap::new()),
+            refs: RefCell::new(None),
+            depth: Cell::new(0),
         }
     }
 
@@ -1178,6 +1186,20 @@ impl<'a> Expander<'a> {
         Ok((value, removes))
     }
 
+    /// Record a read of the expansion `refs` follows (`crate::refs`).
+    fn record(&self, f: impl FnOnce(&mut crate::refs::RefsRecord)) {
+        if let Ok(mut g) = self.refs.try_borrow_mut() {
+            if let Some(r) = g.as_mut().filter(|r| r.depth() == self.depth.get()) {
+                f(r);
+            }
+        }
+    }
+
+    /// A flag's stored value, unexpanded (its weak default when unset).
+    pub(crate) fn flag_raw(&self, var: &str, flag: &str) -> Option<String> {
+        self.ds.flag_raw(var, flag, true).map(|v| v.to_string())
+    }
+
     fn note_dep(&self, var: &str) {
         if let Some(d) = &self.deps {
             let base = var.split(':').next().unwrap_or(var);
@@ -1283,6 +1305,13 @@ impl<'a> Expander<'a> {
     /// BitBake's `expandWithRefs`: substitute `${VAR}` (innermost names
     /// first), then `${@...}`, until nothing changes.
     pub(crate) fn expand(&self, s: &str, varname: Option<&str>) -> Result<String, ExpandError> {
+        self.depth.set(self.depth.get() + 1);
+        let r = self.expand_passes(s, varname);
+        self.depth.set(self.depth.get() - 1);
+        r
+    }
+
+    fn expand_passes(&self, s: &str, varname: Option<&str>) -> Result<String, ExpandError> {
         let mut cur: Cow<'_, str> = Cow::Borrowed(s);
         while cur.contains("${") {
             let after_vars = self.sub_vars(&cur, varname)?;
@@ -1324,6 +1353,7 @@ impl<'a> Expander<'a> {
                         chain: vec![key.to_string(), key.to_string()],
                     });
                 }
+                self.record(|r| r.reference(key));
                 if let Some(v) = self.get_var(key)? {
                     out.push_str(&s[last..start]);
                     out.push_str(&v);
@@ -1362,6 +1392,7 @@ impl<'a> Expander<'a> {
                 // BitBake leaves code with unexpanded references alone.
                 continue;
             }
+            self.record(|r| r.python(code));
             let value = self.eval_python(code, varname)?;
             out.push_str(&s[last..m.start()]);
             out.push_str(&value);
@@ -1544,6 +1575,22 @@ impl PyContext for PyCtx<'_, '_> {
 
     fn snapshot(&self) -> Result<DataStore, String> {
         Ok(self.ex.ds.clone())
+    }
+
+    fn expand_with_refs(
+        &self,
+        s: &str,
+        varname: Option<&str>,
+    ) -> Option<Result<crate::ExpansionRefs, ExpandError>> {
+        Some(self.ex.expand_with_refs(Some(s), varname))
+    }
+
+    fn flag_with_refs(
+        &self,
+        var: &str,
+        flag: &str,
+    ) -> Option<Result<crate::FlagRefs, ExpandError>> {
+        Some(self.ex.flag_with_refs(var, flag))
     }
 }
 

@@ -28,6 +28,7 @@ mod parse;
 mod pattern;
 pub mod pyexpr;
 mod python;
+mod refs;
 mod workspace;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,7 @@ pub use python::{
     install_python_host, py_str, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
     PROCESS_LOCAL, PY_ONE,
 };
+pub use refs::{ExpansionRefs, FlagRefs};
 pub use workspace::load_workspace;
 
 /// The variable `addpylib DIR NAMESPACE` statements are recorded in, one

@@ -183,7 +183,10 @@ class DataProxy:
             return _orig_env()
         return value
 
-    def getVarFlag(self, var, flag, expand=True, noweakdefault=False, parsing=False):
+    def getVarFlag(self, var, flag, expand=True, noweakdefault=False, parsing=False,
+                   retparser=False):
+        if retparser:
+            return self._flag_with_refs(var, flag, expand)
         if flag == '_content':
             return self.getVar(var, expand)
         if flag in _LIST_FLAGS:
@@ -275,15 +278,23 @@ class DataProxy:
         return self._c.expand(s, varname)
 
     def expandWithRefs(self, s, varname):
-        class _Refs:
-            pass
-        r = _Refs()
-        r.value = self.expand(s, varname)
-        r.references = set()
-        r.execs = set()
-        r.funcs = set()
-        r.contains = {}
-        return r
+        if not isinstance(s, str):
+            return _variable_parse(varname, self, s, (s, (), ()))
+        return _variable_parse(varname, self, s, self._c.expand_refs(s, varname))
+
+    def _flag_with_refs(self, var, flag, expand):
+        # getVarFlag(..., retparser=True): (value, VariableParse).
+        name = var if flag == '_content' else '%s[%s]' % (var, flag)
+        unexpanded, refs, removes = self._c.flag_refs(var, flag)
+        value = _from_store(unexpanded)
+        if value is not unexpanded:
+            # A Python object value is not expanded (DataSmart's
+            # expandWithRefs returns it as it is).
+            return value, _variable_parse(name, self, value, (value, (), ()))
+        parser = _variable_parse(name, self, value, refs)
+        if removes is not None:
+            parser.removes = set(removes)
+        return (parser.value if expand else value), parser
 
     def hasOverrides(self, var):
         return self._c.has_overrides(var)
@@ -330,6 +341,29 @@ class DataProxy:
     @property
     def varhistory(self):
         return _VarHistory(self._c)
+
+
+_codeparser_log = logging.getLogger('BitBake.Data')
+
+
+def _variable_parse(varname, d, unexpanded, refs):
+    """The user's bb.data_smart.VariableParse for an expansion bitzel made:
+    `refs` is (value, the ${NAME} references the expansion itself read, its
+    inline Python expressions). As DataSmart, each expression's reads,
+    calls and bb.utils.contains checks are what BitBake's codeparser finds
+    in its code."""
+    import bb.data_smart
+    value, references, python = refs
+    vp = bb.data_smart.VariableParse(varname, d, unexpanded, value)
+    vp.references.update(references)
+    for code in python:
+        parser = bb.codeparser.PythonParser(varname, _codeparser_log)
+        parser.parse_python(code)
+        vp.references |= parser.references
+        vp.execs |= parser.execs
+        for k, v in parser.contains.items():
+            vp.contains.setdefault(k, set()).update(v)
+    return vp
 
 
 def _restore_store(data):

@@ -21,6 +21,14 @@ type Parsed = (
     Vec<(String, Core, Option<String>)>,
 );
 
+/// What [`Core::expand_refs`] gives Python: (value, references, inline
+/// Python expressions).
+type Refs = (Option<String>, Vec<String>, Vec<String>);
+
+/// What [`Core::flag_refs`] gives Python: (unexpanded value, [`Refs`],
+/// the `:remove` values that applied or `None`).
+type FlagRefs = (Option<String>, Refs, Option<Vec<String>>);
+
 type CtxPtr = *const (dyn PyContext + 'static);
 
 thread_local! {
@@ -209,6 +217,41 @@ impl Core {
             return r?.map_err(|e| expansion_error(py, varname.unwrap_or(""), &e));
         }
         self.with(|c| c.expand(s))
+    }
+
+    /// `d.expandWithRefs(s, varname)`: the expansion and what it read
+    /// itself (`bitzel_meta::ExpansionRefs`; Python gives the inline
+    /// expressions to BitBake's codeparser).
+    #[pyo3(signature = (s, varname=None))]
+    fn expand_refs(&self, py: Python<'_>, s: &str, varname: Option<&str>) -> PyResult<Refs> {
+        let r = match self.owned_read(|ds| ds.expand_with_refs(s, varname)) {
+            Some(r) => r?,
+            None => self
+                .with(|c| c.expand_with_refs(s, varname))?
+                .ok_or_else(|| unsupported("d.expandWithRefs".to_string()))?,
+        };
+        let r = r.map_err(|e| expansion_error(py, varname.unwrap_or(""), &e))?;
+        Ok((r.value, r.references, r.python))
+    }
+
+    /// `d.getVarFlag(var, flag, retparser=True)` (`bitzel_meta::FlagRefs`).
+    fn flag_refs(&self, py: Python<'_>, var: &str, flag: &str) -> PyResult<FlagRefs> {
+        let r = match self.owned_read(|ds| ds.flag_with_refs(var, flag)) {
+            Some(r) => r?,
+            None => self
+                .with(|c| c.flag_with_refs(var, flag))?
+                .ok_or_else(|| unsupported("d.getVarFlag(..., retparser=True)".to_string()))?,
+        };
+        let r = r.map_err(|e| {
+            let what = if flag == "_content" {
+                var.to_string()
+            } else {
+                format!("{var}[{flag}]")
+            };
+            expansion_error(py, &what, &e)
+        })?;
+        let p = r.parse;
+        Ok((r.unexpanded, (p.value, p.references, p.python), r.removes))
     }
 
     /// BitBake's `VariableHistory.emit` block for `var` (the `#` comment

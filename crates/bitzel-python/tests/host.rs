@@ -455,3 +455,19 @@ fn getvar_identity_flag_types_and_varhistory_as_datasmart() {
     assert!(history.contains("# $FLAVOURS"), "{history}");
     assert!(history.contains("good.bb:2"), "{history}");
 }
+
+#[test]
+fn retparser_and_expand_with_refs_give_what_the_expansion_itself_read() {
+    // The value unexpanded, then expanded with the active `:remove`; the
+    // references of the expansion itself plus the inline expressions' reads
+    // (by the codeparser, so REFS_F, only checked with contains, is not
+    // one); the `:remove` that removed a word. expandWithRefs of a string
+    // naming REFS_CMD records REFS_CMD, not what REFS_CMD reads.
+    assert_eq!(
+        var("good", "REFS_SEEN").as_deref(),
+        Some(
+            "%{REFS_A} %{@d.getVar('REFS_PY')} %{@bb.utils.contains('REFS_F', 'x', 'y', 'n', d)}\
+             |a None |REFS_A REFS_PY|[('REFS_F', {'x'})]|['%{REFS_GONE}']|REFS_A REFS_CMD"
+        )
+    );
+}

@@ -176,6 +176,26 @@ pub trait PyContext {
     fn snapshot(&self) -> Result<crate::DataStore, String> {
         Err("d.createCopy".to_string())
     }
+    /// `d.expandWithRefs(s, varname)`: the expansion and what it read;
+    /// `None` when this datastore cannot give it.
+    fn expand_with_refs(
+        &self,
+        s: &str,
+        varname: Option<&str>,
+    ) -> Option<Result<crate::ExpansionRefs, crate::ExpandError>> {
+        let _ = (s, varname);
+        None
+    }
+    /// `d.getVarFlag(var, flag, retparser=True)`; `None` when this
+    /// datastore cannot give it.
+    fn flag_with_refs(
+        &self,
+        var: &str,
+        flag: &str,
+    ) -> Option<Result<crate::FlagRefs, crate::ExpandError>> {
+        let _ = (var, flag);
+        None
+    }
     /// `bb.note(msg)` and friends. The default traces the message.
     fn log(&self, level: LogLevel, msg: &str) {
         tracing::debug!(?level, msg, "python message");

@@ -50,3 +50,19 @@ python () {
     d.varhistory.emit("FLAVOURS", None, None, out, d)
     d.setVar("FLAVOURS_HISTORY", out.getvalue())
 }
+
+REFS_A = "a"
+REFS_GONE = "n"
+REFS_CMD = "${REFS_A} ${@d.getVar('REFS_PY')} ${@bb.utils.contains('REFS_F', 'x', 'y', 'n', d)}"
+REFS_CMD:remove = "${REFS_GONE}"
+
+python () {
+    # What an expansion read, as DataSmart's getVarFlag(retparser=True) and
+    # expandWithRefs give it (`$` written as `%` so the value stays as is).
+    v, p = d.getVarFlag("REFS_CMD", "_content", False, retparser=True)
+    seen = [v, p.value, " ".join(sorted(p.references)), repr(sorted(p.contains.items())),
+            repr(sorted(p.removes))]
+    r = d.expandWithRefs("${REFS_CMD} ${REFS_A}", "X")
+    seen.append(" ".join(sorted(r.references)))
+    d.setVar("REFS_SEEN", "|".join(seen).replace("$", "%"))
+}
