@@ -750,6 +750,7 @@ fn decode_parsed(
             message: r.str()?.to_string(),
             snippet: r.str()?.to_string(),
             fatal: r.u8()? != 0,
+            log_as: None,
         });
     }
     Some((recipes, diags))

@@ -44,6 +44,12 @@ pub struct Diagnostic {
     /// BitBake stops here with `bb.fatal` (the message logged, then
     /// `bb.BBHandledException`) rather than raising `bb.parse.ParseError`.
     pub fatal: bool,
+    /// The BitBake logger BitBake writes this message to when BitBake's
+    /// parser reports it itself (`BitBake.Parsing` for `bb.parse.logger`,
+    /// `BitBake` for `bb.warn`); `None` for bitzel's own messages and for
+    /// those Python already logged. `handle` passes it on (BitBake's tests
+    /// look for these log lines); the parse cache does not keep it.
+    pub log_as: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -64,6 +70,15 @@ impl Diagnostic {
             message: message.into(),
             snippet: source_line.map(|l| snippet(l, col)).unwrap_or_default(),
             fatal: false,
+            log_as: None,
+        }
+    }
+
+    /// The same diagnostic, one BitBake logs to the logger `name`.
+    pub fn logged_as(self, name: &'static str) -> Diagnostic {
+        Diagnostic {
+            log_as: Some(name),
+            ..self
         }
     }
 

@@ -118,6 +118,11 @@ fn hist(file: &Arc<Path>, line: u32, op: &'static str, detail: Arc<str>) -> Opti
 
 const MAX_DEPTH: u32 = 64;
 
+/// BitBake's logger for `bb.warn` and friends.
+const BB_WARN: &str = "BitBake";
+/// BitBake's parser logger (`bb.parse.logger`).
+const BB_PARSING: &str = "BitBake.Parsing";
+
 impl<'e> Eval<'e> {
     pub(crate) fn new(env: &'e Env<'e>, ds: DataStore, classtype: &'static str) -> Eval<'e> {
         Eval {
@@ -157,6 +162,20 @@ impl<'e> Eval<'e> {
             message,
             src.as_deref(),
         ));
+    }
+
+    /// A warning BitBake's parser logs itself, to the logger `logger`.
+    pub(crate) fn warn_logged(
+        &mut self,
+        logger: &'static str,
+        file: &Path,
+        line: u32,
+        message: impl Into<String>,
+    ) {
+        self.diag(Severity::Warning, file, line, message);
+        if let Some(d) = self.diags.pop() {
+            self.diags.push(d.logged_as(logger));
+        }
     }
 
     fn source_line(&self, file: &Path, line: u32) -> Option<String> {
@@ -287,11 +306,8 @@ impl<'e> Eval<'e> {
                 tasks,
                 after,
                 before,
-            } => {
-                for t in tasks {
-                    self.addtask(file, line, t, after, before);
-                }
-            }
+                text,
+            } => self.addtask_stmt(file, line, tasks, (after, before), text),
             StmtKind::DelTask { tasks } => {
                 // As BitBake's DelTaskNode: the list is expanded first
                 // (`deltask ${MYVAR}`), an empty expansion deletes nothing.
@@ -450,8 +466,8 @@ impl<'e> Eval<'e> {
                 | AssignOp::Default
         ) && (var.contains(":append") || var.contains(":prepend") || var.contains(":remove"))
         {
-            self.diag(
-                Severity::Warning,
+            self.warn_logged(
+                BB_WARN,
                 file,
                 line,
                 format!(
@@ -643,6 +659,56 @@ impl<'e> Eval<'e> {
         while !self.deferred.is_empty() {
             let (classes, file, line) = self.deferred.remove(0);
             self.inherit(&classes, &file, line, true);
+        }
+    }
+
+    /// `addtask`: every task named takes the `after`/`before` lists, unless
+    /// the user's BitBake takes one task per `addtask`
+    /// ([`crate::PythonHost::one_task_per_addtask`]). That one reads the
+    /// first name then `after`/`before` lists, ignores all the rest when
+    /// another word follows the name, and warns (on `bb.parse.logger`)
+    /// about that and about a keyword given twice. Its treatment of a
+    /// repeated keyword (only some of the lists kept, by its regexp) is not
+    /// followed: bitzel keeps every list, as newer BitBake does.
+    fn addtask_stmt(
+        &mut self,
+        file: &Arc<Path>,
+        line: u32,
+        tasks: &[Arc<str>],
+        (after, before): (&[Arc<str>], &[Arc<str>]),
+        text: &str,
+    ) {
+        let single = crate::python::python_host().is_some_and(|p| p.one_task_per_addtask());
+        if !single {
+            for t in tasks {
+                self.addtask(file, line, t, after, before);
+            }
+            return;
+        }
+        let (mut after, mut before) = (after, before);
+        if tasks.len() > 1 {
+            let rest = text.trim();
+            let ignored = &rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..];
+            self.warn_logged(
+                BB_PARSING,
+                file,
+                line,
+                format!("addtask ignored: \"{ignored}\""),
+            );
+            (after, before) = (&[], &[]);
+        }
+        for kw in ["before", "after"] {
+            if text.split_whitespace().filter(|w| *w == kw).count() > 1 {
+                self.warn_logged(
+                    BB_PARSING,
+                    file,
+                    line,
+                    format!("addtask contained multiple '{kw}' keywords, only one is supported"),
+                );
+            }
+        }
+        if let Some(t) = tasks.first() {
+            self.addtask(file, line, t, after, before);
         }
     }
 
@@ -896,8 +962,8 @@ impl<'e> Eval<'e> {
         todo.sort();
         for (key, ekey) in todo {
             if self.ds.content_parsing(&ekey).is_some() && self.ds.content_parsing(&key).is_some() {
-                self.diag(
-                    Severity::Warning,
+                self.warn_logged(
+                    BB_WARN,
                     file,
                     0,
                     format!("variable key {key} replaces original key {ekey}"),

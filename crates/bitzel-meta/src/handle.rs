@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::data::DataStore;
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Severity};
 use crate::eval::{Env, Eval};
 use crate::{FsLoader, Loader};
 
@@ -18,6 +18,8 @@ pub struct Handled {
     pub data: DataStore,
     /// Error diagnostics; empty when the file parsed cleanly.
     pub errors: Vec<Diagnostic>,
+    /// Warnings (the recipe's, then each variant's finalisation's).
+    pub warnings: Vec<Diagnostic>,
     /// A recipe's skip reason (`bb.parse.SkipRecipe`), if it raised one.
     pub skipped: Option<String>,
     /// A recipe's `BBCLASSEXTEND` variants, finalised each on its own
@@ -62,22 +64,24 @@ pub fn handle_with(loader: &dyn Loader, file: &Path, data: DataStore, include: b
         ),
         Err(e) => ev.error(file, 0, format!("cannot read: {e}")),
     }
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     if !recipe || ev.diags.iter().any(Diagnostic::is_error) {
-        let errors = ev.diags.into_iter().filter(Diagnostic::is_error).collect();
+        sort_diags(ev.diags, &mut errors, &mut warnings);
         return Handled {
             data: ev.ds,
             errors,
+            warnings,
             skipped: None,
             variants: Vec::new(),
         };
     }
     let farc: Arc<Path> = Arc::from(file);
-    let mut errors = Vec::new();
     let mut base = None;
     let mut variants = Vec::new();
     for (mut e, name) in crate::workspace::split_variants(ev, &farc) {
         let skipped = e.finalize(&farc);
-        errors.extend(e.diags.into_iter().filter(Diagnostic::is_error));
+        sort_diags(e.diags, &mut errors, &mut warnings);
         match name {
             None => base = Some((e.ds, skipped)),
             Some(name) => variants.push(HandledVariant {
@@ -91,7 +95,23 @@ pub fn handle_with(loader: &dyn Loader, file: &Path, data: DataStore, include: b
     Handled {
         data,
         errors,
+        warnings,
         skipped,
         variants,
+    }
+}
+
+/// Errors into `errors`, warnings into `warnings`, notes dropped.
+fn sort_diags(
+    diags: Vec<Diagnostic>,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    for d in diags {
+        match d.severity {
+            Severity::Error => errors.push(d),
+            Severity::Warning => warnings.push(d),
+            Severity::Note => {}
+        }
     }
 }

@@ -151,6 +151,9 @@ pub enum StmtKind {
         after: Vec<Arc<str>>,
         /// `before` tasks.
         before: Vec<Arc<str>>,
+        /// The statement after `addtask`, comment removed, as written (a
+        /// BitBake that takes one task per `addtask` warns with it).
+        text: Arc<str>,
     },
     /// `deltask T...`.
     DelTask {
@@ -621,6 +624,7 @@ impl<'t> Parser<'t> {
                                 tasks,
                                 after,
                                 before,
+                                text: Arc::from(body.trim()),
                             },
                         ),
                         Err(m) => self.error_at(l, rest_off, m),
@@ -1169,8 +1173,8 @@ P.=".x"
             expect![[r#"
                 1: Inherit { classes: "autotools ${FOO}", defer: false }
                 2: Inherit { classes: "native", defer: true }
-                3: AddTask { tasks: ["do_a"], after: ["do_b", "do_c"], before: ["do_d"] }
-                4: AddTask { tasks: ["e"], after: [], before: [] }
+                3: AddTask { tasks: ["do_a"], after: ["do_b", "do_c"], before: ["do_d"], text: "do_a after do_b do_c before do_d" }
+                4: AddTask { tasks: ["e"], after: [], before: [], text: "e" }
                 5: DelTask { tasks: ["do_x"] }
                 6: AddHandler { names: ["h1"] }
                 7: ExportFunctions { funcs: ["do_install"], classname: "" }

@@ -94,6 +94,13 @@ pub trait PythonHost: Send + Sync {
     fn prefixes_task_deps(&self) -> bool {
         false
     }
+    /// Whether `addtask` takes one task (`addtask A after B`, older
+    /// BitBake, which warns about and ignores other words after the name)
+    /// rather than several (`addtask A B after C`, newer BitBake, and
+    /// bitzel without a BitBake library): the user's BitBake decides.
+    fn one_task_per_addtask(&self) -> bool {
+        false
+    }
     /// For the parse cache: the form of a process-local object value
     /// ([`PROCESS_LOCAL`]) that a later process reads back as an equal
     /// object (its pickled state, `d` in it standing for the datastore it

@@ -209,3 +209,21 @@ fn a_recipe_gives_its_bbclassextend_variants_each_on_its_own_datastore() {
         Some(format!("thing-{}", class.display()))
     );
 }
+
+#[test]
+fn addtask_takes_every_name_without_a_bitbake_saying_otherwise() {
+    // Newer BitBake (and bitzel with no BitBake library): `addtask A B`
+    // adds both, with the lists, and warns about nothing.
+    let h = parse("addtask do_a do_b after do_x\n", "bb");
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    assert_eq!(h.data.tasks(), ["do_a", "do_b"]);
+    assert_eq!(h.data.task_deps("do_b"), ["do_x"]);
+}
+
+#[test]
+fn parser_warnings_name_the_logger_bitbake_logs_them_to() {
+    let h = parse("A:append += \"x\"\n", "bb");
+    let w: Vec<_> = h.warnings.iter().map(|w| w.log_as).collect();
+    assert_eq!(w, [Some("BitBake")], "{:?}", h.warnings);
+}

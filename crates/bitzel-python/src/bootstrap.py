@@ -437,6 +437,14 @@ def prefixes_task_deps():
     return hasattr(bb.build, 'ensure_task_prefix')
 
 
+def one_task_per_addtask():
+    """Whether the user's BitBake parser reads one task name per addtask
+    (its addtask regexp names a single `func`; newer ones read a list)."""
+    handler = getattr(bb.parse, 'BBHandler', None)
+    regexp = getattr(handler, '__addtask_regexp__', None)
+    return regexp is not None and 'func' in regexp.groupindex
+
+
 def install(core, obj_mark):
     """Called once by bitzel: `d` is the proxy of the calling datastore."""
     global _OBJ

@@ -19,6 +19,7 @@ type Parsed = (
     Vec<String>,
     bool,
     Vec<(String, Core, Option<String>)>,
+    Vec<(&'static str, String)>,
 );
 
 /// What [`Core::expand_refs`] gives Python: (value, references, inline
@@ -320,7 +321,8 @@ impl Core {
     /// Parse `path` into this datastore (it must be one of its own) with
     /// bitzel's parser: `(skip reason, error messages, whether BitBake
     /// reports one of them with bb.fatal, the BBCLASSEXTEND variants as
-    /// (name, datastore of its own, skip reason))`.
+    /// (name, datastore of its own, skip reason), the warnings BitBake's
+    /// parser logs itself as (logger name, message))`.
     fn parse(&self, path: &str, include: bool) -> PyResult<Parsed> {
         let Some(m) = &self.owned else {
             return Err(unsupported(
@@ -344,11 +346,17 @@ impl Core {
                 (v.name, core, v.skipped)
             })
             .collect();
+        let logged = h
+            .warnings
+            .into_iter()
+            .filter_map(|w| w.log_as.map(|l| (l, w.message)))
+            .collect();
         Ok((
             h.skipped,
             h.errors.iter().map(|e| e.to_string()).collect(),
             fatal,
             variants,
+            logged,
         ))
     }
 

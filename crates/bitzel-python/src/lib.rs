@@ -95,6 +95,8 @@ pub struct CPython {
     /// Whether this BitBake's `bb.build.addtask` names `after`/`before`
     /// entries with `do_` when they lack it (it has `ensure_task_prefix`).
     prefixes_task_deps: bool,
+    /// Whether this BitBake's parser takes one task per `addtask`.
+    one_task_per_addtask: bool,
 }
 
 impl std::fmt::Debug for CPython {
@@ -211,11 +213,15 @@ impl CPython {
                 .getattr("install")
                 .and_then(|f| f.call1((core, bitzel_meta::PROCESS_LOCAL)))
                 .map_err(fail)?;
-            let prefixes_task_deps = module
-                .getattr("prefixes_task_deps")
-                .and_then(|f| f.call0())
-                .and_then(|v| v.is_truthy())
-                .map_err(fail)?;
+            let probe = |name: &str| {
+                module
+                    .getattr(name)
+                    .and_then(|f| f.call0())
+                    .and_then(|v| v.is_truthy())
+                    .map_err(fail)
+            };
+            let prefixes_task_deps = probe("prefixes_task_deps")?;
+            let one_task_per_addtask = probe("one_task_per_addtask")?;
             Ok(CPython {
                 stats: Stats::default(),
                 module: module.unbind(),
@@ -225,6 +231,7 @@ impl CPython {
                 pending: Mutex::new(Vec::new()),
                 fast_path: true,
                 prefixes_task_deps,
+                one_task_per_addtask,
             })
         })
     }
@@ -449,6 +456,10 @@ impl PythonHost for CPython {
 
     fn prefixes_task_deps(&self) -> bool {
         self.prefixes_task_deps
+    }
+
+    fn one_task_per_addtask(&self) -> bool {
+        self.one_task_per_addtask
     }
 
     fn loaded_modules(&self) -> Vec<String> {

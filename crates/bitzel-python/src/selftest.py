@@ -4,6 +4,7 @@
 # `bb.parse.handle` parses with bitzel's parser into it. BitBake's own
 # DataSmart and parser raise if anything calls them while the tests run,
 # so a pass cannot come from BitBake computing the values.
+import logging
 import sys
 import unittest
 
@@ -37,7 +38,11 @@ def install(boot, core_type):
     def handle(fn, d, include=0, baseconfig=False):
         if not isinstance(d, boot.DataProxy):
             raise TypeError("bitzel selftest: bb.parse.handle got %r, not a bitzel datastore" % (d,))
-        skipped, errors, fatal, variants = d._c.parse(fn, bool(include))
+        skipped, errors, fatal, variants, logged = d._c.parse(fn, bool(include))
+        # The warnings BitBake's parser logs itself, to the loggers it
+        # uses (bb.parse.logger is BitBake.Parsing, bb.warn's BitBake).
+        for name, message in logged:
+            logging.getLogger(name).warning(message)
         if fatal:
             # bb.fatal: the error is logged, then BBHandledException.
             for e in errors:
@@ -59,6 +64,10 @@ def install(boot, core_type):
             datastores[name] = v
         return datastores
 
+    # BitBake's loggers pass records on to the root logger (where
+    # unittest's assertLogs looks); bitzel's embedding stops them at
+    # `BitBake` to send them to its own diagnostics instead.
+    logging.getLogger('BitBake').propagate = True
     bb.data.init = init
     bb.data.init_db = init_db
     bb.parse.handle = handle
