@@ -11,16 +11,21 @@ import logging
 import pickle
 import sys
 import traceback
-import types
 
 # BitBake's lib/ carries `hashserv` beside `bb`; the `bitbake-setup` wheel
 # carries `bb` alone, and bb.parse imports bb.siggen, which imports hashserv
 # at import time although parsing never calls it. Only then an empty module
-# stands in (as in bitzel-exec's Python-task runner).
+# stands in (as in bitzel-exec's Python-task runner). Kept as text: the
+# selftest runs it in a plain interpreter too, to run BitBake's own tests on
+# BitBake's own library.
+HASHSERV_STAND_IN = '''
+import importlib.util, sys, types
 if importlib.util.find_spec('hashserv') is None:
     for _name in ('hashserv', 'hashserv.client'):
         sys.modules[_name] = types.ModuleType(_name)
     sys.modules['hashserv'].client = sys.modules['hashserv.client']
+'''
+exec(HASHSERV_STAND_IN)
 
 import bb
 import bb.codeparser

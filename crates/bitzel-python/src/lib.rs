@@ -99,6 +99,17 @@ pub struct CPython {
     one_task_per_addtask: bool,
 }
 
+/// What [`CPython::run_selftest`] counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelftestFigures {
+    /// Tests that passed.
+    pub passed: u64,
+    /// Tests that failed, raised, were skipped or succeeded unexpectedly.
+    pub failed: u64,
+    /// Tests this library cannot run, with why: (test id, reason).
+    pub unrunnable: Vec<(String, String)>,
+}
+
 impl std::fmt::Debug for CPython {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CPython")
@@ -240,13 +251,15 @@ impl CPython {
     /// interpreter's BitBake library against bitzel's datastore and parser
     /// (`src/selftest.py`: `bb.data.init` and `bb.parse.handle` are
     /// bitzel's; BitBake's `DataSmart` and parser raise if called). unittest
-    /// prints each module's results to stdout; returns (passed, failed),
-    /// where skipped tests count as failed.
+    /// prints each module's results to stdout. Skipped tests count as
+    /// failed; a failed test that read paths inside the library which the
+    /// library lacks, and that fails under BitBake's own library too, is
+    /// counted apart as not runnable with this library.
     pub fn run_selftest(
         &self,
         modules: &[String],
         verbose: bool,
-    ) -> Result<(u64, u64), PythonError> {
+    ) -> Result<SelftestFigures, PythonError> {
         Python::with_gil(|py| {
             let fail = |e: PyErr| PythonError::Import {
                 dir: self.bitbake_lib.clone(),
@@ -266,7 +279,12 @@ impl CPython {
             selftest
                 .getattr("run")
                 .and_then(|f| f.call1((self.module.bind(py), core_type, modules.to_vec(), verbose)))
-                .and_then(|r| r.extract::<(u64, u64)>())
+                .and_then(|r| r.extract::<(u64, u64, Vec<(String, String)>)>())
+                .map(|(passed, failed, unrunnable)| SelftestFigures {
+                    passed,
+                    failed,
+                    unrunnable,
+                })
                 .map_err(fail)
         })
     }

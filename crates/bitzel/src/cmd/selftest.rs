@@ -23,7 +23,12 @@ pub struct SelftestArgs {
     pub verbose_tests: bool,
 }
 
-/// Run the tests, print `N passed, M failed`; exit 0 only when none failed.
+/// Exit status when no test failed but some cannot run with this library.
+const EXIT_UNRUNNABLE: u8 = 3;
+
+/// Run the tests, print `N passed, M failed` (and the tests this library
+/// cannot run); exit 0 only when every test passed, 1 when one failed, 3
+/// when none failed but some could not run with this library.
 pub fn run(_out: &Output, args: SelftestArgs) -> anyhow::Result<ExitCode> {
     if !args.lib.join("bb").join("tests").is_dir() {
         anyhow::bail!(
@@ -34,11 +39,23 @@ pub fn run(_out: &Output, args: SelftestArgs) -> anyhow::Result<ExitCode> {
     }
     let host = std::sync::Arc::new(bitzel_python::CPython::new(&args.lib, None)?);
     bitzel_meta::install_python_host(host.clone());
-    let (passed, failed) = host.run_selftest(&args.modules, args.verbose_tests)?;
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
+    let f = host.run_selftest(&args.modules, args.verbose_tests)?;
+    println!("{} passed, {} failed", f.passed, f.failed);
+    match f.unrunnable.as_slice() {
+        [] => {}
+        [(test, why)] => println!("1 not runnable with this library: {test}: {why}"),
+        many => {
+            println!("{} not runnable with this library:", many.len());
+            for (test, why) in many {
+                println!("  {test}: {why}");
+            }
+        }
+    }
+    Ok(if f.failed > 0 {
         ExitCode::from(1)
+    } else if !f.unrunnable.is_empty() {
+        ExitCode::from(EXIT_UNRUNNABLE)
+    } else {
+        ExitCode::SUCCESS
     })
 }

@@ -1,0 +1,41 @@
+//! How `CPython::run_selftest` (`scripts/bitbake-selftest`) counts tests,
+//! on `testdata/selftest-lib/` (a BitBake-shaped library of bitzel's own).
+//! Its own test binary: one interpreter per process, on that library.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bitzel_python::{CPython, SelftestFigures};
+
+#[test]
+fn a_test_is_not_runnable_only_when_it_lacks_library_data_and_fails_under_the_librarys_own_bitbake()
+{
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/selftest-lib")
+        .canonicalize()
+        .unwrap();
+    let bytecode = tempfile::tempdir().unwrap();
+    let host = Arc::new(CPython::new(&lib, Some(bytecode.path())).unwrap());
+    assert!(bitzel_meta::install_python_host(host.clone()));
+    let f = host
+        .run_selftest(&["bb.tests.gaps".to_string()], true)
+        .unwrap();
+    let missing = lib.join("bb/tests/no-such-data/x.conf");
+    assert_eq!(
+        f,
+        SelftestFigures {
+            passed: 1,
+            // test_fails (no missing data), test_fails_with_bitzel_only
+            // (missing data, but the library's own datastore passes it).
+            failed: 2,
+            unrunnable: vec![(
+                "bb.tests.gaps.Gaps.test_reads_data_this_library_lacks".to_string(),
+                format!(
+                    "the library has no {} (read); it fails under BitBake's own library too",
+                    missing.display()
+                ),
+            )],
+        }
+    );
+}

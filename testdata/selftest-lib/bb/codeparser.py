@@ -1,0 +1,5 @@
+modulecode_deps = {}
+
+
+def add_module_functions(fn, functions, namespace):
+    pass

@@ -1,0 +1,5 @@
+import bb.data_smart
+
+
+def init():
+    return bb.data_smart.DataSmart()

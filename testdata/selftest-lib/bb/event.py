@@ -1,0 +1,1 @@
+"""No events: bitzel fires only the classes a BitBake has."""

@@ -1,0 +1,7 @@
+import bb
+
+_context = {"bb": bb}
+
+
+def get_context():
+    return _context
