@@ -101,6 +101,13 @@ pub trait PythonHost: Send + Sync {
     fn one_task_per_addtask(&self) -> bool {
         false
     }
+    /// Whether the cooker sets `__BB_RECIPE_FILE` to the recipe file before
+    /// parsing it (newer BitBake; the value stays the `.bb` file's path
+    /// while a bbappend, include or class is read): the user's BitBake
+    /// decides.
+    fn sets_recipe_file(&self) -> bool {
+        false
+    }
     /// For the parse cache: the form of a process-local object value
     /// ([`PROCESS_LOCAL`]) that a later process reads back as an equal
     /// object (its pickled state, `d` in it standing for the datastore it

@@ -600,6 +600,14 @@ pub(crate) fn parse_recipe(
     let farc: Arc<Path> = Arc::from(file);
     let mut ev = Eval::new(env, DataStore::layered(base.data.clone()), "recipe");
     ev.ds.set_var("FILE_LAYERNAME", Arc::from(layer), None);
+    // As the cooker of a BitBake that has it: the recipe file, unchanged
+    // while its bbappends, includes and classes are read (FILE follows
+    // the file being read).
+    if crate::python::python_host().is_some_and(|p| p.sets_recipe_file()) {
+        let f = file.to_string_lossy();
+        ev.ds
+            .set_var("__BB_RECIPE_FILE", Arc::from(f.as_ref()), None);
+    }
     if !appends.is_empty() {
         let v: Vec<String> = appends
             .iter()

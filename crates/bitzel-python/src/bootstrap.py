@@ -450,6 +450,26 @@ def one_task_per_addtask():
     return regexp is not None and 'func' in regexp.groupindex
 
 
+def sets_recipe_file():
+    """Whether the user's BitBake cooker names the recipe file being parsed
+    in __BB_RECIPE_FILE (newer ones do, before parsing each recipe): its
+    bb.cookerdata uses that name as a constant. The module is compiled,
+    not imported or run."""
+    spec = importlib.util.find_spec('bb.cookerdata')
+    if spec is None or not spec.origin or not spec.origin.endswith('.py'):
+        return False
+    with open(spec.origin, encoding='utf-8') as f:
+        code = compile(f.read(), spec.origin, 'exec')
+    pending = [code]
+    while pending:
+        for const in pending.pop().co_consts:
+            if const == '__BB_RECIPE_FILE':
+                return True
+            if hasattr(const, 'co_consts'):
+                pending.append(const)
+    return False
+
+
 def install(core, obj_mark):
     """Called once by bitzel: `d` is the proxy of the calling datastore."""
     global _OBJ

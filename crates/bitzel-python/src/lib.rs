@@ -97,6 +97,8 @@ pub struct CPython {
     prefixes_task_deps: bool,
     /// Whether this BitBake's parser takes one task per `addtask`.
     one_task_per_addtask: bool,
+    /// Whether this BitBake's cooker sets `__BB_RECIPE_FILE`.
+    sets_recipe_file: bool,
 }
 
 /// What [`CPython::run_selftest`] counted.
@@ -233,6 +235,7 @@ impl CPython {
             };
             let prefixes_task_deps = probe("prefixes_task_deps")?;
             let one_task_per_addtask = probe("one_task_per_addtask")?;
+            let sets_recipe_file = probe("sets_recipe_file")?;
             Ok(CPython {
                 stats: Stats::default(),
                 module: module.unbind(),
@@ -243,6 +246,7 @@ impl CPython {
                 fast_path: true,
                 prefixes_task_deps,
                 one_task_per_addtask,
+                sets_recipe_file,
             })
         })
     }
@@ -478,6 +482,10 @@ impl PythonHost for CPython {
 
     fn one_task_per_addtask(&self) -> bool {
         self.one_task_per_addtask
+    }
+
+    fn sets_recipe_file(&self) -> bool {
+        self.sets_recipe_file
     }
 
     fn loaded_modules(&self) -> Vec<String> {

@@ -218,6 +218,39 @@ fn addtask_names_after_and_before_with_do_when_the_bitbake_does() {
 }
 
 #[test]
+fn bb_recipe_file_is_the_recipe_while_its_appends_includes_and_classes_are_read() {
+    // The stand-in bb.cookerdata names __BB_RECIPE_FILE, as newer BitBake's
+    // cooker does; FILE follows the file being read (a class's is the file
+    // that inherits it).
+    use bitzel_meta::PythonHost as _;
+    install();
+    assert!(bitzel_meta::python_host().unwrap().sets_recipe_file());
+    let r = ws().recipes.iter().find(|r| r.pn == "recipefile").unwrap();
+    assert_eq!(
+        r.data.get_var("__BB_RECIPE_FILE").as_deref(),
+        Some(r.file.to_str().unwrap())
+    );
+    for (at, file) in [
+        ("REC", "recipefile.bb"),
+        ("INC_A", "recipefile-a.inc"),
+        ("APPEND", "recipefile.bbappend"),
+        ("INC_B", "recipefile-b.inc"),
+        ("CLASS", "recipefile-b.inc"),
+    ] {
+        assert_eq!(
+            var("recipefile", &format!("{at}_RECIPE_FILE")).as_deref(),
+            Some("recipefile.bb"),
+            "{at}"
+        );
+        assert_eq!(
+            var("recipefile", &format!("{at}_FILE")).as_deref(),
+            Some(file),
+            "{at}"
+        );
+    }
+}
+
+#[test]
 fn bitbake_lists_cross_d_as_python_lists() {
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);

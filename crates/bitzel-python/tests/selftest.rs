@@ -18,6 +18,9 @@ fn a_test_is_not_runnable_only_when_it_lacks_library_data_and_fails_under_the_li
     let bytecode = tempfile::tempdir().unwrap();
     let host = Arc::new(CPython::new(&lib, Some(bytecode.path())).unwrap());
     assert!(bitzel_meta::install_python_host(host.clone()));
+    // A library whose cooker does not name __BB_RECIPE_FILE (this one has
+    // no bb/cookerdata.py): bitzel does not set it either.
+    assert!(!bitzel_meta::PythonHost::sets_recipe_file(&*host));
     let f = host
         .run_selftest(&["bb.tests.gaps".to_string()], true)
         .unwrap();
