@@ -186,8 +186,10 @@ fn main() {
     let root = tmp.path().to_string_lossy().to_string();
     let input = ConfInput {
         topdir: tmp.path().join("build"),
-        bblayers_conf: format!("BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{root}/meta-bench\"\n"),
-        local_conf: "MACHINE = \"qemux86-64\"\n".into(),
+        bblayers_conf: Some(format!(
+            "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{root}/meta-bench\"\n"
+        )),
+        local_conf: Some("MACHINE = \"qemux86-64\"\n".into()),
         env: BTreeMap::new(),
     };
     println!(

@@ -118,6 +118,32 @@ impl Repo {
 }
 
 impl Project {
+    /// The project of a BitBake build directory read without a kas file
+    /// (`dir`, absolute): no repos, no generated configuration, the
+    /// default `bitzel:` settings with `dir` as the build directory. The
+    /// metadata comes from the directory and the environment as BitBake
+    /// reads them.
+    pub fn build_directory(dir: &Path) -> Project {
+        Project {
+            file: dir.to_path_buf(),
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+            machine: None,
+            distro: None,
+            targets: Vec::new(),
+            task: None,
+            repos: Vec::new(),
+            local_conf_header: Vec::new(),
+            bblayers_conf_header: Vec::new(),
+            env: BTreeMap::new(),
+            bitzel: BitzelSettings {
+                build_dir: Some(dir.to_path_buf()),
+                ..BitzelSettings::default()
+            },
+            warnings: Vec::new(),
+        }
+    }
+
     /// Absolute layer directories in `bblayers.conf` order: repos by name,
     /// then each repo's layers sorted. Complete after [`Project::resolve`].
     pub fn layer_paths(&self) -> Vec<PathBuf> {

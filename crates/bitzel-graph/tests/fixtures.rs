@@ -32,10 +32,10 @@ fn load(local_conf: &str) -> Fixture {
     let rs = r.to_string_lossy().to_string();
     let input = ConfInput {
         topdir: r.join("build"),
-        bblayers_conf: format!(
+        bblayers_conf: Some(format!(
             "BBPATH = \"${{TOPDIR}}\"\nBBFILES ?= \"\"\nBBLAYERS ?= \" \\\n  {rs}/meta-core \\\n  {rs}/meta-extra \\\n\"\n"
-        ),
-        local_conf: local_conf.to_string(),
+        )),
+        local_conf: Some(local_conf.to_string()),
         env: BTreeMap::new(),
     };
     let ws = load_workspace(&input, &FsLoader, &ParseOptions::default()).unwrap();

@@ -780,10 +780,10 @@ mod tests {
         let rs = layers.to_string_lossy();
         let input = crate::ConfInput {
             topdir: cache.join("build"),
-            bblayers_conf: format!(
+            bblayers_conf: Some(format!(
                 "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-core {rs}/meta-app\"\n"
-            ),
-            local_conf: "MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into(),
+            )),
+            local_conf: Some("MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into()),
             env: BTreeMap::new(),
         };
         let opts = crate::ParseOptions {

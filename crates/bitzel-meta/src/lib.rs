@@ -47,7 +47,7 @@ pub use python::{
     PROCESS_LOCAL, PY_ONE,
 };
 pub use refs::{ExpansionRefs, FlagRefs};
-pub use workspace::load_workspace;
+pub use workspace::{load_workspace, passthrough_env};
 
 /// The variable `addpylib DIR NAMESPACE` statements are recorded in, one
 /// `NAMESPACE DIR` line each (the directory expanded where the statement
@@ -103,15 +103,21 @@ impl Loader for FsLoader {
 pub struct ConfInput {
     /// The build directory (`TOPDIR`); `conf/bblayers.conf` and
     /// `conf/local.conf` are served from the texts below at
-    /// `<topdir>/conf/`.
+    /// `<topdir>/conf/`. Without a `bblayers.conf`, `TOPDIR` is this only
+    /// when the environment does not set it.
     pub topdir: PathBuf,
-    /// Text of `conf/bblayers.conf`.
-    pub bblayers_conf: String,
+    /// Text of `conf/bblayers.conf`; `None` when there is none, as for
+    /// BitBake run where it finds none: no layers, the configuration
+    /// starts at `conf/bitbake.conf` found along `BBPATH` (which must then
+    /// come from `env`).
+    pub bblayers_conf: Option<String>,
     /// Text of `conf/local.conf` (found through `BBPATH` like any file;
-    /// BBPATH normally contains `${TOPDIR}`).
-    pub local_conf: String,
+    /// BBPATH normally contains `${TOPDIR}`); `None`: only what is on
+    /// disk.
+    pub local_conf: Option<String>,
     /// Environment variables passed into the datastore (BitBake's
-    /// `BB_ENV_PASSTHROUGH` set), already filtered by the caller.
+    /// `BB_ENV_PASSTHROUGH` set), already filtered by the caller (e.g.
+    /// with [`passthrough_env`]).
     pub env: BTreeMap<String, String>,
 }
 

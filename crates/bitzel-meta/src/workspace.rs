@@ -28,6 +28,44 @@ const AUTO_EXPORT: [&str; 9] = [
     "BBSERVER",
 ];
 
+/// The variables BitBake takes from its environment into the datastore
+/// (its "approved" variables), from `vars` (the process environment):
+/// everything with `BB_PRESERVE_ENV` set; else the names `BB_ENV_PASSTHROUGH`
+/// lists (and itself), or by default `BBPATH`, `BB_PRESERVE_ENV`,
+/// `BB_ENV_PASSTHROUGH_ADDITIONS` and the automatically exported ones; plus
+/// the names `BB_ENV_PASSTHROUGH_ADDITIONS` lists (and itself).
+pub fn passthrough_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    let all: BTreeMap<String, String> = vars.into_iter().collect();
+    if all.contains_key("BB_PRESERVE_ENV") {
+        return all;
+    }
+    let listed = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = all
+            .get(name)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        if all.contains_key(name) {
+            v.push(name.to_string());
+        }
+        v
+    };
+    let mut approved: BTreeSet<String> = if all.contains_key("BB_ENV_PASSTHROUGH") {
+        listed("BB_ENV_PASSTHROUGH").into_iter().collect()
+    } else {
+        ["BBPATH", "BB_PRESERVE_ENV", "BB_ENV_PASSTHROUGH_ADDITIONS"]
+            .into_iter()
+            .chain(AUTO_EXPORT)
+            .map(str::to_string)
+            .collect()
+    };
+    approved.extend(listed("BB_ENV_PASSTHROUGH_ADDITIONS"));
+    all.into_iter()
+        .filter(|(k, _)| approved.contains(k))
+        .collect()
+}
+
 /// The parsed base configuration, shared by every recipe.
 pub(crate) struct BaseConfig {
     pub(crate) data: Arc<DataStore>,
@@ -142,15 +180,18 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
 }
 
 /// The configuration files parsed, as BitBake's `parseConfigurationFiles`:
-/// `bblayers.conf`, each layer's `layer.conf`, `bitbake.conf` through
-/// `BBPATH`, then `base` and `INHERIT`.
+/// `bblayers.conf` and each layer's `layer.conf` (when there is a
+/// `bblayers.conf`), `bitbake.conf` through `BBPATH`, then `base` and
+/// `INHERIT`.
 fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Vec<Layer>) {
-    let topdir = input.topdir.clone();
-    let conf_dir = topdir.join("conf");
+    let conf_dir = input.topdir.join("conf");
     let bblayers_path = conf_dir.join("bblayers.conf");
-    let local_path = conf_dir.join("local.conf");
-    env.preload(&bblayers_path, &input.bblayers_conf);
-    env.preload(&local_path, &input.local_conf);
+    if let Some(text) = &input.bblayers_conf {
+        env.preload(&bblayers_path, text);
+    }
+    if let Some(text) = &input.local_conf {
+        env.preload(&conf_dir.join("local.conf"), text);
+    }
     let env_file: Arc<Path> = Arc::from(Path::new("[environment]"));
     let bitzel_file: Arc<Path> = Arc::from(Path::new("[bitzel]"));
 
@@ -169,14 +210,48 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
         Arc::from("default"),
         internal(&bitzel_file, "set", "default"),
     );
-    let topdir_s = topdir.to_string_lossy().into_owned();
-    ev.ds.set_var(
-        "TOPDIR",
-        Arc::from(topdir_s.as_str()),
-        internal(&bitzel_file, "set", &topdir_s),
-    );
-    if let Err(e) = ev.eval_file(&bblayers_path) {
-        ev.error(&bblayers_path, 0, format!("cannot read: {e}"));
+    // TOPDIR is the directory holding conf/bblayers.conf; without one, as
+    // the environment gives it, else the build directory.
+    if input.bblayers_conf.is_some() || !ev.ds.contains("TOPDIR") {
+        let topdir = input.topdir.to_string_lossy();
+        ev.ds.set_var(
+            "TOPDIR",
+            Arc::from(topdir.as_ref()),
+            internal(&bitzel_file, "set", &topdir),
+        );
+    }
+    let layers = if input.bblayers_conf.is_some() {
+        parse_layers(&mut ev, &bblayers_path)
+    } else {
+        Vec::new()
+    };
+
+    // Where errors about BBPATH point: bblayers.conf, else the environment.
+    let at = if input.bblayers_conf.is_some() {
+        bblayers_path.as_path()
+    } else {
+        &*env_file
+    };
+    if ev.ds.get_var("BBPATH").unwrap_or_default().is_empty() {
+        let why = if input.bblayers_conf.is_some() {
+            "the BBPATH variable is not set: each layer's conf/layer.conf should add its directory to BBPATH"
+        } else {
+            "the BBPATH variable is not set and there is no conf/bblayers.conf: set BBPATH in the environment (and BB_ENV_PASSTHROUGH_ADDITIONS for other variables), or use a build directory that has a conf/bblayers.conf"
+        };
+        // BitBake stops here (bb.fatal): nothing else can be found.
+        ev.error(at, 0, why);
+    } else {
+        load_base_files(&mut ev, at, &layers);
+    }
+    (ev, layers)
+}
+
+/// `bblayers.conf`, then each layer's `layer.conf` with `LAYERDIR` set, the
+/// `BBFILES_DYNAMIC` entries and the collections' checks: the layers.
+fn parse_layers(ev: &mut Eval<'_>, bblayers_path: &Path) -> Vec<Layer> {
+    let env = ev.env;
+    if let Err(e) = ev.eval_file(bblayers_path) {
+        ev.error(bblayers_path, 0, format!("cannot read: {e}"));
     }
 
     let mut layers = Vec::new();
@@ -187,13 +262,13 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
             .map(str::to_string)
             .collect(),
         Err(e) => {
-            ev.expand_error(&bblayers_path, 0, &e);
+            ev.expand_error(bblayers_path, 0, &e);
             Vec::new()
         }
     };
     if layer_list.is_empty() {
         ev.error(
-            &bblayers_path,
+            bblayers_path,
             0,
             "the bblayers.conf file doesn't contain any BBLAYERS definition: list the layer directories in BBLAYERS",
         );
@@ -204,7 +279,7 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
         let lpath = PathBuf::from(layer);
         if !env.loader.is_dir(&lpath) {
             ev.error(
-                &bblayers_path,
+                bblayers_path,
                 0,
                 format!("layer directory {layer} (in BBLAYERS) does not exist: fix the path or remove it"),
             );
@@ -254,7 +329,7 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
                 }
             }
             None => ev.error(
-                &bblayers_path,
+                bblayers_path,
                 0,
                 format!("BBFILES_DYNAMIC entry `{entry}` is invalid: write collection:filepattern"),
             ),
@@ -339,14 +414,12 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
         let v = series.iter().cloned().collect::<Vec<_>>().join(" ");
         ev.ds.set_var("LAYERSERIES_CORENAMES", Arc::from(v), None);
     }
+    layers
+}
 
-    if ev.ds.get_var("BBPATH").unwrap_or_default().is_empty() {
-        ev.error(
-            &bblayers_path,
-            0,
-            "the BBPATH variable is not set: each layer's conf/layer.conf should add its directory to BBPATH",
-        );
-    }
+/// `conf/bitbake.conf` found along `BBPATH`, then the `base` class and
+/// `INHERIT`'s, then the `LAYERDEPENDS` check.
+fn load_base_files(ev: &mut Eval<'_>, at: &Path, layers: &[Layer]) {
     let bbpath: Vec<String> = ev
         .ds
         .get_var("BBPATH")
@@ -362,7 +435,7 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
             }
         }
         None => ev.error(
-            &bblayers_path,
+            at,
             0,
             "conf/bitbake.conf not found in BBPATH: one layer (the core layer) must provide it",
         ),
@@ -374,8 +447,7 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
     for class in std::iter::once("base").chain(inherit.split_whitespace()) {
         ev.inherit(class, &conf_marker, 0, false);
     }
-    crate::layerdeps::check_layer_depends(&mut ev, &layers);
-    (ev, layers)
+    crate::layerdeps::check_layer_depends(ev, layers);
 }
 
 fn collections(ds: &DataStore) -> Vec<String> {
@@ -1016,6 +1088,39 @@ mod tests {
             ("a".into(), Some("1".into()), Some("r2".into()))
         );
         assert!(vars_from_file(Path::new("a_1_2_3.bb")).is_err());
+    }
+
+    #[test]
+    fn passthrough_env_as_bitbake_approves_variables() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let keys = |m: BTreeMap<String, String>| m.into_keys().collect::<Vec<_>>();
+        let base = [
+            ("BBPATH", "/l"),
+            ("HOME", "/h"),
+            ("TOPDIR", "/b"),
+            ("X", "1"),
+        ];
+        assert_eq!(keys(passthrough_env(env(&base))), ["BBPATH", "HOME"]);
+        let mut more = base.to_vec();
+        more.push(("BB_ENV_PASSTHROUGH_ADDITIONS", "TOPDIR"));
+        assert_eq!(
+            keys(passthrough_env(env(&more))),
+            ["BBPATH", "BB_ENV_PASSTHROUGH_ADDITIONS", "HOME", "TOPDIR"]
+        );
+        let mut only = base.to_vec();
+        only.push(("BB_ENV_PASSTHROUGH", "X"));
+        assert_eq!(
+            keys(passthrough_env(env(&only))),
+            ["BB_ENV_PASSTHROUGH", "X"]
+        );
+        let mut all = base.to_vec();
+        all.push(("BB_PRESERVE_ENV", "1"));
+        assert_eq!(passthrough_env(env(&all)).len(), 5);
     }
 
     #[test]

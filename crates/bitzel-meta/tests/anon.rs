@@ -18,10 +18,10 @@ fn load() -> (Workspace, String) {
     let rs = r.to_string_lossy().to_string();
     let input = ConfInput {
         topdir: r.join("build"),
-        bblayers_conf: format!(
+        bblayers_conf: Some(format!(
             "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-anon {rs}/meta-broken\"\n"
-        ),
-        local_conf: String::new(),
+        )),
+        local_conf: Some(String::new()),
         env: BTreeMap::new(),
     };
     let ws = load_workspace(&input, &FsLoader, &ParseOptions::default()).unwrap();

@@ -49,8 +49,8 @@ fn load(files: &[(&str, &str)]) -> Workspace {
     }
     let input = ConfInput {
         topdir: PathBuf::from("/b"),
-        bblayers_conf: "BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l\"\n".into(),
-        local_conf: String::new(),
+        bblayers_conf: Some("BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l\"\n".into()),
+        local_conf: Some(String::new()),
         env: BTreeMap::new(),
     };
     load_workspace(&input, &Mem(m), &ParseOptions::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -286,8 +286,8 @@ BPN = \"${PN}\"\nP = \"${PN}-${PV}\"\n";
     );
     let input = ConfInput {
         topdir: PathBuf::from("/b"),
-        bblayers_conf: "BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l\"\n".into(),
-        local_conf: String::new(),
+        bblayers_conf: Some("BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l\"\n".into()),
+        local_conf: Some(String::new()),
         env: BTreeMap::new(),
     };
     let ws = load_workspace(&input, &Mem(m), &ParseOptions::default()).unwrap();
@@ -336,8 +336,8 @@ fn load_two(m_conf: &str, local: &str, files: &[(&str, &str)]) -> Result<Workspa
     }
     let input = ConfInput {
         topdir: PathBuf::from("/b"),
-        bblayers_conf: "BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l /m\"\n".into(),
-        local_conf: local.to_string(),
+        bblayers_conf: Some("BBPATH = \"${TOPDIR}\"\nBBLAYERS = \"/l /m\"\n".into()),
+        local_conf: Some(local.to_string()),
         env: BTreeMap::new(),
     };
     let render = |d: &[bitzel_meta::Diagnostic]| {

@@ -31,8 +31,8 @@ fn load(name: &str, layers: &[&str], local: &str) -> (Workspace, String) {
     );
     let input = ConfInput {
         topdir: r.join("build"),
-        bblayers_conf: bblayers,
-        local_conf: local.to_string(),
+        bblayers_conf: Some(bblayers),
+        local_conf: Some(local.to_string()),
         env: BTreeMap::new(),
     };
     let ws = load_workspace(&input, &FsLoader, &ParseOptions::default())
@@ -434,10 +434,10 @@ fn parse_cache_round_trip_and_invalidation() {
     let rs = layers.to_string_lossy().to_string();
     let input = ConfInput {
         topdir: layers.join("build"),
-        bblayers_conf: format!(
+        bblayers_conf: Some(format!(
             "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{rs}/meta-core {rs}/meta-app\"\n"
-        ),
-        local_conf: "MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into(),
+        )),
+        local_conf: Some("MACHINE = \"qemux86-64\"\nDISTRO = \"testdistro\"\n".into()),
         env: BTreeMap::new(),
     };
     let cache = tmp.path().join("cache");

@@ -258,11 +258,16 @@ impl CPython {
     /// prints each module's results to stdout. Skipped tests count as
     /// failed; a failed test that read paths inside the library which the
     /// library lacks, and that fails under BitBake's own library too, is
-    /// counted apart as not runnable with this library.
+    /// counted apart as not runnable with this library. While the tests
+    /// run, a `bitbake` stand-in comes first on `PATH`: `bitbake -e
+    /// [recipe]` runs `show` (argv: bitzel's `show` verb) with
+    /// `--cache-dir <scratch> <current directory> [recipe]` and this
+    /// library as `BITZEL_BITBAKE_LIB`.
     pub fn run_selftest(
         &self,
         modules: &[String],
         verbose: bool,
+        show: &[String],
     ) -> Result<SelftestFigures, PythonError> {
         Python::with_gil(|py| {
             let fail = |e: PyErr| PythonError::Import {
@@ -282,7 +287,15 @@ impl CPython {
             let core_type = py.get_type::<core::Core>();
             selftest
                 .getattr("run")
-                .and_then(|f| f.call1((self.module.bind(py), core_type, modules.to_vec(), verbose)))
+                .and_then(|f| {
+                    f.call1((
+                        self.module.bind(py),
+                        core_type,
+                        modules.to_vec(),
+                        verbose,
+                        show.to_vec(),
+                    ))
+                })
                 .and_then(|r| r.extract::<(u64, u64, Vec<(String, String)>)>())
                 .map(|(passed, failed, unrunnable)| SelftestFigures {
                     passed,

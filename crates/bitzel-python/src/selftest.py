@@ -135,7 +135,41 @@ class _LibraryGaps:
             pass
 
 
-def _fails_under_bitbake(boot, lib, test_id):
+# What `bitbake` is while the tests run: BitBake's tests run `bitbake -e
+# [recipe]` in a build directory (parse.py's test_file_variables), and the
+# values must come from bitzel, so a stand-in of bitzel's comes first on
+# PATH. It runs bitzel's `show` on the current directory (read as BitBake
+# reads a build directory: BBPATH and the variables BitBake passes through
+# from the environment), with the library under test and a parse cache of
+# its own; anything but `-e [recipe]` is refused.
+_BITBAKE_STAND_IN = """#!/bin/sh
+# bitzel selftest: a stand-in for bitbake, running bitzel (see selftest.py)
+if [ "$1" = -e ] && [ $# -le 2 ]; then
+    shift
+    BITZEL_BITBAKE_LIB=%(lib)s exec %(show)s --cache-dir %(cache)s "$(pwd -P)" "$@"
+fi
+echo "bitzel selftest: this stand-in for bitbake runs only 'bitbake -e [recipe]', not: bitbake $*" >&2
+exit 2
+"""
+
+
+def _bitbake_stand_in(scratch, lib, show):
+    """Write the `bitbake` stand-in into `scratch`/bin; the directory."""
+    import shlex
+    bindir = os.path.join(scratch, 'bin')
+    os.mkdir(bindir)
+    path = os.path.join(bindir, 'bitbake')
+    with open(path, 'w') as f:
+        f.write(_BITBAKE_STAND_IN % {
+            'lib': shlex.quote(lib),
+            'show': ' '.join(shlex.quote(a) for a in show),
+            'cache': shlex.quote(os.path.join(scratch, 'cache')),
+        })
+    os.chmod(path, 0o755)
+    return bindir
+
+
+def _fails_under_bitbake(boot, lib, test_id, path):
     """Whether `test_id` fails under BitBake's own library too (a plain
     interpreter, BitBake's own datastore and parser, nothing of bitzel's
     but the hashserv stand-in bitzel's embedding also uses)."""
@@ -144,20 +178,21 @@ def _fails_under_bitbake(boot, lib, test_id):
         'r = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(\n'
         '    unittest.defaultTestLoader.loadTestsFromName(sys.argv[1]))\n'
         'sys.exit(0 if r.wasSuccessful() and not r.skipped else 1)\n')
-    env = dict(os.environ, PYTHONPATH=lib, PYTHONDONTWRITEBYTECODE='1')
+    env = dict(os.environ, PYTHONPATH=lib, PYTHONDONTWRITEBYTECODE='1', PATH=path)
     with tempfile.TemporaryDirectory() as scratch:
         r = subprocess.run([sys.executable, '-c', script, test_id], cwd=scratch, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     return r.returncode != 0
 
 
-def run(boot, core_type, modules, verbose):
+def run(boot, core_type, modules, verbose, show):
     """Run the test modules; print per-module figures; return (passed,
     failed, [(test, why it cannot run with this library)]). Skips, errors
     and unexpected successes are failures. A test that failed is not
     runnable with this library (and counted apart, never as passed) only
     when it read paths inside the library that the library does not have
-    and it fails under BitBake's own library too."""
+    and it fails under BitBake's own library too. `show` is bitzel's
+    `show` command (argv), which the `bitbake` stand-in runs."""
     install(boot, core_type)
     # The guard itself (issue 13, item 4): BitBake's DataSmart and parser
     # must refuse to run, or no figure below means anything.
@@ -173,6 +208,18 @@ def run(boot, core_type, modules, verbose):
         else:
             raise RuntimeError('bitzel selftest: BitBake\'s %s did not refuse to run' % what)
     lib = os.path.dirname(os.path.dirname(os.path.abspath(bb.__file__)))
+    with tempfile.TemporaryDirectory(prefix='bitzel-selftest-') as scratch:
+        path = os.environ.get('PATH', os.defpath)
+        os.environ['PATH'] = _bitbake_stand_in(scratch, lib, show) + os.pathsep + path
+        try:
+            return _run_modules(boot, lib, modules, verbose, path)
+        finally:
+            os.environ['PATH'] = path
+
+
+def _run_modules(boot, lib, modules, verbose, path):
+    """`run`'s loop over the modules; `path` is PATH without the stand-in
+    (for the re-run under BitBake's own library)."""
     gaps = _LibraryGaps(lib)
     found = {}
 
@@ -197,7 +244,7 @@ def run(boot, core_type, modules, verbose):
         here = []
         for test, _ in result.failures + result.errors:
             missing = found.get(test.id())
-            if missing and _fails_under_bitbake(boot, lib, test.id()):
+            if missing and _fails_under_bitbake(boot, lib, test.id(), path):
                 what = '; '.join('%s (%s)' % m for m in missing)
                 here.append((test.id(), 'the library has no %s; it fails under BitBake\'s own '
                              'library too' % what))

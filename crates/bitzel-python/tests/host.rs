@@ -61,11 +61,11 @@ fn load_with(opts: &ParseOptions, env: BTreeMap<String, String>) -> Workspace {
     let r = root();
     let input = ConfInput {
         topdir: r.join("build"),
-        bblayers_conf: format!(
+        bblayers_conf: Some(format!(
             "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{}/meta-py\"\n",
             r.display()
-        ),
-        local_conf: String::new(),
+        )),
+        local_conf: Some(String::new()),
         env,
     };
     load_workspace(&input, &FsLoader, opts).unwrap()
@@ -222,7 +222,6 @@ fn bb_recipe_file_is_the_recipe_while_its_appends_includes_and_classes_are_read(
     // The stand-in bb.cookerdata names __BB_RECIPE_FILE, as newer BitBake's
     // cooker does; FILE follows the file being read (a class's is the file
     // that inherits it).
-    use bitzel_meta::PythonHost as _;
     install();
     assert!(bitzel_meta::python_host().unwrap().sets_recipe_file());
     let r = ws().recipes.iter().find(|r| r.pn == "recipefile").unwrap();

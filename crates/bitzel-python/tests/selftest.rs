@@ -21,14 +21,27 @@ fn a_test_is_not_runnable_only_when_it_lacks_library_data_and_fails_under_the_li
     // A library whose cooker does not name __BB_RECIPE_FILE (this one has
     // no bb/cookerdata.py): bitzel does not set it either.
     assert!(!bitzel_meta::PythonHost::sets_recipe_file(&*host));
+    // The `bitbake` stand-in runs this `show`, which echoes what it gets.
+    let show = [
+        "sh",
+        "-c",
+        "echo shown \"$BITZEL_BITBAKE_LIB\" \"$@\"",
+        "sh",
+    ]
+    .map(String::from);
     let f = host
-        .run_selftest(&["bb.tests.gaps".to_string()], true)
+        .run_selftest(
+            &["bb.tests.gaps".to_string(), "bb.tests.standin".to_string()],
+            true,
+            &show,
+        )
         .unwrap();
     let missing = lib.join("bb/tests/no-such-data/x.conf");
     assert_eq!(
         f,
         SelftestFigures {
-            passed: 1,
+            // test_passes and bb.tests.standin's two.
+            passed: 3,
             // test_fails (no missing data), test_fails_with_bitzel_only
             // (missing data, but the library's own datastore passes it).
             failed: 2,

@@ -27,7 +27,9 @@ use crate::output::Output;
 /// verb accepts a flag it ignores.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
-    /// The kas-style project configuration (machine.yml).
+    /// The kas-style project configuration (machine.yml); `bitzel show`
+    /// also reads a BitBake build directory (no kas file: BBPATH and the
+    /// variables BitBake passes through from the environment).
     pub config: PathBuf,
     /// Build directory (default `bitzel.build_dir`, else `./build`).
     #[arg(long, value_name = "DIR")]
@@ -263,21 +265,105 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
         .context("the build directory is not set")?;
     let input = bitzel_meta::ConfInput {
         topdir: build_dir,
-        bblayers_conf: project.bblayers_conf(),
-        local_conf: project.local_conf(),
+        bblayers_conf: Some(project.bblayers_conf()),
+        local_conf: Some(project.local_conf()),
         env: Default::default(),
     };
+    parse_workspace(out, project, &input)
+}
+
+/// Parse a BitBake build directory `dir` without a kas file, as BitBake
+/// does run there: the environment's variables BitBake passes through
+/// (`BBPATH`, `BB_ENV_PASSTHROUGH_ADDITIONS`, ...); `conf/bblayers.conf`
+/// found as BitBake finds it (under a `BBPATH` entry, else in `dir` or a
+/// directory above it), its directory then being `TOPDIR`; without one,
+/// no layers, `TOPDIR` from the environment or `dir`, and
+/// `conf/bitbake.conf` along `BBPATH`. The parse cache is the default one
+/// (or `--cache-dir`'s); the directory is not locked: nothing is written
+/// there.
+pub fn load_build_directory(
+    out: &Output,
+    config: &ConfigArgs,
+    parse: &ParseArgs,
+) -> anyhow::Result<bitzel_meta::Workspace> {
+    let dir = std::fs::canonicalize(&config.config).with_context(|| {
+        format!(
+            "cannot read the build directory {}",
+            config.config.display()
+        )
+    })?;
+    if config.build_dir.is_some() || config.wait_lock {
+        anyhow::bail!(
+            "{} is a BitBake build directory: it is its own build directory and is not locked, so --build-dir and --wait-lock do not apply",
+            dir.display()
+        );
+    }
+    let mut project = Project::build_directory(&dir);
+    project.bitzel.jobs = parse.jobs;
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    project.bitzel.cache_dir = config.cache_dir.as_ref().map(|d| cwd.join(d));
+    let env = bitzel_meta::passthrough_env(std::env::vars());
+    let found = find_bblayers(env.get("BBPATH").map(String::as_str), &dir);
+    let input = match found {
+        Some(conf) => bitzel_meta::ConfInput {
+            bblayers_conf: Some(
+                std::fs::read_to_string(&conf)
+                    .with_context(|| format!("cannot read {}", conf.display()))?,
+            ),
+            topdir: conf
+                .parent()
+                .and_then(Path::parent)
+                .map_or_else(|| dir.clone(), Path::to_path_buf),
+            local_conf: None,
+            env,
+        },
+        None => bitzel_meta::ConfInput {
+            topdir: dir,
+            bblayers_conf: None,
+            local_conf: None,
+            env,
+        },
+    };
+    tracing::debug!(topdir = %input.topdir.display(), bblayers = input.bblayers_conf.is_some(), "BitBake build directory");
+    parse_workspace(out, &project, &input)
+}
+
+/// Where BitBake finds `conf/bblayers.conf`: under each `BBPATH` entry,
+/// then in `dir` and each directory above it (not `/`).
+fn find_bblayers(bbpath: Option<&str>, dir: &Path) -> Option<PathBuf> {
+    let entries = bbpath
+        .into_iter()
+        .flat_map(|p| p.split(':'))
+        .filter(|e| !e.is_empty())
+        .map(PathBuf::from);
+    let above = dir
+        .ancestors()
+        .filter(|p| p.parent().is_some())
+        .map(Path::to_path_buf);
+    entries
+        .chain(above)
+        .map(|d| d.join("conf").join("bblayers.conf"))
+        .find(|f| f.is_file())
+}
+
+/// Parse the metadata `input` describes, with `project`'s settings (cache
+/// directory, jobs, the BitBake library).
+fn parse_workspace(
+    out: &Output,
+    project: &Project,
+    input: &bitzel_meta::ConfInput,
+) -> anyhow::Result<bitzel_meta::Workspace> {
     let parse_cache = crate::build_flow::cache_dir(project)
         .ok()
         .map(|d| d.join("parse"));
     let missing_bitbake = start_python(project)?;
     let opts = bitzel_meta::ParseOptions {
-        parsers: parser_processes(project, &input, parse_cache.as_deref()),
+        parsers: parser_processes(project, input, parse_cache.as_deref()),
         cache_dir: parse_cache,
         jobs: project.bitzel.jobs,
         shard: None,
     };
-    let ws = match bitzel_meta::load_workspace(&input, &bitzel_meta::FsLoader, &opts) {
+    let ws = match bitzel_meta::load_workspace(input, &bitzel_meta::FsLoader, &opts) {
         Ok(ws) => ws,
         Err(bitzel_meta::MetaError::Config { diagnostics })
             if missing_bitbake.is_some()
@@ -390,6 +476,7 @@ fn parser_processes(
                 topdir: input.topdir.clone(),
                 bblayers_conf: input.bblayers_conf.clone(),
                 local_conf: input.local_conf.clone(),
+                env: input.env.clone(),
                 cache_dir: cache_dir?.to_path_buf(),
                 bitbake_lib: py.bitbake_lib().to_path_buf(),
                 bytecode_dir: bytecode_dir(project),

@@ -190,3 +190,131 @@ fn build_names_the_skipped_provider() {
         "{stderr}"
     );
 }
+
+/// `bitzel show <dir> <args>` on a BitBake build directory read without a
+/// kas file (`testdata/meta/builddir`), with nothing of this process's
+/// environment but `PATH` and `env`; the exit code and output, `dir` and
+/// the repository replaced by placeholders.
+fn show_build_dir(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let root = repo_root();
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bitzel"))
+        .args(["--color", "never", "show", "--cache-dir"])
+        .arg(cache.path())
+        .arg(dir)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let clean = |s: &[u8]| {
+        String::from_utf8_lossy(s)
+            .replace(&dir.to_string_lossy().to_string(), "<DIR>")
+            .replace(&root.to_string_lossy().to_string(), "<REPO>")
+    };
+    format!(
+        "exit {}\n{}{}",
+        out.status.code().unwrap_or(-1),
+        clean(&out.stdout),
+        clean(&out.stderr)
+    )
+}
+
+#[test]
+fn build_directory_without_bblayers_conf_as_bitbake_reads_it() {
+    let meta = repo_root().join("testdata/meta/builddir/meta-plain");
+    let meta = meta.to_str().unwrap();
+    let bbfiles = format!("{meta}/recipes/*.bb {meta}/recipes/*.bbappend");
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        "hello",
+        "PN",
+        "PV",
+        "APPENDED",
+        "GREETING",
+        "TOPDIR",
+        "TMPDIR",
+        "NOT_PASSED",
+        "BBPATH",
+    ];
+    let env = [
+        ("BBPATH", meta),
+        ("BB_ENV_PASSTHROUGH_ADDITIONS", "EXTRA_BBFILES"),
+        ("EXTRA_BBFILES", bbfiles.as_str()),
+        ("NOT_PASSED", "x"),
+        ("TOPDIR", "/not/passed"),
+    ];
+    // TOPDIR is the build directory unless passed through.
+    expect![[r#"
+        exit 0
+        PN="hello"
+        PV="1.0"
+        APPENDED="yes"
+        GREETING="hello from local.conf"
+        TOPDIR="<DIR>"
+        TMPDIR="<DIR>/tmp"
+        # NOT_PASSED is not set
+        BBPATH="<REPO>/testdata/meta/builddir/meta-plain"
+    "#]]
+    .assert_eq(&show_build_dir(dir.path(), &env, &vars));
+    let mut passed = env;
+    passed[1].1 = "EXTRA_BBFILES TOPDIR";
+    expect![[r#"
+        exit 0
+        PN="hello"
+        PV="1.0"
+        APPENDED="yes"
+        GREETING="hello from local.conf"
+        TOPDIR="/not/passed"
+        TMPDIR="/not/passed/tmp"
+    "#]]
+    .assert_eq(&show_build_dir(dir.path(), &passed, &vars[..7]));
+    // No BBPATH and no bblayers.conf: BitBake's error, and what to do.
+    expect![[r#"
+        exit 1
+        [environment]: error: the BBPATH variable is not set and there is no conf/bblayers.conf: set BBPATH in the environment (and BB_ENV_PASSTHROUGH_ADDITIONS for other variables), or use a build directory that has a conf/bblayers.conf
+        error: 1 error(s) in the base configuration (bblayers.conf, layer.conf, bitbake.conf, local.conf); fix them and run again
+    "#]].assert_eq(&show_build_dir(dir.path(), &env[1..], &vars));
+}
+
+#[test]
+fn build_directory_with_bblayers_conf_found_above() {
+    let meta = repo_root().join("testdata/meta/builddir/meta-plain");
+    let top = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(top.path().join("conf")).unwrap();
+    std::fs::create_dir_all(top.path().join("sub")).unwrap();
+    std::fs::write(
+        top.path().join("conf/bblayers.conf"),
+        format!(
+            "BBPATH = \"${{TOPDIR}}\"\nBBLAYERS = \"{}\"\n",
+            meta.display()
+        ),
+    )
+    .unwrap();
+    // Run from a directory below it: TOPDIR is the directory holding conf/.
+    let out = show_build_dir(
+        &top.path().join("sub"),
+        &[],
+        &[
+            "hello",
+            "PN",
+            "APPENDED",
+            "GREETING",
+            "BBFILE_COLLECTIONS",
+            "TOPDIR",
+        ],
+    );
+    let top = top.path().canonicalize().unwrap();
+    expect![[r#"
+        exit 0
+        PN="hello"
+        APPENDED="yes"
+        GREETING="hello from local.conf"
+        BBFILE_COLLECTIONS=" plain"
+        TOPDIR="<TOP>"
+    "#]]
+    .assert_eq(&out.replace(&top.to_string_lossy().to_string(), "<TOP>"));
+}

@@ -75,10 +75,10 @@ pub fn load(
     let c = checkout.display();
     let input = ConfInput {
         topdir: topdir.to_path_buf(),
-        bblayers_conf: format!(
+        bblayers_conf: Some(format!(
             "BBPATH = \"${{TOPDIR}}\"\nBBFILES ?= \"\"\nBBLAYERS ?= \"{c}/meta-bitzel {c}/meta-tiny\"\n"
-        ),
-        local_conf: local_conf(local_conf_extra),
+        )),
+        local_conf: Some(local_conf(local_conf_extra)),
         env,
     };
     let opts = ParseOptions {

@@ -35,10 +35,12 @@ pub struct ParseShardArgs {
 pub struct ShardRequest {
     /// `TOPDIR`.
     pub topdir: PathBuf,
-    /// The generated `bblayers.conf`.
-    pub bblayers_conf: String,
-    /// The generated `local.conf`.
-    pub local_conf: String,
+    /// The `bblayers.conf` text (none: a build directory without one).
+    pub bblayers_conf: Option<String>,
+    /// The `local.conf` text (none: only what is on disk).
+    pub local_conf: Option<String>,
+    /// The environment variables passed into the datastore.
+    pub env: std::collections::BTreeMap<String, String>,
     /// The parse cache directory.
     pub cache_dir: PathBuf,
     /// The BitBake library the parent's interpreter uses.
@@ -55,7 +57,7 @@ impl ShardRequest {
             topdir: self.topdir.clone(),
             bblayers_conf: self.bblayers_conf.clone(),
             local_conf: self.local_conf.clone(),
-            env: Default::default(),
+            env: self.env.clone(),
         }
     }
 }

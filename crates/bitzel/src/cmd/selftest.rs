@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use crate::output::Output;
@@ -39,7 +40,10 @@ pub fn run(_out: &Output, args: SelftestArgs) -> anyhow::Result<ExitCode> {
     }
     let host = std::sync::Arc::new(bitzel_python::CPython::new(&args.lib, None)?);
     bitzel_meta::install_python_host(host.clone());
-    let f = host.run_selftest(&args.modules, args.verbose_tests)?;
+    // BitBake's tests that run `bitbake -e` get this binary's `show`.
+    let exe = std::env::current_exe().context("cannot find the bitzel executable")?;
+    let show = [exe.to_string_lossy().into_owned(), "show".to_string()];
+    let f = host.run_selftest(&args.modules, args.verbose_tests, &show)?;
     println!("{} passed, {} failed", f.passed, f.failed);
     match f.unrunnable.as_slice() {
         [] => {}

@@ -65,12 +65,17 @@ fn pick<'a>(ws: &'a Workspace, name: &str) -> anyhow::Result<&'a Recipe> {
 
 /// Run `bitzel show`.
 pub fn run(out: &Output, args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let project = load_project(
-        out,
-        &args.config.config,
-        &args.config.overrides_parse(&args.parse),
-    )?;
-    let ws = crate::project::load_workspace(out, &project)?;
+    // A directory is a BitBake build directory, read without a kas file.
+    let ws = if args.config.config.is_dir() {
+        crate::project::load_build_directory(out, &args.config, &args.parse)?
+    } else {
+        let project = load_project(
+            out,
+            &args.config.config,
+            &args.config.overrides_parse(&args.parse),
+        )?;
+        crate::project::load_workspace(out, &project)?
+    };
     if args.recipes {
         let mut rows: Vec<(&str, &str, &str, String)> = ws
             .recipes

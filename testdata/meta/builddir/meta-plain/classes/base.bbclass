@@ -1,0 +1,4 @@
+do_build() {
+    :
+}
+addtask build

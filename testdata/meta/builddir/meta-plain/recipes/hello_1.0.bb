@@ -1,0 +1,1 @@
+SUMMARY = "A recipe of a build directory without kas"
