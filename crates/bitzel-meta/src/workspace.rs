@@ -671,7 +671,11 @@ pub(crate) fn parse_recipe(
 ) -> (Vec<Recipe>, Vec<Diagnostic>, Vec<Input>) {
     let farc: Arc<Path> = Arc::from(file);
     let mut ev = Eval::new(env, DataStore::layered(base.data.clone()), "recipe");
-    ev.ds.set_var("FILE_LAYERNAME", Arc::from(layer), None);
+    // BitBake's cooker sets it to the recipe's collection, None (no value)
+    // for a recipe no collection takes (a build directory without layers).
+    if !layer.is_empty() {
+        ev.ds.set_var("FILE_LAYERNAME", Arc::from(layer), None);
+    }
     // As the cooker of a BitBake that has it: the recipe file, unchanged
     // while its bbappends, includes and classes are read (FILE follows
     // the file being read).

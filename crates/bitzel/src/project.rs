@@ -192,6 +192,12 @@ fn load_project_with(
     overrides: &Overrides,
     writes: bool,
 ) -> anyhow::Result<(Project, BuildDirLock)> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{} is a directory: only `bitzel show` reads a BitBake build directory; give this verb a kas-style configuration file (machine.yml)",
+            path.display()
+        );
+    }
     let mut project = bitzel_config::load(path)?;
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
     let abs = |p: &Path| cwd.join(p);
@@ -279,8 +285,8 @@ pub fn load_workspace(out: &Output, project: &Project) -> anyhow::Result<bitzel_
 /// directory above it), its directory then being `TOPDIR`; without one,
 /// no layers, `TOPDIR` from the environment or `dir`, and
 /// `conf/bitbake.conf` along `BBPATH`. The parse cache is the default one
-/// (or `--cache-dir`'s); the directory is not locked: nothing is written
-/// there.
+/// (or `--cache-dir`'s); the directory is not locked (bitzel writes nothing
+/// there; the metadata's parse-time Python may, as under BitBake).
 pub fn load_build_directory(
     out: &Output,
     config: &ConfigArgs,

@@ -239,6 +239,8 @@ fn build_directory_without_bblayers_conf_as_bitbake_reads_it() {
         "TMPDIR",
         "NOT_PASSED",
         "BBPATH",
+        // No collection takes the recipe: unset, as BitBake's None.
+        "FILE_LAYERNAME",
     ];
     let env = [
         ("BBPATH", meta),
@@ -258,6 +260,7 @@ fn build_directory_without_bblayers_conf_as_bitbake_reads_it() {
         TMPDIR="<DIR>/tmp"
         # NOT_PASSED is not set
         BBPATH="<REPO>/testdata/meta/builddir/meta-plain"
+        # FILE_LAYERNAME is not set
     "#]]
     .assert_eq(&show_build_dir(dir.path(), &env, &vars));
     let mut passed = env;
@@ -304,6 +307,7 @@ fn build_directory_with_bblayers_conf_found_above() {
             "APPENDED",
             "GREETING",
             "BBFILE_COLLECTIONS",
+            "FILE_LAYERNAME",
             "TOPDIR",
         ],
     );
@@ -314,6 +318,7 @@ fn build_directory_with_bblayers_conf_found_above() {
         APPENDED="yes"
         GREETING="hello from local.conf"
         BBFILE_COLLECTIONS=" plain"
+        FILE_LAYERNAME="plain"
         TOPDIR="<TOP>"
     "#]]
     .assert_eq(&out.replace(&top.to_string_lossy().to_string(), "<TOP>"));
