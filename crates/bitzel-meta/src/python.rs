@@ -108,6 +108,13 @@ pub trait PythonHost: Send + Sync {
     fn sets_recipe_file(&self) -> bool {
         false
     }
+    /// The name the cooker gives the default configuration in
+    /// `BB_CURRENT_MC` (`default` in older BitBake, empty in newer ones),
+    /// or None when the library does not say (bitzel then uses `default`):
+    /// the user's BitBake decides.
+    fn default_config_name(&self) -> Option<String> {
+        None
+    }
     /// For the parse cache: the form of a process-local object value
     /// ([`PROCESS_LOCAL`]) that a later process reads back as an equal
     /// object (its pickled state, `d` in it standing for the datastore it

@@ -203,12 +203,16 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
             ev.ds.set_var_flag(k, "export", Arc::from("1"), None);
         }
     }
-    // BitBake's cooker names the configuration being parsed ("default"
-    // for the only one bitzel parses) before reading any file.
+    // BitBake's cooker names the configuration being parsed (the default
+    // one, the only one bitzel parses: "default", or "" in newer BitBake)
+    // before reading any file.
+    let mc = crate::python::python_host()
+        .and_then(|p| p.default_config_name())
+        .unwrap_or_else(|| "default".to_string());
     ev.ds.set_var(
         "BB_CURRENT_MC",
-        Arc::from("default"),
-        internal(&bitzel_file, "set", "default"),
+        Arc::from(mc.as_str()),
+        internal(&bitzel_file, "set", &mc),
     );
     // TOPDIR is the directory holding conf/bblayers.conf; without one, as
     // the environment gives it, else the build directory.

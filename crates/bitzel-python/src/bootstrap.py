@@ -470,6 +470,28 @@ def sets_recipe_file():
     return False
 
 
+def default_config_name():
+    """The name the user's BitBake cooker gives the default configuration
+    in BB_CURRENT_MC: the default of the `mc` parameter of
+    CookerDataBuilder.parseConfigurationFiles in its bb.cookerdata (read
+    from the source, not run), or None when that is not there."""
+    import ast
+    spec = importlib.util.find_spec('bb.cookerdata')
+    if spec is None or not spec.origin or not spec.origin.endswith('.py'):
+        return None
+    with open(spec.origin, encoding='utf-8') as f:
+        tree = ast.parse(f.read(), spec.origin)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == 'parseConfigurationFiles':
+            args = node.args.args
+            defaults = dict(zip([a.arg for a in args[len(args) - len(node.args.defaults):]],
+                                node.args.defaults))
+            value = defaults.get('mc')
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                return value.value
+    return None
+
+
 def install(core, obj_mark):
     """Called once by bitzel: `d` is the proxy of the calling datastore."""
     global _OBJ

@@ -99,6 +99,8 @@ pub struct CPython {
     one_task_per_addtask: bool,
     /// Whether this BitBake's cooker sets `__BB_RECIPE_FILE`.
     sets_recipe_file: bool,
+    /// This BitBake's `BB_CURRENT_MC` for the default configuration.
+    default_config_name: Option<String>,
 }
 
 /// What [`CPython::run_selftest`] counted.
@@ -236,6 +238,11 @@ impl CPython {
             let prefixes_task_deps = probe("prefixes_task_deps")?;
             let one_task_per_addtask = probe("one_task_per_addtask")?;
             let sets_recipe_file = probe("sets_recipe_file")?;
+            let default_config_name = module
+                .getattr("default_config_name")
+                .and_then(|f| f.call0())
+                .and_then(|v| v.extract::<Option<String>>())
+                .map_err(fail)?;
             Ok(CPython {
                 stats: Stats::default(),
                 module: module.unbind(),
@@ -247,6 +254,7 @@ impl CPython {
                 prefixes_task_deps,
                 one_task_per_addtask,
                 sets_recipe_file,
+                default_config_name,
             })
         })
     }
@@ -499,6 +507,10 @@ impl PythonHost for CPython {
 
     fn sets_recipe_file(&self) -> bool {
         self.sets_recipe_file
+    }
+
+    fn default_config_name(&self) -> Option<String> {
+        self.default_config_name.clone()
     }
 
     fn loaded_modules(&self) -> Vec<String> {

@@ -250,6 +250,16 @@ fn bb_recipe_file_is_the_recipe_while_its_appends_includes_and_classes_are_read(
 }
 
 #[test]
+fn bb_current_mc_names_the_default_configuration_as_the_bitbake_does() {
+    // The stand-in bb.cookerdata's parseConfigurationFiles defaults mc to
+    // "", as newer BitBake (older ones: "default").
+    install();
+    let p = bitzel_meta::python_host().unwrap();
+    assert_eq!(p.default_config_name().as_deref(), Some(""));
+    assert_eq!(ws().config.get_var("BB_CURRENT_MC").as_deref(), Some(""));
+}
+
+#[test]
 fn bitbake_lists_cross_d_as_python_lists() {
     let r = ws().recipes.iter().find(|r| r.pn == "good").unwrap();
     assert_eq!(r.data.tasks(), ["do_thing", "do_other", "do_extra"]);

@@ -21,6 +21,8 @@ fn a_test_is_not_runnable_only_when_it_lacks_library_data_and_fails_under_the_li
     // A library whose cooker does not name __BB_RECIPE_FILE (this one has
     // no bb/cookerdata.py): bitzel does not set it either.
     assert!(!bitzel_meta::PythonHost::sets_recipe_file(&*host));
+    // Nor does it name the default configuration: bitzel's "default".
+    assert_eq!(bitzel_meta::PythonHost::default_config_name(&*host), None);
     // The `bitbake` stand-in runs this `show`, which echoes what it gets.
     let show = [
         "sh",
