@@ -311,7 +311,16 @@ fn build_directory_with_bblayers_conf_found_above() {
             "TOPDIR",
         ],
     );
+    // Or under a BBPATH entry, from anywhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let entry = top.path().to_str().unwrap().to_string();
+    let found = show_build_dir(elsewhere.path(), &[("BBPATH", &entry)], &["-", "TOPDIR"]);
     let top = top.path().canonicalize().unwrap();
+    expect![[r#"
+        exit 0
+        TOPDIR="<TOP>"
+    "#]]
+    .assert_eq(&found.replace(&top.to_string_lossy().to_string(), "<TOP>"));
     expect![[r#"
         exit 0
         PN="hello"
