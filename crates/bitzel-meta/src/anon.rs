@@ -454,10 +454,37 @@ impl Eval<'_> {
         if let ControlFlow::Break(b) = self.fire_event("RecipeTaskPreProcess", f, Some(&tasks)) {
             return b;
         }
+        self.set_final_vars(file);
         match self.fire_event("RecipeParsed", f, None) {
             ControlFlow::Break(b) => b,
             ControlFlow::Continue(()) => None,
         }
+    }
+
+    /// `bb.build.add_tasks` (`_task_deps`) and `BBINCLUDED`, as BitBake's
+    /// finalisation sets them before `RecipeParsed`.
+    fn set_final_vars(&mut self, file: &Arc<Path>) {
+        let h = |op: &'static str, v: &Arc<str>| {
+            Some(HistoryEntry {
+                file: file.clone(),
+                line: 0,
+                op: Cow::Borrowed(op),
+                flag: None,
+                detail: v.clone(),
+            })
+        };
+        match crate::finalvars::task_deps(&self.ds, &self.ds.tasks()) {
+            Ok(v) => {
+                let v: Arc<str> = Arc::from(v);
+                self.ds
+                    .set_var("_task_deps", v.clone(), h("set (add_tasks)", &v));
+            }
+            Err(e) => self.expand_error(file, 0, &e),
+        }
+        let files = crate::finalvars::marked_files(&self.inputs, self.env.cwd());
+        let v: Arc<str> = Arc::from(crate::finalvars::bbincluded(&self.ds, &files));
+        self.ds
+            .set_var("BBINCLUDED", v.clone(), h("set (finalize)", &v));
     }
 
     /// Fire `ConfigParsed` to the base configuration's handlers. True when

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::data::DataStore;
-use crate::python::{py_str, PY_LITERAL};
+use crate::python::{py_str, python_host, PyFailure, PY_LITERAL, PY_MARK};
 
 /// What to print.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +73,26 @@ pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
     }
 }
 
+/// A stored value as BitBake prints it, `str(value)`: a Python literal is
+/// its stored `repr` (its `str`), `None` is not printed at all (`None`
+/// here), any other object is shown by the Python host that made it.
+fn shown(value: String) -> Result<Option<String>, PyFailure> {
+    if let Some(lit) = value.strip_prefix(PY_LITERAL) {
+        return Ok((lit != "None").then(|| lit.to_string()));
+    }
+    if !value.starts_with(PY_MARK) {
+        return Ok(Some(value));
+    }
+    match python_host() {
+        Some(host) => host.display(&value).map(Some),
+        None => Err(PyFailure {
+            message: "a Python object value, and no Python host to show it".to_string(),
+            file: None,
+            line: None,
+        }),
+    }
+}
+
 /// BitBake's `emit_var`; returns true when a function body was printed.
 fn emit_var(ds: &DataStore, var: &str, all: bool, history: bool, out: &mut String) -> bool {
     let func = ds.is_func(var);
@@ -102,15 +122,13 @@ fn emit_var(ds: &DataStore, var: &str, all: bool, history: bool, out: &mut Strin
         let _ = writeln!(out, "unset {name}");
         return false;
     }
-    // A Python literal value is shown as BitBake shows it: `str(value)`,
-    // which is the stored `repr`; `None` is not shown at all.
-    let val = match val {
-        Some(v) => match v.strip_prefix(PY_LITERAL) {
-            Some("None") => return false,
-            Some(text) => text.to_string(),
-            None => v,
-        },
-        None => return false,
+    let val = match val.map(shown) {
+        Some(Ok(Some(v))) => v,
+        Some(Ok(None)) | None => return false,
+        Some(Err(e)) => {
+            let _ = writeln!(out, "# str() of {var} threw {}", e.message);
+            return false;
+        }
     };
     if func {
         let _ = writeln!(
@@ -168,11 +186,17 @@ pub fn emit_env(ds: &DataStore, opts: &EmitOptions) -> String {
             out.push('\n');
         }
     }
-    let mut pyfuncs: Vec<&String> = funcs.iter().copied().filter(|k| ds.is_python(k)).collect();
+    // cooker's showEnvironment prints the Python functions of every key,
+    // `__` ones included (the anonymous functions, `__anon_<line>_<file>`).
+    let mut pyfuncs: Vec<String> = match &opts.vars {
+        Some(v) => v.clone(),
+        None => ds.keys(),
+    };
+    pyfuncs.retain(|k| ds.is_func(k) && ds.is_python(k));
     if opts.vars.is_none() {
         pyfuncs.sort();
     }
-    for k in pyfuncs {
+    for k in &pyfuncs {
         // BitBake formats `getVar(name, False)` with `%s`: a function that
         // has only flags (`python do_x:prepend () {}` names an override,
         // not a value) shows `None`.

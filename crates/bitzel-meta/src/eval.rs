@@ -39,6 +39,11 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// The directory relative paths are relative to.
+    pub(crate) fn cwd(&self) -> Option<&Path> {
+        self.cwd.as_deref()
+    }
+
     /// Files from `loader`; relative `BBPATH` entries are relative to
     /// `dir` (a build's `TOPDIR`, where BitBake runs).
     pub(crate) fn in_dir(loader: &'a dyn Loader, dir: &Path) -> Env<'a> {
@@ -541,11 +546,20 @@ impl<'e> Eval<'e> {
             } else {
                 dirs.push("None".to_string());
             }
-            if let Some(found) = self.which(&dirs, name) {
-                path = found;
+            // Not found there, it is not found through BBPATH either (what
+            // BitBake's `resolve_file` tries next): every candidate is
+            // already marked.
+            match self.which(&dirs, name) {
+                Some(found) => path = found,
+                None => path = PathBuf::new(),
             }
         }
-        match self.eval_file(&path) {
+        let read = if path.as_os_str().is_empty() {
+            Ok(false)
+        } else {
+            self.eval_file(&path)
+        };
+        match read {
             Ok(true) => {}
             Ok(false) => {
                 if required {
@@ -767,12 +781,15 @@ impl<'e> Eval<'e> {
         match name.filter(|n| *n != "__anonymous") {
             Some(n) => fname = n.to_string(),
             None => {
+                // BitBake's MethodNode names it by the line of its closing
+                // `}` and its file, with `/.+-@%&~` made `_`.
                 let tr: String = file
                     .to_string_lossy()
                     .chars()
-                    .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                    .map(|c| if "/.+-@%&~".contains(c) { '_' } else { c })
                     .collect();
-                fname = format!("__anon_{line}_{tr}");
+                let closing = line as usize + body.matches('\n').count() + 1;
+                fname = format!("__anon_{closing}_{tr}");
                 python = true;
                 text = Arc::from(format!("def {fname}(d):\n{body}"));
                 let cur = self

@@ -75,8 +75,7 @@ pub fn handle_with(loader: &dyn Loader, file: &Path, data: DataStore, include: b
     let mut errors = Vec::new();
     let mut base = None;
     let mut variants = Vec::new();
-    for (mut e, name) in crate::workspace::split_variants(ev, &farc) {
-        let skipped = e.finalize(&farc);
+    for (e, name, skipped) in crate::workspace::finalize_variants(ev, &farc) {
         errors.extend(e.diags.into_iter().filter(Diagnostic::is_error));
         match name {
             None => base = Some((e.ds, skipped)),

@@ -98,6 +98,12 @@ def persist(value):
         return None
 
 
+def display(value):
+    """str() of a stored value, as BitBake prints a value that is an object
+    (`bitbake -e`: "%s" % value)."""
+    return str(_from_store(value))
+
+
 def _from_store(value):
     if value is None or not value.startswith(_MARK):
         return value

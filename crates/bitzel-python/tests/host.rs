@@ -249,6 +249,48 @@ fn values_holding_process_local_objects_are_marked_so() {
     assert!(ext.starts_with(bitzel_meta::PROCESS_LOCAL), "{ext:?}");
 }
 
+/// `bitzel show` prints a value that is a Python object as BitBake prints
+/// it (`str(value)`, as `bitbake -e` shows nativesdk's EXTENDERCLASS), for
+/// an object of this process and for one the parse cache kept pickled.
+#[test]
+fn python_object_values_show_as_bitbake_prints_them() {
+    let show = |ws: &Workspace, pn: &str, var: &str| -> String {
+        let r = ws.recipes.iter().find(|r| r.pn == pn).unwrap();
+        let opts = bitzel_meta::EmitOptions {
+            history: false,
+            vars: Some(vec![var.to_string()]),
+        };
+        bitzel_meta::emit_env(&r.data, &opts)
+    };
+    let shown_as = |out: &str, var: &str, class: &str| {
+        let line = out.lines().find(|l| l.starts_with(&format!("{var}=")));
+        let line = line.unwrap_or_else(|| panic!("no {var} in {out:?}"));
+        let prefix = format!("{var}=\"<");
+        let object = format!("{class} object at 0x");
+        assert!(
+            line.starts_with(&prefix) && line.contains(&object) && line.ends_with(">\""),
+            "{line:?}"
+        );
+    };
+    shown_as(&show(ws(), "good", "EXTENDER"), "EXTENDER", "<Extender");
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = ParseOptions {
+        cache_dir: Some(tmp.path().to_path_buf()),
+        jobs: None,
+        ..Default::default()
+    };
+    let _cold = load(&opts);
+    let warm = load(&opts);
+    let kept = warm.recipes.iter().find(|r| r.pn == "kept").unwrap();
+    let stored = kept.data.get_var_unexpanded("KEEPER").unwrap();
+    assert!(stored.starts_with("\0bitzel-py:pkl:"), "{stored:?}");
+    shown_as(
+        &show(&warm, "kept", "KEEPER"),
+        "KEEPER",
+        "<pylib.keeper.Keeper",
+    );
+}
+
 #[test]
 fn a_warm_parse_equals_a_cold_one() {
     let tmp = tempfile::tempdir().unwrap();

@@ -64,6 +64,7 @@ pub(crate) use bbfuncs::vercmp_string_op;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 pub use stmt::{compile_cached, CompileError, FuncOutcome, PyFunc};
+pub(crate) use value::str_repr;
 
 /// Prefix of every error message about a construct outside the subset.
 pub const UNSUPPORTED: &str = "unsupported in bitzel's inline-Python subset: ";
