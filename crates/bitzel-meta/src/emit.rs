@@ -41,7 +41,7 @@ pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
     let oval = ds
         .get_var_unexpanded(var)
         .unwrap_or_else(|| "None".to_string());
-    let comment_val = oval.replace('\n', "\n#");
+    let comment_val = comment_text(&oval).replace('\n', "\n#");
     if history.is_empty() {
         let _ = writeln!(out, "#\n# ${var}\n#   [no history recorded]\n#");
         let _ = writeln!(out, "#   \"{comment_val}\"");
@@ -65,7 +65,7 @@ pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
             h.file.display(),
             h.line,
             flag,
-            h.detail.replace('\n', "\n#     ")
+            comment_text(&h.detail).replace('\n', "\n#     ")
         );
     }
     if history.len() > 1 {
@@ -73,24 +73,37 @@ pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
     }
 }
 
-/// A stored value as BitBake prints it, `str(value)`: a Python literal is
-/// its stored `repr` (its `str`), `None` is not printed at all (`None`
-/// here), any other object is shown by the Python host that made it.
-fn shown(value: String) -> Result<Option<String>, PyFailure> {
+/// `str(value)` of a stored value (BitBake's `"%s" % value`): a Python
+/// literal is its stored `repr` (its `str`), any other object is shown by
+/// the Python host that made it.
+fn py_text(value: &str) -> Result<String, PyFailure> {
     if let Some(lit) = value.strip_prefix(PY_LITERAL) {
-        return Ok((lit != "None").then(|| lit.to_string()));
+        return Ok(lit.to_string());
     }
     if !value.starts_with(PY_MARK) {
-        return Ok(Some(value));
+        return Ok(value.to_string());
     }
     match python_host() {
-        Some(host) => host.display(&value).map(Some),
+        Some(host) => host.display(value),
         None => Err(PyFailure {
             message: "a Python object value, and no Python host to show it".to_string(),
             file: None,
             line: None,
         }),
     }
+}
+
+/// [`py_text`] for a comment line: a value that cannot be shown says why.
+fn comment_text(value: &str) -> String {
+    py_text(value).unwrap_or_else(|e| format!("<{}>", e.message))
+}
+
+/// A value as `emit_var` prints it: [`py_text`], and `None` not at all.
+fn shown(value: String) -> Result<Option<String>, PyFailure> {
+    if value.strip_prefix(PY_LITERAL) == Some("None") {
+        return Ok(None);
+    }
+    py_text(&value).map(Some)
 }
 
 /// BitBake's `emit_var`; returns true when a function body was printed.

@@ -382,6 +382,11 @@ fn parse_configuration<'e>(env: &'e Env<'e>, input: &ConfInput) -> (Eval<'e>, Ve
     for class in std::iter::once("base").chain(inherit.split_whitespace()) {
         ev.inherit(class, &conf_marker, 0, false);
     }
+    // BitBake's parseConfigurationFiles ends by setting BBINCLUDED to the
+    // files marked so far (a recipe's finalisation sets its own).
+    let marked = crate::finalvars::marked_files(&ev.inputs, env.cwd());
+    ev.ds
+        .set_var("BBINCLUDED", Arc::from(marked.join(" ")), None);
     crate::layerdeps::check_layer_depends(&mut ev, &layers);
     (ev, layers)
 }

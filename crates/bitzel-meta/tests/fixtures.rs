@@ -548,6 +548,11 @@ fn finalisation_variables_as_bitbake_e_prints_them() {
               {}}"
         "#]],
     );
+    // The configuration's own: the files it marked before ConfigParsed.
+    let config = vars(&ws, &root, None, &["BBINCLUDED"], false);
+    let upto = "<ROOT>/meta-x/classes-global/base.bbclass";
+    let (base, _) = demo.split_once(upto).unwrap();
+    assert_eq!(config, format!("{base}{upto}\"\n"));
     let head = demo.lines().next().unwrap();
     let tail = "<ROOT>/meta-x/classes/late.bbclass \
                 <ROOT>/build/classes-recipe/native.bbclass \

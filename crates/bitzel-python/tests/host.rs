@@ -251,16 +251,20 @@ fn values_holding_process_local_objects_are_marked_so() {
 
 /// `bitzel show` prints a value that is a Python object as BitBake prints
 /// it (`str(value)`, as `bitbake -e` shows nativesdk's EXTENDERCLASS), for
-/// an object of this process and for one the parse cache kept pickled.
+/// an object of this process and for one the parse cache kept pickled, in
+/// the value and in its history block.
 #[test]
 fn python_object_values_show_as_bitbake_prints_them() {
     let show = |ws: &Workspace, pn: &str, var: &str| -> String {
         let r = ws.recipes.iter().find(|r| r.pn == pn).unwrap();
         let opts = bitzel_meta::EmitOptions {
-            history: false,
+            history: true,
             vars: Some(vec![var.to_string()]),
         };
-        bitzel_meta::emit_env(&r.data, &opts)
+        let out = bitzel_meta::emit_env(&r.data, &opts);
+        // Nor does its history block show bitzel's marker.
+        assert!(!out.contains('\0'), "{out:?}");
+        out
     };
     let shown_as = |out: &str, var: &str, class: &str| {
         let line = out.lines().find(|l| l.starts_with(&format!("{var}=")));
