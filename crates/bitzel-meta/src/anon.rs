@@ -37,6 +37,10 @@ pub(crate) struct AnonCtx<'d> {
     /// runs when the Python call returns; `None`: inheriting is not
     /// possible from this datastore (no recipe is being parsed into it).
     inherits: Option<RefCell<Vec<PendingInherit>>>,
+    /// The files `bb.parse.mark_dependency` marked (`DataOp::MarkDependency`),
+    /// which the parse records when the Python call returns; `None`
+    /// outside a parse.
+    marks: Option<RefCell<Vec<std::path::PathBuf>>>,
 }
 
 /// An inherit an event handler or anonymous function asked for: the
@@ -52,6 +56,7 @@ impl<'d> AnonCtx<'d> {
             logs: RefCell::new(Vec::new()),
             expand_error: RefCell::new(None),
             inherits: None,
+            marks: None,
         }
     }
 
@@ -61,6 +66,7 @@ impl<'d> AnonCtx<'d> {
     fn inheriting(ds: &'d mut DataStore, file: Arc<Path>, line: u32) -> AnonCtx<'d> {
         AnonCtx {
             inherits: Some(RefCell::new(Vec::new())),
+            marks: Some(RefCell::new(Vec::new())),
             ..AnonCtx::new(ds, file, line)
         }
     }
@@ -188,6 +194,13 @@ impl PyContext for AnonCtx<'_> {
                 };
                 let file: Arc<Path> = Arc::from(Path::new(file));
                 pending.borrow_mut().push((classes.to_string(), file, line));
+            }
+            // Outside a parse nothing reads a datastore's dependencies (as
+            // in BitBake, where only the parse reads `__depends`).
+            DataOp::MarkDependency { file } => {
+                if let Some(marks) = &self.marks {
+                    marks.borrow_mut().push(file.into());
+                }
             }
         }
         Ok(())
@@ -389,8 +402,10 @@ impl Eval<'_> {
             logs,
             expand_error,
             inherits,
+            marks,
             ..
         } = ctx;
+        let marks = marks.map(RefCell::into_inner).unwrap_or_default();
         self.emit_logs(file, lineno, logs.into_inner());
         if let Some(e) = expand_error.into_inner() {
             self.ds.rollback();
@@ -404,6 +419,7 @@ impl Eval<'_> {
         match result {
             Ok(PyRun::Done) => {
                 self.ds.commit();
+                marks.iter().for_each(|m| self.mark_dependency(m));
                 // BitBake's inherit parses the class at the call; bitzel's
                 // parser does it when the call returns (what the call read
                 // after inheriting does not see the class yet).
@@ -414,6 +430,7 @@ impl Eval<'_> {
             }
             Ok(PyRun::Skip(reason)) => {
                 self.ds.commit();
+                marks.iter().for_each(|m| self.mark_dependency(m));
                 ControlFlow::Break(Some(reason))
             }
             Err(f) => {

@@ -486,6 +486,21 @@ impl<'e> Eval<'e> {
         bbpath.split(':').map(str::to_string).collect()
     }
 
+    /// `bb.parse.mark_dependency(d, file)` from Python: `file` (made
+    /// absolute when it starts with `./`, as BitBake does) is recorded as
+    /// an input with its content's digest, as a file parsed is.
+    pub(crate) fn mark_dependency(&mut self, file: &Path) {
+        let path = match (file.strip_prefix("./"), &self.env.cwd) {
+            (Ok(rest), Some(cwd)) => cwd.join(rest),
+            _ => file.to_path_buf(),
+        };
+        let digest = match self.env.loader.read(&path) {
+            Ok(Some(text)) => Some(*blake3::hash(text.as_bytes()).as_bytes()),
+            _ => None,
+        };
+        self.inputs.push((path, digest));
+    }
+
     /// `bb.utils.which(path, item)`: the first `dir/item` that exists. A
     /// relative (or empty) `dir` is relative to the current directory
     /// ([`Env::in_dir`]) and candidates are made absolute

@@ -361,6 +361,35 @@ fn a_warm_parse_equals_a_cold_one() {
     assert!(!entries.iter().any(|e| has(e, "recipes/good.bb")));
 }
 
+/// `bb.parse.mark_dependency(d, file)` from an anonymous function (poky's
+/// python3 marks its manifest): the file ends the recipe's BBINCLUDED, and
+/// a warm parse after it changed equals a cold one.
+#[test]
+fn a_file_python_marks_is_included_and_keys_the_parse_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("manifest");
+    let opts = ParseOptions {
+        cache_dir: Some(tmp.path().join("cache")),
+        jobs: None,
+        ..Default::default()
+    };
+    let env = || BTreeMap::from([("MARKED_FILE".to_string(), file.display().to_string())]);
+    let seen = |ws: &Workspace| {
+        let r = ws.recipes.iter().find(|r| r.pn == "marked").unwrap();
+        let included = r.data.try_get_var("BBINCLUDED").unwrap().unwrap();
+        assert!(
+            included.ends_with(&format!("/recipes/marked.bb {}", file.display())),
+            "{included}"
+        );
+        r.data.try_get_var("MARKED_SEEN").unwrap()
+    };
+    std::fs::write(&file, "first\n").unwrap();
+    assert_eq!(seen(&load_with(&opts, env())).as_deref(), Some("first"));
+    assert_eq!(seen(&load_with(&opts, env())).as_deref(), Some("first"));
+    std::fs::write(&file, "second\n").unwrap();
+    assert_eq!(seen(&load_with(&opts, env())).as_deref(), Some("second"));
+}
+
 /// The configuration's handler reads a host file (as poky's reads
 /// os-release); hostfact.bb's anonymous function copies what it read. With
 /// no metadata file changed, a warm parse after the host file changed must

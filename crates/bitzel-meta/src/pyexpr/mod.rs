@@ -113,6 +113,10 @@ pub enum DataOp<'s> {
         file: &'s str,
         line: u32,
     },
+    /// `bb.parse.mark_dependency(d, file)`: `file` joins the files the
+    /// parse of the datastore depends on (its `BBINCLUDED`, the parse
+    /// cache's inputs).
+    MarkDependency { file: &'s str },
 }
 
 /// The level of a `bb.note`/`bb.warn`/... message.
