@@ -37,6 +37,10 @@ pub(crate) struct AnonCtx<'d> {
     /// runs when the Python call returns; `None`: inheriting is not
     /// possible from this datastore (no recipe is being parsed into it).
     inherits: Option<RefCell<Vec<PendingInherit>>>,
+    /// The files `bb.parse.mark_dependency` marked (`DataOp::MarkDependency`),
+    /// which the parse records when the Python call returns; `None`
+    /// outside a parse.
+    marks: Option<RefCell<Vec<std::path::PathBuf>>>,
 }
 
 /// An inherit an event handler or anonymous function asked for: the
@@ -52,6 +56,7 @@ impl<'d> AnonCtx<'d> {
             logs: RefCell::new(Vec::new()),
             expand_error: RefCell::new(None),
             inherits: None,
+            marks: None,
         }
     }
 
@@ -61,6 +66,7 @@ impl<'d> AnonCtx<'d> {
     fn inheriting(ds: &'d mut DataStore, file: Arc<Path>, line: u32) -> AnonCtx<'d> {
         AnonCtx {
             inherits: Some(RefCell::new(Vec::new())),
+            marks: Some(RefCell::new(Vec::new())),
             ..AnonCtx::new(ds, file, line)
         }
     }
@@ -188,6 +194,13 @@ impl PyContext for AnonCtx<'_> {
                 };
                 let file: Arc<Path> = Arc::from(Path::new(file));
                 pending.borrow_mut().push((classes.to_string(), file, line));
+            }
+            // Outside a parse nothing reads a datastore's dependencies (as
+            // in BitBake, where only the parse reads `__depends`).
+            DataOp::MarkDependency { file } => {
+                if let Some(marks) = &self.marks {
+                    marks.borrow_mut().push(file.into());
+                }
             }
         }
         Ok(())
@@ -405,8 +418,10 @@ impl Eval<'_> {
             logs,
             expand_error,
             inherits,
+            marks,
             ..
         } = ctx;
+        let marks = marks.map(RefCell::into_inner).unwrap_or_default();
         self.emit_logs(file, lineno, logs.into_inner());
         if let Some(e) = expand_error.into_inner() {
             self.ds.rollback();
@@ -420,6 +435,7 @@ impl Eval<'_> {
         match result {
             Ok(PyRun::Done) => {
                 self.ds.commit();
+                marks.iter().for_each(|m| self.mark_dependency(m));
                 // BitBake's inherit parses the class at the call; bitzel's
                 // parser does it when the call returns (what the call read
                 // after inheriting does not see the class yet).
@@ -430,6 +446,7 @@ impl Eval<'_> {
             }
             Ok(PyRun::Skip(reason)) => {
                 self.ds.commit();
+                marks.iter().for_each(|m| self.mark_dependency(m));
                 ControlFlow::Break(Some(reason))
             }
             Err(f) => {
@@ -470,10 +487,37 @@ impl Eval<'_> {
         if let ControlFlow::Break(b) = self.fire_event("RecipeTaskPreProcess", f, Some(&tasks)) {
             return b;
         }
+        self.set_final_vars(file);
         match self.fire_event("RecipeParsed", f, None) {
             ControlFlow::Break(b) => b,
             ControlFlow::Continue(()) => None,
         }
+    }
+
+    /// `bb.build.add_tasks` (`_task_deps`) and `BBINCLUDED`, as BitBake's
+    /// finalisation sets them before `RecipeParsed`.
+    fn set_final_vars(&mut self, file: &Arc<Path>) {
+        let h = |op: &'static str, v: &Arc<str>| {
+            Some(HistoryEntry {
+                file: file.clone(),
+                line: 0,
+                op: Cow::Borrowed(op),
+                flag: None,
+                detail: v.clone(),
+            })
+        };
+        match crate::finalvars::task_deps(&self.ds, &self.ds.tasks()) {
+            Ok(v) => {
+                let v: Arc<str> = Arc::from(v);
+                self.ds
+                    .set_var("_task_deps", v.clone(), h("set (add_tasks)", &v));
+            }
+            Err(e) => self.expand_error(file, 0, &e),
+        }
+        let files = crate::finalvars::marked_files(&self.inputs, self.env.cwd());
+        let v: Arc<str> = Arc::from(crate::finalvars::bbincluded(&self.ds, &files));
+        self.ds
+            .set_var("BBINCLUDED", v.clone(), h("set (finalize)", &v));
     }
 
     /// Fire `ConfigParsed` to the base configuration's handlers. True when

@@ -29,7 +29,7 @@ const MAGIC: &[u8; 8] = b"BZPC\0\0\0\x06";
 /// changing (a fix in the evaluator, the Python subset, anonymous
 /// functions, the stored format...): entries made by older semantics are
 /// then never used.
-pub const PARSE_SEMANTICS: u32 = 8;
+pub const PARSE_SEMANTICS: u32 = 9;
 
 /// The parse semantics every entry is keyed by: the crate version (an
 /// upgraded bitzel never reuses an older one's entries) and

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::data::DataStore;
-use crate::python::{py_str, PY_LITERAL};
+use crate::python::{py_str, python_host, PyFailure, PY_LITERAL, PY_MARK};
 
 /// What to print.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +41,7 @@ pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
     let oval = ds
         .get_var_unexpanded(var)
         .unwrap_or_else(|| "None".to_string());
-    let comment_val = oval.replace('\n', "\n#");
+    let comment_val = comment_text(&oval).replace('\n', "\n#");
     if history.is_empty() {
         let _ = writeln!(out, "#\n# ${var}\n#   [no history recorded]\n#");
         let _ = writeln!(out, "#   \"{comment_val}\"");
@@ -65,12 +65,45 @@ pub fn emit_history(ds: &DataStore, var: &str, out: &mut String) {
             h.file.display(),
             h.line,
             flag,
-            h.detail.replace('\n', "\n#     ")
+            comment_text(&h.detail).replace('\n', "\n#     ")
         );
     }
     if history.len() > 1 {
         let _ = writeln!(out, "# pre-expansion value:\n#   \"{comment_val}\"");
     }
+}
+
+/// `str(value)` of a stored value (BitBake's `"%s" % value`): a Python
+/// literal is its stored `repr` (its `str`), any other object is shown by
+/// the Python host that made it.
+fn py_text(value: &str) -> Result<String, PyFailure> {
+    if let Some(lit) = value.strip_prefix(PY_LITERAL) {
+        return Ok(lit.to_string());
+    }
+    if !value.starts_with(PY_MARK) {
+        return Ok(value.to_string());
+    }
+    match python_host() {
+        Some(host) => host.display(value),
+        None => Err(PyFailure {
+            message: "a Python object value, and no Python host to show it".to_string(),
+            file: None,
+            line: None,
+        }),
+    }
+}
+
+/// [`py_text`] for a comment line: a value that cannot be shown says why.
+fn comment_text(value: &str) -> String {
+    py_text(value).unwrap_or_else(|e| format!("<{}>", e.message))
+}
+
+/// A value as `emit_var` prints it: [`py_text`], and `None` not at all.
+fn shown(value: String) -> Result<Option<String>, PyFailure> {
+    if value.strip_prefix(PY_LITERAL) == Some("None") {
+        return Ok(None);
+    }
+    py_text(&value).map(Some)
 }
 
 /// BitBake's `emit_var`; returns true when a function body was printed.
@@ -102,15 +135,13 @@ fn emit_var(ds: &DataStore, var: &str, all: bool, history: bool, out: &mut Strin
         let _ = writeln!(out, "unset {name}");
         return false;
     }
-    // A Python literal value is shown as BitBake shows it: `str(value)`,
-    // which is the stored `repr`; `None` is not shown at all.
-    let val = match val {
-        Some(v) => match v.strip_prefix(PY_LITERAL) {
-            Some("None") => return false,
-            Some(text) => text.to_string(),
-            None => v,
-        },
-        None => return false,
+    let val = match val.map(shown) {
+        Some(Ok(Some(v))) => v,
+        Some(Ok(None)) | None => return false,
+        Some(Err(e)) => {
+            let _ = writeln!(out, "# str() of {var} threw {}", e.message);
+            return false;
+        }
     };
     if func {
         let _ = writeln!(
@@ -168,11 +199,17 @@ pub fn emit_env(ds: &DataStore, opts: &EmitOptions) -> String {
             out.push('\n');
         }
     }
-    let mut pyfuncs: Vec<&String> = funcs.iter().copied().filter(|k| ds.is_python(k)).collect();
+    // cooker's showEnvironment prints the Python functions of every key,
+    // `__` ones included (the anonymous functions, `__anon_<line>_<file>`).
+    let mut pyfuncs: Vec<String> = match &opts.vars {
+        Some(v) => v.clone(),
+        None => ds.keys(),
+    };
+    pyfuncs.retain(|k| ds.is_func(k) && ds.is_python(k));
     if opts.vars.is_none() {
         pyfuncs.sort();
     }
-    for k in pyfuncs {
+    for k in &pyfuncs {
         // BitBake formats `getVar(name, False)` with `%s`: a function that
         // has only flags (`python do_x:prepend () {}` names an override,
         // not a value) shows `None`.

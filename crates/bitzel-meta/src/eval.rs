@@ -39,6 +39,11 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// The directory relative paths are relative to.
+    pub(crate) fn cwd(&self) -> Option<&Path> {
+        self.cwd.as_deref()
+    }
+
     /// Files from `loader`; relative `BBPATH` entries are relative to
     /// `dir` (a build's `TOPDIR`, where BitBake runs).
     pub(crate) fn in_dir(loader: &'a dyn Loader, dir: &Path) -> Env<'a> {
@@ -497,6 +502,21 @@ impl<'e> Eval<'e> {
         bbpath.split(':').map(str::to_string).collect()
     }
 
+    /// `bb.parse.mark_dependency(d, file)` from Python: `file` (made
+    /// absolute when it starts with `./`, as BitBake does) is recorded as
+    /// an input with its content's digest, as a file parsed is.
+    pub(crate) fn mark_dependency(&mut self, file: &Path) {
+        let path = match (file.strip_prefix("./"), &self.env.cwd) {
+            (Ok(rest), Some(cwd)) => cwd.join(rest),
+            _ => file.to_path_buf(),
+        };
+        let digest = match self.env.loader.read(&path) {
+            Ok(Some(text)) => Some(*blake3::hash(text.as_bytes()).as_bytes()),
+            _ => None,
+        };
+        self.inputs.push((path, digest));
+    }
+
     /// `bb.utils.which(path, item)`: the first `dir/item` that exists. A
     /// relative (or empty) `dir` is relative to the current directory
     /// ([`Env::in_dir`]) and candidates are made absolute
@@ -557,11 +577,20 @@ impl<'e> Eval<'e> {
             } else {
                 dirs.push("None".to_string());
             }
-            if let Some(found) = self.which(&dirs, name) {
-                path = found;
+            // Not found there, it is not found through BBPATH either (what
+            // BitBake's `resolve_file` tries next): every candidate is
+            // already marked.
+            match self.which(&dirs, name) {
+                Some(found) => path = found,
+                None => path = PathBuf::new(),
             }
         }
-        match self.eval_file(&path) {
+        let read = if path.as_os_str().is_empty() {
+            Ok(false)
+        } else {
+            self.eval_file(&path)
+        };
+        match read {
             Ok(true) => {}
             Ok(false) => {
                 if required {
@@ -833,12 +862,15 @@ impl<'e> Eval<'e> {
         match name.filter(|n| *n != "__anonymous") {
             Some(n) => fname = n.to_string(),
             None => {
+                // BitBake's MethodNode names it by the line of its closing
+                // `}` and its file, with `/.+-@%&~` made `_`.
                 let tr: String = file
                     .to_string_lossy()
                     .chars()
-                    .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                    .map(|c| if "/.+-@%&~".contains(c) { '_' } else { c })
                     .collect();
-                fname = format!("__anon_{line}_{tr}");
+                let closing = line as usize + body.matches('\n').count() + 1;
+                fname = format!("__anon_{closing}_{tr}");
                 python = true;
                 text = Arc::from(format!("def {fname}(d):\n{body}"));
                 let cur = self

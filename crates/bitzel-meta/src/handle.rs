@@ -79,8 +79,7 @@ pub fn handle_with(loader: &dyn Loader, file: &Path, data: DataStore, include: b
     let farc: Arc<Path> = Arc::from(file);
     let mut base = None;
     let mut variants = Vec::new();
-    for (mut e, name) in crate::workspace::split_variants(ev, &farc) {
-        let skipped = e.finalize(&farc);
+    for (e, name, skipped) in crate::workspace::finalize_variants(ev, &farc) {
         sort_diags(e.diags, &mut errors, &mut warnings);
         match name {
             None => base = Some((e.ds, skipped)),

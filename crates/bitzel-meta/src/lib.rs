@@ -21,6 +21,7 @@ mod data;
 mod diag;
 mod emit;
 mod eval;
+mod finalvars;
 mod handle;
 mod layerdeps;
 mod localvars;
@@ -44,7 +45,7 @@ pub use handle::{handle, handle_with, Handled, HandledVariant};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
 pub use python::{
     install_python_host, py_str, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
-    PROCESS_LOCAL, PY_ONE,
+    PROCESS_LOCAL, PY_MARK, PY_ONE,
 };
 pub use refs::{ExpansionRefs, FlagRefs};
 pub use workspace::{load_workspace, passthrough_env};

@@ -123,6 +123,17 @@ pub trait PythonHost: Send + Sync {
         let _ = value;
         None
     }
+    /// `str()` of a value that stands for a Python object (a
+    /// [`PROCESS_LOCAL`] value or its persisted form): what BitBake prints
+    /// for such a value (`bitbake -e`, `"%s" % value`).
+    fn display(&self, value: &str) -> Result<String, PyFailure> {
+        let _ = value;
+        Err(PyFailure {
+            message: "this Python host cannot show Python object values".to_string(),
+            file: None,
+            line: None,
+        })
+    }
     /// For the parse cache: the modules of `bb` and the `addpylib`
     /// libraries imported so far. Python that a cached recipe runs later
     /// may rely on a submodule imported while it was parsed.
@@ -165,6 +176,11 @@ pub struct PyHandler {
     /// Its `eventmask` flag (full class names); empty: every event.
     pub mask: Vec<String>,
 }
+
+/// The start of every value a host stores for a Python value that is not a
+/// string: a literal ([`PY_LITERAL`]), an object of this process
+/// ([`PROCESS_LOCAL`]) or the persisted form of one.
+pub const PY_MARK: &str = "\0bitzel-py:";
 
 /// The start of a value a host stores for a Python object that exists in
 /// this process only (a `ClassExtender`, a datastore): the parse cache

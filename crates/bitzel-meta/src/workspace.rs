@@ -169,6 +169,14 @@ pub(crate) fn base_config(env: &Env<'_>, input: &ConfInput) -> BaseConfig {
     // Then, every configuration parsed (bitzel parses the default one
     // only), BitBake fires MultiConfigParsed with `mcdata = {'': d}`.
     let _ = ev.fire_event("MultiConfigParsed", None, None);
+    // BitBake renames the configuration's `__depends` to `__base_depends`,
+    // the start of every recipe's `BBINCLUDED`.
+    let marked = crate::finalvars::marked_files(&ev.inputs, env.cwd());
+    ev.ds.set_var(
+        crate::finalvars::BASE_DEPENDS_VAR,
+        Arc::from(marked.join(" ")),
+        None,
+    );
     let diags = std::mem::take(&mut ev.diags);
     let inputs = std::mem::take(&mut ev.inputs);
     BaseConfig {
@@ -451,6 +459,11 @@ fn load_base_files(ev: &mut Eval<'_>, at: &Path, layers: &[Layer]) {
     for class in std::iter::once("base").chain(inherit.split_whitespace()) {
         ev.inherit(class, &conf_marker, 0, false);
     }
+    // BitBake's parseConfigurationFiles ends by setting BBINCLUDED to the
+    // files marked so far (a recipe's finalisation sets its own).
+    let marked = crate::finalvars::marked_files(&ev.inputs, ev.env.cwd());
+    ev.ds
+        .set_var("BBINCLUDED", Arc::from(marked.join(" ")), None);
     crate::layerdeps::check_layer_depends(ev, layers);
 }
 
@@ -741,8 +754,8 @@ pub(crate) fn parse_recipe(
         .collect();
     let appends_v: Vec<PathBuf> = appends.iter().map(|a| (*a).clone()).collect();
 
-    let mut finish = |mut ev: Eval<'_>, variant: Option<String>| {
-        if let Some(reason) = ev.finalize(&farc) {
+    let mut finish = |mut ev: Eval<'_>, variant: Option<String>, skip: Option<String>| {
+        if let Some(reason) = skip {
             ev.ds
                 .set_var(crate::anon::SKIP_VAR, Arc::from(reason.as_str()), None);
         }
@@ -786,11 +799,38 @@ pub(crate) fn parse_recipe(
         });
     };
 
-    for (e, variant) in split_variants(ev, &farc) {
-        finish(e, variant);
+    for (e, variant, skip) in finalize_variants(ev, &farc) {
+        finish(e, variant, skip);
     }
     inputs_prefix.clear();
     (out, diags, all_inputs)
+}
+
+/// BitBake's `multi_finalize`: [`split_variants`], then each datastore
+/// finalised ([`Eval::finalize`], which returns the skip reason), the
+/// recipe first. A variant starts from the files the recipe marked as
+/// dependencies during its own finalisation too: BitBake's variants share
+/// the recipe's `__depends` list object, which the recipe's finalisation
+/// (its deferred inherits) has grown by then.
+pub(crate) fn finalize_variants<'e>(
+    ev: Eval<'e>,
+    farc: &Arc<Path>,
+) -> Vec<(Eval<'e>, Option<String>, Option<String>)> {
+    let mut base_marked: Option<Vec<crate::eval::Input>> = None;
+    let mut out = Vec::new();
+    for (mut e, variant) in split_variants(ev, farc) {
+        if variant.is_some() {
+            if let Some(m) = &base_marked {
+                e.inputs = m.clone();
+            }
+        }
+        let skip = e.finalize(farc);
+        if variant.is_none() {
+            base_marked = Some(e.inputs.clone());
+        }
+        out.push((e, variant, skip));
+    }
+    out
 }
 
 /// BitBake's `multi_finalize` split of a parsed, not yet finalised recipe:

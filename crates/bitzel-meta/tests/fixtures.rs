@@ -471,3 +471,110 @@ fn parse_cache_round_trip_and_invalidation() {
     let bb = after.recipes.iter().find(|r| r.pn == "busybox").unwrap();
     assert_eq!(bb.data.get_var("CHANGED").as_deref(), Some("yes"));
 }
+
+/// What BitBake's finalisation sets and `bitbake -e` prints, on
+/// `testdata/meta/finalvars`: `BBINCLUDED` lists every file looked for
+/// (found or not) by the configuration then by the recipe, in the order
+/// looked at; a `BBCLASSEXTEND` variant starts from what the recipe's own
+/// finalisation (its deferred inherit) marked. `_task_deps` is
+/// `bb.build.add_tasks`'s dict; an anonymous function is printed as
+/// `__anon_<line of its closing brace>_<file>`.
+#[test]
+fn finalisation_variables_as_bitbake_e_prints_them() {
+    let (ws, root) = load("finalvars", &["meta-x"], "");
+    let names = ["BBINCLUDED", "_task_deps"];
+    let demo = vars(&ws, &root, Some(("demo", None)), &names, false);
+    let native = vars(
+        &ws,
+        &root,
+        Some(("demo-native", Some("native"))),
+        &names,
+        false,
+    );
+    let split = |s: &str| s.replace(' ', "\n  ");
+    check(
+        split(&demo),
+        expect![[r#"
+            BBINCLUDED="<ROOT>/build/conf/bblayers.conf
+              <ROOT>/meta-x/conf/layer.conf
+              <ROOT>/build/conf/bitbake.conf
+              <ROOT>/meta-x/conf/bitbake.conf
+              <ROOT>/meta-x/conf/conf/optional-missing.conf
+              <ROOT>/build/conf/optional-missing.conf
+              <ROOT>/meta-x/conf/optional-missing.conf
+              <ROOT>/build/classes-global/base.bbclass
+              <ROOT>/meta-x/classes-global/base.bbclass
+              <ROOT>/meta-x/recipes/demo.bb
+              <ROOT>/meta-x/recipes/demo.inc
+              <ROOT>/build/classes-recipe/tool.bbclass
+              <ROOT>/meta-x/classes-recipe/tool.bbclass
+              <ROOT>/build/classes-recipe/late.bbclass
+              <ROOT>/meta-x/classes-recipe/late.bbclass
+              <ROOT>/build/classes/late.bbclass
+              <ROOT>/meta-x/classes/late.bbclass"
+            _task_deps="{'tasks':
+              ['do_build',
+              'do_compile'],
+              'parents':
+              {'do_build':
+              ['do_compile'],
+              'do_compile':
+              []},
+              'mcdepends':
+              {},
+              'depends':
+              {'do_compile':
+              'tool-native:do_populate_sysroot'},
+              'rdepends':
+              {},
+              'deptask':
+              {'do_build':
+              'do_compile'},
+              'rdeptask':
+              {},
+              'recrdeptask':
+              {},
+              'recideptask':
+              {},
+              'nostamp':
+              {'do_compile':
+              '1'},
+              'fakeroot':
+              {},
+              'noexec':
+              {'do_build':
+              '1'},
+              'umask':
+              {}}"
+        "#]],
+    );
+    // The configuration's own: the files it marked before ConfigParsed.
+    let config = vars(&ws, &root, None, &["BBINCLUDED"], false);
+    let upto = "<ROOT>/meta-x/classes-global/base.bbclass";
+    let (base, _) = demo.split_once(upto).unwrap();
+    assert_eq!(config, format!("{base}{upto}\"\n"));
+    let head = demo.lines().next().unwrap();
+    let tail = "<ROOT>/meta-x/classes/late.bbclass \
+                <ROOT>/build/classes-recipe/native.bbclass \
+                <ROOT>/meta-x/classes-recipe/native.bbclass \
+                <ROOT>/build/classes/native.bbclass \
+                <ROOT>/meta-x/classes/native.bbclass\"";
+    let native_head = native.lines().next().unwrap();
+    assert_eq!(
+        native_head,
+        head.replace("<ROOT>/meta-x/classes/late.bbclass\"", tail),
+        "demo-native's BBINCLUDED"
+    );
+    // The anonymous function, with the other Python functions, under the
+    // name BitBake gives it: `/.+-@%&~` of the file made `_`.
+    let data = &ws.recipes.iter().find(|r| r.pn == "demo").unwrap().data;
+    let all = emit_env(data, &EmitOptions::default());
+    let tr: String = root
+        .chars()
+        .map(|c| if "/.+-@%&~".contains(c) { '_' } else { c })
+        .collect();
+    let name = format!("__anon_19_{tr}_meta_x_recipes_demo_bb");
+    let expected =
+        format!("\npython {name} () {{\ndef {name}(d):\n    d.setVar(\"ANON_RAN\", \"yes\")\n}}\n");
+    assert!(all.contains(&expected), "no {expected:?} in:\n{all}");
+}

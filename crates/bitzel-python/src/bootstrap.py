@@ -103,6 +103,12 @@ def persist(value):
         return None
 
 
+def display(value):
+    """str() of a stored value, as BitBake prints a value that is an object
+    (`bitbake -e`: "%s" % value)."""
+    return str(_from_store(value))
+
+
 def _from_store(value):
     if value is None or not value.startswith(_MARK):
         return value
@@ -431,6 +437,18 @@ def _inherit(files, fn, lineno, d, deferred=False):
     d._c.inherit(files, fn, int(lineno))
 
 
+_bb_mark_dependency = getattr(bb.parse, 'mark_dependency', None)
+
+
+def _mark_dependency(d, f):
+    """bb.parse.mark_dependency as metadata calls it: on a datastore bitzel
+    is parsing, the file joins what that parse depends on (BBINCLUDED, the
+    parse cache's inputs)."""
+    if not isinstance(d, DataProxy):
+        return _bb_mark_dependency(d, f)
+    d._c.mark_dependency(f)
+
+
 def prefixes_task_deps():
     """Whether the user's BitBake names addtask's after/before entries
     with do_ (its bb.build has ensure_task_prefix; older ones keep them
@@ -501,6 +519,7 @@ def install(core, obj_mark):
     global _D
     d = DataProxy(core)
     _D = d
+    bb.parse.mark_dependency = _mark_dependency
     handler = getattr(bb.parse, 'BBHandler', None)
     if handler is not None:
         handler.inherit = _inherit

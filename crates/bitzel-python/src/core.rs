@@ -372,6 +372,13 @@ impl Core {
             .map_err(|w| PyRuntimeError::new_err(format!("bitzel: {w} is not possible")))
     }
 
+    /// `bb.parse.mark_dependency(d, file)`: `file` joins the files the
+    /// parse of the datastore depends on.
+    fn mark_dependency(&self, file: &str) -> PyResult<()> {
+        self.with(|c| c.modify(DataOp::MarkDependency { file }))?
+            .map_err(|w| PyRuntimeError::new_err(format!("bitzel: {w} is not possible")))
+    }
+
     fn log(&self, level: u32, msg: &str) -> PyResult<()> {
         let level = match level {
             0..=19 => LogLevel::Debug,

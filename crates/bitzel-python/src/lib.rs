@@ -540,6 +540,14 @@ impl PythonHost for CPython {
         })
     }
 
+    fn display(&self, value: &str) -> Result<String, PyFailure> {
+        Python::with_gil(|py| {
+            self.call(py, "display", (value,))
+                .and_then(|r| r.extract::<String>())
+                .map_err(|e| self.failure(py, &e))
+        })
+    }
+
     fn fingerprint(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"bitzel-python 1\0");

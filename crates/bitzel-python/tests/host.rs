@@ -291,6 +291,52 @@ fn values_holding_process_local_objects_are_marked_so() {
     assert!(ext.starts_with(bitzel_meta::PROCESS_LOCAL), "{ext:?}");
 }
 
+/// `bitzel show` prints a value that is a Python object as BitBake prints
+/// it (`str(value)`, as `bitbake -e` shows nativesdk's EXTENDERCLASS), for
+/// an object of this process and for one the parse cache kept pickled, in
+/// the value and in its history block.
+#[test]
+fn python_object_values_show_as_bitbake_prints_them() {
+    let show = |ws: &Workspace, pn: &str, var: &str| -> String {
+        let r = ws.recipes.iter().find(|r| r.pn == pn).unwrap();
+        let opts = bitzel_meta::EmitOptions {
+            history: true,
+            vars: Some(vec![var.to_string()]),
+        };
+        let out = bitzel_meta::emit_env(&r.data, &opts);
+        // Nor does its history block show bitzel's marker.
+        assert!(!out.contains('\0'), "{out:?}");
+        out
+    };
+    let shown_as = |out: &str, var: &str, class: &str| {
+        let line = out.lines().find(|l| l.starts_with(&format!("{var}=")));
+        let line = line.unwrap_or_else(|| panic!("no {var} in {out:?}"));
+        let prefix = format!("{var}=\"<");
+        let object = format!("{class} object at 0x");
+        assert!(
+            line.starts_with(&prefix) && line.contains(&object) && line.ends_with(">\""),
+            "{line:?}"
+        );
+    };
+    shown_as(&show(ws(), "good", "EXTENDER"), "EXTENDER", "<Extender");
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = ParseOptions {
+        cache_dir: Some(tmp.path().to_path_buf()),
+        jobs: None,
+        ..Default::default()
+    };
+    let _cold = load(&opts);
+    let warm = load(&opts);
+    let kept = warm.recipes.iter().find(|r| r.pn == "kept").unwrap();
+    let stored = kept.data.get_var_unexpanded("KEEPER").unwrap();
+    assert!(stored.starts_with("\0bitzel-py:pkl:"), "{stored:?}");
+    shown_as(
+        &show(&warm, "kept", "KEEPER"),
+        "KEEPER",
+        "<pylib.keeper.Keeper",
+    );
+}
+
 #[test]
 fn a_warm_parse_equals_a_cold_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -355,6 +401,35 @@ fn a_warm_parse_equals_a_cold_one() {
     // good.bb's object is of a class defined inside a function: it cannot
     // be pickled, so good.bb has no entry, and is parsed again.
     assert!(!entries.iter().any(|e| has(e, "recipes/good.bb")));
+}
+
+/// `bb.parse.mark_dependency(d, file)` from an anonymous function (poky's
+/// python3 marks its manifest): the file ends the recipe's BBINCLUDED, and
+/// a warm parse after it changed equals a cold one.
+#[test]
+fn a_file_python_marks_is_included_and_keys_the_parse_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("manifest");
+    let opts = ParseOptions {
+        cache_dir: Some(tmp.path().join("cache")),
+        jobs: None,
+        ..Default::default()
+    };
+    let env = || BTreeMap::from([("MARKED_FILE".to_string(), file.display().to_string())]);
+    let seen = |ws: &Workspace| {
+        let r = ws.recipes.iter().find(|r| r.pn == "marked").unwrap();
+        let included = r.data.try_get_var("BBINCLUDED").unwrap().unwrap();
+        assert!(
+            included.ends_with(&format!("/recipes/marked.bb {}", file.display())),
+            "{included}"
+        );
+        r.data.try_get_var("MARKED_SEEN").unwrap()
+    };
+    std::fs::write(&file, "first\n").unwrap();
+    assert_eq!(seen(&load_with(&opts, env())).as_deref(), Some("first"));
+    assert_eq!(seen(&load_with(&opts, env())).as_deref(), Some("first"));
+    std::fs::write(&file, "second\n").unwrap();
+    assert_eq!(seen(&load_with(&opts, env())).as_deref(), Some("second"));
 }
 
 /// The configuration's handler reads a host file (as poky's reads

@@ -64,6 +64,7 @@ pub(crate) use bbfuncs::vercmp_string_op;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 pub use stmt::{compile_cached, CompileError, FuncOutcome, PyFunc};
+pub(crate) use value::str_repr;
 
 /// Prefix of every error message about a construct outside the subset.
 pub const UNSUPPORTED: &str = "unsupported in bitzel's inline-Python subset: ";
@@ -112,6 +113,10 @@ pub enum DataOp<'s> {
         file: &'s str,
         line: u32,
     },
+    /// `bb.parse.mark_dependency(d, file)`: `file` joins the files the
+    /// parse of the datastore depends on (its `BBINCLUDED`, the parse
+    /// cache's inputs).
+    MarkDependency { file: &'s str },
 }
 
 /// The level of a `bb.note`/`bb.warn`/... message.

@@ -1,0 +1,2 @@
+addtask build
+do_build[noexec] = "1"

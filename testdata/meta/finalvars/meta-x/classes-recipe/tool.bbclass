@@ -1,0 +1,1 @@
+TOOLDEP = "tool-native"
