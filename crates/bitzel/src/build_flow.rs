@@ -438,6 +438,7 @@ pub fn build(
             .as_ref()
             .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
         python: python_setup(project),
+        graph: Some(&plan.graph),
         ..BuildExecutor::new(
             &ws.recipes,
             &cache,
