@@ -359,6 +359,10 @@ pub fn build(
     for w in &plan.warnings {
         out.warn(w);
     }
+    // BitBake logs these and builds on; its exit status is then 1.
+    for e in &plan.errors {
+        out.error(&anyhow::anyhow!("{e}"));
+    }
 
     let forced = forced_tasks(out, ws, &plan, req.force);
     let build_dir = build_dir(project)?;
@@ -577,7 +581,7 @@ pub fn build(
     if summary.cancelled {
         return Ok(ExitCode::from(130));
     }
-    Ok(if summary.success() {
+    Ok(if summary.success() && plan.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
