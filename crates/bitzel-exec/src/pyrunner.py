@@ -160,6 +160,10 @@ def main():
     for namespace, libdir in spec["pylibs"]:
         add_pylib(bb, d, libdir, namespace)
     compile_defs(bb, defs)
+    # As bitbake-worker: the task's [umask], else BB_DEFAULT_UMASK.
+    umask = d.getVarFlag(task, "umask") or d.getVar("BB_DEFAULT_UMASK")
+    if umask:
+        os.umask(int(umask, 8) if isinstance(umask, str) else umask)
     # The exported variables are the process environment (the sandbox's
     # environment already holds them, as the worker's os.environ does).
     try:

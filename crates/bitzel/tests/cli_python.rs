@@ -287,7 +287,7 @@ fn python_tasks_find_host_tools_where_the_metadata_names_them() {
 /// `[dirs]`, `.lock` and `.done` writes succeed and never reach the host —
 /// and a `file://` source is found in the layer through `FILESPATH`. The
 /// task gets `BB_TASKDEPDATA` (itself and its dependencies, transitively)
-/// and `BB_TASKHASH`, as bitbake-worker sets them.
+/// and `BB_TASKHASH`, and runs with its `[umask]`, as bitbake-worker sets them.
 #[test]
 fn bitbakes_fetcher_sees_dl_dir_copy_on_write_and_the_task_its_dependencies() {
     let lib = bitbake_lib();
@@ -327,7 +327,8 @@ fn bitbakes_fetcher_sees_dl_dir_copy_on_write_and_the_task_its_dependencies() {
         "pyfetch_1.0.bb:do_fetch pyfetch do_fetch deps=\n\
          pyfetch_1.0.bb:do_getsrc pyfetch do_getsrc deps=pyfetch_1.0.bb:do_unpack\n\
          pyfetch_1.0.bb:do_unpack pyfetch do_unpack deps=pyfetch_1.0.bb:do_fetch\n\
-         own hash True\n"
+         own hash True\n\
+         umask 027\n"
     );
 }
 

@@ -39,8 +39,11 @@ python do_getsrc() {
             out.write("%s %s %s deps=%s\n" % (os.path.basename(k), v.pn, v.taskname,
                       " ".join(sorted(os.path.basename(x) for x in v.deps))))
         out.write("own hash %s\n" % (d.getVar("BB_TASKHASH") == deps[me[0]].taskhash))
+        mask = os.umask(0)
+        out.write("umask %03o\n" % mask)
 }
 do_getsrc[dirs] = "${DL_DIR}"
+do_getsrc[umask] = "027"
 addtask getsrc after do_unpack before do_compile
 
 do_deploy() {
