@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks scripts/poky-runnable's classifier on the failed tasks of
 failed-tasks.jsonl (each line: the task, bitzel's task_failed event, and
-the class expected): a failure is classified from what the task said,
+the class expected, and where given the detail): a failure is classified from what the task said,
 never from its name (a do_fetch that raised a Python exception is not a
 source that is unavailable offline)."""
 import importlib.machinery
@@ -22,8 +22,9 @@ with open(os.path.join(HERE, "failed-tasks.jsonl")) as f:
     for n, line in enumerate(f, 1):
         case = json.loads(line)
         got, detail = mod.classify(case["task"], case["event"], None)
-        if got != case["expect"]:
+        if got != case["expect"] or case.get("detail", detail) != detail:
             bad += 1
-            print("line %d: %s: expected %s, got %s (%s)" % (n, case["task"], case["expect"], got, detail))
+            print("line %d: %s: expected %s (%s), got %s (%s)"
+                  % (n, case["task"], case["expect"], case.get("detail"), got, detail))
 print("%d cases, %d wrong" % (n, bad))
 sys.exit(1 if bad else 0)

@@ -1355,8 +1355,10 @@ impl BuildExecutor<'_> {
     /// and is not kept (an overlay). A backend that cannot mount gets an
     /// empty scratch directory: links to the host's files would let the
     /// task write through them (BitBake rewrites `.done` stamps), so it sees
-    /// no earlier downloads. A host directory that does not exist yet shows
-    /// as an empty writable one too.
+    /// no earlier downloads. A host directory that does not exist yet is an
+    /// empty lower layer. (Always an overlay in a namespaced backend: its
+    /// upper layer, and so the merged directory, belongs to the task's
+    /// identity, which the host directory or a bound scratch one does not.)
     fn dl_dir_mount(
         &self,
         task: &TaskNode,
@@ -1368,18 +1370,23 @@ impl BuildExecutor<'_> {
         let upper = scratch.join("dl-upper");
         fs::create_dir_all(&upper)
             .map_err(|e| setup_err(task, format!("creating {}: {e}", upper.display())))?;
-        if !host.is_dir() || matches!(work, WorkDir::Flattened { .. }) {
+        if matches!(work, WorkDir::Flattened { .. }) {
             return Ok(Mount::Bind {
                 src: upper,
                 dst: dst.to_path_buf(),
                 writable: true,
             });
         }
+        let lower = if host.is_dir() {
+            host.clone()
+        } else {
+            scratch.join("empty") // made by work_mounts
+        };
         let ovl_work = scratch.join("dl-work");
         fs::create_dir_all(&ovl_work)
             .map_err(|e| setup_err(task, format!("creating {}: {e}", ovl_work.display())))?;
         Ok(Mount::Overlay {
-            lowers: vec![host.clone()],
+            lowers: vec![lower],
             upper: Some((upper, ovl_work)),
             dst: dst.to_path_buf(),
         })

@@ -292,7 +292,18 @@ fn python_tasks_find_host_tools_where_the_metadata_names_them() {
 fn bitbakes_fetcher_sees_dl_dir_copy_on_write_and_the_task_its_dependencies() {
     let lib = bitbake_lib();
     let d = Dirs::outside_tmp();
+    // No download directory yet: DL_DIR is an empty writable view, and the
+    // http source is not there: BitBake's own offline error.
+    let (r, _) = d.build("build", &lib, &["pyfetch"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Network access disabled through BB_NO_NETWORK"),
+        "{}",
+        r.stderr
+    );
     let dl = d.tmp.path().join("build/downloads");
+    assert!(!dl.exists(), "the task's DL_DIR writes reached the host");
     std::fs::create_dir_all(&dl).unwrap();
     std::fs::write(dl.join("hello-1.0.txt"), "hello from DL_DIR\n").unwrap();
     // An old-format stamp, which the fetcher rewrites with the checksums; the
