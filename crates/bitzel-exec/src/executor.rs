@@ -1056,16 +1056,26 @@ impl BuildExecutor<'_> {
         let Some(flag) = d.get_flag("do_fetch", "file-checksums") else {
             return Ok(());
         };
-        let files = task_files("do_fetch", &flag)
-            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
-        for (name, f) in files.files {
-            let slash = if f.is_dir { "/" } else { "" };
-            py.inputs
-                .insert(format!("python:fetch-file:{name}{slash}"), f.digest);
+        // Entry by entry, keyed by position: nothing is mounted, so two
+        // entries may share a base name (poky's runqemu twice).
+        let mut absent = Vec::new();
+        for (i, (path, present)) in crate::file_checksums::entries(&flag)
+            .into_iter()
+            .enumerate()
+        {
+            let one = format!("{path}:{}", if present { "True" } else { "False" });
+            let files = task_files("do_fetch", &one)
+                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+            for (name, f) in files.files {
+                let slash = if f.is_dir { "/" } else { "" };
+                py.inputs
+                    .insert(format!("python:fetch-file:{i}:{name}{slash}"), f.digest);
+            }
+            absent.extend(files.absent);
         }
-        if !files.absent.is_empty() {
+        if !absent.is_empty() {
             py.vars
-                .insert("python:fetch-file:absent".into(), files.absent.join(" "));
+                .insert("python:fetch-file:absent".into(), absent.join(" "));
         }
         Ok(())
     }

@@ -43,6 +43,9 @@ python do_getsrc() {
         out.write("umask %03o\n" % mask)
 }
 do_getsrc[dirs] = "${DL_DIR}"
+# Keyed by every later Python task; one file named twice, as poky names
+# scripts/runqemu twice (nothing of it is mounted, so that is no conflict).
+do_fetch[file-checksums] = "${FILESPATH}/greeting.txt:True ${FILESPATH}/greeting.txt:True"
 do_getsrc[umask] = "027"
 addtask getsrc after do_unpack before do_compile
 
