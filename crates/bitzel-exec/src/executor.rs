@@ -498,6 +498,10 @@ pub struct BuildExecutor<'a> {
     pub remote: Option<&'a dyn crate::remote::RemoteRunner>,
     /// Where Python tasks get BitBake's library ([`crate::python`]).
     pub python: crate::python::PythonSetup,
+    /// The build's task graph: a Python task's `BB_TASKDEPDATA` is its
+    /// closure in it. Without it (executors driven task by task) a Python
+    /// task's `BB_TASKDEPDATA` holds the task alone.
+    pub graph: Option<&'a bitzel_graph::TaskGraph>,
 }
 
 impl<'a> BuildExecutor<'a> {
@@ -531,7 +535,77 @@ impl<'a> BuildExecutor<'a> {
             devshell_status: Mutex::new(None),
             remote: None,
             python: crate::python::PythonSetup::none(),
+            graph: None,
         }
+    }
+
+    /// `BB_TASKDEPDATA` of `task`, as BitBake's runqueue gives it to the
+    /// worker (`build_taskdepdata`): the task and everything it depends on,
+    /// transitively, by BitBake's task id `<file>:<task>` (`file` the
+    /// recipe's BitBake name, `virtual:<variant>:` for a variant), each with
+    /// its PN, task name, file, direct dependencies' ids, what the recipe
+    /// provides (PN first) and `BB_HASHFILENAME`. BitBake's `taskhash` and
+    /// `unihash` are signatures bitzel does not compute (its keys replace
+    /// them): both are the BLAKE3 of the id as keyed (host directories as
+    /// placeholders), stable across checkouts and distinct per task.
+    pub fn taskdepdata(&self, task: &TaskNode) -> serde_json::Value {
+        let roots = self
+            .recipes
+            .get(task.recipe)
+            .map(|r| crate::python::host_roots(&r.data))
+            .unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        let mut stack = vec![task.clone()];
+        let mut seen = BTreeSet::new();
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t.id) {
+                continue;
+            }
+            let deps: Vec<TaskNode> = match self.graph {
+                Some(g) => g.deps(t.id).iter().map(|&i| g.tasks[i].clone()).collect(),
+                None => Vec::new(),
+            };
+            let Some(recipe) = self.recipes.get(t.recipe) else {
+                continue;
+            };
+            let tid = |n: &TaskNode| {
+                let f = self
+                    .recipes
+                    .get(n.recipe)
+                    .map(Recipe::virtual_name)
+                    .unwrap_or_default();
+                format!("{f}:{}", n.task)
+            };
+            let id = tid(&t);
+            let mut provides = vec![recipe.pn.clone()];
+            for p in recipe
+                .data
+                .get_var("PROVIDES")
+                .unwrap_or_default()
+                .split_whitespace()
+            {
+                if !provides.iter().any(|x| x == p) {
+                    provides.push(p.to_string());
+                }
+            }
+            let hash =
+                Digest::of_bytes(crate::python::keyed_text(&id, &roots).as_bytes()).to_string();
+            out.insert(
+                id,
+                serde_json::json!({
+                    "pn": recipe.pn,
+                    "taskname": t.task,
+                    "fn": recipe.virtual_name(),
+                    "deps": deps.iter().map(tid).collect::<Vec<_>>(),
+                    "provides": provides,
+                    "taskhash": hash,
+                    "unihash": hash,
+                    "hashfn": recipe.data.get_var("BB_HASHFILENAME").unwrap_or_default(),
+                }),
+            );
+            stack.extend(deps);
+        }
+        serde_json::Value::Object(out)
     }
 }
 
@@ -909,10 +983,16 @@ impl BuildExecutor<'_> {
             && d.get_flag(&task.task, "builtin").is_none()
             && crate::python::needs_python(d, &task.task)
         {
-            Some(
-                crate::python::py_task(d, &task.task, &recipe.virtual_name(), &self.python)
-                    .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?,
+            let mut py = crate::python::py_task(
+                d,
+                &task.task,
+                &recipe.virtual_name(),
+                &self.taskdepdata(task),
+                &self.python,
             )
+            .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+            self.key_fetch_files(task, d, &mut py)?;
+            Some(py)
         } else {
             None
         };
@@ -927,6 +1007,11 @@ impl BuildExecutor<'_> {
         .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
         for w in &files.warnings {
             tracing::warn!(task = %task.label(), "{w}");
+        }
+        let mut named =
+            crate::named::NamedPaths::of(d, &self.tools.root_paths, paths::WORK, paths::HOSTTOOLS);
+        if python.is_none() {
+            named.layers.clear();
         }
         let interactive = self.devshell.as_deref() == Some(task.label().as_str());
         let limits = crate::limits::task_limits(d, &task.task).map_err(|e| {
@@ -950,13 +1035,49 @@ impl BuildExecutor<'_> {
             native_sysroot: is_native_sysroot(d, &task.task),
             deploy_dir: d.get_flag(&task.task, "deploy-dir"),
             timeout: self.timeout,
-            named: crate::named::NamedPaths::of(
-                d,
-                &self.tools.root_paths,
-                paths::WORK,
-                paths::HOSTTOOLS,
-            ),
+            named,
         })
+    }
+
+    /// A Python task sees the layers (`NamedPaths::layers`), so BitBake's
+    /// fetcher and unpacker read `file://` sources there: every task after
+    /// `do_fetch` keys the files of `do_fetch[file-checksums]` too, as
+    /// BitBake's signatures carry them from `do_fetch` to every later task
+    /// (bitzel keys outputs, and `do_fetch`'s output does not hold them).
+    fn key_fetch_files(
+        &self,
+        task: &TaskNode,
+        d: &DataStore,
+        py: &mut crate::python::PyTask,
+    ) -> Result<(), TaskFailure> {
+        if task.task == "do_fetch" {
+            return Ok(()); // its own [file-checksums] are keyed as `file:`
+        }
+        let Some(flag) = d.get_flag("do_fetch", "file-checksums") else {
+            return Ok(());
+        };
+        // Entry by entry, keyed by position: nothing is mounted, so two
+        // entries may share a base name (poky's runqemu twice).
+        let mut absent = Vec::new();
+        for (i, (path, present)) in crate::file_checksums::entries(&flag)
+            .into_iter()
+            .enumerate()
+        {
+            let one = format!("{path}:{}", if present { "True" } else { "False" });
+            let files = task_files("do_fetch", &one)
+                .map_err(|e| fail(FailureKind::Task, format!("{}: {e}", task.label())))?;
+            for (name, f) in files.files {
+                let slash = if f.is_dir { "/" } else { "" };
+                py.inputs
+                    .insert(format!("python:fetch-file:{i}:{name}{slash}"), f.digest);
+            }
+            absent.extend(files.absent);
+        }
+        if !absent.is_empty() {
+            py.vars
+                .insert("python:fetch-file:absent".into(), absent.join(" "));
+        }
+        Ok(())
     }
 
     /// The action of `task` (hence its key) given its dependencies' outputs,
@@ -1226,7 +1347,59 @@ impl BuildExecutor<'_> {
                 writable: false,
             });
         }
+        for layer in &named.layers {
+            mounts.push(Mount::Bind {
+                src: layer.clone(),
+                dst: layer.clone(),
+                writable: false,
+            });
+        }
+        if let Some(dl) = &named.dl_dir {
+            mounts.push(self.dl_dir_mount(task, dl, work, scratch)?);
+        }
         Ok(mounts)
+    }
+
+    /// The recipe's `DL_DIR` ([`crate::named`]): bitzel's host download
+    /// directory read-only under a scratch layer that takes the task's writes
+    /// and is not kept (an overlay). A backend that cannot mount gets an
+    /// empty scratch directory: links to the host's files would let the
+    /// task write through them (BitBake rewrites `.done` stamps), so it sees
+    /// no earlier downloads. A host directory that does not exist yet is an
+    /// empty lower layer. (Always an overlay in a namespaced backend: its
+    /// upper layer, and so the merged directory, belongs to the task's
+    /// identity, which the host directory or a bound scratch one does not.)
+    fn dl_dir_mount(
+        &self,
+        task: &TaskNode,
+        dst: &Path,
+        work: &WorkDir,
+        scratch: &Path,
+    ) -> Result<Mount, TaskFailure> {
+        let host = &self.dirs.dl_dir;
+        let upper = scratch.join("dl-upper");
+        fs::create_dir_all(&upper)
+            .map_err(|e| setup_err(task, format!("creating {}: {e}", upper.display())))?;
+        if matches!(work, WorkDir::Flattened { .. }) {
+            return Ok(Mount::Bind {
+                src: upper,
+                dst: dst.to_path_buf(),
+                writable: true,
+            });
+        }
+        let lower = if host.is_dir() {
+            host.clone()
+        } else {
+            scratch.join("empty") // made by work_mounts
+        };
+        let ovl_work = scratch.join("dl-work");
+        fs::create_dir_all(&ovl_work)
+            .map_err(|e| setup_err(task, format!("creating {}: {e}", ovl_work.display())))?;
+        Ok(Mount::Overlay {
+            lowers: vec![lower],
+            upper: Some((upper, ovl_work)),
+            dst: dst.to_path_buf(),
+        })
     }
 
     pub(crate) fn run_in_sandbox(

@@ -122,7 +122,7 @@ pub enum FileChecksumsError {
 /// The entries of a flag value, each as (path, marked present): an entry
 /// ends at a word ending in `:True` or `:False` (so paths may hold spaces);
 /// trailing words without a marker form one entry taken as present.
-fn entries(value: &str) -> Vec<(String, bool)> {
+pub(crate) fn entries(value: &str) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
     for word in value.split_whitespace() {

@@ -22,6 +22,12 @@
 //!   flattened copy).
 //! - `HOSTTOOLS_DIR`: the allowed host tools, the links at
 //!   `/bitzel/hosttools`.
+//! - `DL_DIR`: a copy-on-write view of bitzel's host download directory:
+//!   what is there is readable (downloads fetched earlier), and what the task
+//!   writes (BitBake's fetcher creates `DL_DIR` as `do_fetch[dirs]`, and
+//!   writes `.lock` files and `.done` stamps there even for sources it finds
+//!   elsewhere) lands in scratch that is not kept, never in the host
+//!   directory (ARCHITECTURE.md, "DL_DIR in BitBake's fetch tasks").
 //!
 //! A name is used only when it is an absolute, normal path outside the
 //! sandbox's own places (`/bitzel`, `/tmp`, `/proc`, `/dev`, `/etc`, the
@@ -34,6 +40,9 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::script::TaskData;
+
+/// The sandbox's own download directory (metadata written for bitzel names it).
+const DOWNLOADS: &str = "/bitzel/downloads";
 
 /// The sandbox's own top-level places and the usual build root
 /// directories, which no metadata name may cover or lie in (besides the
@@ -52,6 +61,14 @@ pub struct NamedPaths {
     pub workdir: Option<PathBuf>,
     /// `HOSTTOOLS_DIR`: the host tools.
     pub hosttools: Option<PathBuf>,
+    /// `DL_DIR`: the host download directory, copy-on-write.
+    #[serde(default)]
+    pub dl_dir: Option<PathBuf>,
+    /// The `BBLAYERS` directories, read-only at their own paths: Python
+    /// tasks only (BitBake's fetcher finds `file://` sources through
+    /// `FILESPATH`); empty for shell tasks.
+    #[serde(default)]
+    pub layers: Vec<PathBuf>,
 }
 
 /// Whether `p` is absolute and normal (no `.`, `..` or empty component) and
@@ -96,6 +113,14 @@ impl NamedPaths {
             topdir,
             workdir,
             hosttools: tools,
+            dl_dir: get("DL_DIR", DOWNLOADS),
+            layers: d
+                .var("BBLAYERS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|l| PathBuf::from(l.trim_end_matches('/')))
+                .filter(|p| usable(p, &reserved))
+                .collect(),
         }
     }
 
@@ -106,12 +131,21 @@ impl NamedPaths {
             ("sandbox:TOPDIR", &self.topdir),
             ("sandbox:WORKDIR", &self.workdir),
             ("sandbox:HOSTTOOLS_DIR", &self.hosttools),
+            ("sandbox:DL_DIR", &self.dl_dir),
         ]
         .into_iter()
         .filter_map(|(k, p)| {
             p.as_ref()
                 .map(|p| (k.to_string(), keyed(&p.to_string_lossy())))
         })
+        .chain((!self.layers.is_empty()).then(|| {
+            let layers: Vec<String> = self
+                .layers
+                .iter()
+                .map(|p| keyed(&p.to_string_lossy()))
+                .collect();
+            ("sandbox:layers".to_string(), layers.join(" "))
+        }))
         .collect()
     }
 }
@@ -132,7 +166,8 @@ mod tests {
     fn the_fixed_paths_need_no_second_name() {
         let d = Fake::default()
             .var("WORKDIR", WORK)
-            .var("HOSTTOOLS_DIR", "/bitzel/hosttools/");
+            .var("HOSTTOOLS_DIR", "/bitzel/hosttools/")
+            .var("DL_DIR", "/bitzel/downloads");
         assert_eq!(
             NamedPaths::of(&d, &roots(), WORK, TOOLS),
             NamedPaths::default()
@@ -147,7 +182,8 @@ mod tests {
                 "WORKDIR",
                 "/home/me/build/tmp/work/x86_64-linux/zlib-native/1.3",
             )
-            .var("HOSTTOOLS_DIR", "/home/me/build/tmp/hosttools");
+            .var("HOSTTOOLS_DIR", "/home/me/build/tmp/hosttools")
+            .var("DL_DIR", "/home/me/downloads/");
         let n = NamedPaths::of(&d, &roots(), WORK, TOOLS);
         assert_eq!(n.topdir, Some(PathBuf::from("/home/me/build")));
         assert_eq!(
@@ -162,7 +198,8 @@ mod tests {
         );
         let k = n.keyed(|s| s.replace("/home/me/build", "<TOPDIR>"));
         assert_eq!(k["sandbox:HOSTTOOLS_DIR"], "<TOPDIR>/tmp/hosttools");
-        assert_eq!(k.len(), 3);
+        assert_eq!(n.dl_dir, Some(PathBuf::from("/home/me/downloads")));
+        assert_eq!(k.len(), 4);
     }
 
     #[test]

@@ -79,6 +79,21 @@ def missing_hashserv():
         sys.modules["hashserv"].client = sys.modules["hashserv.client"]
 
 
+def taskdepdata(bb, raw):
+    # BB_TASKDEPDATA as BitBake's runqueue builds it: task id -> bb.TaskData
+    # (pn, taskname, fn, deps as a set, provides, taskhash, unihash, hashfn,
+    # and in newer BitBake taskhash_deps); a list in a BitBake without it.
+    fields = ["pn", "taskname", "fn", "deps", "provides", "taskhash", "unihash", "hashfn"]
+    out = {}
+    for tid, e in raw.items():
+        vals = dict(e, deps=set(e["deps"]), taskhash_deps=set())
+        if hasattr(bb, "TaskData"):
+            out[tid] = bb.TaskData(**{k: vals.get(k) for k in bb.TaskData._fields})
+        else:
+            out[tid] = [vals[k] for k in fields]
+    return out
+
+
 def failed_at(exc, files):
     # The innermost frame in a metadata file, through chained exceptions
     # (better_exec re-raises a BBHandledException from the original).
@@ -120,6 +135,14 @@ def main():
     d.setVar("BB_CURRENTTASK", task[3:] if task.startswith("do_") else task)
     d.setVar("BB_WORKERCONTEXT", "1")
     d.setVar("BB_LOGFILE", "/dev/stdout")
+    # As bitbake-worker: the task's dependency data and its own hashes (see
+    # BuildExecutor::taskdepdata: bitzel's stand-ins for BitBake's signatures).
+    deps = taskdepdata(bb, spec.get("taskdepdata") or {})
+    d.setVar("BB_TASKDEPDATA", deps)
+    me = spec["filename"] + ":" + task
+    if me in deps:
+        d.setVar("BB_TASKHASH", deps[me][5])
+        d.setVar("BB_UNIHASH", deps[me][6])
     # As bitbake-worker: a signature generator in bb.parse.siggen (sstate.bbclass
     # asks it for report_unihash). bitzel's own keys replace BitBake's task
     # signatures, so it is BitBake's no-op one: no hash equivalence to report.
@@ -137,6 +160,10 @@ def main():
     for namespace, libdir in spec["pylibs"]:
         add_pylib(bb, d, libdir, namespace)
     compile_defs(bb, defs)
+    # As bitbake-worker: the task's [umask], else BB_DEFAULT_UMASK.
+    umask = d.getVarFlag(task, "umask") or d.getVar("BB_DEFAULT_UMASK")
+    if umask:
+        os.umask(int(umask, 8) if isinstance(umask, str) else umask)
     # The exported variables are the process environment (the sandbox's
     # environment already holds them, as the worker's os.environ does).
     try:

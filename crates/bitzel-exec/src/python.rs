@@ -266,6 +266,7 @@ pub fn py_task(
     d: &DataStore,
     task: &str,
     filename: &str,
+    taskdepdata: &serde_json::Value,
     setup: &PythonSetup,
 ) -> Result<PyTask, String> {
     let lib = setup.lib()?;
@@ -304,9 +305,14 @@ pub fn py_task(
         .collect();
     vars.insert("py:addpylib".into(), namespaces.join(" "));
     vars.insert("py:BB_FILENAME".into(), keyed_text(filename, &roots));
+    vars.insert(
+        "py:BB_TASKDEPDATA".into(),
+        keyed_text(&taskdepdata.to_string(), &roots),
+    );
     let spec = serde_json::json!({
         "task": task,
         "filename": filename,
+        "taskdepdata": taskdepdata,
         "bitbake_lib": LIB_PATH,
         "temp": TEMP_PATH,
         "pylibs": pylibs,
@@ -378,7 +384,8 @@ mod tests {
         let lib = bblib.clone();
         let setup = PythonSetup::new(move || Ok(lib.clone()));
         // The addpylib directories must exist.
-        let err = py_task(&store(), "do_py", "/r/x.bb", &setup).unwrap_err();
+        let err =
+            py_task(&store(), "do_py", "/r/x.bb", &serde_json::json!({}), &setup).unwrap_err();
         assert!(err.contains("addpylib /nonexistent/lib mylib"), "{err}");
 
         let mut d = store();
@@ -387,7 +394,7 @@ mod tests {
         }
         let recorded = format!("mylib {0}/lib\nother {0}/other", t.path().display());
         d.set_var(bitzel_meta::ADDPYLIB_VAR, recorded.as_str().into(), None);
-        let py = py_task(&d, "do_py", "/r/x.bb", &setup).unwrap();
+        let py = py_task(&d, "do_py", "/r/x.bb", &serde_json::json!({}), &setup).unwrap();
         assert_eq!(py.vars["py:B"], "/bitzel/work/demo");
         assert_eq!(py.vars["py:do_py"], "    bb.note(d.getVar('B'))");
         assert_eq!(py.vars["py:do_py[dirs]"], "${B}");
@@ -423,7 +430,7 @@ mod tests {
         // A library's content is keyed.
         std::fs::write(t.path().join("lib/extra.py"), "X = 1\n").unwrap();
         let setup2 = PythonSetup::new(move || Ok(bblib.clone()));
-        let again = py_task(&d, "do_py", "/r/x.bb", &setup2).unwrap();
+        let again = py_task(&d, "do_py", "/r/x.bb", &serde_json::json!({}), &setup2).unwrap();
         assert_ne!(
             again.inputs["python:pylib:0:mylib"],
             py.inputs["python:pylib:0:mylib"]
@@ -455,7 +462,14 @@ mod tests {
 
     #[test]
     fn without_a_library_a_python_task_says_how_to_name_one() {
-        let err = py_task(&store(), "do_py", "/r/x.bb", &PythonSetup::none()).unwrap_err();
+        let err = py_task(
+            &store(),
+            "do_py",
+            "/r/x.bb",
+            &serde_json::json!({}),
+            &PythonSetup::none(),
+        )
+        .unwrap_err();
         assert!(err.contains("BITZEL_BITBAKE_LIB"), "{err}");
     }
 }

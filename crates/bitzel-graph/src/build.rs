@@ -71,6 +71,10 @@ pub struct BuildPlan {
     /// Non-fatal findings (recipes left out because a dependency of theirs is
     /// missing, invalid PACKAGES_DYNAMIC patterns, ...).
     pub warnings: Vec<String>,
+    /// Errors BitBake logs and builds on (its runqueue's "Multiple .bb files
+    /// are due to be built which each provide ..."): the build runs, and
+    /// ends failed as BitBake's does.
+    pub errors: Vec<String>,
 }
 
 /// Build the task graph for `targets` over `recipes`.
@@ -128,6 +132,7 @@ pub fn build_graph(
         targets: rq.1,
         providers,
         warnings,
+        errors: rq.2,
     })
 }
 
@@ -601,7 +606,7 @@ impl RunQueue {
     fn prepare(
         td: &TaskData<'_>,
         targets: &[Target],
-    ) -> Result<(TaskGraph, Vec<TaskId>), GraphError> {
+    ) -> Result<(TaskGraph, Vec<TaskId>, Vec<String>), GraphError> {
         let recipes = td.recipes;
         // Every task of every recipe brought in and not failed.
         let mut active: Vec<usize> = td
@@ -868,7 +873,10 @@ impl RunQueue {
             stack.extend(deps[x].iter().copied());
         }
 
-        // Sanity check: one provider per name among the recipes being built.
+        // Sanity check: one provider per name among the recipes being built
+        // (two versions of a PN are fatal; two recipes are an error BitBake
+        // logs and builds on).
+        let mut errors = Vec::new();
         let mut kept_recipes: BTreeSet<usize> = BTreeSet::new();
         for (i, e) in entries.iter().enumerate() {
             if keep[i] {
@@ -897,10 +905,13 @@ impl RunQueue {
                     files: files.clone(),
                 });
             }
-            return Err(GraphError::MultipleProviders {
-                name: name.to_string(),
-                files: rs.iter().map(|&r| recipes[r].bitbake_fn()).collect(),
-            });
+            errors.push(
+                GraphError::MultipleProviders {
+                    name: name.to_string(),
+                    files: rs.iter().map(|&r| recipes[r].bitbake_fn()).collect(),
+                }
+                .to_string(),
+            );
         }
 
         // Renumber the kept tasks: by recipe (input order), then task order.
@@ -942,7 +953,7 @@ impl RunQueue {
             .collect();
         let graph = TaskGraph::new(nodes, recipe_nodes, new_deps)?;
         let targets = target_ids.iter().map(|&i| new_id[i]).collect();
-        Ok((graph, targets))
+        Ok((graph, targets, errors))
     }
 }
 

@@ -107,5 +107,6 @@ pub fn to_json(plan: &BuildPlan, recipes: &[RecipeInfo]) -> Value {
         "edges": edges,
         "providers": providers,
         "warnings": plan.warnings,
+        "errors": plan.errors,
     })
 }

@@ -359,6 +359,10 @@ pub fn build(
     for w in &plan.warnings {
         out.warn(w);
     }
+    // BitBake logs these and builds on; its exit status is then 1.
+    for e in &plan.errors {
+        out.error(&anyhow::anyhow!("{e}"));
+    }
 
     let forced = forced_tasks(out, ws, &plan, req.force);
     let build_dir = build_dir(project)?;
@@ -438,6 +442,7 @@ pub fn build(
             .as_ref()
             .map(|(_, r)| r as &dyn bitzel_exec::remote::RemoteRunner),
         python: python_setup(project),
+        graph: Some(&plan.graph),
         ..BuildExecutor::new(
             &ws.recipes,
             &cache,
@@ -576,7 +581,7 @@ pub fn build(
     if summary.cancelled {
         return Ok(ExitCode::from(130));
     }
-    Ok(if summary.success() {
+    Ok(if summary.success() && plan.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -281,6 +281,68 @@ fn python_tasks_find_host_tools_where_the_metadata_names_them() {
     }
 }
 
+/// BitBake's fetcher in a Python task (poky's `do_fetch`): `DL_DIR`, named
+/// below the build directory, shows bitzel's download directory
+/// copy-on-write — a download already there is found, the fetcher's
+/// `[dirs]`, `.lock` and `.done` writes succeed and never reach the host —
+/// and a `file://` source is found in the layer through `FILESPATH`. The
+/// task gets `BB_TASKDEPDATA` (itself and its dependencies, transitively)
+/// and `BB_TASKHASH`, and runs with its `[umask]`, as bitbake-worker sets them.
+#[test]
+fn bitbakes_fetcher_sees_dl_dir_copy_on_write_and_the_task_its_dependencies() {
+    let lib = bitbake_lib();
+    let d = Dirs::outside_tmp();
+    // No download directory yet: DL_DIR is an empty writable view, and the
+    // http source is not there: BitBake's own offline error.
+    let (r, _) = d.build("build", &lib, &["pyfetch"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Network access disabled through BB_NO_NETWORK"),
+        "{}",
+        r.stderr
+    );
+    let dl = d.tmp.path().join("build/downloads");
+    assert!(!dl.exists(), "the task's DL_DIR writes reached the host");
+    std::fs::create_dir_all(&dl).unwrap();
+    std::fs::write(dl.join("hello-1.0.txt"), "hello from DL_DIR\n").unwrap();
+    // An old-format stamp, which the fetcher rewrites with the checksums; the
+    // task's identity may write it, as the user BitBake runs as may.
+    std::fs::write(dl.join("hello-1.0.txt.done"), "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dl.join("hello-1.0.txt.done"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let (r, _) = d.build("build", &lib, &["pyfetch"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        d.deployed("build", "sources.txt"),
+        "greeting.txt: hello from the layer\nhello-1.0.txt: hello from DL_DIR\n"
+    );
+    // The stamp the fetcher rewrote, in the task's view only.
+    assert_eq!(
+        d.deployed("build", "dl_dir.txt"),
+        "hello-1.0.txt hello-1.0.txt.done\nstamp rewritten True\n"
+    );
+    let mut host: Vec<String> = std::fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    host.sort();
+    assert_eq!(host, ["hello-1.0.txt", "hello-1.0.txt.done"]);
+    assert_eq!(std::fs::read(dl.join("hello-1.0.txt.done")).unwrap(), b"");
+    assert_eq!(
+        d.deployed("build", "taskdepdata.txt"),
+        "pyfetch_1.0.bb:do_fetch pyfetch do_fetch deps=\n\
+         pyfetch_1.0.bb:do_getsrc pyfetch do_getsrc deps=pyfetch_1.0.bb:do_unpack\n\
+         pyfetch_1.0.bb:do_unpack pyfetch do_unpack deps=pyfetch_1.0.bb:do_fetch\n\
+         own hash True\n\
+         umask 027\n"
+    );
+}
+
 #[test]
 fn bb_fatal_and_exceptions_fail_naming_the_metadata_line() {
     let lib = bitbake_lib();

@@ -50,6 +50,9 @@ pub fn run(out: &Output, args: FetchArgs) -> anyhow::Result<ExitCode> {
     for w in &plan.warnings {
         out.warn(w);
     }
+    for e in &plan.errors {
+        out.error(&anyhow::anyhow!("{e}"));
+    }
     // The recipes of the graph that have a fetch task in it, by PN.
     let mut fetching: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &plan.graph.tasks {

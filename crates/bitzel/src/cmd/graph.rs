@@ -104,6 +104,9 @@ pub fn run_graph(out: &Output, args: GraphArgs) -> anyhow::Result<ExitCode> {
     for w in &plan.warnings {
         tracing::info!("{w}");
     }
+    for e in &plan.errors {
+        tracing::error!("{e}");
+    }
 
     if args.dry_run {
         struct Never;
