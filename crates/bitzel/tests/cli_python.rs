@@ -492,3 +492,48 @@ fn importing_bb_writes_nothing_into_the_library_the_working_directory_or_outputs
         .collect();
     assert_eq!(outputs, Vec::<PathBuf>::new(), "tables in a task's output");
 }
+
+/// `addpylib`'s module functions (pyfixture's `BBIMPORTS`) go through
+/// BitBake's code parser once: what it learnt is kept in BitBake's own
+/// code-parser cache file under bitzel's cache directory, and a second
+/// process finds every function there (it would write the file again had
+/// it parsed any).
+#[test]
+fn addpylib_module_functions_are_parsed_once_and_kept_in_the_cache() {
+    let d = Dirs::new();
+    let lib = bitbake_lib();
+    let cache = d.tmp.path().join("cache");
+    let show = || -> Run {
+        Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .current_dir(repo_root())
+            .args(["--color", "never", "show", "testdata/python/project.yml"])
+            .args(["--recipes", "--build-dir"])
+            .arg(d.tmp.path().join("build"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("BITZEL_BITBAKE_LIB", &lib)
+            .env_remove("BITZEL_LOG")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let dir = cache.join("python/bitbake-codeparser");
+    let kept = dir.join("bb_codeparser.dat");
+    let first = show();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let made = std::fs::metadata(&kept)
+        .unwrap_or_else(|e| panic!("{}: {e}", kept.display()))
+        .modified()
+        .unwrap();
+    let second = show();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.stdout, first.stdout);
+    let read = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    assert_eq!(made, read, "the code-parser cache was written again");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bb_codeparser.dat-"))
+        .collect();
+    assert_eq!(names, Vec::<String>::new(), "unmerged entries");
+}
