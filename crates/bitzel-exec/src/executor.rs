@@ -1510,7 +1510,11 @@ impl BuildExecutor<'_> {
                     .rewrite(&py.spec),
                 None => py.spec.clone(),
             };
-            for (name, text) in [("runner.py", crate::python::RUNNER), ("task.json", &spec)] {
+            for (name, text) in [
+                ("runner.py", crate::python::RUNNER),
+                crate::python::SHELL_TABLES,
+                ("task.json", &spec),
+            ] {
                 let path = scratch.join(name);
                 fs::write(&path, text)
                     .map_err(|e| setup_err(task, format!("writing {}: {e}", path.display())))?;
@@ -1688,6 +1692,10 @@ fn python_mounts(py: &crate::python::PyTask, scratch: &Path) -> Vec<Mount> {
     }];
     for (name, dst) in [
         ("runner.py", crate::python::RUNNER_PATH),
+        (
+            crate::python::SHELL_TABLES.0,
+            crate::python::SHELL_TABLES_PATH,
+        ),
         ("task.json", crate::python::SPEC_PATH),
     ] {
         mounts.push(Mount::Bind {

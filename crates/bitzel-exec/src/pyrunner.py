@@ -112,14 +112,32 @@ def failed_at(exc, files):
     return None
 
 
+def import_bb():
+    # BitBake's shell parser would write its grammar tables into the
+    # library or the working directory (the task's output): bitzel's
+    # shell_tables.py, written beside this runner, keeps them in the
+    # runner's own scratch directory.
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(
+        "bitzel_shell_tables", os.path.join(here, "shell_tables.py"))
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    tables.install(os.path.join(here, "shell-tables"))
+    try:
+        import bb
+        import bb.build
+        import bb.data
+        import bb.utils
+    finally:
+        tables.finish()
+    return bb
+
+
 def main():
     spec = load_spec(sys.argv[1])
     sys.path.insert(0, spec["bitbake_lib"])
     missing_hashserv()
-    import bb
-    import bb.build
-    import bb.data
-    import bb.utils
+    bb = import_bb()
 
     logger = setup_logging(bb)
     d, defs = load_datastore(bb, spec)

@@ -30,12 +30,18 @@ use crate::script::{called_functions, TaskData};
 
 /// The runner's source.
 pub const RUNNER: &str = include_str!("pyrunner.py");
+/// Beside the runner: where BitBake's shell parser keeps its grammar tables
+/// ([`bitzel_meta::SHELL_TABLES_PY`]), which the runner loads by this name
+/// from its own directory before importing `bb`.
+pub const SHELL_TABLES: (&str, &str) = ("shell_tables.py", bitzel_meta::SHELL_TABLES_PY);
 /// The interpreter (host build root).
 pub const INTERPRETER: &str = "/usr/bin/python3";
 /// The sandbox directory holding everything a Python task adds (a tmpfs).
 pub const DIR: &str = "/bitzel/py";
 /// The runner in the sandbox.
 pub const RUNNER_PATH: &str = "/bitzel/py/runner.py";
+/// [`SHELL_TABLES`] in the sandbox, beside the runner.
+pub const SHELL_TABLES_PATH: &str = "/bitzel/py/shell_tables.py";
 /// The task's datastore and settings in the sandbox.
 pub const SPEC_PATH: &str = "/bitzel/py/task.json";
 /// BitBake's library directory (the one holding `bb/`) in the sandbox.
@@ -275,7 +281,7 @@ pub fn py_task(
     inputs.insert("python:bitbake-lib".to_string(), lib.digest);
     inputs.insert(
         "python:runner".to_string(),
-        Digest::of_bytes(RUNNER.as_bytes()),
+        Digest::of_bytes(format!("{RUNNER}\0{}", SHELL_TABLES.1).as_bytes()),
     );
     let mut pylibs = Vec::new();
     let mut namespaces = Vec::new();

@@ -18,6 +18,15 @@ use std::sync::{Arc, OnceLock};
 
 use crate::pyexpr::{PyContext, PyError};
 
+/// Python source (bitzel's own) that both of bitzel's ways of importing
+/// `bb` run first — the parse's embedded interpreter and the Python-task
+/// runner: its `install(prefix)` makes BitBake's shell parser keep its ply
+/// grammar tables under `prefix` (a temporary directory for `None`) instead
+/// of writing them into the BitBake library or the working directory (a
+/// task's captured output), and its `finish()` undoes that once `bb` is
+/// imported.
+pub const SHELL_TABLES_PY: &str = include_str!("shell_tables.py");
+
 /// What running a function through the host gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PyRun {

@@ -510,9 +510,20 @@ def default_config_name():
     return None
 
 
-def install(core, obj_mark):
-    """Called once by bitzel: `d` is the proxy of the calling datastore."""
-    global _OBJ
+_codeparser_cache = False
+
+
+def install(core, obj_mark, codeparser_dir=None):
+    """Called once by bitzel: `d` is the proxy of the calling datastore.
+    With `codeparser_dir` (in bitzel's cache directory), BitBake's code
+    parser keeps what it learns there (its own `bb_codeparser.dat`, as
+    BitBake keeps it in its cache directory): `addpylib`'s
+    add_module_functions then reads an unchanged module's functions from it
+    instead of parsing their source again in every process."""
+    global _OBJ, _codeparser_cache
+    if codeparser_dir is not None:
+        bb.codeparser.parser_cache_init(codeparser_dir)
+        _codeparser_cache = True
     if not obj_mark.startswith(_MARK):
         raise RuntimeError('bitzel: object marker %r does not start with %r' % (obj_mark, _MARK))
     _OBJ = obj_mark
@@ -701,6 +712,12 @@ def add_pylib(d, libdir, namespace):
             if not f.startswith('_') and callable(getattr(mod, f)):
                 funcs[f] = getattr(mod, f)
         bb.codeparser.add_module_functions(mod.__file__, funcs, namespace + '.' + sub)
+    if _codeparser_cache:
+        # As BitBake's parser processes and cooker: this process's new
+        # entries, then merged into the kept file (both under BitBake's own
+        # locks; nothing is written when nothing was new).
+        bb.codeparser.parser_cache_save()
+        bb.codeparser.parser_cache_savemerge()
 
 
 def format_exc(e):

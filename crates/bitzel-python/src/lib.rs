@@ -193,6 +193,16 @@ impl CPython {
     /// `PYTHONDONTWRITEBYTECODE` (which keeps source trees clean; this is
     /// bitzel's own cache directory): compiling BitBake's and the layers'
     /// modules again in every process cost about 0.4 s of each poky parse.
+    /// So are the LALR tables of BitBake's shell parser, which ply would
+    /// otherwise write into the BitBake library
+    /// ([`bitzel_meta::SHELL_TABLES_PY`];
+    /// building them cost about 0.2 s of every process importing `bb`).
+    /// And BitBake's code-parser cache (`bb.codeparser.parser_cache_init`
+    /// on its `bitbake-codeparser`), which spares `addpylib`'s
+    /// `add_module_functions` parsing every function's source again (about
+    /// 0.3 s of CPU per process on poky's `oe`). Without it, nothing is
+    /// written: no bytecode, tables in a temporary directory, no
+    /// code-parser cache.
     pub fn new(bitbake_lib: &Path, bytecode_dir: Option<&Path>) -> Result<CPython, PythonError> {
         start_interpreter().map_err(|message| PythonError::Import {
             dir: bitbake_lib.to_path_buf(),
@@ -206,27 +216,53 @@ impl CPython {
                 python: py.version().lines().next().unwrap_or("").to_string(),
             };
             let sys = py.import("sys").map_err(fail)?;
-            if let Some(dir) = bytecode_dir {
-                sys.setattr("pycache_prefix", dir.to_string_lossy().as_ref())
-                    .and_then(|()| sys.setattr("dont_write_bytecode", false))
-                    .map_err(fail)?;
+            match bytecode_dir {
+                Some(dir) => sys
+                    .setattr("pycache_prefix", dir.to_string_lossy().as_ref())
+                    .and_then(|()| sys.setattr("dont_write_bytecode", false)),
+                // Nothing is written beside the library's sources.
+                None => sys.setattr("dont_write_bytecode", true),
             }
+            .map_err(fail)?;
             let path = sys.getattr("path").map_err(fail)?;
             path.call_method1("insert", (0, bitbake_lib.to_string_lossy().as_ref()))
                 .map_err(fail)?;
-            let code =
-                CString::new(include_str!("bootstrap.py")).map_err(|e| PythonError::Import {
+            let module_from = |code: &str, file: &std::ffi::CStr, name: &std::ffi::CStr| {
+                let code = CString::new(code).map_err(|e| PythonError::Import {
                     dir: bitbake_lib.to_path_buf(),
                     message: e.to_string(),
                     python: String::new(),
                 })?;
-            let module =
-                PyModule::from_code(py, &code, c"bitzel_bootstrap.py", c"bitzel_bootstrap")
-                    .map_err(fail)?;
+                PyModule::from_code(py, &code, file, name).map_err(fail)
+            };
+            // BitBake's shell parser keeps its grammar tables under the
+            // bytecode directory while `bb` is imported by the bootstrap.
+            let tables = module_from(
+                bitzel_meta::SHELL_TABLES_PY,
+                c"bitzel_shell_tables.py",
+                c"bitzel_shell_tables",
+            )?;
+            let tables_dir = bytecode_dir.map(|d| d.to_string_lossy().into_owned());
+            tables
+                .getattr("install")
+                .and_then(|f| f.call1((tables_dir,)))
+                .map_err(fail)?;
+            let module = module_from(
+                include_str!("bootstrap.py"),
+                c"bitzel_bootstrap.py",
+                c"bitzel_bootstrap",
+            );
+            tables
+                .getattr("finish")
+                .and_then(|f| f.call0())
+                .map_err(fail)?;
+            let module = module?;
             let core = Py::new(py, core::Core::current()).map_err(fail)?;
+            let codeparser_dir =
+                bytecode_dir.map(|d| d.join("bitbake-codeparser").to_string_lossy().into_owned());
             let d = module
                 .getattr("install")
-                .and_then(|f| f.call1((core, bitzel_meta::PROCESS_LOCAL)))
+                .and_then(|f| f.call1((core, bitzel_meta::PROCESS_LOCAL, codeparser_dir)))
                 .map_err(fail)?;
             let probe = |name: &str| {
                 module

@@ -447,3 +447,155 @@ fn walk_files(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Every file below `dir` (relative path, content), sorted.
+fn tree_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else {
+                let content = std::fs::read(&path).unwrap_or_default();
+                out.push((path.strip_prefix(dir).unwrap().to_path_buf(), content));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Importing `bb` writes nothing into the BitBake library, the working
+/// directory or a task's output: ply would write BitBake's shell-parser
+/// tables (`bb/pysh/pyshtables.py`) beside the parser, or into the working
+/// directory (a Python task's, whose library is read-only), and Python its
+/// bytecode beside the sources; the parse keeps both in bitzel's cache
+/// directory, where the next process reads the tables back instead of
+/// building them again, and a Python task in its runner's scratch directory.
+#[test]
+fn importing_bb_writes_nothing_into_the_library_the_working_directory_or_outputs() {
+    let d = Dirs::new();
+    let lib = d.tmp.path().join("lib");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(bitbake_lib())
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // As freshly unpacked: no tables and no bytecode, so both would be made.
+    let st = Command::new("find")
+        .arg(&lib)
+        .args(["(", "-name", "__pycache__", "-o", "-name", "pyshtables.py"])
+        .args([")", "-prune", "-exec", "rm", "-rf", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = tree_contents(&lib);
+    let cwd = d.tmp.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let cache = d.tmp.path().join("cache");
+    let show = || -> Run {
+        Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .current_dir(&cwd)
+            .args(["--color", "never", "show"])
+            .arg(repo_root().join("testdata/python/project.yml"))
+            .args(["--recipes", "--build-dir"])
+            .arg(d.tmp.path().join("build"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("BITZEL_BITBAKE_LIB", &lib)
+            .env_remove("BITZEL_LOG")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let untouched = || {
+        assert!(tree_contents(&lib) == before, "the library was written to");
+        assert!(
+            tree_contents(&cwd).is_empty(),
+            "the working dir was written to"
+        );
+    };
+    let tables = |cache: &Path| -> Vec<PathBuf> {
+        tree_contents(cache)
+            .into_iter()
+            .map(|(p, _)| cache.join(p))
+            .filter(|p| p.ends_with("bitzel_pysh/pyshtables.py"))
+            .collect()
+    };
+    let cold = show();
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    assert!(cold.stdout.contains("pyinfo"), "{}", cold.stdout);
+    untouched();
+    let kept = tables(&cache);
+    assert_eq!(kept.len(), 1, "shell-parser tables in the cache: {kept:?}");
+    let made = std::fs::metadata(&kept[0]).unwrap().modified().unwrap();
+    std::fs::remove_dir_all(cache.join("parse")).unwrap();
+    let again = show();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stdout, cold.stdout);
+    untouched();
+    assert_eq!(tables(&cache), kept);
+    let read = std::fs::metadata(&kept[0]).unwrap().modified().unwrap();
+    assert_eq!(made, read, "the kept tables were built again");
+
+    // Python tasks import `bb` in the sandbox.
+    let (r, s) = d.build("build", &lib, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s["executed"], 7, "{}", r.stderr);
+    untouched();
+    let outputs: Vec<PathBuf> = [d.tmp.path().join("build"), cache.join("v1")]
+        .iter()
+        .flat_map(|dir| tree_contents(dir).into_iter().map(|(p, _)| dir.join(p)))
+        .filter(|p| p.ends_with("pyshtables.py"))
+        .collect();
+    assert_eq!(outputs, Vec::<PathBuf>::new(), "tables in a task's output");
+}
+
+/// `addpylib`'s module functions (pyfixture's `BBIMPORTS`) go through
+/// BitBake's code parser once: what it learnt is kept in BitBake's own
+/// code-parser cache file under bitzel's cache directory, and a second
+/// process finds every function there (it would write the file again had
+/// it parsed any).
+#[test]
+fn addpylib_module_functions_are_parsed_once_and_kept_in_the_cache() {
+    let d = Dirs::new();
+    let lib = bitbake_lib();
+    let cache = d.tmp.path().join("cache");
+    let show = || -> Run {
+        Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .current_dir(repo_root())
+            .args(["--color", "never", "show", "testdata/python/project.yml"])
+            .args(["--recipes", "--build-dir"])
+            .arg(d.tmp.path().join("build"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("BITZEL_BITBAKE_LIB", &lib)
+            .env_remove("BITZEL_LOG")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let dir = cache.join("python/bitbake-codeparser");
+    let kept = dir.join("bb_codeparser.dat");
+    let first = show();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let made = std::fs::metadata(&kept)
+        .unwrap_or_else(|e| panic!("{}: {e}", kept.display()))
+        .modified()
+        .unwrap();
+    let second = show();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.stdout, first.stdout);
+    let read = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    assert_eq!(made, read, "the code-parser cache was written again");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bb_codeparser.dat-"))
+        .collect();
+    assert_eq!(names, Vec::<String>::new(), "unmerged entries");
+}

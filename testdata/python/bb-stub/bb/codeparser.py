@@ -28,3 +28,17 @@ class PythonParser:
                 self.references.add(n.args[0].value)
             elif name == 'bb.utils.contains':
                 self.contains.setdefault(n.args[0].value, set()).add(n.args[1].value)
+
+
+# BitBake keeps what its code parser learnt in a cache directory; the
+# stand-in has nothing to keep.
+def parser_cache_init(cachedir):
+    pass
+
+
+def parser_cache_save():
+    pass
+
+
+def parser_cache_savemerge():
+    pass

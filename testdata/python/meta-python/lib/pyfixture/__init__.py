@@ -3,3 +3,6 @@
 
 def greeting(d):
     return "greetings from pyfixture to %s" % d.getVar("PN")
+
+# Imported with the library, as oe's are.
+BBIMPORTS = ["helpers"]
