@@ -519,9 +519,10 @@ def install(core, obj_mark, codeparser_dir=None):
     parser keeps what it learns there (its own `bb_codeparser.dat`, as
     BitBake keeps it in its cache directory): `addpylib`'s
     add_module_functions then reads an unchanged module's functions from it
-    instead of parsing their source again in every process."""
+    instead of parsing their source again in every process. A library
+    without that cache (no `parser_cache_init`) parses them every time."""
     global _OBJ, _codeparser_cache
-    if codeparser_dir is not None:
+    if codeparser_dir is not None and hasattr(bb.codeparser, 'parser_cache_init'):
         bb.codeparser.parser_cache_init(codeparser_dir)
         _codeparser_cache = True
     if not obj_mark.startswith(_MARK):
