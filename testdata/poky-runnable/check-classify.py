@@ -3,7 +3,8 @@
 failed-tasks.jsonl (each line: the task, bitzel's task_failed event, and
 the class expected, and where given the detail): a failure is classified from what the task said,
 never from its name (a do_fetch that raised a Python exception is not a
-source that is unavailable offline)."""
+source that is unavailable offline), and that --conf lines are written
+into the project's local.conf."""
 import importlib.machinery
 import importlib.util
 import json
@@ -26,5 +27,14 @@ with open(os.path.join(HERE, "failed-tasks.jsonl")) as f:
             bad += 1
             print("line %d: %s: expected %s (%s), got %s (%s)"
                   % (n, case["task"], case["expect"], case.get("detail"), got, detail))
+# --conf lines land in local.conf after BB_NO_NETWORK and DL_DIR, in order.
+import tempfile
+with tempfile.TemporaryDirectory() as work:
+    with open(mod.write_project("/poky", work, "/dl", ['PATCHTOOL = "patch"', 'INHERIT:remove = "x"'])) as f:
+        text = f.read()
+    want = '    DL_DIR = "/dl"\n    PATCHTOOL = "patch"\n    INHERIT:remove = "x"\nbitzel:\n'
+    if want not in text:
+        bad += 1
+        print("write_project: --conf lines not written into local_conf_header:\n%s" % text)
 print("%d cases, %d wrong" % (n, bad))
 sys.exit(1 if bad else 0)
