@@ -4,6 +4,7 @@
 # the layers' `addpylib` libraries, then run the task's prefuncs, the task and
 # its postfuncs with bb.build.exec_func, every bb.note/warn/error line going
 # to stdout (the task's log). Exit status 0 on success, 1 on failure.
+import ast
 import importlib.util
 import json
 import logging
@@ -50,6 +51,9 @@ def load_datastore(bb, spec):
     d = bb.data_smart.DataSmart()
     defs = []
     for name, entry in spec["vars"].items():
+        if "l" in entry:
+            # A Python literal value (a dict, list, number...): the object.
+            d.setVar(name, ast.literal_eval(entry["l"]), parsing=True)
         if "v" in entry:
             d.setVar(name, entry["v"], parsing=True)
         for flag, value in entry.get("f", {}).items():

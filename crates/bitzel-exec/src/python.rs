@@ -202,7 +202,21 @@ fn datastore(
             continue;
         }
         let mut entry = serde_json::Map::new();
-        let value = if d.is_func(&name) {
+        // A value that is a Python literal (a dict, list, number... that
+        // metadata Python stored: poky's SPDX_LICENSE_DATA) goes as its
+        // `repr`, which the runner turns back into the object, as BitBake's
+        // worker has it from its own parse.
+        let literal = (!d.is_func(&name))
+            .then(|| d.get_var_unexpanded(&name))
+            .flatten()
+            .filter(|v| v.starts_with(bitzel_meta::PY_LITERAL));
+        if let Some(v) = literal {
+            keyed.insert(name.clone(), v.clone());
+            entry.insert("l".into(), v[bitzel_meta::PY_LITERAL.len()..].into());
+        }
+        let value = if entry.contains_key("l") {
+            None
+        } else if d.is_func(&name) {
             d.get_var_unexpanded(&name)
         } else {
             match d.try_get_var(&name) {
@@ -245,6 +259,20 @@ pub(crate) fn host_roots(d: &DataStore) -> Vec<(String, String)> {
         roots.push((top.trim_end_matches('/').to_string(), "<TOPDIR>".into()));
     }
     roots.retain(|(p, _)| p.len() > 1);
+    // Anonymous functions are named after their file with `/.+-@%&~` made
+    // `_` (`__anon_<line>_<file>`, in `__BBANONFUNCS` and their `def`
+    // line): those names hold the directories in that form.
+    let mangled: Vec<(String, String)> = roots
+        .iter()
+        .map(|(p, ph)| {
+            let m: String = p
+                .chars()
+                .map(|c| if "/.+-@%&~".contains(c) { '_' } else { c })
+                .collect();
+            (m, ph.clone())
+        })
+        .collect();
+    roots.extend(mangled);
     roots.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     roots
 }
@@ -307,7 +335,10 @@ pub fn py_task(
     let roots = host_roots(d);
     let mut vars: BTreeMap<String, String> = keyed
         .into_iter()
-        .map(|(k, v)| (format!("py:{k}"), keyed_text(&v, &roots)))
+        .map(|(k, v)| {
+            let k = keyed_text(&k, &roots);
+            (format!("py:{k}"), keyed_text(&v, &roots))
+        })
         .collect();
     vars.insert("py:addpylib".into(), namespaces.join(" "));
     vars.insert("py:BB_FILENAME".into(), keyed_text(filename, &roots));

@@ -45,7 +45,7 @@ pub use handle::{handle, handle_with, Handled, HandledVariant};
 pub use parse::{parse, AssignOp, Ast, IncludeKind, Mode, Stmt, StmtKind};
 pub use python::{
     install_python_host, py_str, python_host, PyEvent, PyFailure, PyHandler, PyRun, PythonHost,
-    PROCESS_LOCAL, PY_MARK, PY_ONE, SHELL_TABLES_PY,
+    PROCESS_LOCAL, PY_LITERAL, PY_MARK, PY_ONE, SHELL_TABLES_PY,
 };
 pub use refs::{ExpansionRefs, FlagRefs};
 pub use workspace::{load_workspace, passthrough_env};

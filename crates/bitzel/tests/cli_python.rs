@@ -169,6 +169,8 @@ fn python_tasks_run_in_the_sandbox_and_are_cached_like_shell_tasks() {
     assert_ne!(line("uid_map "), host_line("/proc/self/uid_map"), "{seen}");
     assert!(line("uid_map ").starts_with("0 "), "{seen}");
     assert_eq!(line("env "), "exported to pyinfo");
+    // A value that is a Python dict reaches the task as the dict.
+    assert_eq!(line("data "), "dict MIT", "{seen}");
 
     // A new build directory over the same cache: nothing runs, and the
     // Python tasks' outputs are restored from the cache.

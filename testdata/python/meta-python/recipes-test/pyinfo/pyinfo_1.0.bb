@@ -5,6 +5,12 @@ inherit deploy
 
 export PYINFO_EXPORTED = "exported to ${PN}"
 
+# A value that is a Python object (as poky's create-spdx keeps a dict in
+# SPDX_LICENSE_DATA): tasks get the object, as BitBake's worker gives it.
+python () {
+    d.setVar("PYINFO_DATA", {"licenses": [{"id": "MIT"}], "n": 2})
+}
+
 def pyinfo_shout(d, text):
     return text.upper() + " (" + d.getVar("PN") + ")"
 
@@ -26,6 +32,8 @@ python do_compile() {
         f.write("pidns %s\n" % os.readlink("/proc/self/ns/pid"))
         f.write("uid_map %s\n" % uid_map)
         f.write("env %s\n" % os.environ.get("PYINFO_EXPORTED"))
+        data = d.getVar("PYINFO_DATA")
+        f.write("data %s %s\n" % (type(data).__name__, data["licenses"][0]["id"]))
     bb.note(pyfixture.greeting(d))
     bb.warn("a warning from a Python task")
 }
