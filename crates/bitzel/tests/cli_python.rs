@@ -57,6 +57,24 @@ impl Dirs {
         }
     }
 
+    /// `bitzel show <checkout>/testdata/python/project.yml --recipes` run in
+    /// `cwd`, into `<tmp>/build` with the cache in `<tmp>/cache`.
+    fn show_recipes(&self, cwd: &Path, lib: &Path) -> Run {
+        Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .current_dir(cwd)
+            .args(["--color", "never", "show"])
+            .arg(repo_root().join("testdata/python/project.yml"))
+            .args(["--recipes", "--build-dir"])
+            .arg(self.tmp.path().join("build"))
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .env("BITZEL_BITBAKE_LIB", lib)
+            .env_remove("BITZEL_LOG")
+            .output()
+            .unwrap()
+            .into()
+    }
+
     /// `bitzel build testdata/python/project.yml <args>` (native sandbox) into
     /// `<tmp>/<build>`, the cache in `<tmp>/cache`, with `lib` as the library.
     fn build(&self, build: &str, lib: &Path, args: &[&str]) -> (Run, serde_json::Value) {
@@ -502,21 +520,7 @@ fn importing_bb_writes_nothing_into_the_library_the_working_directory_or_outputs
     let cwd = d.tmp.path().join("cwd");
     std::fs::create_dir(&cwd).unwrap();
     let cache = d.tmp.path().join("cache");
-    let show = || -> Run {
-        Command::new(env!("CARGO_BIN_EXE_bitzel"))
-            .current_dir(&cwd)
-            .args(["--color", "never", "show"])
-            .arg(repo_root().join("testdata/python/project.yml"))
-            .args(["--recipes", "--build-dir"])
-            .arg(d.tmp.path().join("build"))
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("BITZEL_BITBAKE_LIB", &lib)
-            .env_remove("BITZEL_LOG")
-            .output()
-            .unwrap()
-            .into()
-    };
+    let show = || d.show_recipes(&cwd, &lib);
     let untouched = || {
         assert!(tree_contents(&lib) == before, "the library was written to");
         assert!(
@@ -570,20 +574,7 @@ fn addpylib_module_functions_are_parsed_once_and_kept_in_the_cache() {
     let d = Dirs::new();
     let lib = bitbake_lib();
     let cache = d.tmp.path().join("cache");
-    let show = || -> Run {
-        Command::new(env!("CARGO_BIN_EXE_bitzel"))
-            .current_dir(repo_root())
-            .args(["--color", "never", "show", "testdata/python/project.yml"])
-            .args(["--recipes", "--build-dir"])
-            .arg(d.tmp.path().join("build"))
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("BITZEL_BITBAKE_LIB", &lib)
-            .env_remove("BITZEL_LOG")
-            .output()
-            .unwrap()
-            .into()
-    };
+    let show = || d.show_recipes(&repo_root(), &lib);
     let dir = cache.join("python/bitbake-codeparser");
     let kept = dir.join("bb_codeparser.dat");
     let first = show();
