@@ -46,19 +46,67 @@ _objects = {}
 _object_ids = {}
 
 
+# Containers are checked once per distinct content: poky's create-spdx
+# stores the same 180 KB license dict (read afresh from JSON) in every
+# recipe, and `ast.literal_eval` of its repr takes 23 ms where pickling it
+# takes 0.3. Equal pickles mean equal types and values, so the pickle keys
+# both directions: pickle -> literal text (None: not a literal) and text ->
+# pickle, which rebuilds a fresh object far faster than literal_eval.
+_LIT_MEMO_MAX = 512
+_lit_text = {}
+_lit_pickle = {}
+
+
+def _remember(table, key, value):
+    if len(table) >= _LIT_MEMO_MAX:
+        table.clear()
+    table[key] = value
+
+
+def _literal_text(value):
+    """repr(value) when it is a Python literal that reads back equal, else None."""
+    try:
+        pickled = pickle.dumps(value, 4)
+    except Exception:
+        pickled = None
+    if pickled is not None and pickled in _lit_text:
+        return _lit_text[pickled]
+    try:
+        import ast
+        text = repr(value)
+        if ast.literal_eval(text) != value:
+            text = None
+    except Exception:
+        text = None
+    if pickled is not None:
+        _remember(_lit_text, pickled, text)
+        if text is not None:
+            _remember(_lit_pickle, text, pickled)
+    return text
+
+
+def _literal_value(text):
+    pickled = _lit_pickle.get(text)
+    if pickled is not None:
+        return pickle.loads(pickled)
+    import ast
+    value = ast.literal_eval(text)
+    try:
+        _remember(_lit_pickle, text, pickle.dumps(value, 4))
+    except Exception:
+        pass
+    return value
+
+
 def _to_store(value):
     if isinstance(value, str):
         return value
     if value is None or isinstance(value, (bool, int, float)):
         return _MARK + 'lit:' + repr(value)
     if isinstance(value, (tuple, list, dict, set, frozenset)):
-        try:
-            text = repr(value)
-            import ast
-            if ast.literal_eval(text) == value:
-                return _MARK + 'lit:' + text
-        except Exception:
-            pass
+        text = _literal_text(value)
+        if text is not None:
+            return _MARK + 'lit:' + text
     key = id(value)
     n = _object_ids.get(key)
     if n is None or _objects.get(n) is not value:
@@ -119,8 +167,7 @@ def _from_store(value):
             raise RuntimeError("bitzel: a Python object kept in the parse cache cannot be "
                                "restored (%s: %s); clear the parse cache" % (type(e).__name__, e)) from None
     if not value.startswith(_OBJ):
-        import ast
-        return ast.literal_eval(value[len(_MARK) + len('lit:'):])
+        return _literal_value(value[len(_MARK) + len('lit:'):])
     try:
         return _objects[int(value[len(_OBJ):])]
     except (KeyError, ValueError):

@@ -287,6 +287,15 @@ fn values_holding_process_local_objects_are_marked_so() {
     let obj = r.data.get_var_unexpanded("OBJ").unwrap();
     assert!(obj.contains("lit:{'k': (1, 2)}"), "{obj:?}");
     assert!(!obj.starts_with(bitzel_meta::PROCESS_LOCAL));
+    // Literals are recognised once per content (by their pickle): an equal
+    // value of other types (True for 1) keeps its own text.
+    assert_eq!(r.data.get_var_unexpanded("OBJ_AGAIN"), Some(obj));
+    let t = r.data.get_var_unexpanded("OBJ_TRUE").unwrap();
+    assert!(t.ends_with("lit:{'k': (True, 2)}"), "{t:?}");
+    assert_eq!(
+        var("good", "OBJ_TRUE_READ").as_deref(),
+        Some("{'k': (True, 2)}{'k': (1, 2)}")
+    );
     let ext = r.data.get_var_unexpanded("EXTENDER").unwrap();
     assert!(ext.starts_with(bitzel_meta::PROCESS_LOCAL), "{ext:?}");
 }

@@ -11,6 +11,11 @@ python () {
     d.setVar("OBJ", {"k": (1, 2)})
     o = d.getVar("OBJ")
     d.setVar("OBJ_KIND", type(o).__name__ + ":" + str(o["k"][1]))
+    # Equal to OBJ's content but not the same literal (True == 1): each
+    # keeps its own text, and reads back as its own object.
+    d.setVar("OBJ_AGAIN", {"k": (1, 2)})
+    d.setVar("OBJ_TRUE", {"k": (True, 2)})
+    d.setVar("OBJ_TRUE_READ", repr(d.getVar("OBJ_TRUE")) + repr(d.getVar("OBJ_AGAIN")))
     d.setVarFlag("do_thing", "cleandirs", "/x")
     local = d.createCopy()
     local.setVar("FLAVOURS", "bitter")
