@@ -129,16 +129,16 @@ pub struct ParseOptions {
     pub cache_dir: Option<PathBuf>,
     /// Parser threads; `None` means one per core.
     pub jobs: Option<usize>,
-    /// Parse only shard `index` of `count` of the recipe files missing from
-    /// the parse cache, into the cache (a parser process started through
-    /// [`ParseOptions::parsers`]); the workspace returned holds that
-    /// shard's recipes only.
-    pub shard: Option<Shard>,
+    /// A parser process (started through [`ParseOptions::parsers`]): parse
+    /// into the cache each recipe file this source hands out, until it has
+    /// none, and keep nothing (the workspace returned has no recipes).
+    pub shard: Option<Arc<dyn ParseSource>>,
     /// Parser processes: when at least [`MIN_SHARDED_MISSES`] recipe files
-    /// have no parse-cache entry, shards 1.. are handed to them while this
-    /// process parses shard 0, and then every recipe is read from the
-    /// cache (BitBake's parser processes; one CPython interpreter per
-    /// process, so the metadata's Python runs on every core).
+    /// have no parse-cache entry, they and this process take those files
+    /// one at a time from one [`ParseQueue`], and this process then reads
+    /// theirs from the cache (BitBake's parser processes; one CPython
+    /// interpreter per process, so the metadata's Python runs on every
+    /// core).
     pub parsers: Option<Arc<dyn ShardParsers>>,
 }
 
@@ -147,33 +147,86 @@ impl std::fmt::Debug for ParseOptions {
         f.debug_struct("ParseOptions")
             .field("cache_dir", &self.cache_dir)
             .field("jobs", &self.jobs)
-            .field("shard", &self.shard)
+            .field("shard", &self.shard.is_some())
             .field("parsers", &self.parsers.is_some())
             .finish()
     }
 }
 
-/// One share of a sharded parse: files `i` with `i % count == index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// This share.
-    pub index: usize,
-    /// How many there are.
-    pub count: usize,
+/// Where a parser process gets its next recipe file (the parent, over a
+/// pipe); `None` when there is no more work.
+pub trait ParseSource: Send + Sync {
+    /// The next recipe file to parse.
+    fn next_file(&self) -> Option<PathBuf>;
 }
 
 /// Fewest missing parse-cache entries for which starting parser processes
 /// pays (each parses the base configuration again).
 pub const MIN_SHARDED_MISSES: usize = 64;
 
-/// Starts parser processes for a sharded parse (the binary's hidden
-/// `bitzel parse-shard` verb).
+/// The recipe files of a parse with parser processes that have no
+/// parse-cache entry, in the order they are handed out (the likely
+/// costliest first, so that no long parse is left for the end), shared by
+/// this process and its parser processes: whoever is free takes the next.
+#[derive(Debug)]
+pub struct ParseQueue {
+    files: Vec<PathBuf>,
+    next: std::sync::atomic::AtomicUsize,
+    /// The indices handed to parser processes.
+    handed_out: std::sync::Mutex<Vec<usize>>,
+}
+
+impl ParseQueue {
+    pub(crate) fn new(files: Vec<PathBuf>) -> ParseQueue {
+        ParseQueue {
+            files,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            handed_out: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The next file's index, for this process.
+    pub(crate) fn take(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (i < self.files.len()).then_some(i)
+    }
+
+    /// The next file, for a parser process: this process then reads its
+    /// entry from the cache (or parses it, if the parser failed).
+    pub fn hand_out(&self) -> Option<&Path> {
+        let i = self.take()?;
+        if let Ok(mut h) = self.handed_out.lock() {
+            h.push(i);
+        }
+        Some(&self.files[i])
+    }
+
+    /// The files handed to parser processes so far.
+    pub(crate) fn handed_out(&self) -> Vec<&Path> {
+        let mut h = self
+            .handed_out
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        h.sort_unstable();
+        h.iter().map(|&i| self.files[i].as_path()).collect()
+    }
+
+    pub(crate) fn file(&self, i: usize) -> &Path {
+        &self.files[i]
+    }
+}
+
+/// Starts parser processes (the binary's hidden `bitzel parse-shard`
+/// verb).
 pub trait ShardParsers: Send + Sync {
-    /// How many shards to cut (1: parse here only).
+    /// How many processes parse, this one included (1: this one only).
     fn count(&self) -> usize;
-    /// Start the parsers of shards `1..count`; the returned closure waits
-    /// for them. A parser that fails leaves its recipes to this process.
-    fn start(&self, count: usize) -> Box<dyn FnOnce() + Send>;
+    /// Start `count - 1` parsers, each taking files from `queue` with
+    /// [`ParseQueue::hand_out`] until it is empty; the returned closure
+    /// waits for them. A parser that fails leaves its files to this
+    /// process.
+    fn start(&self, count: usize, queue: Arc<ParseQueue>) -> Box<dyn FnOnce() + Send>;
 }
 
 /// One layer of `BBLAYERS` and the collection its `layer.conf` declares.

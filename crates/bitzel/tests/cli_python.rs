@@ -595,3 +595,117 @@ fn addpylib_module_functions_are_parsed_once_and_kept_in_the_cache() {
         .collect();
     assert_eq!(names, Vec::<String>::new(), "unmerged entries");
 }
+
+/// A layer of `n` recipes whose anonymous Python sets a value, one with a
+/// computed `BBCLASSEXTEND` (the costliest first), and a kas file for it
+/// with `bitzel.jobs: jobs`, under `dir`.
+fn many_recipes(dir: &Path, n: usize, jobs: usize) -> PathBuf {
+    let layer = dir.join("meta-many");
+    std::fs::create_dir_all(layer.join("conf")).unwrap();
+    std::fs::create_dir_all(layer.join("recipes")).unwrap();
+    std::fs::write(
+        layer.join("conf/layer.conf"),
+        "BBPATH .= \":${LAYERDIR}\"\nBBFILES += \"${LAYERDIR}/recipes/*.bb\"\n\
+         BBFILE_COLLECTIONS += \"many\"\nBBFILE_PATTERN_many = \"^${LAYERDIR}/\"\n\
+         BBFILE_PRIORITY_many = \"6\"\nLAYERSERIES_COMPAT_many = \"bitzel\"\n",
+    )
+    .unwrap();
+    for i in 0..n {
+        let extend = if i == n - 1 {
+            "BBCLASSEXTEND = \"${@'native'}\"\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            layer.join(format!("recipes/many-{i}_1.0.bb")),
+            format!("LICENSE = \"MIT\"\n{extend}python () {{\n    d.setVar(\"FROM_ANON\", \"anon-\" + d.getVar(\"PN\"))\n}}\n"),
+        )
+        .unwrap();
+    }
+    let yml = dir.join(format!("many-{jobs}.yml"));
+    std::fs::write(
+        &yml,
+        format!(
+            "header:\n  version: 14\nmachine: qemux86-64\ndistro: bitzel\nrepos:\n  bitzel-core:\n    path: {}\n    layers:\n      .:\n  many:\n    path: {}\n    layers:\n      .:\nbitzel:\n  jobs: {jobs}\n",
+            repo_root().join("layers/meta-bitzel").display(),
+            layer.display()
+        ),
+    )
+    .unwrap();
+    yml
+}
+
+/// A cold parse with parser processes (`bitzel.jobs: 2`, 80 recipe files
+/// missing from the parse cache) hands the files out one at a time: each
+/// is parsed exactly once, in one process or the other, the costliest
+/// first, and the result is what one process parses.
+#[test]
+fn parser_processes_share_a_cold_parse_and_parse_each_file_once() {
+    let d = Dirs::new();
+    let lib = bitbake_lib();
+    let n = 80;
+    let show = |yml: &Path, cache: &str, args: &[&str]| -> Run {
+        Command::new(env!("CARGO_BIN_EXE_bitzel"))
+            .args(["--color", "never", "show"])
+            .arg(yml)
+            .args(args)
+            .arg("--build-dir")
+            .arg(d.tmp.path().join("build"))
+            .arg("--cache-dir")
+            .arg(d.tmp.path().join(cache))
+            .env("BITZEL_BITBAKE_LIB", &lib)
+            .env("BITZEL_LOG", "bitzel_meta::workspace=debug")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let two = many_recipes(d.tmp.path(), n, 2);
+    let cold = show(&two, "cache2", &["--recipes"]);
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    assert!(
+        cold.stderr.contains("parsing in 2 processes"),
+        "{}",
+        cold.stderr
+    );
+    let parsed: Vec<&str> = cold
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" parsed") && l.contains("meta-many/recipes/"))
+        .collect();
+    let mut files: Vec<&str> = parsed
+        .iter()
+        .filter_map(|l| l.split("file=").nth(1)?.split_whitespace().next())
+        .collect();
+    // Handed out first, to one of the three parsers (two threads here,
+    // one process there), so among the first three done.
+    let costly = format!("many-{}_1.0.bb", n - 1);
+    assert!(
+        parsed.iter().take(3).any(|l| l.contains(&costly)),
+        "the computed BBCLASSEXTEND first: {parsed:#?}"
+    );
+    files.sort_unstable();
+    let before = files.len();
+    files.dedup();
+    assert_eq!((before, files.len()), (n, n), "{parsed:#?}");
+    let one = many_recipes(d.tmp.path(), n, 1);
+    let single = show(&one, "cache1", &["--recipes"]);
+    assert_eq!(single.code, 0, "{}", single.stderr);
+    assert!(!single.stderr.contains("parsing in"), "{}", single.stderr);
+    assert_eq!(cold.stdout, single.stdout);
+    // Every file and the native variant.
+    let listed = cold
+        .stdout
+        .lines()
+        .filter(|l| l.contains("meta-many/recipes/"));
+    assert_eq!(listed.count(), n + 1, "{}", cold.stdout);
+    // What the parser processes parsed is read back from their entries.
+    for pn in ["many-3", "many-40", "many-78"] {
+        let v = show(&two, "cache2", &[pn, "FROM_ANON"]);
+        assert_eq!(
+            v.stdout,
+            format!("FROM_ANON=\"anon-{pn}\"\n"),
+            "{}",
+            v.stderr
+        );
+    }
+}
